@@ -1,0 +1,32 @@
+#pragma once
+// Protocol adapters: they turn HTTP requests into calls on the
+// InferenceServer and the ModelManager, and results into HTTP responses.
+//
+//   RegisterKServeRoutes: KServe v2 / Triton HTTP (/v2/...): server and model
+//     metadata, readiness, model config, inference, repository index.
+//   RegisterAdminRoutes:  /metrics (Prometheus text format 0.0.4).
+
+#include <atomic>
+#include <string>
+
+#include "common/status.h"
+#include "http/router.h"
+#include "metrics/metrics.h"
+#include "server/inference_server.h"
+
+namespace inferd::api {
+
+struct ApiContext {
+  InferenceServer* server = nullptr;
+  Registry* registry = nullptr;
+  std::string version = "0.1.0";
+};
+
+void RegisterKServeRoutes(http::Router* router, const ApiContext* context);
+void RegisterAdminRoutes(http::Router* router, const ApiContext* context);
+
+// {"error": ...} with the HTTP status that matches `status`' code; a full
+// queue also carries Retry-After.
+http::Response ErrorResponse(const Status& status);
+
+}  // namespace inferd::api

@@ -1,0 +1,248 @@
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <charconv>
+
+#include "api/api.h"
+#include "api/kserve_codec.h"
+
+namespace inferd::api {
+namespace {
+
+using http::PathParams;
+using http::Request;
+using http::Responder;
+using http::Response;
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+namespace bh = http::beast_http;
+
+void Str(Writer& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
+
+void WriteTensorMeta(Writer& w, const TensorConfig& t, const ModelConfig& c, bool config_style) {
+  w.StartObject();
+  w.Key("name");
+  Str(w, t.name);
+  w.Key("datatype");
+  Str(w, DataTypeName(t.dtype));
+  w.Key(config_style ? "dims" : "shape");
+  w.StartArray();
+  for (int64_t d : config_style ? t.dims : c.FullShape(t)) w.Int64(d);
+  w.EndArray();
+  w.EndObject();
+}
+
+Response ModelMetadata(const ModelVersion& mv, const std::vector<ModelState>& states) {
+  const ModelConfig& c = mv.config();
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("name");
+  Str(w, c.name);
+  w.Key("versions");
+  w.StartArray();
+  for (const auto& s : states) {
+    if (s.name == c.name && s.ready) Str(w, std::to_string(s.version));
+  }
+  w.EndArray();
+  w.Key("platform");
+  Str(w, c.backend == "torchscript" ? "pytorch_libtorch" : c.backend);
+  w.Key("inputs");
+  w.StartArray();
+  for (const auto& t : c.inputs) WriteTensorMeta(w, t, c, false);
+  w.EndArray();
+  w.Key("outputs");
+  w.StartArray();
+  for (const auto& t : c.outputs) WriteTensorMeta(w, t, c, false);
+  w.EndArray();
+  w.EndObject();
+  return http::MakeJsonResponse(bh::status::ok, sb.GetString());
+}
+
+Response ModelConfigJson(const ModelVersion& mv) {
+  const ModelConfig& c = mv.config();
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("name");
+  Str(w, c.name);
+  w.Key("backend");
+  Str(w, c.backend);
+  w.Key("max_batch_size");
+  w.Int64(c.max_batch_size);
+  w.Key("instance_count");
+  w.Int64(c.instance_count);
+  w.Key("max_queue_size");
+  w.Int64(c.max_queue_size);
+  w.Key("input");
+  w.StartArray();
+  for (const auto& t : c.inputs) WriteTensorMeta(w, t, c, true);
+  w.EndArray();
+  w.Key("output");
+  w.StartArray();
+  for (const auto& t : c.outputs) WriteTensorMeta(w, t, c, true);
+  w.EndArray();
+  w.Key("dynamic_batching");
+  w.StartObject();
+  w.Key("enabled");
+  w.Bool(c.dynamic_batching.enabled);
+  w.Key("max_queue_delay_us");
+  w.Int64(c.dynamic_batching.max_queue_delay_us);
+  w.Key("preferred_batch_sizes");
+  w.StartArray();
+  for (int64_t p : c.dynamic_batching.preferred_batch_sizes) w.Int64(p);
+  w.EndArray();
+  w.EndObject();
+  w.Key("parameters");
+  w.StartObject();
+  for (const auto& [k, v] : c.parameters) {
+    w.Key(k.c_str());
+    Str(w, v);
+  }
+  w.EndObject();
+  w.EndObject();
+  return http::MakeJsonResponse(bh::status::ok, sb.GetString());
+}
+
+void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::string version,
+                 Responder respond) {
+  int64_t json_length = -1;
+  auto hdr = req["Inference-Header-Content-Length"];
+  if (!hdr.empty()) {
+    auto [p, ec] = std::from_chars(hdr.data(), hdr.data() + hdr.size(), json_length);
+    if (ec != std::errc() || p != hdr.data() + hdr.size() || json_length < 0) {
+      respond.Send(ErrorResponse(InvalidArgumentError("invalid Inference-Header-Content-Length '" +
+                                                      std::string(hdr) + "'")));
+      return;
+    }
+  }
+  auto body = std::make_shared<const std::string>(std::move(req.body()));
+  auto decoded = kserve::DecodeInferRequest(body, json_length);
+  if (!decoded.ok()) {
+    respond.Send(ErrorResponse(decoded.status()));
+    return;
+  }
+  InferRequest request = std::move(decoded->request);
+  request.model = std::move(model);
+  request.version = std::move(version);
+  auto prefs = std::make_shared<kserve::DecodedRequest>(std::move(decoded).value());
+  ctx->server->Infer(std::move(request), [prefs, respond](StatusOr<InferResponse> result) {
+    if (!result.ok()) {
+      respond.Send(ErrorResponse(result.status()));
+      return;
+    }
+    kserve::EncodedResponse enc = kserve::EncodeInferResponse(*result, *prefs);
+    Response res{bh::status::ok, 11};
+    if (enc.json_length >= 0) {
+      res.set(bh::field::content_type, "application/octet-stream");
+      res.set("Inference-Header-Content-Length", std::to_string(enc.json_length));
+    } else {
+      res.set(bh::field::content_type, "application/json");
+    }
+    res.body() = std::move(enc.body);
+    respond.Send(std::move(res));
+  });
+}
+
+// Resolves {model}[/versions/{version}] for the metadata-style endpoints.
+StatusOr<std::shared_ptr<ModelVersion>> Resolve(const ApiContext* ctx, const PathParams& p) {
+  return ctx->server->models()->Get(p.Get("model"), p.Get("version"));
+}
+
+}  // namespace
+
+http::Response ErrorResponse(const Status& status) {
+  bh::status code = bh::status::internal_server_error;
+  switch (status.code()) {
+    case StatusCode::kOk: code = bh::status::ok; break;
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kFailedPrecondition: code = bh::status::bad_request; break;
+    case StatusCode::kNotFound: code = bh::status::not_found; break;
+    case StatusCode::kResourceExhausted:
+    case StatusCode::kUnavailable:
+    case StatusCode::kCancelled: code = bh::status::service_unavailable; break;
+    case StatusCode::kDeadlineExceeded: code = bh::status::gateway_timeout; break;
+    case StatusCode::kUnimplemented: code = bh::status::not_implemented; break;
+    case StatusCode::kInternal: code = bh::status::internal_server_error; break;
+  }
+  Response res = http::MakeErrorResponse(code, status.message());
+  if (code == bh::status::service_unavailable) res.set(bh::field::retry_after, "1");
+  return res;
+}
+
+void RegisterKServeRoutes(http::Router* router, const ApiContext* ctx) {
+  using V = http::Verb;
+  router->Add(V::get, "/v2", [ctx](Request&&, const PathParams&, Responder r) {
+    std::string body = "{\"name\":\"inferd\",\"version\":\"" + ctx->version +
+                       "\",\"extensions\":[\"binary_tensor_data\",\"model_repository\"]}";
+    r.Send(http::MakeJsonResponse(bh::status::ok, std::move(body)));
+  });
+  router->Add(V::get, "/v2/health/live", [](Request&&, const PathParams&, Responder r) {
+    r.Send(http::MakeJsonResponse(bh::status::ok, "{\"live\":true}"));
+  });
+  router->Add(V::get, "/v2/health/ready", [ctx](Request&&, const PathParams&, Responder r) {
+    if (ctx->server->models()->IsServing()) {
+      r.Send(http::MakeJsonResponse(bh::status::ok, "{\"ready\":true}"));
+    } else {
+      r.Send(ErrorResponse(UnavailableError("the server is shutting down")));
+    }
+  });
+  auto metadata = [ctx](Request&&, const PathParams& p, Responder r) {
+    auto mv = Resolve(ctx, p);
+    r.Send(mv.ok() ? ModelMetadata(**mv, ctx->server->models()->List()) : ErrorResponse(mv.status()));
+  };
+  router->Add(V::get, "/v2/models/{model}", metadata);
+  router->Add(V::get, "/v2/models/{model}/versions/{version}", metadata);
+  auto ready = [ctx](Request&&, const PathParams& p, Responder r) {
+    auto mv = Resolve(ctx, p);
+    r.Send(mv.ok() ? http::MakeJsonResponse(bh::status::ok, "{\"ready\":true}") : ErrorResponse(mv.status()));
+  };
+  router->Add(V::get, "/v2/models/{model}/ready", ready);
+  router->Add(V::get, "/v2/models/{model}/versions/{version}/ready", ready);
+  auto config = [ctx](Request&&, const PathParams& p, Responder r) {
+    auto mv = Resolve(ctx, p);
+    r.Send(mv.ok() ? ModelConfigJson(**mv) : ErrorResponse(mv.status()));
+  };
+  router->Add(V::get, "/v2/models/{model}/config", config);
+  router->Add(V::get, "/v2/models/{model}/versions/{version}/config", config);
+  router->Add(V::post, "/v2/models/{model}/infer", [ctx](Request&& req, const PathParams& p, Responder r) {
+    HandleInfer(ctx, std::move(req), std::string(p.Get("model")), "", std::move(r));
+  });
+  router->Add(V::post, "/v2/models/{model}/versions/{version}/infer",
+              [ctx](Request&& req, const PathParams& p, Responder r) {
+                HandleInfer(ctx, std::move(req), std::string(p.Get("model")),
+                            std::string(p.Get("version")), std::move(r));
+              });
+  router->Add(V::post, "/v2/repository/index", [ctx](Request&&, const PathParams&, Responder r) {
+    rapidjson::StringBuffer sb;
+    Writer w(sb);
+    w.StartArray();
+    for (const ModelState& s : ctx->server->models()->List()) {
+      w.StartObject();
+      w.Key("name");
+      Str(w, s.name);
+      if (s.version > 0) {
+        w.Key("version");
+        Str(w, std::to_string(s.version));
+      }
+      w.Key("state");
+      Str(w, s.ready ? "READY" : "UNAVAILABLE");
+      w.Key("reason");
+      Str(w, s.reason.message());
+      w.EndObject();
+    }
+    w.EndArray();
+    r.Send(http::MakeJsonResponse(bh::status::ok, sb.GetString()));
+  });
+}
+
+void RegisterAdminRoutes(http::Router* router, const ApiContext* ctx) {
+  router->Add(http::Verb::get, "/metrics", [ctx](Request&&, const PathParams&, Responder r) {
+    ctx->server->CollectGauges();
+    Response res{bh::status::ok, 11};
+    res.set(bh::field::content_type, std::string(kPrometheusTextContentType));
+    res.body() = ctx->registry->ExposeText();
+    r.Send(std::move(res));
+  });
+}
+
+}  // namespace inferd::api

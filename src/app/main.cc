@@ -1,0 +1,21 @@
+// inferd: an inference server. Subcommands: serve, bench.
+#include <CLI/CLI.hpp>
+
+#include "app/serve_command.h"
+#include "common/logging.h"
+#if __has_include("app/bench_command.h")
+#include "app/bench_command.h"
+#define INFERD_HAVE_BENCH 1
+#endif
+
+int main(int argc, char** argv) {
+  inferd::InitLogging();
+  CLI::App app{"inferd: a fast, dependable inference server (KServe v2 over HTTP)"};
+  app.require_subcommand(1);
+  inferd::AddServeCommand(app);
+#ifdef INFERD_HAVE_BENCH
+  inferd::AddBenchCommand(app);
+#endif
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}

@@ -1,0 +1,159 @@
+#include "app/serve_command.h"
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "api/api.h"
+#include "backends/torchscript/torchscript_backend.h"
+#include "common/logging.h"
+#include "http/server.h"
+#include "metrics/metrics.h"
+#include "model/model_manager.h"
+#include "server/inference_server.h"
+
+namespace inferd {
+namespace {
+
+using Type = SettingSpec::Type;
+
+struct ServeFlags {
+  std::string config_file;
+  std::map<std::string, std::string> values;  // key -> raw flag text
+  std::map<std::string, CLI::Option*> options;
+};
+
+// Blocks SIGINT and SIGTERM in this thread and every thread it creates
+// later, so that only the sigwait below receives them.
+sigset_t BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int RunServe(const ServeFlags& flags) {
+  sigset_t signals = BlockShutdownSignals();
+  std::map<std::string, std::string> given;
+  for (const auto& [key, opt] : flags.options) {
+    if (opt->count() > 0) given[key] = flags.values.at(key);
+  }
+  auto env = Settings::ProcessEnv();
+  std::string config_file = flags.config_file;
+  if (config_file.empty() && env.count("INFERD_CONFIG")) config_file = env["INFERD_CONFIG"];
+  auto settings_or = Settings::Load(ServeSettingSpecs(), config_file, env, given);
+  if (!settings_or.ok()) {
+    std::cerr << "inferd serve: " << settings_or.status().message() << "\n";
+    return 2;
+  }
+  const Settings& s = *settings_or;
+  if (!SetLogLevel(s.GetString("log_level"))) {
+    std::cerr << "inferd serve: unknown log_level '" << s.GetString("log_level") << "'\n";
+    return 2;
+  }
+  if (s.GetString("model_repository").empty()) {
+    std::cerr << "inferd serve: model_repository is required (--model-repository DIR)\n";
+    return 2;
+  }
+  int64_t port = s.GetInt("http_port");
+  if (port < 0 || port > 65535) {
+    std::cerr << "inferd serve: http_port must be in [0, 65535]\n";
+    return 2;
+  }
+
+  Registry registry;
+  ServerMetrics metrics(&registry);
+  ModelManager::Options mo;
+  mo.repository = s.GetString("model_repository");
+  mo.backends["torchscript"] = TorchScriptBackendFactory();
+  mo.observer_for = [&metrics](const std::string& m, int64_t v) { return metrics.ObserverFor(m, v); };
+  auto models = ModelManager::Create(std::move(mo));
+  if (!models.ok()) {
+    std::cerr << "inferd serve: " << models.status().message() << "\n";
+    return 1;
+  }
+  auto server = InferenceServer::Create({models->get(), &metrics, nullptr});
+  if (!server.ok()) {
+    std::cerr << "inferd serve: " << server.status().message() << "\n";
+    return 1;
+  }
+  api::ApiContext ctx{server->get(), &registry};
+  http::Router router;
+  api::RegisterKServeRoutes(&router, &ctx);
+  api::RegisterAdminRoutes(&router, &ctx);
+
+  http::Server::Options ho;
+  ho.host = s.GetString("host");
+  ho.port = static_cast<uint16_t>(port);
+  ho.threads = static_cast<int>(std::max<int64_t>(1, s.GetInt("http_threads")));
+  ho.max_body_bytes = static_cast<size_t>(std::max<int64_t>(0, s.GetInt("max_body_bytes")));
+  ho.max_header_bytes = static_cast<size_t>(std::max<int64_t>(1024, s.GetInt("max_header_bytes")));
+  ho.read_timeout = std::chrono::milliseconds(s.GetInt("http_read_timeout_ms"));
+  ho.idle_timeout = std::chrono::milliseconds(s.GetInt("http_idle_timeout_ms"));
+  auto http_server = http::Server::Create(ho, &router);
+  if (!http_server.ok()) {
+    std::cerr << "inferd serve: " << http_server.status().message() << "\n";
+    return 1;
+  }
+  (*http_server)->Start();
+  std::cout << "inferd: listening on http://" << ho.host << ":" << (*http_server)->port() << std::endl;
+  INFERD_LOG_INFO("serving {} on {}:{}", s.GetString("model_repository"), ho.host, (*http_server)->port());
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  INFERD_LOG_INFO("received signal {}: draining (up to {} s)", sig, s.GetInt("drain_timeout_s"));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(s.GetInt("drain_timeout_s"));
+  (*http_server)->StopAccepting();
+  (*http_server)->BeginDrain();
+  (*models)->BeginDrain();
+  if (!(*http_server)->WaitIdle(deadline)) {
+    INFERD_LOG_WARN("drain timeout: {} request(s) still in progress; finishing queued work",
+                    (*http_server)->requests_in_progress());
+  }
+  (*models)->Shutdown();  // runs whatever is still queued; every request gets its answer
+  (*http_server)->WaitIdle(std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  (*http_server)->Stop();
+  INFERD_LOG_INFO("stopped");
+  return 0;
+}
+
+}  // namespace
+
+const std::vector<SettingSpec>& ServeSettingSpecs() {
+  static const std::vector<SettingSpec> specs = {
+      {"model_repository", Type::kString, "", "directory with <model>/config.toml and <model>/<version>/"},
+      {"host", Type::kString, "127.0.0.1", "address to listen on"},
+      {"http_port", Type::kInt, "8000", "HTTP port; 0 picks a free port and prints it"},
+      {"http_threads", Type::kInt, "2", "HTTP I/O threads"},
+      {"max_body_bytes", Type::kInt, "67108864", "largest request body accepted; larger gets 413"},
+      {"max_header_bytes", Type::kInt, "16384", "largest request header accepted; larger gets 431"},
+      {"http_read_timeout_ms", Type::kInt, "30000",
+       "a request must arrive completely within this many ms of its first byte, else 408"},
+      {"http_idle_timeout_ms", Type::kInt, "60000", "idle keep-alive connections are closed after this"},
+      {"drain_timeout_s", Type::kInt, "30", "on SIGTERM/SIGINT, time to finish in-flight requests"},
+      {"log_level", Type::kString, "info", "trace, debug, info, warn, error or off"},
+  };
+  return specs;
+}
+
+void AddServeCommand(CLI::App& root) {
+  auto flags = std::make_shared<ServeFlags>();
+  CLI::App* cmd = root.add_subcommand("serve", "Serve the models of a repository over HTTP");
+  cmd->add_option("--config", flags->config_file, "TOML config file (env INFERD_CONFIG)");
+  for (const auto& spec : ServeSettingSpecs()) {
+    std::string help = spec.help + " [env " + Settings::EnvName(spec.key) + ", default '" +
+                       spec.default_value + "']";
+    flags->options[spec.key] = cmd->add_option(Settings::FlagName(spec.key), flags->values[spec.key], help);
+  }
+  cmd->callback([flags] {
+    int rc = RunServe(*flags);
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
+}
+
+}  // namespace inferd

@@ -1,0 +1,20 @@
+#pragma once
+// The TorchScript backend: runs a model.pt saved by torch.jit.save through
+// Debian's libtorch. This header is free of libtorch includes on purpose;
+// only torchscript_backend.cc sees them.
+//
+// Parameters ([parameters] in config.toml):
+//   intra_op_threads  threads libtorch may use inside one forward (default 1;
+//                     instances x threads should not exceed the cores)
+//   model_filename    file in the version directory (default "model.pt")
+//   warmup_runs       forwards run at load on zeros when every dim is fixed
+//                     (default 2)
+
+#include "model/backend.h"
+
+namespace inferd {
+
+// The factory to register under the name "torchscript".
+BackendFactory TorchScriptBackendFactory();
+
+}  // namespace inferd

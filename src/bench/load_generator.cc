@@ -1,0 +1,246 @@
+#include "bench/load_generator.h"
+
+// clang-format off
+#include <utility>  // Boost 1.74 with GCC 12: before any Asio header
+// clang-format on
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <random>
+#include <thread>
+
+namespace inferd::bench {
+namespace {
+
+namespace asio = boost::asio;
+using SteadyClock = std::chrono::steady_clock;
+using TimePoint = SteadyClock::time_point;
+
+struct Window {
+  TimePoint start;        // load starts (warm-up begins)
+  TimePoint record_from;  // warm-up ends
+  TimePoint end;          // measurement ends
+};
+
+// The state of one I/O thread. Touched only from that thread's io_context
+// until the thread has been joined.
+struct LoadThread {
+  LoadThread(const LoadSpec& spec, const Window& w)
+      : window(w), url(spec.url), request(spec.request) {
+    conn_options.connect_timeout = spec.timeout;
+    conn_options.request_timeout = spec.timeout;
+  }
+
+  void Record(TimePoint sent, TimePoint done, const StatusOr<http::Response>& r) {
+    if (done < window.record_from || done > window.end) return;  // completed in the window
+    if (r.ok() && r->result() == http::Status::ok) {
+      latencies.push_back(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(done - sent).count());
+      ++ok;
+      return;
+    }
+    ++errors;
+    ++errors_by_kind[r.ok() ? std::to_string(r->result_int())
+                            : std::string(http::TransportErrorKind(r.status()))];
+  }
+
+  // Completion handler for co_spawn: keeps the first exception's message.
+  auto OnDone() {
+    return [this](std::exception_ptr e) {
+      if (!e || !failure.empty()) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        failure = ex.what();
+      } catch (...) {
+        failure = "unknown exception";
+      }
+    };
+  }
+
+  asio::io_context ioc{1};
+  const Window window;
+  const http::Url url;
+  http::ClientConnection::Options conn_options;
+  const http::Request request;  // this thread's own copy
+
+  std::vector<int64_t> latencies;
+  int64_t ok = 0;
+  int64_t errors = 0;
+  std::map<std::string, int64_t> errors_by_kind;
+  std::string failure;
+
+  // Open loop only.
+  std::deque<TimePoint> pending;          // due requests not yet sent
+  std::vector<asio::steady_timer*> idle;  // wake-up timers of idle workers
+  int workers = 0;
+  int max_workers = 1;
+  bool done = false;  // no more arrivals
+  int64_t backlog = 0;
+};
+
+// Closed loop: one connection, one request outstanding, until the window ends.
+asio::awaitable<void> ClosedLoopClient(LoadThread* t) {
+  http::ClientConnection conn(co_await asio::this_coro::executor, t->url, t->conn_options);
+  for (TimePoint sent = SteadyClock::now(); sent < t->window.end; sent = SteadyClock::now()) {
+    StatusOr<http::Response> r = co_await conn.Send(t->request);
+    t->Record(sent, SteadyClock::now(), r);
+  }
+}
+
+// Open loop: takes due requests from the thread's queue, one at a time.
+asio::awaitable<void> OpenLoopWorker(LoadThread* t) {
+  auto executor = co_await asio::this_coro::executor;
+  http::ClientConnection conn(executor, t->url, t->conn_options);
+  asio::steady_timer wake(executor);
+  boost::system::error_code ec;
+  while (true) {
+    if (t->pending.empty()) {
+      if (t->done) break;
+      wake.expires_at(TimePoint::max());
+      t->idle.push_back(&wake);
+      co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));  // cancel() wakes
+      std::erase(t->idle, &wake);
+      continue;
+    }
+    const TimePoint due = t->pending.front();
+    t->pending.pop_front();
+    StatusOr<http::Response> r = co_await conn.Send(t->request);
+    t->Record(due, SteadyClock::now(), r);  // from the intended time: no coordinated omission
+  }
+}
+
+// Arrival times of one thread's share of the rate.
+class Arrivals {
+ public:
+  Arrivals(const LoadSpec& spec, int index, TimePoint start)
+      : start_(start),
+        poisson_(spec.poisson),
+        rng_(spec.seed + static_cast<uint64_t>(index)),
+        exp_(spec.rate / spec.threads),
+        offset_s_(static_cast<double>(index) / spec.rate),
+        interval_s_(static_cast<double>(spec.threads) / spec.rate),
+        next_(start) {}
+
+  TimePoint Next() {
+    if (poisson_) {
+      next_ += std::chrono::duration_cast<SteadyClock::duration>(
+          std::chrono::duration<double>(exp_(rng_)));
+      return next_;
+    }
+    const double s = offset_s_ + static_cast<double>(k_++) * interval_s_;
+    return start_ +
+           std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(s));
+  }
+
+ private:
+  TimePoint start_;
+  bool poisson_;
+  std::mt19937_64 rng_;
+  std::exponential_distribution<double> exp_;
+  double offset_s_;
+  double interval_s_;
+  int64_t k_ = 0;
+  TimePoint next_;
+};
+
+// Open loop: queues each request at its due time and hands it to an idle
+// worker, starting a new worker (connection) when none is idle.
+asio::awaitable<void> OpenLoopDispatcher(LoadThread* t, Arrivals arrivals) {
+  auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer(executor);
+  boost::system::error_code ec;
+  for (TimePoint due = arrivals.Next(); due < t->window.end; due = arrivals.Next()) {
+    if (SteadyClock::now() < due) {
+      timer.expires_at(due);
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    t->pending.push_back(due);
+    if (!t->idle.empty()) {
+      t->idle.back()->cancel();
+      t->idle.pop_back();
+    } else if (t->workers < t->max_workers) {
+      ++t->workers;
+      asio::co_spawn(executor, OpenLoopWorker(t), t->OnDone());
+    }
+  }
+  timer.expires_at(t->window.end);
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  t->done = true;
+  t->backlog = static_cast<int64_t>(t->pending.size());
+  t->pending.clear();
+  for (asio::steady_timer* w : t->idle) w->cancel();
+  t->idle.clear();
+}
+
+}  // namespace
+
+StatusOr<LoadResult> RunLoad(const LoadSpec& spec) {
+  const bool open_loop = spec.rate > 0;
+  if (!open_loop && spec.concurrency < 1) return InvalidArgumentError("concurrency must be >= 1");
+  if (spec.threads < 1) return InvalidArgumentError("threads must be >= 1");
+  const int threads = open_loop ? spec.threads : std::min(spec.threads, spec.concurrency);
+
+  Window window;
+  window.start = SteadyClock::now();
+  window.record_from =
+      window.start + std::chrono::duration_cast<SteadyClock::duration>(spec.warmup);
+  window.end =
+      window.record_from + std::chrono::duration_cast<SteadyClock::duration>(spec.duration);
+
+  std::vector<std::unique_ptr<LoadThread>> states;
+  for (int i = 0; i < threads; ++i) {
+    auto t = std::make_unique<LoadThread>(spec, window);
+    if (open_loop) {
+      t->max_workers = std::max(1, (spec.max_connections + threads - 1) / threads);
+      LoadSpec share = spec;
+      share.threads = threads;
+      asio::co_spawn(t->ioc, OpenLoopDispatcher(t.get(), Arrivals(share, i, window.start)),
+                     t->OnDone());
+    }
+    states.push_back(std::move(t));
+  }
+  if (!open_loop) {
+    for (int c = 0; c < spec.concurrency; ++c) {
+      LoadThread* t = states[c % threads].get();
+      asio::co_spawn(t->ioc, ClosedLoopClient(t), t->OnDone());
+    }
+  }
+
+  std::vector<std::thread> runners;
+  std::string thread_error;
+  for (auto& t : states) {
+    try {
+      runners.emplace_back([&ioc = t->ioc] { ioc.run(); });
+    } catch (const std::exception& e) {
+      thread_error = e.what();
+      t->ioc.stop();  // its coroutines never start; the window still runs elsewhere
+    }
+  }
+  for (std::thread& r : runners) r.join();
+  if (!thread_error.empty()) return InternalError("cannot start load thread: " + thread_error);
+
+  LoadResult result;
+  result.window_s = std::chrono::duration<double>(spec.duration).count();
+  for (auto& t : states) {
+    if (!t->failure.empty()) return InternalError("load generator failed: " + t->failure);
+    result.ok += t->ok;
+    result.errors += t->errors;
+    for (const auto& [kind, n] : t->errors_by_kind) result.errors_by_kind[kind] += n;
+    result.latencies_ns.insert(result.latencies_ns.end(), t->latencies.begin(), t->latencies.end());
+    result.connections += open_loop ? t->workers : 0;
+    result.backlog += t->backlog;
+  }
+  if (!open_loop) result.connections = spec.concurrency;
+  return result;
+}
+
+}  // namespace inferd::bench

@@ -1,0 +1,118 @@
+#pragma once
+// HTTP/1.1 client on Boost.Beast with C++20 coroutines: one keep-alive
+// connection (ClientConnection), URL parsing, and a blocking one-shot fetch
+// for small control requests (model metadata, health checks).
+//
+// Transport failures come back as a Status, never as an exception:
+//   kUnavailable       could not resolve or connect
+//   kDeadlineExceeded  the timeout expired (connect, write or read)
+//   kInternal          I/O or protocol error on an established connection
+//   kInvalidArgument   a malformed URL
+// Any HTTP status (including 4xx/5xx) is a successful exchange: the caller
+// inspects Response::result().
+
+// clang-format off
+#include <utility>  // Boost 1.74 with GCC 12: before any Asio header
+// clang-format on
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "http/types.h"
+
+namespace inferd::http {
+
+// The parts of "http://host:port/base" that a client needs.
+struct Url {
+  std::string host;       // "127.0.0.1", "localhost", "::1" (no brackets)
+  uint16_t port = 80;     // default 80 when the URL has none
+  std::string base_path;  // "" or "/prefix" (never a trailing '/')
+
+  // "host:port" as sent in the Host header (IPv6 in brackets).
+  std::string HostHeader() const;
+};
+
+// Parses "http://host[:port][/path]"; the scheme may be omitted. "https" is
+// kUnimplemented; anything malformed is kInvalidArgument.
+::inferd::StatusOr<Url> ParseUrl(std::string_view url);
+
+// A request for `target` on `url` (its base path is prepended) with the Host,
+// User-Agent, keep-alive and Content-Length headers set; Content-Type only
+// when `content_type` is non-empty.
+Request MakeRequest(const Url& url, Verb method, std::string_view target, std::string body = {},
+                    std::string_view content_type = {});
+
+// Short name for a transport failure: "connect", "timeout" or "io"
+// (see the code mapping above). For an OK status: "ok".
+std::string_view TransportErrorKind(const ::inferd::Status& status);
+
+// One HTTP/1.1 connection to host:port, reused across requests (keep-alive).
+// It connects lazily on the first Send and again after any failure or after
+// the server answered with "Connection: close". A request that fails on a
+// reused connection before any response byte arrived (the server closed an
+// idle keep-alive connection) is retried once on a fresh connection.
+//
+// Threading: not thread-safe. Use it from coroutines on one strand/thread and
+// with at most one Send in flight at a time.
+class ClientConnection {
+ public:
+  struct Options {
+    std::chrono::milliseconds connect_timeout{5000};   // resolve + TCP connect
+    std::chrono::milliseconds request_timeout{30000};  // write request + read response
+    uint64_t max_response_bytes = 256ull << 20;        // larger bodies fail with kInternal
+  };
+
+  ClientConnection(boost::asio::any_io_executor executor, Url url, Options options);
+  ClientConnection(boost::asio::any_io_executor executor, Url url)
+      : ClientConnection(std::move(executor), std::move(url), Options{}) {}
+  ClientConnection(const ClientConnection&) = delete;
+  ClientConnection& operator=(const ClientConnection&) = delete;
+
+  // Sends `request` and reads the response. `request` is only read, so one
+  // prepared request can be sent many times without copying its body; it
+  // must stay alive until the returned awaitable completes.
+  boost::asio::awaitable<::inferd::StatusOr<Response>> Send(const Request& request);
+
+  // Closes the socket; a pending Send fails and the next one reconnects.
+  void Close();
+
+  bool connected() const;
+  // TCP connections opened so far (1 for a connection that was always reused).
+  int64_t connects() const { return connects_; }
+  const Url& url() const { return url_; }
+
+ private:
+  boost::asio::awaitable<::inferd::Status> Connect();
+  // One attempt; *response_started tells whether any response byte arrived.
+  boost::asio::awaitable<::inferd::StatusOr<Response>> SendOnce(const Request& request,
+                                                                bool* response_started);
+
+  Url url_;
+  Options options_;
+  boost::beast::tcp_stream stream_;
+  boost::beast::flat_buffer buffer_;
+  boost::asio::ip::tcp::resolver::results_type endpoints_;  // cached after the first resolve
+  int64_t connects_ = 0;
+};
+
+// Blocking convenience for small control requests: connects to `url`, sends
+// `method target` with `body` (Content-Type application/json when non-empty)
+// and returns the response. Runs its own io_context on the calling thread;
+// never call it from an I/O thread.
+::inferd::StatusOr<Response> FetchOnce(
+    std::string_view url, Verb method, std::string_view target, std::string body = {},
+    std::chrono::milliseconds timeout = std::chrono::seconds(10));
+// Same, for a prepared request (see MakeRequest) to `url`.
+::inferd::StatusOr<Response> FetchOnce(
+    const Url& url, const Request& request,
+    std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+}  // namespace inferd::http

@@ -1,0 +1,36 @@
+#pragma once
+// Router: maps (method, path) to a handler. Patterns are '/'-separated
+// segments, literal or "{name}" capturing one segment. A path that matches
+// no pattern is 404; one that matches a pattern with another method is 405
+// with an Allow header. Built once at startup, then read-only: safe to use
+// from every I/O thread.
+
+#include <string>
+#include <vector>
+
+#include "http/types.h"
+
+namespace inferd::http {
+
+class Router {
+ public:
+  void Add(Verb method, std::string pattern, Handler handler);
+
+  struct Match {
+    const Handler* handler = nullptr;  // null: see status
+    PathParams params;
+    Status status = Status::ok;  // not_found or method_not_allowed when handler is null
+    std::string allow;           // for 405
+  };
+  Match Find(Verb method, std::string_view path) const;
+
+ private:
+  struct Route {
+    Verb method;
+    std::vector<std::string> segments;
+    Handler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+}  // namespace inferd::http

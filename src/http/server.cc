@@ -1,0 +1,327 @@
+#include "http/server.h"
+
+#include <utility>  // before Asio (Boost 1.74 + GCC 12)
+
+#include <boost/asio.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+
+#include <future>
+#include <list>
+#include <optional>
+#include <thread>
+
+#include "common/logging.h"
+#include "common/mutex.h"
+
+namespace inferd::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using asio::awaitable;
+using asio::use_awaitable;
+
+struct Session;
+
+// One I/O thread with its own io_context; its sessions are touched only on it.
+struct IoWorker {
+  std::list<Session*> sessions;  // declared before ioc: outlives the coroutines
+  asio::io_context ioc{1};
+  std::thread thread;
+};
+
+// Shared between a request read and its deadline timer's handler, which may
+// run after the read finished (both on the connection's thread).
+struct ReadDeadline {
+  bool finished = false;
+  bool expired = false;
+};
+
+struct Session {
+  explicit Session(tcp::socket s) : stream(std::move(s)) {}
+  beast::tcp_stream stream;
+  bool idle = true;
+};
+
+// Runs `handler` and suspends the calling coroutine until its Responder is
+// used, from whatever thread; the coroutine resumes on its own executor.
+template <typename Token>
+auto AsyncCall(const Handler* handler, Request req, PathParams params, Token&& token) {
+  return asio::async_initiate<Token, void(Response)>(
+      [](auto completion, const Handler* h, Request req, PathParams params) {
+        using Completion = decltype(completion);
+        auto work = asio::prefer(asio::get_associated_executor(completion),
+                                 asio::execution::outstanding_work.tracked);
+        auto holder = std::make_shared<std::optional<Completion>>(std::move(completion));
+        Responder responder([holder, work](Response res) {
+          asio::post(work, [holder, res = std::move(res)]() mutable {
+            Completion c = std::move(**holder);
+            holder->reset();
+            std::move(c)(std::move(res));
+          });
+        });
+        (*h)(std::move(req), params, std::move(responder));
+      },
+      token, handler, std::move(req), std::move(params));
+}
+
+}  // namespace
+
+struct Server::Impl {
+  Options options;
+  const Router* router = nullptr;
+  std::vector<std::unique_ptr<IoWorker>> workers;
+  std::optional<tcp::acceptor> acceptor;
+  uint16_t port = 0;
+  std::atomic<bool> draining{false};
+  std::atomic<size_t> next_worker{0};
+  Mutex mu;
+  CondVar idle_cv;
+  int64_t in_progress GUARDED_BY(mu) = 0;
+
+  awaitable<void> AcceptLoop();
+  awaitable<void> RunSession(tcp::socket socket, IoWorker* worker);
+  awaitable<bool> ServeOne(Session& s, beast::flat_buffer& buf);
+  awaitable<void> WriteError(Session& s, Status status, std::string_view message);
+  void RequestStarted() {
+    MutexLock l(&mu);
+    ++in_progress;
+  }
+  void RequestFinished() {
+    MutexLock l(&mu);
+    if (--in_progress == 0) idle_cv.SignalAll();
+  }
+};
+
+awaitable<void> Server::Impl::AcceptLoop() {
+  for (;;) {
+    IoWorker* w = workers[next_worker++ % workers.size()].get();
+    error_code ec;
+    tcp::socket socket = co_await acceptor->async_accept(w->ioc, asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
+    if (ec) {
+      // E.g. out of file descriptors: back off briefly rather than spin.
+      INFERD_LOG_WARN("accept failed: {}", ec.message());
+      asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+      co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+      continue;
+    }
+    asio::co_spawn(w->ioc, RunSession(std::move(socket), w), asio::detached);
+  }
+}
+
+awaitable<void> Server::Impl::WriteError(Session& s, Status status, std::string_view message) {
+  Response res = MakeErrorResponse(status, message);
+  res.set(beast_http::field::server, "inferd");
+  res.keep_alive(false);
+  res.prepare_payload();
+  error_code ec;
+  s.stream.expires_after(options.write_timeout);
+  co_await beast_http::async_write(s.stream, res, asio::redirect_error(use_awaitable, ec));
+  // Lingering close: stop sending, then discard what the client still sends
+  // for a moment, so that it reads our answer instead of a reset.
+  s.stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  std::array<char, 4096> sink;
+  s.stream.expires_after(std::chrono::milliseconds(500));
+  for (size_t total = 0; total < (4u << 20);) {
+    size_t n = co_await s.stream.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
+    if (ec) break;
+    total += n;
+  }
+}
+
+// Reads and answers one request. Returns false when the connection must close.
+awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
+  error_code ec;
+  beast_http::request_parser<beast_http::string_body> parser;
+  parser.header_limit(static_cast<uint32_t>(options.max_header_bytes));
+  parser.body_limit(options.max_body_bytes);
+  // The read deadline cancels the reads instead of closing the socket (as
+  // tcp_stream's own expiry would), so that the client still gets its 408.
+  s.stream.expires_never();
+  auto deadline = std::make_shared<ReadDeadline>();
+  asio::steady_timer timer(s.stream.get_executor(), options.read_timeout);
+  timer.async_wait([deadline, &s](error_code tec) {
+    if (tec || deadline->finished) return;  // `s` is alive while the read is unfinished
+    deadline->expired = true;
+    error_code ignored;
+    s.stream.socket().cancel(ignored);
+  });
+  co_await beast_http::async_read_header(s.stream, buf, parser, asio::redirect_error(use_awaitable, ec));
+  if (!ec && parser.get()[beast_http::field::expect] == "100-continue" &&
+      parser.content_length().value_or(0) <= options.max_body_bytes) {
+    beast_http::response<beast_http::empty_body> cont{Status::continue_, 11};
+    co_await beast_http::async_write(s.stream, cont, asio::redirect_error(use_awaitable, ec));
+  }
+  if (!ec && !parser.is_done()) {
+    co_await beast_http::async_read(s.stream, buf, parser, asio::redirect_error(use_awaitable, ec));
+  }
+  deadline->finished = true;
+  timer.cancel();
+  if (ec) {
+    if (deadline->expired) {
+      co_await WriteError(s, Status::request_timeout,
+                          "request not received completely within " +
+                              std::to_string(options.read_timeout.count()) + " ms");
+    } else if (ec == beast_http::error::body_limit) {
+      co_await WriteError(s, Status::payload_too_large,
+                          "request body exceeds the limit of " + std::to_string(options.max_body_bytes) +
+                              " bytes (max_body_bytes)");
+    } else if (ec == beast_http::error::header_limit) {
+      co_await WriteError(s, Status::request_header_fields_too_large,
+                          "request header exceeds " + std::to_string(options.max_header_bytes) + " bytes");
+    } else if (ec != beast_http::error::end_of_stream && ec != beast_http::error::partial_message &&
+               ec != asio::error::eof && ec != asio::error::connection_reset &&
+               ec != asio::error::operation_aborted) {
+      co_await WriteError(s, Status::bad_request, "malformed HTTP request: " + ec.message());
+    }
+    co_return false;
+  }
+
+  Request req = parser.release();
+  bool keep_alive = req.keep_alive();
+  unsigned version = req.version();
+  RequestStarted();
+  Response res;
+  std::string_view target(req.target().data(), req.target().size());
+  Router::Match m = router->Find(req.method(), target);
+  if (!m.handler) {
+    if (m.status == Status::method_not_allowed) {
+      res = MakeErrorResponse(m.status, "method " + std::string(req.method_string()) +
+                                            " is not allowed on " + std::string(target));
+      res.set(beast_http::field::allow, m.allow);
+    } else {
+      res = MakeErrorResponse(Status::not_found, "no such path: " + std::string(target));
+    }
+  } else {
+    res = co_await AsyncCall(m.handler, std::move(req), std::move(m.params), use_awaitable);
+  }
+  keep_alive = keep_alive && !draining.load();
+  res.version(version == 10 ? 10 : 11);
+  res.keep_alive(keep_alive);
+  res.set(beast_http::field::server, "inferd");
+  res.prepare_payload();
+  s.stream.expires_after(options.write_timeout);
+  co_await beast_http::async_write(s.stream, res, asio::redirect_error(use_awaitable, ec));
+  RequestFinished();
+  co_return !ec && keep_alive;
+}
+
+awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
+  error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  Session s(std::move(socket));
+  auto it = worker->sessions.insert(worker->sessions.end(), &s);
+  struct Unlink {
+    IoWorker* w;
+    std::list<Session*>::iterator it;
+    ~Unlink() { w->sessions.erase(it); }
+  } unlink{worker, it};
+
+  beast::flat_buffer buf;
+  while (!draining.load()) {
+    if (buf.size() == 0) {
+      s.idle = true;
+      s.stream.expires_after(options.idle_timeout);
+      size_t n = co_await s.stream.async_read_some(buf.prepare(8192), asio::redirect_error(use_awaitable, ec));
+      s.idle = false;
+      if (ec) break;  // closed, idle timeout, or cancelled by a drain
+      buf.commit(n);
+    }
+    s.idle = false;
+    if (!co_await ServeOne(s, buf)) break;
+  }
+  s.stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  s.stream.socket().close(ec);
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() { Stop(); }
+
+StatusOr<std::unique_ptr<Server>> Server::Create(const Options& options, const Router* router) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->router = router;
+  int threads = std::max(1, options.threads);
+  for (int i = 0; i < threads; ++i) impl->workers.push_back(std::make_unique<IoWorker>());
+  error_code ec;
+  auto addr = asio::ip::make_address(options.host, ec);
+  if (ec) return InvalidArgumentError("invalid host '" + options.host + "': " + ec.message());
+  tcp::endpoint ep(addr, options.port);
+  impl->acceptor.emplace(impl->workers[0]->ioc);
+  impl->acceptor->open(ep.protocol(), ec);
+  if (!ec) impl->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl->acceptor->bind(ep, ec);
+  if (!ec) impl->acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return UnavailableError("cannot listen on " + options.host + ":" + std::to_string(options.port) +
+                            ": " + ec.message());
+  }
+  impl->port = impl->acceptor->local_endpoint().port();
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+uint16_t Server::port() const { return impl_->port; }
+
+void Server::Start() {
+  asio::co_spawn(impl_->workers[0]->ioc, impl_->AcceptLoop(), asio::detached);
+  for (auto& w : impl_->workers) {
+    IoWorker* raw = w.get();
+    raw->thread = std::thread([raw] {
+      auto guard = asio::make_work_guard(raw->ioc);
+      raw->ioc.run();
+    });
+  }
+}
+
+void Server::StopAccepting() {
+  std::promise<void> done;
+  auto fut = done.get_future();
+  asio::post(impl_->workers[0]->ioc, [this, &done] {
+    error_code ec;
+    if (impl_->acceptor) impl_->acceptor->close(ec);
+    done.set_value();
+  });
+  fut.wait();
+}
+
+void Server::BeginDrain() {
+  impl_->draining = true;
+  for (auto& w : impl_->workers) {
+    IoWorker* raw = w.get();
+    asio::post(raw->ioc, [raw] {
+      for (Session* s : raw->sessions) {
+        if (s->idle) s->stream.cancel();
+      }
+    });
+  }
+}
+
+bool Server::WaitIdle(std::chrono::steady_clock::time_point deadline) {
+  MutexLock l(&impl_->mu);
+  while (impl_->in_progress > 0) {
+    if (!impl_->idle_cv.WaitUntil(&impl_->mu, deadline) && impl_->in_progress > 0) return false;
+  }
+  return true;
+}
+
+int64_t Server::requests_in_progress() const {
+  MutexLock l(&impl_->mu);
+  return impl_->in_progress;
+}
+
+void Server::Stop() {
+  for (auto& w : impl_->workers) w->ioc.stop();
+  for (auto& w : impl_->workers) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
+}  // namespace inferd::http

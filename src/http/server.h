@@ -1,0 +1,66 @@
+#pragma once
+// Server: an HTTP/1.1 server on Boost.Beast with C++20 coroutines.
+//
+// One io_context per I/O thread; accepted connections are spread over them
+// round-robin, and a connection lives on one thread, so per-connection state
+// needs no lock. Handlers never block an I/O thread: they answer through a
+// Responder, from any thread, whenever the work is done.
+//
+// Limits and errors (each answered with {"error": ...}): a request whose
+// header or body is not complete `read_timeout` after its first byte: 408;
+// a body over max_body_bytes: 413; a header over max_header_bytes: 431;
+// malformed HTTP: 400. After such an error the connection is closed.
+// Keep-alive connections idle for `idle_timeout` are closed.
+//
+// Shutdown: StopAccepting() closes the listener; BeginDrain() makes every
+// further response carry Connection: close and closes idle connections;
+// WaitIdle() waits for requests in progress to be answered; Stop() ends the
+// I/O threads.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "http/router.h"
+
+namespace inferd::http {
+
+class Server {
+ public:
+  struct Options {
+    std::string host = "127.0.0.1";
+    uint16_t port = 8000;          // 0: pick a free port (see port())
+    int threads = 2;               // I/O threads
+    size_t max_body_bytes = 64u << 20;
+    size_t max_header_bytes = 16u << 10;
+    std::chrono::milliseconds read_timeout{30000};
+    std::chrono::milliseconds idle_timeout{60000};
+    std::chrono::milliseconds write_timeout{30000};
+  };
+
+  // Binds and listens; the router must outlive the server.
+  static StatusOr<std::unique_ptr<Server>> Create(const Options& options, const Router* router);
+  ~Server();
+
+  uint16_t port() const;
+  void Start();          // starts the I/O threads
+  void StopAccepting();  // no new connections
+  void BeginDrain();     // close idle connections; answer the rest with Connection: close
+  // Waits until no request is in progress or `deadline` (real time) passes.
+  // Returns true when idle.
+  bool WaitIdle(std::chrono::steady_clock::time_point deadline);
+  void Stop();  // stops and joins the I/O threads
+
+  int64_t requests_in_progress() const;
+
+ private:
+  struct Impl;
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace inferd::http

@@ -1,0 +1,57 @@
+#pragma once
+// HTTP vocabulary shared by the server, the router and the client.
+// Boost 1.74 with GCC 12: <utility> must come before Asio's headers.
+#include <utility>
+
+#include <boost/beast/http.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace inferd::http {
+
+namespace beast_http = boost::beast::http;
+using Request = beast_http::request<beast_http::string_body>;
+using Response = beast_http::response<beast_http::string_body>;
+using Status = beast_http::status;
+using Verb = beast_http::verb;
+
+// Path parameters captured by the router: "{model}" -> "resnet18".
+struct PathParams {
+  std::vector<std::pair<std::string_view, std::string>> values;
+  std::string_view Get(std::string_view name) const {
+    for (const auto& [k, v] : values) {
+      if (k == name) return v;
+    }
+    return {};
+  }
+};
+
+// Builds `{"error": message}` with `status`.
+Response MakeErrorResponse(Status status, std::string_view message, unsigned version = 11);
+// Builds a JSON response.
+Response MakeJsonResponse(Status status, std::string body, unsigned version = 11);
+// Escapes a string for inclusion in a JSON string literal (without quotes).
+void AppendJsonEscaped(std::string* out, std::string_view s);
+
+// Delivers a handler's response to its connection. Exactly one response is
+// sent per request: the first Send wins, later ones are ignored, and if every
+// copy of a Responder is dropped without a Send, the request is answered
+// with 500 so that the connection never waits forever.
+class Responder {
+ public:
+  using Sink = std::function<void(Response)>;
+  explicit Responder(Sink sink);
+  void Send(Response response) const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+using Handler = std::function<void(Request&& request, const PathParams& params, Responder respond)>;
+
+}  // namespace inferd::http

@@ -1,0 +1,183 @@
+#include "model/model_config.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace inferd {
+namespace {
+
+class Parser {
+ public:
+  Parser(const std::string& path) : path_(path) {}
+
+  Status Error(const std::string& field, const std::string& what) const {
+    return InvalidArgumentError(path_ + ": field '" + field + "' " + what);
+  }
+
+  Status Int(const toml::table& t, const std::string& key, const std::string& field, int64_t min,
+             int64_t* out) const {
+    const toml::node* n = t.get(key);
+    if (!n) return Status::OK();
+    if (!n->is_integer()) return Error(field, "must be an integer");
+    int64_t v = *n->value<int64_t>();
+    if (v < min) return Error(field, "must be >= " + std::to_string(min) + ", got " + std::to_string(v));
+    *out = v;
+    return Status::OK();
+  }
+
+  Status IntList(const toml::table& t, const std::string& key, const std::string& field, int64_t min,
+                 std::vector<int64_t>* out) const {
+    const toml::node* n = t.get(key);
+    if (!n) return Status::OK();
+    const toml::array* a = n->as_array();
+    if (!a) return Error(field, "must be an array of integers");
+    out->clear();
+    for (const auto& e : *a) {
+      if (!e.is_integer()) return Error(field, "must be an array of integers");
+      int64_t v = *e.value<int64_t>();
+      if (v < min) return Error(field, "has " + std::to_string(v) + ", must be >= " + std::to_string(min));
+      out->push_back(v);
+    }
+    return Status::OK();
+  }
+
+  Status Tensors(const toml::table& root, const std::string& key, std::vector<TensorConfig>* out) const {
+    const toml::node* n = root.get(key);
+    if (!n) return Error(key, "is missing: declare at least one [[" + key + "]]");
+    const toml::array* arr = n->as_array();
+    if (!arr || arr->empty()) return Error(key, "must be an array of tables ([[" + key + "]])");
+    std::set<std::string> names;
+    for (size_t i = 0; i < arr->size(); ++i) {
+      std::string field = key + "[" + std::to_string(i) + "]";
+      const toml::table* t = (*arr)[i].as_table();
+      if (!t) return Error(field, "must be a table");
+      TensorConfig tc;
+      auto name = t->get("name");
+      if (!name || !name->is_string() || name->value<std::string>()->empty()) {
+        return Error(field + ".name", "must be a non-empty string");
+      }
+      tc.name = *name->value<std::string>();
+      if (!names.insert(tc.name).second) return Error(field + ".name", "duplicates '" + tc.name + "'");
+      auto dt = t->get("datatype");
+      if (!dt || !dt->is_string()) return Error(field + ".datatype", "must be a string such as \"FP32\"");
+      auto parsed = DataTypeFromName(*dt->value<std::string>());
+      if (!parsed) return Error(field + ".datatype", "has unknown datatype '" + *dt->value<std::string>() + "'");
+      tc.dtype = *parsed;
+      INFERD_RETURN_IF_ERROR(IntList(*t, "dims", field + ".dims", -1, &tc.dims));
+      if (!t->get("dims")) return Error(field + ".dims", "is missing");
+      for (int64_t d : tc.dims) {
+        if (d == 0) return Error(field + ".dims", "must not contain 0");
+      }
+      for (const auto& [k, v] : *t) {
+        std::string ks(k.str());
+        if (ks != "name" && ks != "datatype" && ks != "dims") return Error(field + "." + ks, "is unknown");
+      }
+      out->push_back(std::move(tc));
+    }
+    return Status::OK();
+  }
+
+ private:
+  std::string path_;
+};
+
+std::string NodeText(const toml::node& n) {
+  if (n.is_string()) return *n.value<std::string>();
+  if (n.is_integer()) return std::to_string(*n.value<int64_t>());
+  if (n.is_floating_point()) return std::to_string(*n.value<double>());
+  if (n.is_boolean()) return *n.value<bool>() ? "true" : "false";
+  return "";
+}
+
+}  // namespace
+
+Shape ModelConfig::FullShape(const TensorConfig& t) const {
+  Shape s;
+  if (max_batch_size > 0) s.push_back(-1);
+  s.insert(s.end(), t.dims.begin(), t.dims.end());
+  return s;
+}
+
+StatusOr<ModelConfig> LoadModelConfig(const std::string& path, const std::string& name) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFoundError(path + ": cannot be read");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return ParseModelConfig(text.str(), path, name);
+}
+
+StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::string& path,
+                                       const std::string& name) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, path);
+  } catch (const toml::parse_error& e) {
+    return InvalidArgumentError(path + ": " + std::string(e.description()) + " at line " +
+                                std::to_string(e.source().begin.line));
+  }
+  Parser p(path);
+  ModelConfig c;
+  c.name = name;
+  static const std::set<std::string> kKnown = {"backend",          "max_batch_size", "instance_count",
+                                               "input",            "output",         "dynamic_batching",
+                                               "parameters",       "max_queue_size", "name"};
+  for (const auto& [k, v] : root) {
+    if (!kKnown.count(std::string(k.str()))) return p.Error(std::string(k.str()), "is unknown");
+  }
+  auto backend = root.get("backend");
+  if (!backend || !backend->is_string()) return p.Error("backend", "must be a string such as \"torchscript\"");
+  c.backend = *backend->value<std::string>();
+  INFERD_RETURN_IF_ERROR(p.Int(root, "max_batch_size", "max_batch_size", 0, &c.max_batch_size));
+  INFERD_RETURN_IF_ERROR(p.Int(root, "instance_count", "instance_count", 1, &c.instance_count));
+  if (c.instance_count > 64) return p.Error("instance_count", "must be <= 64");
+  INFERD_RETURN_IF_ERROR(p.Int(root, "max_queue_size", "max_queue_size", 1, &c.max_queue_size));
+  INFERD_RETURN_IF_ERROR(p.Tensors(root, "input", &c.inputs));
+  INFERD_RETURN_IF_ERROR(p.Tensors(root, "output", &c.outputs));
+
+  if (const toml::node* db = root.get("dynamic_batching")) {
+    const toml::table* t = db->as_table();
+    if (!t) return p.Error("dynamic_batching", "must be a table");
+    if (c.max_batch_size == 0) return p.Error("dynamic_batching", "needs max_batch_size > 0");
+    c.dynamic_batching.enabled = true;
+    if (auto en = t->get("enable"); en) {
+      if (!en->is_boolean()) return p.Error("dynamic_batching.enable", "must be a boolean");
+      c.dynamic_batching.enabled = *en->value<bool>();
+    }
+    INFERD_RETURN_IF_ERROR(p.Int(*t, "max_queue_delay_us", "dynamic_batching.max_queue_delay_us", 0,
+                                 &c.dynamic_batching.max_queue_delay_us));
+    INFERD_RETURN_IF_ERROR(p.IntList(*t, "preferred_batch_sizes", "dynamic_batching.preferred_batch_sizes",
+                                     1, &c.dynamic_batching.preferred_batch_sizes));
+    for (int64_t s : c.dynamic_batching.preferred_batch_sizes) {
+      if (s > c.max_batch_size) {
+        return p.Error("dynamic_batching.preferred_batch_sizes",
+                       "has " + std::to_string(s) + ", more than max_batch_size " +
+                           std::to_string(c.max_batch_size));
+      }
+    }
+    INFERD_RETURN_IF_ERROR(
+        p.Int(*t, "max_queue_size", "dynamic_batching.max_queue_size", 1, &c.max_queue_size));
+    for (const auto& [k, v] : *t) {
+      std::string ks(k.str());
+      if (ks != "enable" && ks != "max_queue_delay_us" && ks != "preferred_batch_sizes" &&
+          ks != "max_queue_size") {
+        return p.Error("dynamic_batching." + ks, "is unknown");
+      }
+    }
+  }
+  if (const toml::node* params = root.get("parameters")) {
+    const toml::table* t = params->as_table();
+    if (!t) return p.Error("parameters", "must be a table");
+    for (const auto& [k, v] : *t) {
+      std::string text = NodeText(v);
+      if (text.empty() && !v.is_string()) {
+        return p.Error("parameters." + std::string(k.str()), "must be a string, number or boolean");
+      }
+      c.parameters[std::string(k.str())] = text;
+    }
+  }
+  return c;
+}
+
+}  // namespace inferd

@@ -1,0 +1,59 @@
+#pragma once
+// ModelConfig: what DIR/<model>/config.toml says about a model, validated.
+//
+//   backend = "torchscript"
+//   max_batch_size = 32            # 0: no batch dimension
+//   instance_count = 2
+//   [[input]]  name, datatype, dims (batch dim excluded; -1 = variable)
+//   [[output]] name, datatype, dims
+//   [dynamic_batching]             # presence enables it (needs max_batch_size > 0)
+//   max_queue_delay_us, preferred_batch_sizes, max_queue_size
+//   [parameters]                   # backend parameters, e.g. intra_op_threads
+//
+// Errors name the file and the field.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "tensor/tensor.h"
+
+namespace inferd {
+
+struct TensorConfig {
+  std::string name;
+  DataType dtype = DataType::kFp32;
+  Shape dims;  // without the batch dimension when the model batches
+};
+
+struct DynamicBatchingConfig {
+  bool enabled = false;
+  int64_t max_queue_delay_us = 0;
+  std::vector<int64_t> preferred_batch_sizes;
+};
+
+struct ModelConfig {
+  std::string name;
+  std::string backend;
+  int64_t max_batch_size = 0;
+  int64_t instance_count = 1;
+  int64_t max_queue_size = 1024;  // applies with and without dynamic batching
+  std::vector<TensorConfig> inputs;
+  std::vector<TensorConfig> outputs;
+  DynamicBatchingConfig dynamic_batching;
+  std::map<std::string, std::string> parameters;  // backend parameters, as text
+
+  // The full shape a request tensor must match, with -1 for a variable
+  // dimension (and for the batch dimension of batching models).
+  Shape FullShape(const TensorConfig& t) const;
+};
+
+// Parses and validates `path` for model `name`.
+StatusOr<ModelConfig> LoadModelConfig(const std::string& path, const std::string& name);
+// The same, from TOML text (for tests); `path` is only used in messages.
+StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::string& path,
+                                       const std::string& name);
+
+}  // namespace inferd

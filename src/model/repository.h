@@ -1,0 +1,27 @@
+#pragma once
+// Repository scan: DIR/<model>/config.toml and DIR/<model>/<version>/, where
+// <version> is a positive integer. A model whose config is invalid or that
+// has no version is still listed, with the reason it cannot be served.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "model/model_config.h"
+
+namespace inferd {
+
+struct RepositoryEntry {
+  std::string name;
+  std::string dir;
+  Status status;                            // why it cannot be served, if not OK
+  ModelConfig config;                       // valid when status.ok()
+  std::map<int64_t, std::string> versions;  // version -> directory
+};
+
+// Fails only if `dir` itself cannot be read.
+StatusOr<std::vector<RepositoryEntry>> ScanRepository(const std::string& dir);
+
+}  // namespace inferd

@@ -1,0 +1,155 @@
+#include "sched/dynamic_batcher.h"
+
+#include <algorithm>
+
+namespace inferd {
+
+StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(Options options,
+                                                                  Executor executor) {
+  if (options.max_batch_size < 1) return InvalidArgumentError("max_batch_size must be >= 1");
+  if (options.num_workers < 1) return InvalidArgumentError("num_workers must be >= 1");
+  if (options.max_queue_size < 1) return InvalidArgumentError("max_queue_size must be >= 1");
+  for (int64_t p : options.preferred_batch_sizes) {
+    if (p < 1 || p > options.max_batch_size) {
+      return InvalidArgumentError("preferred batch size " + std::to_string(p) +
+                                  " is outside [1, max_batch_size]");
+    }
+  }
+  if (!executor) return InvalidArgumentError("executor is required");
+  return std::unique_ptr<DynamicBatcher>(new DynamicBatcher(std::move(options), std::move(executor)));
+}
+
+DynamicBatcher::DynamicBatcher(Options options, Executor executor)
+    : options_(std::move(options)),
+      executor_(std::move(executor)),
+      clock_(options_.clock ? options_.clock : Clock::System()) {
+  for (int i = 0; i < options_.num_workers; ++i) {
+    workers_.emplace_back([this, i] { WorkerLoop(i); });
+  }
+}
+
+DynamicBatcher::~DynamicBatcher() { Shutdown(); }
+
+Status DynamicBatcher::Enqueue(std::unique_ptr<Task>& task) {
+  if (options_.batching && task->batch_size() > options_.max_batch_size) {
+    return InvalidArgumentError("batch size " + std::to_string(task->batch_size()) +
+                                " exceeds max_batch_size " +
+                                std::to_string(options_.max_batch_size));
+  }
+  {
+    MutexLock l(&mu_);
+    if (stopping_) return UnavailableError("the server is shutting down");
+    if (queue_.size() >= options_.max_queue_size) {
+      return ResourceExhaustedError("queue is full (" + std::to_string(options_.max_queue_size) +
+                                    " requests)");
+    }
+    task->timings().enqueued = clock_->Now();
+    queue_.push_back(std::move(task));
+  }
+  cv_.SignalAll();
+  return Status::OK();
+}
+
+void DynamicBatcher::Flush() {
+  {
+    MutexLock l(&mu_);
+    flushing_ = true;
+  }
+  cv_.SignalAll();
+}
+
+size_t DynamicBatcher::queue_depth() {
+  MutexLock l(&mu_);
+  return queue_.size();
+}
+
+void DynamicBatcher::Shutdown() {
+  {
+    MutexLock l(&mu_);
+    stopping_ = true;
+  }
+  cv_.SignalAll();
+  for (auto& w : workers_) {
+    if (w.joinable()) w.join();
+  }
+}
+
+TaskBatch DynamicBatcher::FormBatch(Time now, Time* wake_at) {
+  *wake_at = Time::max();
+  TaskBatch batch;
+  if (queue_.empty()) return batch;
+  if (!options_.batching) {
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+    return batch;
+  }
+  // Gather, in FIFO order, the tasks sharing the oldest task's signature
+  // that fit in one batch.
+  const std::string& signature = queue_.front()->shape_signature();
+  std::vector<size_t> picked;
+  int64_t total = 0;
+  int64_t preferred_prefix = 0;  // number of picked tasks forming the largest preferred size
+  for (size_t i = 0; i < queue_.size() && total < options_.max_batch_size; ++i) {
+    const Task& t = *queue_[i];
+    if (t.shape_signature() != signature) continue;
+    if (total + t.batch_size() > options_.max_batch_size) break;
+    total += t.batch_size();
+    picked.push_back(i);
+    const auto& pref = options_.preferred_batch_sizes;
+    if (std::find(pref.begin(), pref.end(), total) != pref.end()) {
+      preferred_prefix = static_cast<int64_t>(picked.size());
+    }
+  }
+  Time due = queue_.front()->timings().enqueued + options_.max_queue_delay;
+  size_t take = 0;
+  if (total >= options_.max_batch_size || now >= due || stopping_ || flushing_) {
+    take = picked.size();
+  } else if (preferred_prefix > 0) {
+    take = static_cast<size_t>(preferred_prefix);
+  } else {
+    *wake_at = due;
+    return batch;
+  }
+  picked.resize(take);
+  for (size_t idx : picked) batch.push_back(std::move(queue_[idx]));
+  // Erase the moved-out slots, back to front to keep indices valid.
+  for (auto it = picked.rbegin(); it != picked.rend(); ++it) {
+    queue_.erase(queue_.begin() + static_cast<long>(*it));
+  }
+  return batch;
+}
+
+void DynamicBatcher::WorkerLoop(int index) {
+  for (;;) {
+    TaskBatch batch;
+    {
+      MutexLock l(&mu_);
+      for (;;) {
+        Time wake_at;
+        batch = FormBatch(clock_->Now(), &wake_at);
+        if (!batch.empty()) break;
+        if (stopping_ && queue_.empty()) return;
+        if (wake_at == Time::max()) {
+          cv_.Wait(&mu_);
+        } else {
+          clock_->WaitUntil(&cv_, &mu_, wake_at);
+        }
+      }
+      // Others may be able to form a batch from what is left.
+      if (!queue_.empty()) cv_.SignalAll();
+    }
+    Time started = clock_->Now();
+    int64_t items = 0;
+    for (auto& t : batch) items += t->batch_size();
+    for (auto& t : batch) {
+      t->timings().started = started;
+      t->timings().executed_batch_size = items;
+    }
+    executor_(index, batch);
+    for (auto& t : batch) {
+      if (t && !t->completed()) t->Complete(InternalError("executor did not complete the request"));
+    }
+  }
+}
+
+}  // namespace inferd

@@ -1,0 +1,64 @@
+#pragma once
+// Task: one request's unit of work on its way through a model's queue and
+// batcher. A Task owns its completion callback and guarantees that it runs
+// exactly once: Complete() runs it; if a Task is destroyed without having
+// been completed (a bug or a shutdown path), the destructor completes it with
+// an error, so no accepted request is ever left without an answer.
+//
+// Threading: a Task is owned by one thread at a time (moved through
+// unique_ptr); Complete() may be called from any thread, once.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "tensor/tensor.h"
+
+namespace inferd {
+
+struct TaskTimings {
+  Time enqueued{};
+  Time started{};           // taken off the queue into a batch
+  Time finished{};          // backend returned
+  int64_t executed_batch_size = 0;  // items in the batch this task ran in
+};
+
+class Task {
+ public:
+  using Callback = std::function<void(StatusOr<std::vector<Tensor>> outputs, const TaskTimings&)>;
+
+  // `inputs` in model input order. `batch_size` is the task's first
+  // dimension for batching models (else 1). Tasks with different
+  // `shape_signature`s are never put in one batch.
+  Task(std::vector<Tensor> inputs, int64_t batch_size, std::string shape_signature, Callback done)
+      : inputs_(std::move(inputs)),
+        batch_size_(batch_size),
+        signature_(std::move(shape_signature)),
+        done_(std::move(done)) {}
+  ~Task();
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+
+  const std::vector<Tensor>& inputs() const { return inputs_; }
+  int64_t batch_size() const { return batch_size_; }
+  const std::string& shape_signature() const { return signature_; }
+  TaskTimings& timings() { return timings_; }
+
+  // Runs the callback; later calls are ignored.
+  void Complete(StatusOr<std::vector<Tensor>> outputs);
+  bool completed() const { return !done_; }
+
+ private:
+  std::vector<Tensor> inputs_;
+  int64_t batch_size_;
+  std::string signature_;
+  Callback done_;
+  TaskTimings timings_;
+};
+
+using TaskBatch = std::vector<std::unique_ptr<Task>>;
+
+}  // namespace inferd

@@ -1,0 +1,66 @@
+#include "server/server_metrics.h"
+
+#include <mutex>
+
+namespace inferd {
+
+double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+
+ServerMetrics::ServerMetrics(Registry* registry) : registry_(registry) {
+  std::vector<std::string> mv = {"model", "version"};
+  requests_ = registry->AddCounter("inferd_requests_total",
+                                   "Inference requests by model, version and outcome",
+                                   {"model", "version", "outcome"});
+  request_duration_ = registry->AddHistogram(
+      "inferd_request_duration_seconds", "Time from request decode to response, in seconds", mv,
+      LatencyBuckets());
+  queue_duration_ = registry->AddHistogram("inferd_queue_duration_seconds",
+                                           "Time requests wait in the model queue, in seconds", mv,
+                                           LatencyBuckets());
+  compute_duration_ = registry->AddHistogram(
+      "inferd_compute_duration_seconds", "Backend execution time per request's batch, in seconds",
+      mv, LatencyBuckets());
+  batch_size_ = registry->AddHistogram("inferd_batch_size", "Items per executed batch", mv,
+                                       {1, 2, 4, 8, 16, 32, 64, 128, 256});
+  queue_depth_ = registry->AddGauge("inferd_queue_depth", "Requests waiting in the model queue", mv);
+  inflight_ = registry->AddGauge("inferd_inflight_requests", "Inference requests in progress", {})
+                  ->WithLabels({});
+  rss_ = registry->AddGauge("inferd_process_resident_memory_bytes", "Resident memory of the process",
+                            {})
+             ->WithLabels({});
+  registry->AddCollectHook([this] { rss_->Set(static_cast<double>(ProcessResidentBytes())); });
+}
+
+ModelMetrics* ServerMetrics::For(const std::string& model, int64_t version) {
+  auto key = std::make_pair(model, version);
+  {
+    std::shared_lock l(mu_);
+    auto it = by_model_.find(key);
+    if (it != by_model_.end()) return it->second.get();
+  }
+  std::unique_lock l(mu_);
+  auto& slot = by_model_[key];
+  if (!slot) {
+    auto m = std::make_unique<ModelMetrics>();
+    std::string v = version > 0 ? std::to_string(version) : "";
+    static const char* kOutcome[5] = {"success", "invalid", "not_found", "rejected", "error"};
+    for (int i = 0; i < 5; ++i) m->outcomes[i] = requests_->WithLabels({model, v, kOutcome[i]});
+    m->request_duration = request_duration_->WithLabels({model, v});
+    m->queue_duration = queue_duration_->WithLabels({model, v});
+    m->compute_duration = compute_duration_->WithLabels({model, v});
+    m->batch_size = batch_size_->WithLabels({model, v});
+    m->queue_depth = queue_depth_->WithLabels({model, v});
+    slot = std::move(m);
+  }
+  return slot.get();
+}
+
+ModelVersion::BatchObserver ServerMetrics::ObserverFor(const std::string& model, int64_t version) {
+  ModelMetrics* m = For(model, version);
+  return [m](int64_t items, Duration compute) {
+    m->batch_size->Observe(static_cast<double>(items));
+    (void)compute;
+  };
+}
+
+}  // namespace inferd

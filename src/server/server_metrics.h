@@ -1,0 +1,61 @@
+#pragma once
+// ServerMetrics: the inference pipeline's Prometheus metrics, with per model
+// version label sets resolved once and cached, so the request path does no
+// map lookup under contention beyond one shared-lock read.
+//
+// Threading: all methods safe from any thread.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <utility>
+
+#include "common/clock.h"
+#include "metrics/metrics.h"
+#include "model/model_version.h"
+
+namespace inferd {
+
+enum class Outcome { kSuccess, kInvalid, kNotFound, kRejected, kError };
+
+struct ModelMetrics {
+  Counter* outcomes[5] = {};
+  Histogram* request_duration = nullptr;
+  Histogram* queue_duration = nullptr;
+  Histogram* compute_duration = nullptr;
+  Histogram* batch_size = nullptr;
+  Gauge* queue_depth = nullptr;
+};
+
+class ServerMetrics {
+ public:
+  explicit ServerMetrics(Registry* registry);
+
+  // Label set for (model, version); version 0 and model "" are used for
+  // requests that named no servable model.
+  ModelMetrics* For(const std::string& model, int64_t version);
+  // The batch observer the model layer calls after each executed batch.
+  ModelVersion::BatchObserver ObserverFor(const std::string& model, int64_t version);
+
+  Gauge* inflight() { return inflight_; }
+  Registry* registry() { return registry_; }
+
+ private:
+  Registry* registry_;
+  Family<Counter>* requests_;
+  Family<Histogram>* request_duration_;
+  Family<Histogram>* queue_duration_;
+  Family<Histogram>* compute_duration_;
+  Family<Histogram>* batch_size_;
+  Family<Gauge>* queue_depth_;
+  Gauge* inflight_;
+  Gauge* rss_;
+  std::shared_mutex mu_;
+  std::map<std::pair<std::string, int64_t>, std::unique_ptr<ModelMetrics>> by_model_;  // guarded by mu_
+};
+
+double Seconds(Duration d);
+
+}  // namespace inferd
