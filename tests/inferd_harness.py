@@ -522,8 +522,8 @@ class Input:
         return arr.tolist() if self.nested else arr.reshape(-1).tolist()
 
 
-def encode_infer_request(inputs, outputs=None, binary_output=None, request_id=None,
-                         binary_data_output=None, raw_json=None):
+def encode_infer_request(inputs, outputs=None, request_id=None, binary_data_output=None,
+                         raw_json=None):
     """Returns (body, headers) for POST .../infer.
 
     inputs: list of Input. outputs: list of output names, or of (name, binary)

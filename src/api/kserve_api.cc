@@ -16,7 +16,9 @@ using http::Response;
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 namespace bh = http::beast_http;
 
-void Str(Writer& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
+void Str(Writer& w, std::string_view s) {
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
 
 void WriteTensorMeta(Writer& w, const TensorConfig& t, const ModelConfig& c, bool config_style) {
   w.StartObject();
@@ -153,16 +155,30 @@ StatusOr<std::shared_ptr<ModelVersion>> Resolve(const ApiContext* ctx, const Pat
 http::Response ErrorResponse(const Status& status) {
   bh::status code = bh::status::internal_server_error;
   switch (status.code()) {
-    case StatusCode::kOk: code = bh::status::ok; break;
+    case StatusCode::kOk:
+      code = bh::status::ok;
+      break;
     case StatusCode::kInvalidArgument:
-    case StatusCode::kFailedPrecondition: code = bh::status::bad_request; break;
-    case StatusCode::kNotFound: code = bh::status::not_found; break;
+    case StatusCode::kFailedPrecondition:
+      code = bh::status::bad_request;
+      break;
+    case StatusCode::kNotFound:
+      code = bh::status::not_found;
+      break;
     case StatusCode::kResourceExhausted:
     case StatusCode::kUnavailable:
-    case StatusCode::kCancelled: code = bh::status::service_unavailable; break;
-    case StatusCode::kDeadlineExceeded: code = bh::status::gateway_timeout; break;
-    case StatusCode::kUnimplemented: code = bh::status::not_implemented; break;
-    case StatusCode::kInternal: code = bh::status::internal_server_error; break;
+    case StatusCode::kCancelled:
+      code = bh::status::service_unavailable;
+      break;
+    case StatusCode::kDeadlineExceeded:
+      code = bh::status::gateway_timeout;
+      break;
+    case StatusCode::kUnimplemented:
+      code = bh::status::not_implemented;
+      break;
+    case StatusCode::kInternal:
+      code = bh::status::internal_server_error;
+      break;
   }
   Response res = http::MakeErrorResponse(code, status.message());
   if (code == bh::status::service_unavailable) res.set(bh::field::retry_after, "1");
@@ -188,13 +204,15 @@ void RegisterKServeRoutes(http::Router* router, const ApiContext* ctx) {
   });
   auto metadata = [ctx](Request&&, const PathParams& p, Responder r) {
     auto mv = Resolve(ctx, p);
-    r.Send(mv.ok() ? ModelMetadata(**mv, ctx->server->models()->List()) : ErrorResponse(mv.status()));
+    r.Send(mv.ok() ? ModelMetadata(**mv, ctx->server->models()->List())
+                   : ErrorResponse(mv.status()));
   };
   router->Add(V::get, "/v2/models/{model}", metadata);
   router->Add(V::get, "/v2/models/{model}/versions/{version}", metadata);
   auto ready = [ctx](Request&&, const PathParams& p, Responder r) {
     auto mv = Resolve(ctx, p);
-    r.Send(mv.ok() ? http::MakeJsonResponse(bh::status::ok, "{\"ready\":true}") : ErrorResponse(mv.status()));
+    r.Send(mv.ok() ? http::MakeJsonResponse(bh::status::ok, "{\"ready\":true}")
+                   : ErrorResponse(mv.status()));
   };
   router->Add(V::get, "/v2/models/{model}/ready", ready);
   router->Add(V::get, "/v2/models/{model}/versions/{version}/ready", ready);
@@ -204,9 +222,10 @@ void RegisterKServeRoutes(http::Router* router, const ApiContext* ctx) {
   };
   router->Add(V::get, "/v2/models/{model}/config", config);
   router->Add(V::get, "/v2/models/{model}/versions/{version}/config", config);
-  router->Add(V::post, "/v2/models/{model}/infer", [ctx](Request&& req, const PathParams& p, Responder r) {
-    HandleInfer(ctx, std::move(req), std::string(p.Get("model")), "", std::move(r));
-  });
+  router->Add(V::post, "/v2/models/{model}/infer",
+              [ctx](Request&& req, const PathParams& p, Responder r) {
+                HandleInfer(ctx, std::move(req), std::string(p.Get("model")), "", std::move(r));
+              });
   router->Add(V::post, "/v2/models/{model}/versions/{version}/infer",
               [ctx](Request&& req, const PathParams& p, Responder r) {
                 HandleInfer(ctx, std::move(req), std::string(p.Get("model")),

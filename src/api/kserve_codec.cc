@@ -54,15 +54,18 @@ class DataDecoder {
     uint64_t u;
     if (e.get_int64().get(i) == simdjson::SUCCESS) {
       if (i < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
-          (i > 0 && static_cast<uint64_t>(i) > static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
-        return Error("value " + std::to_string(i) + " is out of range for " + std::string(DataTypeName(dtype_)));
+          (i > 0 &&
+           static_cast<uint64_t>(i) > static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
+        return Error("value " + std::to_string(i) + " is out of range for " +
+                     std::string(DataTypeName(dtype_)));
       }
       Put<T>(static_cast<T>(i));
       return Status::OK();
     }
     if (e.get_uint64().get(u) == simdjson::SUCCESS) {
       if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
-        return Error("value " + std::to_string(u) + " is out of range for " + std::string(DataTypeName(dtype_)));
+        return Error("value " + std::to_string(u) + " is out of range for " +
+                     std::string(DataTypeName(dtype_)));
       }
       Put<T>(static_cast<T>(u));
       return Status::OK();
@@ -74,18 +77,27 @@ class DataDecoder {
     switch (dtype_) {
       case DataType::kBool: {
         bool b;
-        if (e.get_bool().get(b) != simdjson::SUCCESS) return Error("expected true or false for datatype BOOL");
+        if (e.get_bool().get(b) != simdjson::SUCCESS)
+          return Error("expected true or false for datatype BOOL");
         Put<uint8_t>(b ? 1 : 0);
         return Status::OK();
       }
-      case DataType::kUint8: return PutInt<uint8_t>(e);
-      case DataType::kUint16: return PutInt<uint16_t>(e);
-      case DataType::kUint32: return PutInt<uint32_t>(e);
-      case DataType::kUint64: return PutInt<uint64_t>(e);
-      case DataType::kInt8: return PutInt<int8_t>(e);
-      case DataType::kInt16: return PutInt<int16_t>(e);
-      case DataType::kInt32: return PutInt<int32_t>(e);
-      case DataType::kInt64: return PutInt<int64_t>(e);
+      case DataType::kUint8:
+        return PutInt<uint8_t>(e);
+      case DataType::kUint16:
+        return PutInt<uint16_t>(e);
+      case DataType::kUint32:
+        return PutInt<uint32_t>(e);
+      case DataType::kUint64:
+        return PutInt<uint64_t>(e);
+      case DataType::kInt8:
+        return PutInt<int8_t>(e);
+      case DataType::kInt16:
+        return PutInt<int16_t>(e);
+      case DataType::kInt32:
+        return PutInt<int32_t>(e);
+      case DataType::kInt64:
+        return PutInt<int64_t>(e);
       case DataType::kFp16:
       case DataType::kFp32:
       case DataType::kFp64: {
@@ -100,7 +112,8 @@ class DataDecoder {
       }
       case DataType::kBytes: {
         std::string_view s;
-        if (e.get_string().get(s) != simdjson::SUCCESS) return Error("expected strings for datatype BYTES");
+        if (e.get_string().get(s) != simdjson::SUCCESS)
+          return Error("expected strings for datatype BYTES");
         Put<uint32_t>(static_cast<uint32_t>(s.size()));
         out_->append(s);
         return Status::OK();
@@ -128,7 +141,8 @@ StatusOr<Shape> DecodeShape(const std::string& name, element e) {
     }
     s.push_back(v);
   }
-  if (s.size() > 16) return InvalidArgumentError("input '" + name + "': shape has more than 16 dimensions");
+  if (s.size() > 16)
+    return InvalidArgumentError("input '" + name + "': shape has more than 16 dimensions");
   if (ElementCount(s) < 0) return InvalidArgumentError("input '" + name + "': shape is too large");
   return s;
 }
@@ -136,7 +150,8 @@ StatusOr<Shape> DecodeShape(const std::string& name, element e) {
 bool GetBoolParam(element obj, const char* key) {
   element params, v;
   bool b = false;
-  if (obj["parameters"].get(params) == simdjson::SUCCESS && params[key].get(v) == simdjson::SUCCESS) {
+  if (obj["parameters"].get(params) == simdjson::SUCCESS &&
+      params[key].get(v) == simdjson::SUCCESS) {
     if (v.get_bool().get(b) != simdjson::SUCCESS) return false;
   }
   return b;
@@ -144,27 +159,32 @@ bool GetBoolParam(element obj, const char* key) {
 
 }  // namespace
 
-StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> body, int64_t json_length) {
+StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> body,
+                                            int64_t json_length) {
   const std::string& b = *body;
   size_t jlen = b.size();
   if (json_length >= 0) {
     if (static_cast<uint64_t>(json_length) > b.size()) {
       return InvalidArgumentError("Inference-Header-Content-Length " + std::to_string(json_length) +
-                                  " is larger than the body (" + std::to_string(b.size()) + " bytes)");
+                                  " is larger than the body (" + std::to_string(b.size()) +
+                                  " bytes)");
     }
     jlen = static_cast<size_t>(json_length);
   }
   thread_local simdjson::dom::parser parser;
   element doc;
   if (auto err = parser.parse(b.data(), jlen).get(doc); err) {
-    return InvalidArgumentError(std::string("malformed JSON in request body: ") + simdjson::error_message(err));
+    return InvalidArgumentError(std::string("malformed JSON in request body: ") +
+                                simdjson::error_message(err));
   }
-  if (doc.type() != element_type::OBJECT) return InvalidArgumentError("request body must be a JSON object");
+  if (doc.type() != element_type::OBJECT)
+    return InvalidArgumentError("request body must be a JSON object");
   DecodedRequest out;
   element id;
   if (doc["id"].get(id) == simdjson::SUCCESS) {
     std::string_view s;
-    if (id.get_string().get(s) != simdjson::SUCCESS) return InvalidArgumentError("'id' must be a string");
+    if (id.get_string().get(s) != simdjson::SUCCESS)
+      return InvalidArgumentError("'id' must be a string");
     out.request.id = std::string(s);
   }
   out.binary_output_default = GetBoolParam(doc, "binary_data_output");
@@ -184,7 +204,9 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
       return InvalidArgumentError("input '" + name + "' needs a string 'datatype'");
     }
     auto dtype = DataTypeFromName(sv);
-    if (!dtype) return InvalidArgumentError("input '" + name + "' has unknown datatype '" + std::string(sv) + "'");
+    if (!dtype)
+      return InvalidArgumentError("input '" + name + "' has unknown datatype '" + std::string(sv) +
+                                  "'");
     element shape_el;
     if (in["shape"].get(shape_el) != simdjson::SUCCESS) {
       return InvalidArgumentError("input '" + name + "' needs a 'shape'");
@@ -198,15 +220,17 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
                      params["binary_data_size"].get(bsize) == simdjson::SUCCESS;
     if (is_binary) {
       if (bsize.get_uint64().get(binary_size) != simdjson::SUCCESS) {
-        return InvalidArgumentError("input '" + name + "': binary_data_size must be a non-negative integer");
+        return InvalidArgumentError("input '" + name +
+                                    "': binary_data_size must be a non-negative integer");
       }
       if (json_length < 0) {
-        return InvalidArgumentError("input '" + name +
-                                    "' has binary_data_size but the request has no Inference-Header-Content-Length");
+        return InvalidArgumentError(
+            "input '" + name +
+            "' has binary_data_size but the request has no Inference-Header-Content-Length");
       }
       if (binary_size > b.size() - binary_pos) {
-        return InvalidArgumentError("input '" + name + "': binary_data_size " + std::to_string(binary_size) +
-                                    " runs past the end of the body");
+        return InvalidArgumentError("input '" + name + "': binary_data_size " +
+                                    std::to_string(binary_size) + " runs past the end of the body");
       }
       const auto* data = reinterpret_cast<const uint8_t*>(b.data() + binary_pos);
       out.request.inputs.push_back(
@@ -216,10 +240,12 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
     }
     element data;
     if (in["data"].get(data) != simdjson::SUCCESS) {
-      return InvalidArgumentError("input '" + name + "' needs 'data' (or parameters.binary_data_size)");
+      return InvalidArgumentError("input '" + name +
+                                  "' needs 'data' (or parameters.binary_data_size)");
     }
     std::string bytes;
-    if (*dtype != DataType::kBytes) bytes.reserve(static_cast<size_t>(count) * DataTypeSize(*dtype));
+    if (*dtype != DataType::kBytes)
+      bytes.reserve(static_cast<size_t>(count) * DataTypeSize(*dtype));
     DataDecoder dec(name, *dtype, &bytes);
     INFERD_RETURN_IF_ERROR(dec.Decode(data));
     if (dec.count() != count) {
@@ -227,7 +253,8 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
                                   std::to_string(count) + " elements but 'data' has " +
                                   std::to_string(dec.count()));
     }
-    out.request.inputs.push_back({name, Tensor::FromBytes(*dtype, std::move(shape), std::move(bytes))});
+    out.request.inputs.push_back(
+        {name, Tensor::FromBytes(*dtype, std::move(shape), std::move(bytes))});
   }
   if (json_length >= 0 && binary_pos != b.size()) {
     return InvalidArgumentError("body has " + std::to_string(b.size() - binary_pos) +
@@ -248,7 +275,8 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
       element params, flag;
       bool bin;
       if (o["parameters"].get(params) == simdjson::SUCCESS &&
-          params["binary_data"].get(flag) == simdjson::SUCCESS && flag.get_bool().get(bin) == simdjson::SUCCESS) {
+          params["binary_data"].get(flag) == simdjson::SUCCESS &&
+          flag.get_bool().get(bin) == simdjson::SUCCESS) {
         (bin ? out.binary_outputs : out.json_outputs).push_back(name);
       }
       out.request.outputs.push_back(std::move(name));
@@ -291,16 +319,36 @@ void WriteData(Writer& w, const Tensor& t) {
     case DataType::kBool:
       for (size_t i = 0; i < t.byte_size(); ++i) w.Bool(t.data()[i] != 0);
       break;
-    case DataType::kUint8: WriteAll<uint8_t>(w, t); break;
-    case DataType::kUint16: WriteAll<uint16_t>(w, t); break;
-    case DataType::kUint32: WriteAll<uint32_t>(w, t); break;
-    case DataType::kUint64: WriteAll<uint64_t>(w, t); break;
-    case DataType::kInt8: WriteAll<int8_t>(w, t); break;
-    case DataType::kInt16: WriteAll<int16_t>(w, t); break;
-    case DataType::kInt32: WriteAll<int32_t>(w, t); break;
-    case DataType::kInt64: WriteAll<int64_t>(w, t); break;
-    case DataType::kFp32: WriteAll<float>(w, t); break;
-    case DataType::kFp64: WriteAll<double>(w, t); break;
+    case DataType::kUint8:
+      WriteAll<uint8_t>(w, t);
+      break;
+    case DataType::kUint16:
+      WriteAll<uint16_t>(w, t);
+      break;
+    case DataType::kUint32:
+      WriteAll<uint32_t>(w, t);
+      break;
+    case DataType::kUint64:
+      WriteAll<uint64_t>(w, t);
+      break;
+    case DataType::kInt8:
+      WriteAll<int8_t>(w, t);
+      break;
+    case DataType::kInt16:
+      WriteAll<int16_t>(w, t);
+      break;
+    case DataType::kInt32:
+      WriteAll<int32_t>(w, t);
+      break;
+    case DataType::kInt64:
+      WriteAll<int64_t>(w, t);
+      break;
+    case DataType::kFp32:
+      WriteAll<float>(w, t);
+      break;
+    case DataType::kFp64:
+      WriteAll<double>(w, t);
+      break;
     case DataType::kFp16:
       for (size_t i = 0; i + 2 <= t.byte_size(); i += 2) {
         uint16_t h;

@@ -15,7 +15,7 @@ namespace inferd::kserve {
 
 struct DecodedRequest {
   InferRequest request;
-  bool binary_output_default = false;   // parameters.binary_data_output
+  bool binary_output_default = false;       // parameters.binary_data_output
   std::vector<std::string> binary_outputs;  // outputs with parameters.binary_data = true
   std::vector<std::string> json_outputs;    // outputs with parameters.binary_data = false
 };

@@ -461,7 +461,7 @@ std::vector<double> Numbers(simdjson::dom::element o) {
   simdjson::dom::array data;
   EXPECT_EQ(o["data"].get_array().get(data), simdjson::SUCCESS);
   for (simdjson::dom::element e : data) {
-    double d;
+    double d = 0;
     EXPECT_EQ(e.get_double().get(d), simdjson::SUCCESS);
     out.push_back(d);
   }

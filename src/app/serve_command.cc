@@ -71,7 +71,9 @@ int RunServe(const ServeFlags& flags) {
   ModelManager::Options mo;
   mo.repository = s.GetString("model_repository");
   mo.backends["torchscript"] = TorchScriptBackendFactory();
-  mo.observer_for = [&metrics](const std::string& m, int64_t v) { return metrics.ObserverFor(m, v); };
+  mo.observer_for = [&metrics](const std::string& m, int64_t v) {
+    return metrics.ObserverFor(m, v);
+  };
   auto models = ModelManager::Create(std::move(mo));
   if (!models.ok()) {
     std::cerr << "inferd serve: " << models.status().message() << "\n";
@@ -101,13 +103,16 @@ int RunServe(const ServeFlags& flags) {
     return 1;
   }
   (*http_server)->Start();
-  std::cout << "inferd: listening on http://" << ho.host << ":" << (*http_server)->port() << std::endl;
-  INFERD_LOG_INFO("serving {} on {}:{}", s.GetString("model_repository"), ho.host, (*http_server)->port());
+  std::cout << "inferd: listening on http://" << ho.host << ":" << (*http_server)->port()
+            << std::endl;
+  INFERD_LOG_INFO("serving {} on {}:{}", s.GetString("model_repository"), ho.host,
+                  (*http_server)->port());
 
   int sig = 0;
   sigwait(&signals, &sig);
   INFERD_LOG_INFO("received signal {}: draining (up to {} s)", sig, s.GetInt("drain_timeout_s"));
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(s.GetInt("drain_timeout_s"));
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(s.GetInt("drain_timeout_s"));
   (*http_server)->StopAccepting();
   (*http_server)->BeginDrain();
   (*models)->BeginDrain();
@@ -126,7 +131,8 @@ int RunServe(const ServeFlags& flags) {
 
 const std::vector<SettingSpec>& ServeSettingSpecs() {
   static const std::vector<SettingSpec> specs = {
-      {"model_repository", Type::kString, "", "directory with <model>/config.toml and <model>/<version>/"},
+      {"model_repository", Type::kString, "",
+       "directory with <model>/config.toml and <model>/<version>/"},
       {"host", Type::kString, "127.0.0.1", "address to listen on"},
       {"http_port", Type::kInt, "8000", "HTTP port; 0 picks a free port and prints it"},
       {"http_threads", Type::kInt, "2", "HTTP I/O threads"},
@@ -134,7 +140,8 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
       {"max_header_bytes", Type::kInt, "16384", "largest request header accepted; larger gets 431"},
       {"http_read_timeout_ms", Type::kInt, "30000",
        "a request must arrive completely within this many ms of its first byte, else 408"},
-      {"http_idle_timeout_ms", Type::kInt, "60000", "idle keep-alive connections are closed after this"},
+      {"http_idle_timeout_ms", Type::kInt, "60000",
+       "idle keep-alive connections are closed after this"},
       {"drain_timeout_s", Type::kInt, "30", "on SIGTERM/SIGINT, time to finish in-flight requests"},
       {"log_level", Type::kString, "info", "trace, debug, info, warn, error or off"},
   };
@@ -148,7 +155,8 @@ void AddServeCommand(CLI::App& root) {
   for (const auto& spec : ServeSettingSpecs()) {
     std::string help = spec.help + " [env " + Settings::EnvName(spec.key) + ", default '" +
                        spec.default_value + "']";
-    flags->options[spec.key] = cmd->add_option(Settings::FlagName(spec.key), flags->values[spec.key], help);
+    flags->options[spec.key] =
+        cmd->add_option(Settings::FlagName(spec.key), flags->values[spec.key], help);
   }
   cmd->callback([flags] {
     int rc = RunServe(*flags);

@@ -3,7 +3,6 @@
 // handling and graceful drain.
 
 #include <CLI/CLI.hpp>
-
 #include <vector>
 
 #include "common/settings.h"

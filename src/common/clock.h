@@ -42,10 +42,13 @@ class SystemClock final : public Clock {
 };
 
 // A clock that moves only when told to. Waiters registered through
-// WaitUntil are woken whenever the time is advanced.
+// WaitUntil are woken whenever the time is advanced. The CondVar and Mutex
+// given to WaitUntil must outlive any Advance() that may still signal them
+// (in practice: the waiting object outlives the test's clock calls).
 class FakeClock final : public Clock {
  public:
-  explicit FakeClock(Time start = Time{} + std::chrono::hours(1), int64_t wall_micros = 1'700'000'000'000'000)
+  explicit FakeClock(Time start = Time{} + std::chrono::hours(1),
+                     int64_t wall_micros = 1'700'000'000'000'000)
       : now_(start), wall_(wall_micros) {}
 
   Time Now() override EXCLUDES(mu_);

@@ -1,10 +1,11 @@
 #include "common/settings.h"
 
+#include <toml++/toml.h>
+
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <stdexcept>
-#include <toml++/toml.h>
 
 extern char** environ;
 
@@ -33,10 +34,14 @@ bool ParseDouble(const std::string& s, double* out) {
 
 const char* TypeName(Type t) {
   switch (t) {
-    case Type::kString: return "a string";
-    case Type::kInt: return "an integer";
-    case Type::kDouble: return "a number";
-    case Type::kBool: return "a boolean";
+    case Type::kString:
+      return "a string";
+    case Type::kInt:
+      return "an integer";
+    case Type::kDouble:
+      return "a number";
+    case Type::kBool:
+      return "a boolean";
   }
   return "?";
 }
@@ -47,10 +52,17 @@ Status Check(const SettingSpec& spec, const std::string& text, const std::string
   double d;
   bool b;
   switch (spec.type) {
-    case Type::kString: break;
-    case Type::kInt: ok = ParseInt(text, &i); break;
-    case Type::kDouble: ok = ParseDouble(text, &d); break;
-    case Type::kBool: ok = ParseBool(text, &b); break;
+    case Type::kString:
+      break;
+    case Type::kInt:
+      ok = ParseInt(text, &i);
+      break;
+    case Type::kDouble:
+      ok = ParseDouble(text, &d);
+      break;
+    case Type::kBool:
+      ok = ParseBool(text, &b);
+      break;
   }
   if (ok) return Status::OK();
   return InvalidArgumentError(where + ": '" + spec.key + "' must be " + TypeName(spec.type) +
@@ -63,7 +75,11 @@ StatusOr<std::string> NodeText(const SettingSpec& spec, const toml::node& node,
   std::string where = "config file " + file;
   if (auto v = node.value<std::string>(); v && node.is_string()) return *v;
   if (node.is_integer()) return std::to_string(*node.value<int64_t>());
-  if (node.is_floating_point()) return std::to_string(*node.value<double>());
+  if (node.is_floating_point()) {
+    char buf[64];  // shortest text that reads back as the same double
+    auto res = std::to_chars(buf, buf + sizeof(buf), *node.value<double>());
+    return std::string(buf, res.ptr);
+  }
   if (node.is_boolean()) return std::string(*node.value<bool>() ? "true" : "false");
   return InvalidArgumentError(where + ": '" + spec.key + "' must be " + TypeName(spec.type));
 }
@@ -121,15 +137,17 @@ StatusOr<Settings> Settings::Load(const std::vector<SettingSpec>& specs,
     try {
       table = toml::parse_file(config_file);
     } catch (const toml::parse_error& e) {
-      return InvalidArgumentError("config file " + config_file + ": " + std::string(e.description()) +
-                                  " at line " + std::to_string(e.source().begin.line));
+      return InvalidArgumentError("config file " + config_file + ": " +
+                                  std::string(e.description()) + " at line " +
+                                  std::to_string(e.source().begin.line));
     }
     std::map<std::string, const toml::node*> flat;
     Flatten(table, "", &flat);
     for (const auto& [key, node] : flat) {
       auto it = by_key.find(key);
       if (it == by_key.end()) {
-        return InvalidArgumentError("config file " + config_file + ": unknown setting '" + key + "'");
+        return InvalidArgumentError("config file " + config_file + ": unknown setting '" + key +
+                                    "'");
       }
       INFERD_ASSIGN_OR_RETURN(std::string text, NodeText(*it->second, *node, config_file));
       INFERD_RETURN_IF_ERROR(Check(*it->second, text, "config file " + config_file));

@@ -21,7 +21,7 @@ namespace inferd {
 
 struct SettingSpec {
   enum class Type { kString, kInt, kDouble, kBool };
-  std::string key;            // dotted path, lower_snake_case segments
+  std::string key;  // dotted path, lower_snake_case segments
   Type type = Type::kString;
   std::string default_value;  // textual default ("" for none)
   std::string help;           // one line for --help and docs/configuration.md

@@ -13,15 +13,15 @@ namespace inferd {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,    // the caller sent something malformed
-  kNotFound,           // unknown model, version, path
-  kFailedPrecondition, // e.g. model exists but is not ready
-  kResourceExhausted,  // a bound was hit (queue full, body too large)
-  kUnavailable,        // temporarily cannot serve; retry later
-  kDeadlineExceeded,   // a timeout expired
-  kCancelled,          // the caller went away or the server is draining
-  kUnimplemented,      // a feature this build does not have
-  kInternal,           // a bug or an unexpected backend failure
+  kInvalidArgument,     // the caller sent something malformed
+  kNotFound,            // unknown model, version, path
+  kFailedPrecondition,  // e.g. model exists but is not ready
+  kResourceExhausted,   // a bound was hit (queue full, body too large)
+  kUnavailable,         // temporarily cannot serve; retry later
+  kDeadlineExceeded,    // a timeout expired
+  kCancelled,           // the caller went away or the server is draining
+  kUnimplemented,       // a feature this build does not have
+  kInternal,            // a bug or an unexpected backend failure
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -45,7 +45,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgumentError(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgumentError(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFoundError(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status FailedPreconditionError(std::string m) {
   return {StatusCode::kFailedPrecondition, std::move(m)};
@@ -58,7 +60,9 @@ inline Status DeadlineExceededError(std::string m) {
   return {StatusCode::kDeadlineExceeded, std::move(m)};
 }
 inline Status CancelledError(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
-inline Status UnimplementedError(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
+inline Status UnimplementedError(std::string m) {
+  return {StatusCode::kUnimplemented, std::move(m)};
+}
 inline Status InternalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
 // Holds either a value or a non-OK Status.
@@ -89,10 +93,10 @@ class [[nodiscard]] StatusOr {
 #define INFERD_CONCAT_INNER(a, b) a##b
 #define INFERD_CONCAT(a, b) INFERD_CONCAT_INNER(a, b)
 
-#define INFERD_RETURN_IF_ERROR(expr)           \
-  do {                                         \
-    ::inferd::Status _st = (expr);             \
-    if (!_st.ok()) return _st;                 \
+#define INFERD_RETURN_IF_ERROR(expr) \
+  do {                               \
+    ::inferd::Status _st = (expr);   \
+    if (!_st.ok()) return _st;       \
   } while (0)
 
 #define INFERD_ASSIGN_OR_RETURN(lhs, expr) \

@@ -91,9 +91,10 @@ class ClientConnection {
 
  private:
   boost::asio::awaitable<::inferd::Status> Connect();
-  // One attempt; *response_started tells whether any response byte arrived.
+  // One attempt. *stale: it failed as a connection the server had already
+  // closed does (no response byte), so one retry on a new connection is safe.
   boost::asio::awaitable<::inferd::StatusOr<Response>> SendOnce(const Request& request,
-                                                                bool* response_started);
+                                                                bool* stale);
 
   Url url_;
   Options options_;

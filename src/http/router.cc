@@ -31,7 +31,9 @@ struct Responder::State {
   }
 };
 
-Responder::Responder(Sink sink) : state_(std::make_shared<State>()) { state_->sink = std::move(sink); }
+Responder::Responder(Sink sink) : state_(std::make_shared<State>()) {
+  state_->sink = std::move(sink);
+}
 
 void Responder::Send(Response response) const {
   if (state_->sent.exchange(true)) return;
@@ -42,11 +44,21 @@ void AppendJsonEscaped(std::string* out, std::string_view s) {
   static const char* kHex = "0123456789abcdef";
   for (char c : s) {
     switch (c) {
-      case '"': *out += "\\\""; break;
-      case '\\': *out += "\\\\"; break;
-      case '\n': *out += "\\n"; break;
-      case '\r': *out += "\\r"; break;
-      case '\t': *out += "\\t"; break;
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           *out += "\\u00";
@@ -92,7 +104,8 @@ Router::Match Router::Find(Verb method, std::string_view path) const {
     for (size_t i = 0; i < segs.size() && ok; ++i) {
       const std::string& p = r.segments[i];
       if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
-        params.values.emplace_back(std::string_view(p).substr(1, p.size() - 2), std::string(segs[i]));
+        params.values.emplace_back(std::string_view(p).substr(1, p.size() - 2),
+                                   std::string(segs[i]));
       } else {
         ok = p == segs[i];
       }

@@ -1,18 +1,16 @@
 #include "http/server.h"
 
-#include <utility>  // before Asio (Boost 1.74 + GCC 12)
-
 #include <boost/asio.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
-
 #include <future>
 #include <list>
 #include <optional>
 #include <thread>
+#include <utility>  // before Asio (Boost 1.74 + GCC 12)
 
 #include "common/logging.h"
 #include "common/mutex.h"
@@ -23,9 +21,9 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
-using boost::system::error_code;
 using asio::awaitable;
 using asio::use_awaitable;
+using boost::system::error_code;
 
 struct Session;
 
@@ -103,7 +101,8 @@ awaitable<void> Server::Impl::AcceptLoop() {
   for (;;) {
     IoWorker* w = workers[next_worker++ % workers.size()].get();
     error_code ec;
-    tcp::socket socket = co_await acceptor->async_accept(w->ioc, asio::redirect_error(use_awaitable, ec));
+    tcp::socket socket =
+        co_await acceptor->async_accept(w->ioc, asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
     if (ec) {
       // E.g. out of file descriptors: back off briefly rather than spin.
@@ -130,7 +129,8 @@ awaitable<void> Server::Impl::WriteError(Session& s, Status status, std::string_
   std::array<char, 4096> sink;
   s.stream.expires_after(std::chrono::milliseconds(500));
   for (size_t total = 0; total < (4u << 20);) {
-    size_t n = co_await s.stream.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
+    size_t n = co_await s.stream.async_read_some(asio::buffer(sink),
+                                                 asio::redirect_error(use_awaitable, ec));
     if (ec) break;
     total += n;
   }
@@ -153,7 +153,8 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
     error_code ignored;
     s.stream.socket().cancel(ignored);
   });
-  co_await beast_http::async_read_header(s.stream, buf, parser, asio::redirect_error(use_awaitable, ec));
+  co_await beast_http::async_read_header(s.stream, buf, parser,
+                                         asio::redirect_error(use_awaitable, ec));
   if (!ec && parser.get()[beast_http::field::expect] == "100-continue" &&
       parser.content_length().value_or(0) <= options.max_body_bytes) {
     beast_http::response<beast_http::empty_body> cont{Status::continue_, 11};
@@ -171,11 +172,12 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
                               std::to_string(options.read_timeout.count()) + " ms");
     } else if (ec == beast_http::error::body_limit) {
       co_await WriteError(s, Status::payload_too_large,
-                          "request body exceeds the limit of " + std::to_string(options.max_body_bytes) +
-                              " bytes (max_body_bytes)");
+                          "request body exceeds the limit of " +
+                              std::to_string(options.max_body_bytes) + " bytes (max_body_bytes)");
     } else if (ec == beast_http::error::header_limit) {
-      co_await WriteError(s, Status::request_header_fields_too_large,
-                          "request header exceeds " + std::to_string(options.max_header_bytes) + " bytes");
+      co_await WriteError(
+          s, Status::request_header_fields_too_large,
+          "request header exceeds " + std::to_string(options.max_header_bytes) + " bytes");
     } else if (ec != beast_http::error::end_of_stream && ec != beast_http::error::partial_message &&
                ec != asio::error::eof && ec != asio::error::connection_reset &&
                ec != asio::error::operation_aborted) {
@@ -225,13 +227,25 @@ awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
   } unlink{worker, it};
 
   beast::flat_buffer buf;
-  while (!draining.load()) {
+  // A connection's first request is served even during a drain: the client
+  // connected before the listener closed and has likely sent it already.
+  for (bool first = true; first || !draining.load(); first = false) {
     if (buf.size() == 0) {
       s.idle = true;
       s.stream.expires_after(options.idle_timeout);
-      size_t n = co_await s.stream.async_read_some(buf.prepare(8192), asio::redirect_error(use_awaitable, ec));
+      size_t n = co_await s.stream.async_read_some(buf.prepare(8192),
+                                                   asio::redirect_error(use_awaitable, ec));
       s.idle = false;
-      if (ec) break;  // closed, idle timeout, or cancelled by a drain
+      if (ec == asio::error::operation_aborted && draining.load()) {
+        // A drain cancelled the wait; if a request had already arrived,
+        // serve it (with Connection: close) rather than drop it.
+        error_code aec;
+        if (s.stream.socket().available(aec) > 0 && !aec) {
+          co_await ServeOne(s, buf);
+        }
+        break;
+      }
+      if (ec) break;  // closed or idle timeout
       buf.commit(n);
     }
     s.idle = false;
@@ -261,8 +275,8 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const Options& options, const R
   if (!ec) impl->acceptor->bind(ep, ec);
   if (!ec) impl->acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    return UnavailableError("cannot listen on " + options.host + ":" + std::to_string(options.port) +
-                            ": " + ec.message());
+    return UnavailableError("cannot listen on " + options.host + ":" +
+                            std::to_string(options.port) + ": " + ec.message());
   }
   impl->port = impl->acceptor->local_endpoint().port();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
@@ -286,7 +300,18 @@ void Server::StopAccepting() {
   auto fut = done.get_future();
   asio::post(impl_->workers[0]->ioc, [this, &done] {
     error_code ec;
-    if (impl_->acceptor) impl_->acceptor->close(ec);
+    if (impl_->acceptor) {
+      // Take the connections the kernel already completed (the clients
+      // think they are connected and may have sent a request), then close.
+      impl_->acceptor->non_blocking(true, ec);
+      for (int i = 0; i < 4096 && !ec; ++i) {
+        IoWorker* w = impl_->workers[impl_->next_worker++ % impl_->workers.size()].get();
+        tcp::socket socket(w->ioc);
+        impl_->acceptor->accept(socket, ec);
+        if (!ec) asio::co_spawn(w->ioc, impl_->RunSession(std::move(socket), w), asio::detached);
+      }
+      impl_->acceptor->close(ec);
+    }
     done.set_value();
   });
   fut.wait();

@@ -33,8 +33,8 @@ class Server {
  public:
   struct Options {
     std::string host = "127.0.0.1";
-    uint16_t port = 8000;          // 0: pick a free port (see port())
-    int threads = 2;               // I/O threads
+    uint16_t port = 8000;  // 0: pick a free port (see port())
+    int threads = 2;       // I/O threads
     size_t max_body_bytes = 64u << 20;
     size_t max_header_bytes = 16u << 10;
     std::chrono::milliseconds read_timeout{30000};

@@ -1,9 +1,11 @@
 #include "model/model_config.h"
 
+#include <toml++/toml.h>
+
+#include <charconv>
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace inferd {
 namespace {
@@ -22,13 +24,14 @@ class Parser {
     if (!n) return Status::OK();
     if (!n->is_integer()) return Error(field, "must be an integer");
     int64_t v = *n->value<int64_t>();
-    if (v < min) return Error(field, "must be >= " + std::to_string(min) + ", got " + std::to_string(v));
+    if (v < min)
+      return Error(field, "must be >= " + std::to_string(min) + ", got " + std::to_string(v));
     *out = v;
     return Status::OK();
   }
 
-  Status IntList(const toml::table& t, const std::string& key, const std::string& field, int64_t min,
-                 std::vector<int64_t>* out) const {
+  Status IntList(const toml::table& t, const std::string& key, const std::string& field,
+                 int64_t min, std::vector<int64_t>* out) const {
     const toml::node* n = t.get(key);
     if (!n) return Status::OK();
     const toml::array* a = n->as_array();
@@ -37,13 +40,15 @@ class Parser {
     for (const auto& e : *a) {
       if (!e.is_integer()) return Error(field, "must be an array of integers");
       int64_t v = *e.value<int64_t>();
-      if (v < min) return Error(field, "has " + std::to_string(v) + ", must be >= " + std::to_string(min));
+      if (v < min)
+        return Error(field, "has " + std::to_string(v) + ", must be >= " + std::to_string(min));
       out->push_back(v);
     }
     return Status::OK();
   }
 
-  Status Tensors(const toml::table& root, const std::string& key, std::vector<TensorConfig>* out) const {
+  Status Tensors(const toml::table& root, const std::string& key,
+                 std::vector<TensorConfig>* out) const {
     const toml::node* n = root.get(key);
     if (!n) return Error(key, "is missing: declare at least one [[" + key + "]]");
     const toml::array* arr = n->as_array();
@@ -59,11 +64,15 @@ class Parser {
         return Error(field + ".name", "must be a non-empty string");
       }
       tc.name = *name->value<std::string>();
-      if (!names.insert(tc.name).second) return Error(field + ".name", "duplicates '" + tc.name + "'");
+      if (!names.insert(tc.name).second)
+        return Error(field + ".name", "duplicates '" + tc.name + "'");
       auto dt = t->get("datatype");
-      if (!dt || !dt->is_string()) return Error(field + ".datatype", "must be a string such as \"FP32\"");
+      if (!dt || !dt->is_string())
+        return Error(field + ".datatype", "must be a string such as \"FP32\"");
       auto parsed = DataTypeFromName(*dt->value<std::string>());
-      if (!parsed) return Error(field + ".datatype", "has unknown datatype '" + *dt->value<std::string>() + "'");
+      if (!parsed)
+        return Error(field + ".datatype",
+                     "has unknown datatype '" + *dt->value<std::string>() + "'");
       tc.dtype = *parsed;
       INFERD_RETURN_IF_ERROR(IntList(*t, "dims", field + ".dims", -1, &tc.dims));
       if (!t->get("dims")) return Error(field + ".dims", "is missing");
@@ -72,7 +81,8 @@ class Parser {
       }
       for (const auto& [k, v] : *t) {
         std::string ks(k.str());
-        if (ks != "name" && ks != "datatype" && ks != "dims") return Error(field + "." + ks, "is unknown");
+        if (ks != "name" && ks != "datatype" && ks != "dims")
+          return Error(field + "." + ks, "is unknown");
       }
       out->push_back(std::move(tc));
     }
@@ -86,7 +96,11 @@ class Parser {
 std::string NodeText(const toml::node& n) {
   if (n.is_string()) return *n.value<std::string>();
   if (n.is_integer()) return std::to_string(*n.value<int64_t>());
-  if (n.is_floating_point()) return std::to_string(*n.value<double>());
+  if (n.is_floating_point()) {
+    char buf[64];  // shortest text that reads back as the same double
+    auto res = std::to_chars(buf, buf + sizeof(buf), *n.value<double>());
+    return std::string(buf, res.ptr);
+  }
   if (n.is_boolean()) return *n.value<bool>() ? "true" : "false";
   return "";
 }
@@ -120,14 +134,15 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
   Parser p(path);
   ModelConfig c;
   c.name = name;
-  static const std::set<std::string> kKnown = {"backend",          "max_batch_size", "instance_count",
-                                               "input",            "output",         "dynamic_batching",
-                                               "parameters",       "max_queue_size", "name"};
+  static const std::set<std::string> kKnown = {"backend",    "max_batch_size", "instance_count",
+                                               "input",      "output",         "dynamic_batching",
+                                               "parameters", "max_queue_size", "name"};
   for (const auto& [k, v] : root) {
     if (!kKnown.count(std::string(k.str()))) return p.Error(std::string(k.str()), "is unknown");
   }
   auto backend = root.get("backend");
-  if (!backend || !backend->is_string()) return p.Error("backend", "must be a string such as \"torchscript\"");
+  if (!backend || !backend->is_string())
+    return p.Error("backend", "must be a string such as \"torchscript\"");
   c.backend = *backend->value<std::string>();
   INFERD_RETURN_IF_ERROR(p.Int(root, "max_batch_size", "max_batch_size", 0, &c.max_batch_size));
   INFERD_RETURN_IF_ERROR(p.Int(root, "instance_count", "instance_count", 1, &c.instance_count));
@@ -147,8 +162,9 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
     }
     INFERD_RETURN_IF_ERROR(p.Int(*t, "max_queue_delay_us", "dynamic_batching.max_queue_delay_us", 0,
                                  &c.dynamic_batching.max_queue_delay_us));
-    INFERD_RETURN_IF_ERROR(p.IntList(*t, "preferred_batch_sizes", "dynamic_batching.preferred_batch_sizes",
-                                     1, &c.dynamic_batching.preferred_batch_sizes));
+    INFERD_RETURN_IF_ERROR(p.IntList(*t, "preferred_batch_sizes",
+                                     "dynamic_batching.preferred_batch_sizes", 1,
+                                     &c.dynamic_batching.preferred_batch_sizes));
     for (int64_t s : c.dynamic_batching.preferred_batch_sizes) {
       if (s > c.max_batch_size) {
         return p.Error("dynamic_batching.preferred_batch_sizes",

@@ -57,12 +57,13 @@ StatusOr<std::shared_ptr<ModelVersion>> ModelManager::Get(std::string_view name,
   if (shut_down_) return UnavailableError("the server is shutting down");
   const Model& m = it->second;
   if (!m.entry.status.ok()) {
-    return UnavailableError("model '" + std::string(name) + "' is unavailable: " +
-                            m.entry.status.message());
+    return UnavailableError("model '" + std::string(name) +
+                            "' is unavailable: " + m.entry.status.message());
   }
   if (version.empty()) {
     if (m.loaded.empty()) {
-      std::string reason = m.failed.empty() ? "no version loaded" : m.failed.rbegin()->second.message();
+      std::string reason =
+          m.failed.empty() ? "no version loaded" : m.failed.rbegin()->second.message();
       return UnavailableError("model '" + std::string(name) + "' is unavailable: " + reason);
     }
     return m.loaded.rbegin()->second;

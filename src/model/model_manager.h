@@ -27,15 +27,15 @@ struct ModelState {
   std::string name;
   int64_t version = 0;  // 0 when the model has no loadable version
   bool ready = false;
-  Status reason;        // why it is not ready
+  Status reason;  // why it is not ready
 };
 
 class ModelManager {
  public:
   struct Options {
-    std::string repository;   // DIR with <model>/config.toml
+    std::string repository;  // DIR with <model>/config.toml
     BackendRegistry backends;
-    Clock* clock = nullptr;   // default: Clock::System()
+    Clock* clock = nullptr;  // default: Clock::System()
     // Optional: gives each loaded version its batch observer (metrics).
     std::function<ModelVersion::BatchObserver(const std::string& model, int64_t version)>
         observer_for;

@@ -46,7 +46,8 @@ class ModelVersion {
   void Flush() { batcher_->Flush(); }
 
  private:
-  ModelVersion(ModelConfig config, int64_t version) : config_(std::move(config)), version_(version) {}
+  ModelVersion(ModelConfig config, int64_t version)
+      : config_(std::move(config)), version_(version) {}
   void ExecuteBatch(int worker, TaskBatch& batch);
 
   const ModelConfig config_;

@@ -25,7 +25,8 @@ StatusOr<std::vector<RepositoryEntry>> ScanRepository(const std::string& dir) {
       std::string s = v.path().filename().string();
       int64_t num = 0;
       auto [p, err] = std::from_chars(s.data(), s.data() + s.size(), num);
-      if (err == std::errc() && p == s.data() + s.size() && num > 0) e.versions[num] = v.path().string();
+      if (err == std::errc() && p == s.data() + s.size() && num > 0)
+        e.versions[num] = v.path().string();
     }
     std::string config_path = (model_dir.path() / "config.toml").string();
     auto config = LoadModelConfig(config_path, e.name);

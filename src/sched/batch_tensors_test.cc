@@ -22,14 +22,12 @@ std::vector<float> AsFloats(const Tensor& t) {
 TEST(BatchTensorsTest, ConcatenatesAlongTheBatchDimensionAndSplitsBack) {
   std::vector<std::vector<Tensor>> results(2);
   TaskBatch batch;
-  batch.push_back(std::make_unique<Task>(std::vector<Tensor>{Floats({1, 2}, {1, 2})}, 1, "s",
-                                         [&](StatusOr<std::vector<Tensor>> r, const TaskTimings&) {
-                                           results[0] = *r;
-                                         }));
-  batch.push_back(std::make_unique<Task>(std::vector<Tensor>{Floats({3, 4, 5, 6}, {2, 2})}, 2, "s",
-                                         [&](StatusOr<std::vector<Tensor>> r, const TaskTimings&) {
-                                           results[1] = *r;
-                                         }));
+  batch.push_back(std::make_unique<Task>(
+      std::vector<Tensor>{Floats({1, 2}, {1, 2})}, 1, "s",
+      [&](StatusOr<std::vector<Tensor>> r, const TaskTimings&) { results[0] = *r; }));
+  batch.push_back(std::make_unique<Task>(
+      std::vector<Tensor>{Floats({3, 4, 5, 6}, {2, 2})}, 2, "s",
+      [&](StatusOr<std::vector<Tensor>> r, const TaskTimings&) { results[1] = *r; }));
   BufferPool pool;
   auto in = ConcatBatchInputs(batch, &pool);
   ASSERT_TRUE(in.ok());
@@ -52,8 +50,9 @@ TEST(BatchTensorsTest, SteadyStateReusesBuffers) {
   for (int round = 0; round < 10; ++round) {
     TaskBatch batch;
     for (int i = 0; i < 4; ++i) {
-      batch.push_back(std::make_unique<Task>(std::vector<Tensor>{Floats({1, 2, 3}, {1, 3})}, 1, "s",
-                                             [](StatusOr<std::vector<Tensor>>, const TaskTimings&) {}));
+      batch.push_back(
+          std::make_unique<Task>(std::vector<Tensor>{Floats({1, 2, 3}, {1, 3})}, 1, "s",
+                                 [](StatusOr<std::vector<Tensor>>, const TaskTimings&) {}));
     }
     auto in = ConcatBatchInputs(batch, &pool);
     ASSERT_TRUE(in.ok());
@@ -66,10 +65,9 @@ TEST(BatchTensorsTest, ErrorReachesEveryTask) {
   int errors = 0;
   TaskBatch batch;
   for (int i = 0; i < 3; ++i) {
-    batch.push_back(std::make_unique<Task>(std::vector<Tensor>{Floats({1}, {1, 1})}, 1, "s",
-                                           [&](StatusOr<std::vector<Tensor>> r, const TaskTimings&) {
-                                             errors += !r.ok();
-                                           }));
+    batch.push_back(std::make_unique<Task>(
+        std::vector<Tensor>{Floats({1}, {1, 1})}, 1, "s",
+        [&](StatusOr<std::vector<Tensor>> r, const TaskTimings&) { errors += !r.ok(); }));
   }
   CompleteBatch(batch, InternalError("boom"));
   EXPECT_EQ(errors, 3);
@@ -79,10 +77,9 @@ TEST(BatchTensorsTest, UnsplittableOutputIsAnError) {
   int errors = 0;
   TaskBatch batch;
   for (int i = 0; i < 2; ++i) {
-    batch.push_back(std::make_unique<Task>(std::vector<Tensor>{Floats({1}, {1, 1})}, 1, "s",
-                                           [&](StatusOr<std::vector<Tensor>> r, const TaskTimings&) {
-                                             errors += !r.ok();
-                                           }));
+    batch.push_back(std::make_unique<Task>(
+        std::vector<Tensor>{Floats({1}, {1, 1})}, 1, "s",
+        [&](StatusOr<std::vector<Tensor>> r, const TaskTimings&) { errors += !r.ok(); }));
   }
   CompleteBatch(batch, std::vector<Tensor>{Floats({1, 2, 3}, {3})});
   EXPECT_EQ(errors, 2);

@@ -5,7 +5,7 @@
 namespace inferd {
 
 StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(Options options,
-                                                                  Executor executor) {
+                                                                 Executor executor) {
   if (options.max_batch_size < 1) return InvalidArgumentError("max_batch_size must be >= 1");
   if (options.num_workers < 1) return InvalidArgumentError("num_workers must be >= 1");
   if (options.max_queue_size < 1) return InvalidArgumentError("max_queue_size must be >= 1");
@@ -16,7 +16,8 @@ StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(Options options
     }
   }
   if (!executor) return InvalidArgumentError("executor is required");
-  return std::unique_ptr<DynamicBatcher>(new DynamicBatcher(std::move(options), std::move(executor)));
+  return std::unique_ptr<DynamicBatcher>(
+      new DynamicBatcher(std::move(options), std::move(executor)));
 }
 
 DynamicBatcher::DynamicBatcher(Options options, Executor executor)

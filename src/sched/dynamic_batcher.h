@@ -34,13 +34,13 @@ namespace inferd {
 class DynamicBatcher {
  public:
   struct Options {
-    bool batching = false;                   // false: one task per batch
-    int64_t max_batch_size = 1;              // items per batch (>= 1)
-    Duration max_queue_delay{};              // wait for more work, measured from the oldest task
+    bool batching = false;       // false: one task per batch
+    int64_t max_batch_size = 1;  // items per batch (>= 1)
+    Duration max_queue_delay{};  // wait for more work, measured from the oldest task
     std::vector<int64_t> preferred_batch_sizes;  // dispatch early at these sizes
-    size_t max_queue_size = 1024;            // tasks; Enqueue fails beyond it
-    int num_workers = 1;                     // one per backend instance
-    Clock* clock = nullptr;                  // default: Clock::System()
+    size_t max_queue_size = 1024;                // tasks; Enqueue fails beyond it
+    int num_workers = 1;                         // one per backend instance
+    Clock* clock = nullptr;                      // default: Clock::System()
   };
   // Runs one batch on worker `worker_index`; must complete every task.
   using Executor = std::function<void(int worker_index, TaskBatch& batch)>;

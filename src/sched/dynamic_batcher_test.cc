@@ -43,11 +43,12 @@ class Recorder {
 std::unique_ptr<Task> MakeTask(int id, std::string sig = "a", int64_t batch = 1,
                                std::atomic<int>* completions = nullptr, Status* last = nullptr) {
   std::vector<Tensor> in = {Tensor::FromBytes(DataType::kUint8, {id}, std::string(id, 'x'))};
-  return std::make_unique<Task>(std::move(in), batch, std::move(sig),
-                                [completions, last](StatusOr<std::vector<Tensor>> r, const TaskTimings&) {
-                                  if (completions) ++*completions;
-                                  if (last) *last = r.status();
-                                });
+  return std::make_unique<Task>(
+      std::move(in), batch, std::move(sig),
+      [completions, last](StatusOr<std::vector<Tensor>> r, const TaskTimings&) {
+        if (completions) ++*completions;
+        if (last) *last = r.status();
+      });
 }
 
 DynamicBatcher::Options BatchingOptions(FakeClock* clock) {

@@ -7,30 +7,38 @@ namespace {
 
 Outcome OutcomeOf(const Status& st) {
   switch (st.code()) {
-    case StatusCode::kOk: return Outcome::kSuccess;
-    case StatusCode::kInvalidArgument: return Outcome::kInvalid;
-    case StatusCode::kNotFound: return Outcome::kNotFound;
+    case StatusCode::kOk:
+      return Outcome::kSuccess;
+    case StatusCode::kInvalidArgument:
+      return Outcome::kInvalid;
+    case StatusCode::kNotFound:
+      return Outcome::kNotFound;
     case StatusCode::kResourceExhausted:
-    case StatusCode::kUnavailable: return Outcome::kRejected;
-    default: return Outcome::kError;
+    case StatusCode::kUnavailable:
+      return Outcome::kRejected;
+    default:
+      return Outcome::kError;
   }
 }
 
 Status CheckByteSize(const std::string& name, const Tensor& t) {
   int64_t n = t.element_count();
-  if (n < 0) return InvalidArgumentError("input '" + name + "' has an invalid shape " + ShapeToString(t.shape()));
+  if (n < 0)
+    return InvalidArgumentError("input '" + name + "' has an invalid shape " +
+                                ShapeToString(t.shape()));
   if (t.dtype() == DataType::kBytes) {
     if (!ValidateBytesElements(t.bytes(), n)) {
-      return InvalidArgumentError("input '" + name + "': BYTES data does not hold " + std::to_string(n) +
-                                  " length-prefixed elements");
+      return InvalidArgumentError("input '" + name + "': BYTES data does not hold " +
+                                  std::to_string(n) + " length-prefixed elements");
     }
     return Status::OK();
   }
   size_t want = static_cast<size_t>(n) * DataTypeSize(t.dtype());
   if (t.byte_size() != want) {
-    return InvalidArgumentError("input '" + name + "': shape " + ShapeToString(t.shape()) + " needs " +
-                                std::to_string(want) + " bytes of " + std::string(DataTypeName(t.dtype())) +
-                                ", got " + std::to_string(t.byte_size()));
+    return InvalidArgumentError("input '" + name + "': shape " + ShapeToString(t.shape()) +
+                                " needs " + std::to_string(want) + " bytes of " +
+                                std::string(DataTypeName(t.dtype())) + ", got " +
+                                std::to_string(t.byte_size()));
   }
   return Status::OK();
 }
@@ -38,7 +46,8 @@ Status CheckByteSize(const std::string& name, const Tensor& t) {
 }  // namespace
 
 StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Create(const Options& options) {
-  if (!options.models || !options.metrics) return InvalidArgumentError("models and metrics are required");
+  if (!options.models || !options.metrics)
+    return InvalidArgumentError("models and metrics are required");
   Options o = options;
   if (!o.clock) o.clock = Clock::System();
   return std::unique_ptr<InferenceServer>(new InferenceServer(o));
@@ -54,15 +63,17 @@ Status InferenceServer::Validate(const ModelConfig& config, InferRequest& reques
     auto it = std::find_if(config.inputs.begin(), config.inputs.end(),
                            [&](const TensorConfig& c) { return c.name == in.name; });
     if (it == config.inputs.end()) {
-      return InvalidArgumentError("unknown input '" + in.name + "' for model '" + config.name + "'");
+      return InvalidArgumentError("unknown input '" + in.name + "' for model '" + config.name +
+                                  "'");
     }
     size_t idx = static_cast<size_t>(it - config.inputs.begin());
     if (seen[idx]) return InvalidArgumentError("input '" + in.name + "' is given twice");
     seen[idx] = true;
     const Tensor& t = in.tensor;
     if (t.dtype() != it->dtype) {
-      return InvalidArgumentError("input '" + in.name + "' has datatype " + std::string(DataTypeName(t.dtype())) +
-                                  ", model expects " + std::string(DataTypeName(it->dtype)));
+      return InvalidArgumentError("input '" + in.name + "' has datatype " +
+                                  std::string(DataTypeName(t.dtype())) + ", model expects " +
+                                  std::string(DataTypeName(it->dtype)));
     }
     Shape want = config.FullShape(*it);
     bool ok = t.shape().size() == want.size();
@@ -77,7 +88,8 @@ Status InferenceServer::Validate(const ModelConfig& config, InferRequest& reques
       int64_t b = t.shape()[0];
       if (b < 1 || b > config.max_batch_size) {
         return InvalidArgumentError("input '" + in.name + "' has batch size " + std::to_string(b) +
-                                    ", model accepts 1 to " + std::to_string(config.max_batch_size));
+                                    ", model accepts 1 to " +
+                                    std::to_string(config.max_batch_size));
       }
       if (*batch != -1 && *batch != b) {
         return InvalidArgumentError("inputs disagree on the batch size (" + std::to_string(*batch) +
@@ -94,7 +106,8 @@ Status InferenceServer::Validate(const ModelConfig& config, InferRequest& reques
   for (const auto& name : request.outputs) {
     bool known = std::any_of(config.outputs.begin(), config.outputs.end(),
                              [&](const TensorConfig& c) { return c.name == name; });
-    if (!known) return InvalidArgumentError("unknown output '" + name + "' for model '" + config.name + "'");
+    if (!known)
+      return InvalidArgumentError("unknown output '" + name + "' for model '" + config.name + "'");
   }
   signature->clear();
   size_t first = config.max_batch_size > 0 ? 1 : 0;
@@ -142,9 +155,8 @@ void InferenceServer::Infer(InferRequest request, InferCallback done) {
 
   // 4. schedule, 5. execute (on a backend worker), 6. respond.
   auto on_done = [mv, mm, metrics, clock, start, id = std::move(request.id),
-                  wanted = std::move(request.outputs),
-                  done = std::move(done)](StatusOr<std::vector<Tensor>> outputs,
-                                          const TaskTimings& timings) mutable {
+                  wanted = std::move(request.outputs), done = std::move(done)](
+                     StatusOr<std::vector<Tensor>> outputs, const TaskTimings& timings) mutable {
     Status st = outputs.status();
     StatusOr<InferResponse> result = st;
     if (st.ok()) {
@@ -154,7 +166,8 @@ void InferenceServer::Infer(InferRequest request, InferCallback done) {
       r.id = std::move(id);
       const auto& out_cfg = mv->config().outputs;
       for (size_t i = 0; i < out_cfg.size() && i < outputs->size(); ++i) {
-        if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), out_cfg[i].name) == wanted.end()) {
+        if (!wanted.empty() &&
+            std::find(wanted.begin(), wanted.end(), out_cfg[i].name) == wanted.end()) {
           continue;
         }
         r.outputs.push_back({out_cfg[i].name, std::move((*outputs)[i])});
@@ -168,7 +181,8 @@ void InferenceServer::Infer(InferRequest request, InferCallback done) {
     metrics->inflight()->Add(-1);
     done(std::move(result));
   };
-  auto task = std::make_unique<Task>(std::move(inputs), batch, std::move(signature), std::move(on_done));
+  auto task =
+      std::make_unique<Task>(std::move(inputs), batch, std::move(signature), std::move(on_done));
   if (Status st = mv->Submit(task); !st.ok()) {
     // Ownership stayed here: answer through the task, exactly once.
     task->Complete(st);
@@ -179,7 +193,9 @@ void InferenceServer::CollectGauges() {
   for (const ModelState& s : options_.models->List()) {
     if (!s.ready) continue;
     auto mv = options_.models->Get(s.name, std::to_string(s.version));
-    if (mv.ok()) options_.metrics->For(s.name, s.version)->queue_depth->Set(static_cast<double>((*mv)->queue_depth()));
+    if (mv.ok())
+      options_.metrics->For(s.name, s.version)
+          ->queue_depth->Set(static_cast<double>((*mv)->queue_depth()));
   }
 }
 

@@ -11,9 +11,9 @@ ServerMetrics::ServerMetrics(Registry* registry) : registry_(registry) {
   requests_ = registry->AddCounter("inferd_requests_total",
                                    "Inference requests by model, version and outcome",
                                    {"model", "version", "outcome"});
-  request_duration_ = registry->AddHistogram(
-      "inferd_request_duration_seconds", "Time from request decode to response, in seconds", mv,
-      LatencyBuckets());
+  request_duration_ = registry->AddHistogram("inferd_request_duration_seconds",
+                                             "Time from request decode to response, in seconds", mv,
+                                             LatencyBuckets());
   queue_duration_ = registry->AddHistogram("inferd_queue_duration_seconds",
                                            "Time requests wait in the model queue, in seconds", mv,
                                            LatencyBuckets());
@@ -22,12 +22,14 @@ ServerMetrics::ServerMetrics(Registry* registry) : registry_(registry) {
       mv, LatencyBuckets());
   batch_size_ = registry->AddHistogram("inferd_batch_size", "Items per executed batch", mv,
                                        {1, 2, 4, 8, 16, 32, 64, 128, 256});
-  queue_depth_ = registry->AddGauge("inferd_queue_depth", "Requests waiting in the model queue", mv);
+  queue_depth_ =
+      registry->AddGauge("inferd_queue_depth", "Requests waiting in the model queue", mv);
   inflight_ = registry->AddGauge("inferd_inflight_requests", "Inference requests in progress", {})
                   ->WithLabels({});
-  rss_ = registry->AddGauge("inferd_process_resident_memory_bytes", "Resident memory of the process",
-                            {})
-             ->WithLabels({});
+  rss_ =
+      registry
+          ->AddGauge("inferd_process_resident_memory_bytes", "Resident memory of the process", {})
+          ->WithLabels({});
   registry->AddCollectHook([this] { rss_->Set(static_cast<double>(ProcessResidentBytes())); });
 }
 

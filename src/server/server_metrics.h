@@ -53,7 +53,8 @@ class ServerMetrics {
   Gauge* inflight_;
   Gauge* rss_;
   std::shared_mutex mu_;
-  std::map<std::pair<std::string, int64_t>, std::unique_ptr<ModelMetrics>> by_model_;  // guarded by mu_
+  std::map<std::pair<std::string, int64_t>, std::unique_ptr<ModelMetrics>>
+      by_model_;  // guarded by mu_
 };
 
 double Seconds(Duration d);

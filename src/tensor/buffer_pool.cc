@@ -14,7 +14,8 @@ std::shared_ptr<std::vector<uint8_t>> BufferPool::Acquire(size_t size) {
     size_t best = state_->free.size();
     for (size_t i = 0; i < state_->free.size(); ++i) {
       if (state_->free[i]->capacity() >= size &&
-          (best == state_->free.size() || state_->free[i]->capacity() < state_->free[best]->capacity())) {
+          (best == state_->free.size() ||
+           state_->free[i]->capacity() < state_->free[best]->capacity())) {
         best = i;
       }
     }

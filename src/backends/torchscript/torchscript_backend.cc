@@ -11,16 +11,26 @@ namespace {
 
 StatusOr<at::ScalarType> ToTorch(DataType t) {
   switch (t) {
-    case DataType::kBool: return at::kBool;
-    case DataType::kUint8: return at::kByte;
-    case DataType::kInt8: return at::kChar;
-    case DataType::kInt16: return at::kShort;
-    case DataType::kInt32: return at::kInt;
-    case DataType::kInt64: return at::kLong;
-    case DataType::kFp16: return at::kHalf;
-    case DataType::kFp32: return at::kFloat;
-    case DataType::kFp64: return at::kDouble;
-    default: break;
+    case DataType::kBool:
+      return at::kBool;
+    case DataType::kUint8:
+      return at::kByte;
+    case DataType::kInt8:
+      return at::kChar;
+    case DataType::kInt16:
+      return at::kShort;
+    case DataType::kInt32:
+      return at::kInt;
+    case DataType::kInt64:
+      return at::kLong;
+    case DataType::kFp16:
+      return at::kHalf;
+    case DataType::kFp32:
+      return at::kFloat;
+    case DataType::kFp64:
+      return at::kDouble;
+    default:
+      break;
   }
   return InvalidArgumentError("datatype " + std::string(DataTypeName(t)) +
                               " is not supported by the torchscript backend");
@@ -137,8 +147,8 @@ class TorchScriptInstance final : public BackendInstance {
       return InternalError("model returned " + result.tagKind() + ", expected tensors");
     }
     if (tensors.size() != config_.outputs.size()) {
-      return InternalError("model returned " + std::to_string(tensors.size()) + " outputs, config declares " +
-                           std::to_string(config_.outputs.size()));
+      return InternalError("model returned " + std::to_string(tensors.size()) +
+                           " outputs, config declares " + std::to_string(config_.outputs.size()));
     }
     std::vector<Tensor> out;
     out.reserve(tensors.size());
