@@ -117,6 +117,11 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
       return;
     }
   }
+  // An unknown model is a 404 whatever the body holds.
+  if (auto mv = ctx->server->models()->Get(model, version); !mv.ok()) {
+    respond.Send(ErrorResponse(mv.status()));
+    return;
+  }
   auto body = std::make_shared<const std::string>(std::move(req.body()));
   auto decoded = kserve::DecodeInferRequest(body, json_length);
   if (!decoded.ok()) {

@@ -147,12 +147,15 @@ StatusOr<Shape> DecodeShape(const std::string& name, element e) {
   return s;
 }
 
-bool GetBoolParam(element obj, const char* key) {
+// parameters.<key> of `obj` as a boolean (false when absent).
+StatusOr<bool> GetBoolParam(element obj, const char* key) {
   element params, v;
   bool b = false;
   if (obj["parameters"].get(params) == simdjson::SUCCESS &&
       params[key].get(v) == simdjson::SUCCESS) {
-    if (v.get_bool().get(b) != simdjson::SUCCESS) return false;
+    if (v.get_bool().get(b) != simdjson::SUCCESS) {
+      return InvalidArgumentError(std::string("parameters.") + key + " must be true or false");
+    }
   }
   return b;
 }
@@ -187,7 +190,7 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
       return InvalidArgumentError("'id' must be a string");
     out.request.id = std::string(s);
   }
-  out.binary_output_default = GetBoolParam(doc, "binary_data_output");
+  INFERD_ASSIGN_OR_RETURN(out.binary_output_default, GetBoolParam(doc, "binary_data_output"));
 
   simdjson::dom::array inputs;
   if (doc["inputs"].get_array().get(inputs) != simdjson::SUCCESS) {
@@ -273,10 +276,13 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
       }
       std::string name(sv);
       element params, flag;
-      bool bin;
       if (o["parameters"].get(params) == simdjson::SUCCESS &&
-          params["binary_data"].get(flag) == simdjson::SUCCESS &&
-          flag.get_bool().get(bin) == simdjson::SUCCESS) {
+          params["binary_data"].get(flag) == simdjson::SUCCESS) {
+        bool bin;
+        if (flag.get_bool().get(bin) != simdjson::SUCCESS) {
+          return InvalidArgumentError("output '" + name +
+                                      "': parameters.binary_data must be true or false");
+        }
         (bin ? out.binary_outputs : out.json_outputs).push_back(name);
       }
       out.request.outputs.push_back(std::move(name));

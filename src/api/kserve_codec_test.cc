@@ -403,14 +403,25 @@ TEST(DecodeInferRequestTest, OutputSelectionAndBinaryFlags) {
     "outputs": [
       {"name": "bin", "parameters": {"binary_data": true}},
       {"name": "txt", "parameters": {"binary_data": false}},
-      {"name": "plain"},
-      {"name": "odd", "parameters": {"binary_data": "yes"}}
+      {"name": "plain"}
     ]})");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_THAT(r->request.outputs, ElementsAre("bin", "txt", "plain", "odd"));
+  EXPECT_THAT(r->request.outputs, ElementsAre("bin", "txt", "plain"));
   EXPECT_THAT(r->binary_outputs, ElementsAre("bin"));
   EXPECT_THAT(r->json_outputs, ElementsAre("txt"));
   EXPECT_TRUE(r->binary_output_default);
+}
+
+TEST(DecodeInferRequestTest, NonBooleanBinaryFlagsAreRejected) {
+  StatusOr<DecodedRequest> out = DecodeJson(
+      R"({"inputs":[],"outputs":[{"name":"odd","parameters":{"binary_data":"yes"}}]})");
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(out.status().message(), HasSubstr("odd"));
+  StatusOr<DecodedRequest> req =
+      DecodeJson(R"({"inputs":[],"parameters":{"binary_data_output":1}})");
+  ASSERT_FALSE(req.ok());
+  EXPECT_THAT(req.status().message(), HasSubstr("binary_data_output"));
 }
 
 TEST(DecodeInferRequestTest, BinaryDataOutputDefaultsToFalse) {

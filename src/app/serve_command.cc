@@ -2,10 +2,12 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "api/api.h"
 #include "backends/torchscript/torchscript_backend.h"
@@ -60,6 +62,16 @@ int RunServe(const ServeFlags& flags) {
     std::cerr << "inferd serve: model_repository is required (--model-repository DIR)\n";
     return 2;
   }
+  for (const char* key : {"http_read_timeout_ms", "http_idle_timeout_ms", "http_threads"}) {
+    if (s.GetInt(key) < 1) {
+      std::cerr << "inferd serve: " << key << " must be >= 1\n";
+      return 2;
+    }
+  }
+  if (s.GetInt("drain_timeout_s") < 0 || s.GetInt("max_body_bytes") < 0) {
+    std::cerr << "inferd serve: drain_timeout_s and max_body_bytes must be >= 0\n";
+    return 2;
+  }
   int64_t port = s.GetInt("http_port");
   if (port < 0 || port > 65535) {
     std::cerr << "inferd serve: http_port must be in [0, 65535]\n";
@@ -97,6 +109,7 @@ int RunServe(const ServeFlags& flags) {
   ho.max_header_bytes = static_cast<size_t>(std::max<int64_t>(1024, s.GetInt("max_header_bytes")));
   ho.read_timeout = std::chrono::milliseconds(s.GetInt("http_read_timeout_ms"));
   ho.idle_timeout = std::chrono::milliseconds(s.GetInt("http_idle_timeout_ms"));
+  ho.registry = &registry;
   auto http_server = http::Server::Create(ho, &router);
   if (!http_server.ok()) {
     std::cerr << "inferd serve: " << http_server.status().message() << "\n";
@@ -110,7 +123,14 @@ int RunServe(const ServeFlags& flags) {
 
   int sig = 0;
   sigwait(&signals, &sig);
-  INFERD_LOG_INFO("received signal {}: draining (up to {} s)", sig, s.GetInt("drain_timeout_s"));
+  INFERD_LOG_INFO("received signal {}: draining (up to {} s); a second signal exits at once", sig,
+                  s.GetInt("drain_timeout_s"));
+  std::thread([signals] {
+    int again = 0;
+    sigwait(&signals, &again);
+    INFERD_LOG_WARN("received signal {} during the drain: exiting now", again);
+    std::_Exit(1);
+  }).detach();
   auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(s.GetInt("drain_timeout_s"));
   (*http_server)->StopAccepting();

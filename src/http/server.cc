@@ -1,5 +1,9 @@
 #include "http/server.h"
 
+// clang-format off
+#include <utility>  // before Asio (Boost 1.74 + GCC 12)
+// clang-format on
+
 #include <boost/asio.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -8,9 +12,9 @@
 #include <boost/beast/core.hpp>
 #include <future>
 #include <list>
+#include <map>
 #include <optional>
 #include <thread>
-#include <utility>  // before Asio (Boost 1.74 + GCC 12)
 
 #include "common/logging.h"
 #include "common/mutex.h"
@@ -82,6 +86,16 @@ struct Server::Impl {
   Mutex mu;
   CondVar idle_cv;
   int64_t in_progress GUARDED_BY(mu) = 0;
+  Family<Counter>* responses = nullptr;  // by status code; null without a registry
+
+  void CountResponse(unsigned code) {
+    if (!responses) return;
+    // Per-thread cache of the counters by status code: no lock per response.
+    thread_local std::map<std::pair<const void*, unsigned>, Counter*> cache;
+    Counter*& c = cache[{this, code}];
+    if (!c) c = responses->WithLabels({std::to_string(code)});
+    c->Increment();
+  }
 
   awaitable<void> AcceptLoop();
   awaitable<void> RunSession(tcp::socket socket, IoWorker* worker);
@@ -117,6 +131,7 @@ awaitable<void> Server::Impl::AcceptLoop() {
 
 awaitable<void> Server::Impl::WriteError(Session& s, Status status, std::string_view message) {
   Response res = MakeErrorResponse(status, message);
+  CountResponse(static_cast<unsigned>(status));
   res.set(beast_http::field::server, "inferd");
   res.keep_alive(false);
   res.prepare_payload();
@@ -209,6 +224,7 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
   res.keep_alive(keep_alive);
   res.set(beast_http::field::server, "inferd");
   res.prepare_payload();
+  CountResponse(res.result_int());
   s.stream.expires_after(options.write_timeout);
   co_await beast_http::async_write(s.stream, res, asio::redirect_error(use_awaitable, ec));
   RequestFinished();
@@ -263,6 +279,10 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const Options& options, const R
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->router = router;
+  if (options.registry) {
+    impl->responses = options.registry->AddCounter("inferd_http_responses_total",
+                                                   "HTTP responses sent, by status code", {"code"});
+  }
   int threads = std::max(1, options.threads);
   for (int i = 0; i < threads; ++i) impl->workers.push_back(std::make_unique<IoWorker>());
   error_code ec;

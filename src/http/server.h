@@ -26,6 +26,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "http/router.h"
+#include "metrics/metrics.h"
 
 namespace inferd::http {
 
@@ -40,6 +41,8 @@ class Server {
     std::chrono::milliseconds read_timeout{30000};
     std::chrono::milliseconds idle_timeout{60000};
     std::chrono::milliseconds write_timeout{30000};
+    // Optional: counts every response as inferd_http_responses_total{code}.
+    Registry* registry = nullptr;
   };
 
   // Binds and listens; the router must outlive the server.

@@ -1,12 +1,16 @@
 #pragma once
 // HTTP vocabulary shared by the server, the router and the client.
 // Boost 1.74 with GCC 12: <utility> must come before Asio's headers.
+// clang-format off
+#include <utility>
+// clang-format on
+
 #include <boost/beast/http.hpp>
+
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 namespace inferd::http {

@@ -136,7 +136,7 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
   c.name = name;
   static const std::set<std::string> kKnown = {"backend",    "max_batch_size", "instance_count",
                                                "input",      "output",         "dynamic_batching",
-                                               "parameters", "max_queue_size", "name"};
+                                               "parameters", "max_queue_size"};
   for (const auto& [k, v] : root) {
     if (!kKnown.count(std::string(k.str()))) return p.Error(std::string(k.str()), "is unknown");
   }
@@ -154,11 +154,13 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
   if (const toml::node* db = root.get("dynamic_batching")) {
     const toml::table* t = db->as_table();
     if (!t) return p.Error("dynamic_batching", "must be a table");
-    if (c.max_batch_size == 0) return p.Error("dynamic_batching", "needs max_batch_size > 0");
     c.dynamic_batching.enabled = true;
     if (auto en = t->get("enable"); en) {
       if (!en->is_boolean()) return p.Error("dynamic_batching.enable", "must be a boolean");
       c.dynamic_batching.enabled = *en->value<bool>();
+    }
+    if (c.dynamic_batching.enabled && c.max_batch_size == 0) {
+      return p.Error("dynamic_batching", "needs max_batch_size > 0");
     }
     INFERD_RETURN_IF_ERROR(p.Int(*t, "max_queue_delay_us", "dynamic_batching.max_queue_delay_us", 0,
                                  &c.dynamic_batching.max_queue_delay_us));

@@ -6,8 +6,10 @@
 //   instance_count = 2
 //   [[input]]  name, datatype, dims (batch dim excluded; -1 = variable)
 //   [[output]] name, datatype, dims
+//   max_queue_size = 1024          # bounded queue, batching or not
 //   [dynamic_batching]             # presence enables it (needs max_batch_size > 0)
-//   max_queue_delay_us, preferred_batch_sizes, max_queue_size
+//   enable (default true), max_queue_delay_us, preferred_batch_sizes,
+//   max_queue_size (same as the top-level key)
 //   [parameters]                   # backend parameters, e.g. intra_op_threads
 //
 // Errors name the file and the field.

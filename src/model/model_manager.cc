@@ -99,11 +99,12 @@ std::vector<ModelState> ModelManager::List() {
 
 bool ModelManager::IsServing() {
   MutexLock l(&mu_);
-  return !shut_down_;
+  return !shut_down_ && !draining_;
 }
 
 void ModelManager::BeginDrain() {
   MutexLock l(&mu_);
+  draining_ = true;
   for (auto& [name, m] : models_) {
     for (auto& [v, mv] : m.loaded) mv->Flush();
   }

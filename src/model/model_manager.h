@@ -49,8 +49,8 @@ class ModelManager {
       EXCLUDES(mu_);
   // One row per model version (or per model when no version could be found).
   std::vector<ModelState> List() EXCLUDES(mu_);
-  // True once loading finished and until Shutdown(); a model that failed to
-  // load does not make the server unready (it is reported per model).
+  // True once loading finished and until BeginDrain(); a model that failed
+  // to load does not make the server unready (it is reported per model).
   bool IsServing() EXCLUDES(mu_);
   // Makes every batcher dispatch without waiting for its queue delay, so a
   // drain is not held up by partly filled batches. Requests still come in.
@@ -71,6 +71,7 @@ class ModelManager {
   Mutex mu_;
   std::map<std::string, Model, std::less<>> models_ GUARDED_BY(mu_);
   bool shut_down_ GUARDED_BY(mu_) = false;
+  bool draining_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace inferd

@@ -55,6 +55,7 @@ void ModelVersion::ExecuteBatch(int worker, TaskBatch& batch) {
   Time end = clock_->Now();
   int64_t items = 0;
   for (auto& t : batch) {
+    t->timings().compute_started = start;
     t->timings().finished = end;
     items += t->batch_size();
   }

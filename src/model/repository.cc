@@ -25,8 +25,10 @@ StatusOr<std::vector<RepositoryEntry>> ScanRepository(const std::string& dir) {
       std::string s = v.path().filename().string();
       int64_t num = 0;
       auto [p, err] = std::from_chars(s.data(), s.data() + s.size(), num);
-      if (err == std::errc() && p == s.data() + s.size() && num > 0)
+      // Canonical spelling only, so "1" and "01" cannot both claim version 1.
+      if (err == std::errc() && p == s.data() + s.size() && num > 0 && s == std::to_string(num)) {
         e.versions[num] = v.path().string();
+      }
     }
     std::string config_path = (model_dir.path() / "config.toml").string();
     auto config = LoadModelConfig(config_path, e.name);

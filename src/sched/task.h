@@ -22,6 +22,7 @@ namespace inferd {
 struct TaskTimings {
   Time enqueued{};
   Time started{};                   // taken off the queue into a batch
+  Time compute_started{};           // inputs assembled, backend called
   Time finished{};                  // backend returned
   int64_t executed_batch_size = 0;  // items in the batch this task ran in
 };

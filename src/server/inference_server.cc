@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/logging.h"
+
 namespace inferd {
 namespace {
 
@@ -41,6 +43,17 @@ Status CheckByteSize(const std::string& name, const Tensor& t) {
                                 std::to_string(t.byte_size()));
   }
   return Status::OK();
+}
+
+// Execution failures are logged, at most once a second with a count of the
+// suppressed ones, so a failing model cannot flood the log.
+void LogFailure(const std::string& model, const Status& st) {
+  static RateLimitedLog limiter;
+  int64_t suppressed = 0;
+  if (limiter.ShouldLog(&suppressed)) {
+    INFERD_LOG_ERROR("model '{}': {} ({} similar errors suppressed)", model, st.message(),
+                     suppressed);
+  }
 }
 
 }  // namespace
@@ -174,8 +187,9 @@ void InferenceServer::Infer(InferRequest request, InferCallback done) {
       }
       result = std::move(r);
       mm->queue_duration->Observe(Seconds(timings.started - timings.enqueued));
-      mm->compute_duration->Observe(Seconds(timings.finished - timings.started));
+      mm->compute_duration->Observe(Seconds(timings.finished - timings.compute_started));
     }
+    if (st.code() == StatusCode::kInternal) LogFailure(mv->config().name, st);
     mm->outcomes[static_cast<int>(OutcomeOf(st))]->Increment();
     mm->request_duration->Observe(Seconds(clock->Now() - start));
     metrics->inflight()->Add(-1);

@@ -17,9 +17,10 @@ ServerMetrics::ServerMetrics(Registry* registry) : registry_(registry) {
   queue_duration_ = registry->AddHistogram("inferd_queue_duration_seconds",
                                            "Time requests wait in the model queue, in seconds", mv,
                                            LatencyBuckets());
-  compute_duration_ = registry->AddHistogram(
-      "inferd_compute_duration_seconds", "Backend execution time per request's batch, in seconds",
-      mv, LatencyBuckets());
+  compute_duration_ = registry->AddHistogram("inferd_compute_duration_seconds",
+                                             "Backend execution time of the batch each request ran "
+                                             "in, in seconds (one observation per request)",
+                                             mv, LatencyBuckets());
   batch_size_ = registry->AddHistogram("inferd_batch_size", "Items per executed batch", mv,
                                        {1, 2, 4, 8, 16, 32, 64, 128, 256});
   queue_depth_ =

@@ -36,11 +36,16 @@ StatusOr<at::ScalarType> ToTorch(DataType t) {
                               " is not supported by the torchscript backend");
 }
 
-int64_t IntParam(const ModelConfig& c, const std::string& key, int64_t def) {
+StatusOr<int64_t> IntParam(const ModelConfig& c, const std::string& key, int64_t def, int64_t min) {
   auto it = c.parameters.find(key);
   if (it == c.parameters.end()) return def;
   int64_t v = def;
-  std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+  const std::string& s = it->second;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v < min) {
+    return InvalidArgumentError("parameters." + key + " must be an integer >= " +
+                                std::to_string(min) + ", got '" + s + "'");
+  }
   return v;
 }
 
@@ -63,8 +68,9 @@ class TorchScriptInstance final : public BackendInstance {
       INFERD_ASSIGN_OR_RETURN(at::ScalarType st, ToTorch(t.dtype));
       inst->output_types_.push_back(st);
     }
-    inst->threads_ = static_cast<int>(IntParam(config, "intra_op_threads", 1));
-    if (inst->threads_ < 1) return InvalidArgumentError("parameters.intra_op_threads must be >= 1");
+    INFERD_ASSIGN_OR_RETURN(int64_t threads, IntParam(config, "intra_op_threads", 1, 1));
+    INFERD_ASSIGN_OR_RETURN(int64_t warmup_runs, IntParam(config, "warmup_runs", 2, 0));
+    inst->threads_ = static_cast<int>(threads);
     auto fname = config.parameters.count("model_filename") ? config.parameters.at("model_filename")
                                                            : std::string("model.pt");
     std::string path = (std::filesystem::path(spec.version_dir) / fname).string();
@@ -75,7 +81,7 @@ class TorchScriptInstance final : public BackendInstance {
     } catch (const std::exception& e) {
       return InvalidArgumentError("cannot load " + path + ": " + What(e));
     }
-    INFERD_RETURN_IF_ERROR(inst->Warmup(IntParam(config, "warmup_runs", 2)));
+    INFERD_RETURN_IF_ERROR(inst->Warmup(warmup_runs));
     return std::unique_ptr<BackendInstance>(std::move(inst));
   }
 
