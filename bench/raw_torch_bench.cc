@@ -50,6 +50,7 @@ struct Options {
   int warmup = 3;  // forward calls per worker before timing
   int cores = 0;   // 0 = detect from the CPU affinity mask
   std::string json_path;
+  bool optimize = false;  // torch::jit::freeze + optimize_for_inference, as inferd's default
 };
 
 // One measured configuration.
@@ -272,8 +273,9 @@ bool WriteJson(const Options& opts, int cores, const std::vector<Row>& rows, con
     << JoinInts(opts.shape) << "],\n  \"torch_version\": \"" << TORCH_VERSION_MAJOR << "."
     << TORCH_VERSION_MINOR << "." << TORCH_VERSION_PATCH << "\",\n  \"cores\": " << cores
     << ",\n  \"duration_s\": " << opts.duration_s << ",\n  \"repeats\": " << opts.repeats
-    << ",\n  \"warmup\": " << opts.warmup << ",\n  \"omp_env\": \"" << OmpEnv()
-    << "\",\n  \"rows\": [\n";
+    << ",\n  \"warmup\": " << opts.warmup
+    << ",\n  \"optimize\": " << (opts.optimize ? "true" : "false") << ",\n  \"omp_env\": \""
+    << OmpEnv() << "\",\n  \"rows\": [\n";
   for (size_t i = 0; i < rows.size(); ++i) {
     f << "    " << RowJson(rows[i]) << (i + 1 < rows.size() ? ",\n" : "\n");
   }
@@ -328,6 +330,8 @@ int ParseArgs(int argc, char** argv, Options& opts) {
       ->capture_default_str();
   app.add_option("--cores", opts.cores, "cores available (0 = CPU affinity mask)");
   app.add_option("--json", opts.json_path, "write all rows and the best as JSON");
+  app.add_flag("--optimize", opts.optimize,
+               "freeze the module and apply optimize_for_inference (inferd's default)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -350,6 +354,7 @@ bool LoadModules(const Options& opts, int count, std::vector<torch::jit::Module>
     for (int i = 0; i < count; ++i) {
       modules.push_back(torch::jit::load(opts.model_path));
       modules.back().eval();
+      if (opts.optimize) modules.back() = torch::jit::optimize_for_inference(modules.back());
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cannot load %s: %s\n", opts.model_path.c_str(), e.what());

@@ -1,7 +1,5 @@
 #include "sched/dynamic_batcher.h"
 
-#include <algorithm>
-
 namespace inferd {
 
 StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(Options options,
@@ -76,45 +74,14 @@ void DynamicBatcher::Shutdown() {
 }
 
 TaskBatch DynamicBatcher::FormBatch(Time now, Time* wake_at) {
-  *wake_at = Time::max();
+  BatchPolicy policy{options_.batching, options_.max_batch_size, options_.max_queue_delay,
+                     options_.preferred_batch_sizes};
+  BatchChoice choice = ChooseBatch(queue_, now, policy, idle_workers_, stopping_ || flushing_);
+  *wake_at = choice.wake_at;
   TaskBatch batch;
-  if (queue_.empty()) return batch;
-  if (!options_.batching) {
-    batch.push_back(std::move(queue_.front()));
-    queue_.pop_front();
-    return batch;
-  }
-  // Gather, in FIFO order, the tasks sharing the oldest task's signature
-  // that fit in one batch.
-  const std::string& signature = queue_.front()->shape_signature();
-  std::vector<size_t> picked;
-  int64_t total = 0;
-  int64_t preferred_prefix = 0;  // number of picked tasks forming the largest preferred size
-  for (size_t i = 0; i < queue_.size() && total < options_.max_batch_size; ++i) {
-    const Task& t = *queue_[i];
-    if (t.shape_signature() != signature) continue;
-    if (total + t.batch_size() > options_.max_batch_size) break;
-    total += t.batch_size();
-    picked.push_back(i);
-    const auto& pref = options_.preferred_batch_sizes;
-    if (std::find(pref.begin(), pref.end(), total) != pref.end()) {
-      preferred_prefix = static_cast<int64_t>(picked.size());
-    }
-  }
-  Time due = queue_.front()->timings().enqueued + options_.max_queue_delay;
-  size_t take = 0;
-  if (total >= options_.max_batch_size || now >= due || stopping_ || flushing_) {
-    take = picked.size();
-  } else if (preferred_prefix > 0) {
-    take = static_cast<size_t>(preferred_prefix);
-  } else {
-    *wake_at = due;
-    return batch;
-  }
-  picked.resize(take);
-  for (size_t idx : picked) batch.push_back(std::move(queue_[idx]));
-  // Erase the moved-out slots, back to front to keep indices valid.
-  for (auto it = picked.rbegin(); it != picked.rend(); ++it) {
+  for (size_t idx : choice.picked) batch.push_back(std::move(queue_[idx]));
+  // Erase the moved-out slots, back to front to keep positions valid.
+  for (auto it = choice.picked.rbegin(); it != choice.picked.rend(); ++it) {
     queue_.erase(queue_.begin() + static_cast<long>(*it));
   }
   return batch;
@@ -125,17 +92,22 @@ void DynamicBatcher::WorkerLoop(int index) {
     TaskBatch batch;
     {
       MutexLock l(&mu_);
+      ++idle_workers_;
       for (;;) {
         Time wake_at;
         batch = FormBatch(clock_->Now(), &wake_at);
         if (!batch.empty()) break;
-        if (stopping_ && queue_.empty()) return;
+        if (stopping_ && queue_.empty()) {
+          --idle_workers_;
+          return;
+        }
         if (wake_at == Time::max()) {
           cv_.Wait(&mu_);
         } else {
           clock_->WaitUntil(&cv_, &mu_, wake_at);
         }
       }
+      --idle_workers_;
       // Others may be able to form a batch from what is left.
       if (!queue_.empty()) cv_.SignalAll();
     }

@@ -2,17 +2,11 @@
 // DynamicBatcher: a bounded FIFO queue of Tasks for one model version, and
 // the worker threads (one per backend instance) that take batches off it.
 //
-// Batching rule (as Triton's dynamic batcher):
-//  - a batch holds tasks with the same shape signature only, in FIFO order
-//    starting from the oldest task, up to max_batch_size items;
-//  - it is dispatched at once when it reaches max_batch_size, or when a
-//    prefix of it reaches a preferred batch size (the largest such prefix);
-//  - otherwise it waits until the oldest task has waited max_queue_delay,
-//    then dispatches what it has;
-//  - with batching disabled (options.batching == false), each task is a
-//    batch of its own.
-// A free worker pulls the next batch, so batches grow while all instances are
-// busy. Time comes from the injected Clock.
+// The batching rule is ChooseBatch (sched/batch_policy.h): Triton's dynamic
+// batcher (shape-homogeneous FIFO batches, preferred sizes, a queue delay)
+// plus one change: idle instances share the queued work instead of one
+// taking it all. A free worker pulls the next batch, so batches grow while
+// all instances are busy. Time comes from the injected Clock.
 //
 // Threading: Enqueue and queue_depth from any thread. Shutdown() stops new
 // work, lets the workers drain everything queued (without waiting for the
@@ -27,6 +21,7 @@
 #include "common/clock.h"
 #include "common/mutex.h"
 #include "common/status.h"
+#include "sched/batch_policy.h"
 #include "sched/task.h"
 
 namespace inferd {
@@ -74,6 +69,7 @@ class DynamicBatcher {
   std::deque<std::unique_ptr<Task>> queue_ GUARDED_BY(mu_);
   bool stopping_ GUARDED_BY(mu_) = false;
   bool flushing_ GUARDED_BY(mu_) = false;
+  int idle_workers_ GUARDED_BY(mu_) = 0;  // workers looking for a batch
   std::vector<std::thread> workers_;
 };
 

@@ -49,6 +49,15 @@ StatusOr<int64_t> IntParam(const ModelConfig& c, const std::string& key, int64_t
   return v;
 }
 
+StatusOr<bool> BoolParam(const ModelConfig& c, const std::string& key, bool def) {
+  auto it = c.parameters.find(key);
+  if (it == c.parameters.end()) return def;
+  if (it->second == "true" || it->second == "1") return true;
+  if (it->second == "false" || it->second == "0") return false;
+  return InvalidArgumentError("parameters." + key + " must be true or false, got '" + it->second +
+                              "'");
+}
+
 std::string What(const std::exception& e) {
   if (auto* ce = dynamic_cast<const c10::Error*>(&e)) return ce->what_without_backtrace();
   return e.what();
@@ -70,6 +79,7 @@ class TorchScriptInstance final : public BackendInstance {
     }
     INFERD_ASSIGN_OR_RETURN(int64_t threads, IntParam(config, "intra_op_threads", 1, 1));
     INFERD_ASSIGN_OR_RETURN(int64_t warmup_runs, IntParam(config, "warmup_runs", 2, 0));
+    INFERD_ASSIGN_OR_RETURN(bool optimize, BoolParam(config, "optimize", true));
     inst->threads_ = static_cast<int>(threads);
     auto fname = config.parameters.count("model_filename") ? config.parameters.at("model_filename")
                                                            : std::string("model.pt");
@@ -78,6 +88,7 @@ class TorchScriptInstance final : public BackendInstance {
     try {
       inst->module_ = torch::jit::load(path, torch::kCPU);
       inst->module_.eval();
+      if (optimize) inst->module_ = torch::jit::optimize_for_inference(inst->module_);
     } catch (const std::exception& e) {
       return InvalidArgumentError("cannot load " + path + ": " + What(e));
     }

@@ -9,6 +9,9 @@
 //   model_filename    file in the version directory (default "model.pt")
 //   warmup_runs       forwards run at load on zeros when every dim is fixed
 //                     (default 2)
+//   optimize          true (default): freeze the module and apply
+//                     torch.jit.optimize_for_inference (folds batch norm into
+//                     convolutions, pre-packs weights); false: run it as saved
 
 #include "model/backend.h"
 
