@@ -1,0 +1,86 @@
+#include "cache/cache_key.h"
+
+#include <openssl/evp.h>
+#include <xxhash.h>
+
+#include <cstring>
+
+namespace inferd {
+
+struct CacheKeyBuilder::Hashers {
+  XXH3_state_t* xxh = XXH3_createState();
+  EVP_MD_CTX* sha = nullptr;  // created when the canonical bytes outgrow the inline check
+  ~Hashers() {
+    XXH3_freeState(xxh);
+    if (sha) EVP_MD_CTX_free(sha);
+  }
+};
+
+CacheKeyBuilder::CacheKeyBuilder(std::string_view ns, std::string_view model, int64_t version)
+    : h_(std::make_unique<Hashers>()), model_(model) {
+  XXH3_128bits_reset(h_->xxh);
+  FeedTagged('N', ns);
+  FeedTagged('M', model);
+  FeedTagged('V', std::to_string(version));
+}
+
+CacheKeyBuilder::~CacheKeyBuilder() = default;
+
+void CacheKeyBuilder::Feed(std::string_view bytes) {
+  XXH3_128bits_update(h_->xxh, bytes.data(), bytes.size());
+  if (!spilled_ && inline_.size() + bytes.size() <= kMaxInlineCheck) {
+    inline_.append(bytes);
+    return;
+  }
+  if (!spilled_) {
+    spilled_ = true;
+    h_->sha = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(h_->sha, EVP_sha256(), nullptr);
+    EVP_DigestUpdate(h_->sha, inline_.data(), inline_.size());
+    inline_.clear();
+  }
+  EVP_DigestUpdate(h_->sha, bytes.data(), bytes.size());
+}
+
+void CacheKeyBuilder::FeedTagged(char tag, std::string_view bytes) {
+  char head[9];
+  head[0] = tag;
+  uint64_t n = bytes.size();
+  std::memcpy(head + 1, &n, 8);
+  Feed(std::string_view(head, 9));
+  Feed(bytes);
+}
+
+void CacheKeyBuilder::AddInput(std::string_view name, const Tensor& tensor) {
+  FeedTagged('I', name);
+  FeedTagged('T', DataTypeName(tensor.dtype()));
+  std::string shape;
+  for (int64_t d : tensor.shape()) shape.append(reinterpret_cast<const char*>(&d), 8);
+  FeedTagged('S', shape);
+  FeedTagged('D', tensor.bytes());
+}
+
+void CacheKeyBuilder::AddOutput(std::string_view name) { FeedTagged('O', name); }
+
+void CacheKeyBuilder::AddParameter(std::string_view key, std::string_view value) {
+  FeedTagged('P', key);
+  FeedTagged('Q', value);
+}
+
+CacheKey CacheKeyBuilder::Finish() {
+  CacheKey key;
+  XXH128_hash_t d = XXH3_128bits_digest(h_->xxh);
+  key.digest = {d.high64, d.low64};
+  key.model = model_;
+  if (!spilled_) {
+    key.check = 'C' + inline_;
+  } else {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(h_->sha, md, &len);
+    key.check = 'S' + std::string(reinterpret_cast<const char*>(md), len);
+  }
+  return key;
+}
+
+}  // namespace inferd

@@ -1,0 +1,166 @@
+#pragma once
+// Eviction policies over intrusive nodes, shared by MemoryCache and by the
+// hit-ratio simulator (bench/hit_ratio_sim.cc), so the policy that is
+// benchmarked is exactly the policy that serves.
+//
+// A policy orders resident nodes and picks victims; it owns no entries. The
+// owner (a cache shard, the simulator) embeds an EvictionNode in each entry,
+// sets `id` and `charge`, and calls:
+//   Insert(n)      a new resident node (n->charge fixed while resident)
+//   OnHit(n)       a lookup found n
+//   Remove(n, r)   n leaves for another reason (erase, expiry, replacement)
+//   EvictOne()     unlinks and returns the next victim (nullptr when empty)
+// The owner decides when to evict (while its bytes exceed its budget); the
+// policy's `capacity` only sizes its internal queues.
+//
+// S3FifoPolicy (Yang et al., SOSP 2023) is the serving policy:
+//   - small FIFO S (~10% of capacity): new ids enter here;
+//   - main FIFO M: ids that proved themselves, with a 2-bit hit counter and
+//     reinsertion (a CLOCK-like second chance per hit);
+//   - ghost FIFO G: ids (no values) recently evicted from S; an id found in
+//     G on insert goes straight to M.
+// A one-off key passes through S and leaves, so scans cannot flush M. Its
+// hit path is a relaxed atomic store to the node's counter and touches no
+// list, so MemoryCache can serve hits under a *shared* lock. W-TinyLFU would
+// need an LRU reorder and a sketch update per hit (buffered in Caffeine);
+// that is why S3-FIFO was chosen (hit ratios: docs/benchmarks.md).
+//
+// LruPolicy is the textbook reference, used only by the simulator: its
+// OnHit moves the node in a list, so it needs exclusive access.
+//
+// Threading: policies are not thread-safe; the owner serializes Insert,
+// Remove and EvictOne. S3FifoPolicy::OnHit alone may run concurrently with
+// other OnHit calls (never with the mutators), as MemoryCache does under a
+// shared lock.
+
+#include <atomic>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <unordered_map>
+
+namespace inferd {
+
+// Per-entry policy state, embedded in the owner's entry (by inheritance or
+// as a member). Not copyable: lists point at it.
+struct EvictionNode {
+  EvictionNode() = default;
+  EvictionNode(const EvictionNode&) = delete;
+  EvictionNode& operator=(const EvictionNode&) = delete;
+
+  uint64_t id = 0;      // identity for the ghost queue (e.g. digest.lo)
+  size_t charge = 0;    // bytes (or 1 per entry in the simulator)
+  std::atomic<uint8_t> freq{0};  // hits since last considered, saturates at 3
+  uint8_t queue = 0;             // owned by the policy: which list holds it
+  EvictionNode* prev = nullptr;  // owned by the policy
+  EvictionNode* next = nullptr;
+};
+
+// A doubly linked FIFO of nodes with a byte total. Front = newest.
+class NodeList {
+ public:
+  void PushFront(EvictionNode* n);
+  void Unlink(EvictionNode* n);
+  EvictionNode* back() const { return tail_; }
+  bool empty() const { return head_ == nullptr; }
+  size_t bytes() const { return bytes_; }
+  size_t count() const { return count_; }
+
+ private:
+  EvictionNode* head_ = nullptr;
+  EvictionNode* tail_ = nullptr;
+  size_t bytes_ = 0;
+  size_t count_ = 0;
+};
+
+// What MemoryCache and the simulator require of a policy.
+template <typename P>
+concept EvictionPolicy = requires(P p, EvictionNode* n) {
+  p.Insert(n);
+  p.OnHit(n);
+  p.Remove(n, true);
+  { p.EvictOne() } -> std::same_as<EvictionNode*>;
+  { p.charge() } -> std::convertible_to<size_t>;
+  { p.size() } -> std::convertible_to<size_t>;
+};
+
+// See the file comment. Invariant: charge() == sum of resident charges ==
+// small bytes + main bytes; ghost bytes <= ghost capacity (+ one entry).
+class S3FifoPolicy {
+ public:
+  struct Options {
+    size_t capacity = 0;                // bytes the owner will keep resident
+    double small_fraction = 0.1;        // S target, as a fraction of capacity
+    double ghost_fraction = 1.0;        // G bytes, as a fraction of capacity
+    uint8_t promote_threshold = 1;      // S tail with freq >= this moves to M
+  };
+  explicit S3FifoPolicy(const Options& options);
+  S3FifoPolicy(const S3FifoPolicy&) = delete;
+  S3FifoPolicy& operator=(const S3FifoPolicy&) = delete;
+
+  void Insert(EvictionNode* n);
+  // Lock-free; safe concurrently with other OnHit calls. Skips the store
+  // once saturated, so a hot entry's cache line stays shared between cores.
+  static void OnHit(EvictionNode* n) {
+    uint8_t f = n->freq.load(std::memory_order_relaxed);
+    if (f < 3) n->freq.store(f + 1, std::memory_order_relaxed);
+  }
+  // `remember`: put the id in the ghost queue, so that re-inserting it
+  // (e.g. a refreshed entry) goes straight to the main queue.
+  void Remove(EvictionNode* n, bool remember = false);
+  EvictionNode* EvictOne();
+
+  size_t charge() const { return small_.bytes() + main_.bytes(); }
+  size_t size() const { return small_.count() + main_.count(); }
+  size_t ghost_size() const { return ghost_fifo_.size(); }
+
+ private:
+  enum Queue : uint8_t { kNone = 0, kSmall = 1, kMain = 2 };
+  struct Ghost {
+    uint64_t id;
+    size_t charge;
+    uint64_t seq;
+  };
+  void AddGhost(const EvictionNode* n);
+  bool TakeGhost(uint64_t id);  // true if id was in G (and removes it)
+
+  const Options options_;
+  const size_t small_target_;
+  const size_t ghost_capacity_;
+  NodeList small_;
+  NodeList main_;
+  // G as a FIFO plus an index id -> sequence of its newest record; stale
+  // FIFO records (id re-ghosted or taken) are skipped when popped.
+  std::deque<Ghost> ghost_fifo_;
+  std::unordered_map<uint64_t, uint64_t> ghost_index_;
+  size_t ghost_bytes_ = 0;
+  uint64_t ghost_seq_ = 0;
+};
+
+// Least recently used, the reference policy. OnHit mutates the list.
+class LruPolicy {
+ public:
+  LruPolicy() = default;
+  LruPolicy(const LruPolicy&) = delete;
+  LruPolicy& operator=(const LruPolicy&) = delete;
+
+  void Insert(EvictionNode* n) { list_.PushFront(n); }
+  void OnHit(EvictionNode* n) {
+    list_.Unlink(n);
+    list_.PushFront(n);
+  }
+  void Remove(EvictionNode* n, bool /*remember*/ = false) { list_.Unlink(n); }
+  EvictionNode* EvictOne();
+
+  size_t charge() const { return list_.bytes(); }
+  size_t size() const { return list_.count(); }
+
+ private:
+  NodeList list_;
+};
+
+static_assert(EvictionPolicy<S3FifoPolicy>);
+static_assert(EvictionPolicy<LruPolicy>);
+
+}  // namespace inferd

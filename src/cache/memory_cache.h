@@ -1,0 +1,119 @@
+#pragma once
+// MemoryCache: the L1 response cache, in process memory.
+//
+// Purpose: serve repeated requests without touching the model, at close to
+// memory speed, within a hard byte budget.
+//
+// Design:
+//   - Sharded by digest (`digest.hi % shards`). Each shard has its own lock,
+//     hash table (digest -> record), S3-FIFO policy (cache/eviction.h) and
+//     counters. The budget `max_bytes` is split evenly: each shard keeps at
+//     most max_bytes / shards bytes, so the total is never exceeded.
+//   - A record charges CacheEntry::charge() + kEntryOverhead (hash node,
+//     policy links, shared_ptr control block). An entry whose charge exceeds
+//     a shard's budget is not stored (counted as `rejected`). Ghost ids of
+//     the policy (about 40 bytes each, at most one per resident entry) are
+//     metadata outside the budget.
+//   - Hits: Get takes the shard lock *shared* and bumps the entry's atomic
+//     2-bit frequency, so concurrent hits (even on one key) run in parallel;
+//     Put, Erase, eviction and dropping expired entries take it exclusive.
+//   - Correctness: a record is found by digest, but served only if its
+//     entry's `check` equals the key's `check`; a mismatch is a miss and is
+//     counted as a collision. A Put whose entry->check differs from the
+//     key's is rejected.
+//   - Time: entries carry wall-clock `expires_us`; Get compares it with
+//     Options::clock->WallMicros(). Past it, the entry is stale: a miss,
+//     unless the caller allows stale responses (stale-if-error) and it is at
+//     most `max_stale_us` past; beyond that, Get drops it.
+//
+// Counting: every Get adds exactly one of hits, stale_hits, misses
+// (collisions are a subset of misses). Counters are per shard, relaxed
+// atomics, summed by GetStats (so a snapshot may be slightly torn).
+//
+// Threading: every method is safe from any thread. Returned entries are
+// immutable and shared; they stay valid after eviction.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "cache/cache_entry.h"
+#include "common/clock.h"
+#include "common/status.h"
+
+namespace inferd {
+
+class MemoryCache {
+ public:
+  struct Options {
+    // Byte budget over all shards (cache.memory.max_bytes); never exceeded.
+    size_t max_bytes = 256 << 20;
+    // Independent locks; 1..1024. More shards, less contention, but a
+    // smaller per-shard budget (the largest storable entry).
+    int shards = 16;
+    // S3-FIFO small queue target, fraction of each shard's budget, (0, 1).
+    double small_queue_fraction = 0.1;
+    // Keep expired entries up to this long for stale-if-error; >= 0.
+    int64_t max_stale_us = 0;
+    // Source of wall time for TTLs; nullptr means Clock::System().
+    Clock* clock = nullptr;
+    // Benchmark knob: take the shard lock exclusively in Get too (to
+    // measure what shared locking buys). Leave false.
+    bool exclusive_reads = false;
+  };
+
+  struct Hit {
+    std::shared_ptr<const CacheEntry> entry;
+    bool stale = false;  // expired, served only because allow_stale
+  };
+
+  struct Stats {
+    uint64_t hits = 0;
+    uint64_t misses = 0;
+    uint64_t stale_hits = 0;
+    uint64_t collisions = 0;   // digest found, check differed (also a miss)
+    uint64_t inserts = 0;      // Puts stored (replacements included)
+    uint64_t evictions = 0;    // removed by the policy to make room
+    uint64_t expirations = 0;  // dropped past expires_us + max_stale_us
+    uint64_t rejected = 0;     // Puts not stored (too large, bad entry)
+    uint64_t entries = 0;      // resident now
+    uint64_t bytes = 0;        // charged now; <= max_bytes
+  };
+
+  // Bytes charged per entry on top of CacheEntry::charge().
+  static const size_t kEntryOverhead;
+
+  static StatusOr<std::unique_ptr<MemoryCache>> Create(const Options& options);
+  ~MemoryCache();
+  MemoryCache(const MemoryCache&) = delete;
+  MemoryCache& operator=(const MemoryCache&) = delete;
+
+  std::optional<Hit> Get(const CacheKey& key, bool allow_stale = false);
+  // Stores `entry` under `key` (entry->check must equal key.check), replacing
+  // any entry with the same digest, evicting others as needed.
+  void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
+  // Returns true if an entry with key's digest was removed.
+  bool Erase(const CacheKey& key);
+  // Removes every entry of `model`; returns how many.
+  size_t EraseModel(std::string_view model);
+  void Clear();
+
+  Stats GetStats() const;
+  // Largest charge (entry->charge() + kEntryOverhead) a Put can store.
+  size_t max_entry_charge() const { return shard_budget_; }
+
+ private:
+  struct Shard;
+  MemoryCache(const Options& options, Clock* clock);
+  Shard& ShardFor(const Digest128& d) const;
+
+  const Options options_;
+  Clock* const clock_;
+  const size_t shard_budget_;
+  std::unique_ptr<Shard[]> shards_;
+};
+
+}  // namespace inferd
