@@ -24,6 +24,14 @@ struct ApiContext {
 
 void RegisterKServeRoutes(http::Router* router, const ApiContext* context);
 void RegisterAdminRoutes(http::Router* router, const ApiContext* context);
+// Replays a file of requests (JSON lines: a KServe v2 infer body plus
+// "model" and optional "model_version") through the pipeline, to fill the
+// response cache before the server reports ready. Fails only if the file
+// cannot be read; bad lines are logged and skipped.
+Status WarmCache(const ApiContext* context, const std::string& path);
+
+// /v2/cache/stats (GET), /v2/cache and /v2/cache/models/{m} (DELETE).
+void RegisterCacheRoutes(http::Router* router, const ApiContext* context);
 
 // {"error": ...} with the HTTP status that matches `status`' code; a full
 // queue also carries Retry-After.

@@ -1,6 +1,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <cctype>
 #include <charconv>
 
 #include "api/api.h"
@@ -105,6 +106,24 @@ Response ModelConfigJson(const ModelVersion& mv) {
   return http::MakeJsonResponse(bh::status::ok, sb.GetString());
 }
 
+// Cache-Control request directives: no-cache (skip the lookup, refresh the
+// entry) and no-store (keep the response out of the cache).
+void ParseCacheControl(boost::beast::string_view value, InferRequest* request) {
+  std::string v(value.data(), value.size());
+  for (char& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  size_t pos = 0;
+  while (pos < v.size()) {
+    size_t end = v.find(',', pos);
+    if (end == std::string::npos) end = v.size();
+    std::string token = v.substr(pos, end - pos);
+    token.erase(0, token.find_first_not_of(" \t"));
+    token.erase(token.find_last_not_of(" \t") + 1);
+    if (token == "no-cache") request->no_cache = true;
+    if (token == "no-store") request->no_store = true;
+    pos = end + 1;
+  }
+}
+
 void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::string version,
                  Responder respond) {
   int64_t json_length = -1;
@@ -129,6 +148,7 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
     return;
   }
   InferRequest request = std::move(decoded->request);
+  ParseCacheControl(req[bh::field::cache_control], &request);
   request.model = std::move(model);
   request.version = std::move(version);
   auto prefs = std::make_shared<kserve::DecodedRequest>(std::move(decoded).value());
@@ -146,6 +166,12 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
       res.set(bh::field::content_type, "application/json");
     }
     res.body() = std::move(enc.body);
+    if (result->cache != CacheStatus::kNone) {
+      res.set("X-Inferd-Cache", CacheStatusName(result->cache));
+      if (result->age_s >= 0) res.set(bh::field::age, std::to_string(result->age_s));
+      if (result->cache == CacheStatus::kStale)
+        res.set(bh::field::warning, "110 - \"Response is Stale\"");
+    }
     respond.Send(std::move(res));
   });
 }
@@ -257,6 +283,35 @@ void RegisterKServeRoutes(http::Router* router, const ApiContext* ctx) {
     w.EndArray();
     r.Send(http::MakeJsonResponse(bh::status::ok, sb.GetString()));
   });
+}
+
+void RegisterCacheRoutes(http::Router* router, const ApiContext* ctx) {
+  using V = http::Verb;
+  auto with_cache = [ctx](auto fn) {
+    return [ctx, fn](Request&&, const PathParams& p, Responder r) {
+      ResponseCache* cache = ctx->server->cache();
+      if (!cache) {
+        r.Send(ErrorResponse(
+            NotFoundError("the response cache is disabled (cache.memory.max_bytes = 0)")));
+        return;
+      }
+      r.Send(fn(cache, p));
+    };
+  };
+  router->Add(V::get, "/v2/cache/stats", with_cache([](ResponseCache* c, const PathParams&) {
+                return http::MakeJsonResponse(bh::status::ok, c->StatsJson());
+              }));
+  router->Add(V::delete_, "/v2/cache", with_cache([](ResponseCache* c, const PathParams&) {
+                c->Clear();
+                return http::MakeJsonResponse(bh::status::ok, "{\"cleared\":true}");
+              }));
+  router->Add(V::delete_, "/v2/cache/models/{model}",
+              with_cache([](ResponseCache* c, const PathParams& p) {
+                c->InvalidateModel(p.Get("model"));
+                std::string body = "{\"cleared\":true,\"model\":\"";
+                http::AppendJsonEscaped(&body, p.Get("model"));
+                return http::MakeJsonResponse(bh::status::ok, body + "\"}");
+              }));
 }
 
 void RegisterAdminRoutes(http::Router* router, const ApiContext* ctx) {

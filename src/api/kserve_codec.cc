@@ -191,6 +191,15 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
     out.request.id = std::string(s);
   }
   INFERD_ASSIGN_OR_RETURN(out.binary_output_default, GetBoolParam(doc, "binary_data_output"));
+  element params, timeout;
+  if (doc["parameters"].get(params) == simdjson::SUCCESS &&
+      params["timeout"].get(timeout) == simdjson::SUCCESS) {
+    uint64_t us;
+    if (timeout.get_uint64().get(us) != simdjson::SUCCESS || us > (uint64_t{1} << 40)) {
+      return InvalidArgumentError("parameters.timeout must be a number of microseconds");
+    }
+    out.request.timeout_us = static_cast<int64_t>(us);
+  }
 
   simdjson::dom::array inputs;
   if (doc["inputs"].get_array().get(inputs) != simdjson::SUCCESS) {
@@ -289,6 +298,24 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
     }
   }
   return out;
+}
+
+StatusOr<std::pair<std::string, std::string>> DecodeWarmTarget(const std::string& json) {
+  thread_local simdjson::dom::parser parser;
+  element doc;
+  if (auto err = parser.parse(json.data(), json.size()).get(doc); err) {
+    return InvalidArgumentError(std::string("malformed JSON: ") + simdjson::error_message(err));
+  }
+  std::string_view model, version;
+  if (doc["model"].get_string().get(model) != simdjson::SUCCESS) {
+    return InvalidArgumentError("a warm-up line needs a string 'model'");
+  }
+  element v;
+  if (doc["model_version"].get(v) == simdjson::SUCCESS &&
+      v.get_string().get(version) != simdjson::SUCCESS) {
+    return InvalidArgumentError("'model_version' must be a string");
+  }
+  return std::make_pair(std::string(model), std::string(version));
 }
 
 namespace {

@@ -26,6 +26,9 @@ struct DecodedRequest {
 StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> body,
                                             int64_t json_length);
 
+// The "model" and optional "model_version" fields of a cache-warm line.
+StatusOr<std::pair<std::string, std::string>> DecodeWarmTarget(const std::string& json);
+
 struct EncodedResponse {
   std::string body;
   int64_t json_length = -1;  // set when binary data follows the JSON header

@@ -413,8 +413,8 @@ TEST(DecodeInferRequestTest, OutputSelectionAndBinaryFlags) {
 }
 
 TEST(DecodeInferRequestTest, NonBooleanBinaryFlagsAreRejected) {
-  StatusOr<DecodedRequest> out = DecodeJson(
-      R"({"inputs":[],"outputs":[{"name":"odd","parameters":{"binary_data":"yes"}}]})");
+  StatusOr<DecodedRequest> out =
+      DecodeJson(R"({"inputs":[],"outputs":[{"name":"odd","parameters":{"binary_data":"yes"}}]})");
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.status().code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(out.status().message(), HasSubstr("odd"));

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "api/api.h"
+#include "app/cache_wiring.h"
 #include "backends/torchscript/torchscript_backend.h"
 #include "common/logging.h"
 #include "http/server.h"
@@ -91,7 +92,17 @@ int RunServe(const ServeFlags& flags) {
     std::cerr << "inferd serve: " << models.status().message() << "\n";
     return 1;
   }
-  auto server = InferenceServer::Create({models->get(), &metrics, nullptr});
+  auto cache = BuildResponseCache(s, &registry);
+  if (!cache.ok()) {
+    std::cerr << "inferd serve: " << cache.status().message() << "\n";
+    return 2;
+  }
+  InferenceServer::Options so;
+  so.models = models->get();
+  so.metrics = &metrics;
+  so.cache = cache->get();
+  so.coalesce_timeout = std::chrono::milliseconds(s.GetInt("cache.coalesce_timeout_ms"));
+  auto server = InferenceServer::Create(so);
   if (!server.ok()) {
     std::cerr << "inferd serve: " << server.status().message() << "\n";
     return 1;
@@ -100,6 +111,14 @@ int RunServe(const ServeFlags& flags) {
   http::Router router;
   api::RegisterKServeRoutes(&router, &ctx);
   api::RegisterAdminRoutes(&router, &ctx);
+  api::RegisterCacheRoutes(&router, &ctx);
+  if (!s.GetString("cache_warm").empty()) {
+    Status warmed = api::WarmCache(&ctx, s.GetString("cache_warm"));
+    if (!warmed.ok()) {
+      std::cerr << "inferd serve: cache_warm: " << warmed.message() << "\n";
+      return 2;
+    }
+  }
 
   http::Server::Options ho;
   ho.host = s.GetString("host");
@@ -164,6 +183,20 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
        "idle keep-alive connections are closed after this"},
       {"drain_timeout_s", Type::kInt, "30", "on SIGTERM/SIGINT, time to finish in-flight requests"},
       {"log_level", Type::kString, "info", "trace, debug, info, warn, error or off"},
+      {"cache.memory.max_bytes", Type::kInt, "268435456",
+       "L1 response cache budget in bytes, never exceeded; 0 disables the response cache"},
+      {"cache.memory.shards", Type::kInt, "16", "L1 shards (independent locks)"},
+      {"cache.memory.max_stale_s", Type::kInt, "3600",
+       "how long L1 keeps expired entries for stale-if-error"},
+      {"cache.disk.path", Type::kString, "", "L2 RocksDB directory; empty disables the disk tier"},
+      {"cache.disk.max_bytes", Type::kInt, "1073741824", "L2 size cap in bytes"},
+      {"cache.redis.url", Type::kString, "", "L3 Redis, redis://host:port[/db]; empty disables it"},
+      {"cache.redis.key_prefix", Type::kString, "inferd:", "prefix of every Redis key"},
+      {"cache.redis.timeout_ms", Type::kInt, "5", "Redis connect and operation timeout"},
+      {"cache.coalesce_timeout_ms", Type::kInt, "30000",
+       "longest wait for an identical request in flight (unless the request sets "
+       "parameters.timeout)"},
+      {"cache_warm", Type::kString, "", "file of requests (JSON lines) replayed before serving"},
   };
   return specs;
 }

@@ -35,14 +35,16 @@ struct CacheKey {
 };
 
 struct CacheEntry {
-  std::string check;     // CacheKey::check of the request that produced it
+  std::string check;  // CacheKey::check of the request that produced it
   std::string model;
-  int64_t created_us = 0;   // wall clock, microseconds since the epoch
-  int64_t expires_us = 0;   // wall clock; after it the entry is stale
-  std::string payload;      // serialized response (server/response_codec.h)
+  int64_t created_us = 0;  // wall clock, microseconds since the epoch
+  int64_t expires_us = 0;  // wall clock; after it the entry is stale
+  std::string payload;     // serialized response (server/response_codec.h)
 
   // Bytes this entry accounts for in a memory budget.
-  size_t charge() const { return sizeof(CacheEntry) + check.size() + model.size() + payload.size(); }
+  size_t charge() const {
+    return sizeof(CacheEntry) + check.size() + model.size() + payload.size();
+  }
 
   // Self-describing byte form for the disk and Redis tiers, with a checksum
   // over everything; Deserialize fails (DataLoss-like InvalidArgument) on

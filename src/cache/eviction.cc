@@ -36,8 +36,8 @@ void NodeList::Unlink(EvictionNode* n) {
 
 S3FifoPolicy::S3FifoPolicy(const Options& options)
     : options_(options),
-      small_target_(std::max<size_t>(1, static_cast<size_t>(static_cast<double>(options.capacity) *
-                                                            options.small_fraction))),
+      small_target_(std::max<size_t>(
+          1, static_cast<size_t>(static_cast<double>(options.capacity) * options.small_fraction))),
       ghost_capacity_(
           static_cast<size_t>(static_cast<double>(options.capacity) * options.ghost_fraction)) {}
 

@@ -49,8 +49,8 @@ struct EvictionNode {
   EvictionNode(const EvictionNode&) = delete;
   EvictionNode& operator=(const EvictionNode&) = delete;
 
-  uint64_t id = 0;      // identity for the ghost queue (e.g. digest.lo)
-  size_t charge = 0;    // bytes (or 1 per entry in the simulator)
+  uint64_t id = 0;               // identity for the ghost queue (e.g. digest.lo)
+  size_t charge = 0;             // bytes (or 1 per entry in the simulator)
   std::atomic<uint8_t> freq{0};  // hits since last considered, saturates at 3
   uint8_t queue = 0;             // owned by the policy: which list holds it
   EvictionNode* prev = nullptr;  // owned by the policy
@@ -90,10 +90,10 @@ concept EvictionPolicy = requires(P p, EvictionNode* n) {
 class S3FifoPolicy {
  public:
   struct Options {
-    size_t capacity = 0;                // bytes the owner will keep resident
-    double small_fraction = 0.1;        // S target, as a fraction of capacity
-    double ghost_fraction = 1.0;        // G bytes, as a fraction of capacity
-    uint8_t promote_threshold = 1;      // S tail with freq >= this moves to M
+    size_t capacity = 0;            // bytes the owner will keep resident
+    double small_fraction = 0.1;    // S target, as a fraction of capacity
+    double ghost_fraction = 1.0;    // G bytes, as a fraction of capacity
+    uint8_t promote_threshold = 1;  // S tail with freq >= this moves to M
   };
   explicit S3FifoPolicy(const Options& options);
   S3FifoPolicy(const S3FifoPolicy&) = delete;

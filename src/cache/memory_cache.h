@@ -39,6 +39,7 @@
 #include <memory>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "cache/cache_entry.h"
 #include "common/clock.h"
@@ -113,7 +114,7 @@ class MemoryCache {
   const Options options_;
   Clock* const clock_;
   const size_t shard_budget_;
-  std::unique_ptr<Shard[]> shards_;
+  std::vector<std::unique_ptr<Shard>> shards_;
 };
 
 }  // namespace inferd

@@ -136,7 +136,7 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
   c.name = name;
   static const std::set<std::string> kKnown = {"backend",    "max_batch_size", "instance_count",
                                                "input",      "output",         "dynamic_batching",
-                                               "parameters", "max_queue_size"};
+                                               "parameters", "max_queue_size", "response_cache"};
   for (const auto& [k, v] : root) {
     if (!kKnown.count(std::string(k.str()))) return p.Error(std::string(k.str()), "is unknown");
   }
@@ -181,6 +181,25 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
       if (ks != "enable" && ks != "max_queue_delay_us" && ks != "preferred_batch_sizes" &&
           ks != "max_queue_size") {
         return p.Error("dynamic_batching." + ks, "is unknown");
+      }
+    }
+  }
+  if (const toml::node* rc = root.get("response_cache")) {
+    const toml::table* t = rc->as_table();
+    if (!t) return p.Error("response_cache", "must be a table");
+    if (auto en = t->get("enable"); en) {
+      if (!en->is_boolean()) return p.Error("response_cache.enable", "must be a boolean");
+      c.response_cache.enabled = *en->value<bool>();
+    } else {
+      c.response_cache.enabled = true;  // the table's presence enables it
+    }
+    INFERD_RETURN_IF_ERROR(p.Int(*t, "ttl_s", "response_cache.ttl_s", 1, &c.response_cache.ttl_s));
+    INFERD_RETURN_IF_ERROR(
+        p.Int(*t, "max_stale_s", "response_cache.max_stale_s", 0, &c.response_cache.max_stale_s));
+    for (const auto& [k, v] : *t) {
+      std::string ks(k.str());
+      if (ks != "enable" && ks != "ttl_s" && ks != "max_stale_s") {
+        return p.Error("response_cache." + ks, "is unknown");
       }
     }
   }

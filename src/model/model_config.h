@@ -10,6 +10,7 @@
 //   [dynamic_batching]             # presence enables it (needs max_batch_size > 0)
 //   enable (default true), max_queue_delay_us, preferred_batch_sizes,
 //   max_queue_size (same as the top-level key)
+//   [response_cache]               # enable (default false), ttl_s, max_stale_s
 //   [parameters]                   # backend parameters, e.g. intra_op_threads
 //
 // Errors name the file and the field.
@@ -36,6 +37,12 @@ struct DynamicBatchingConfig {
   std::vector<int64_t> preferred_batch_sizes;
 };
 
+struct ResponseCacheConfig {
+  bool enabled = false;
+  int64_t ttl_s = 3600;     // entries expire after this
+  int64_t max_stale_s = 0;  // stale-if-error window after expiry
+};
+
 struct ModelConfig {
   std::string name;
   std::string backend;
@@ -45,6 +52,7 @@ struct ModelConfig {
   std::vector<TensorConfig> inputs;
   std::vector<TensorConfig> outputs;
   DynamicBatchingConfig dynamic_batching;
+  ResponseCacheConfig response_cache;
   std::map<std::string, std::string> parameters;  // backend parameters, as text
 
   // The full shape a request tensor must match, with -1 for a variable

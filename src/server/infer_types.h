@@ -24,13 +24,24 @@ struct InferRequest {
   std::string id;       // echoed back
   std::vector<NamedTensor> inputs;
   std::vector<std::string> outputs;  // requested outputs; empty = all
+  // Cache-Control of the request: no_cache skips the lookup (and refreshes
+  // the entry), no_store keeps the response out of the cache.
+  bool no_cache = false;
+  bool no_store = false;
+  int64_t timeout_us = 0;  // 0: the server's default; bounds coalesced waits
 };
+
+// Where a response came from (X-Inferd-Cache).
+enum class CacheStatus { kNone, kMiss, kHitMemory, kHitDisk, kHitRedis, kCoalesced, kStale };
+const char* CacheStatusName(CacheStatus s);  // "miss", "hit-memory", ...
 
 struct InferResponse {
   std::string model;
   int64_t version = 0;
   std::string id;
   std::vector<NamedTensor> outputs;
+  CacheStatus cache = CacheStatus::kNone;  // kNone: the model does not cache
+  int64_t age_s = -1;                      // seconds since the cached response was made
 };
 
 // Called exactly once per request, from any thread.

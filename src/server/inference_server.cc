@@ -1,10 +1,34 @@
 #include "server/inference_server.h"
 
+#include "server/call.h"
+
 #include <algorithm>
 
 #include "common/logging.h"
 
 namespace inferd {
+namespace {}  // namespace
+
+const char* CacheStatusName(CacheStatus s) {
+  switch (s) {
+    case CacheStatus::kNone:
+      return "";
+    case CacheStatus::kMiss:
+      return "miss";
+    case CacheStatus::kHitMemory:
+      return "hit-memory";
+    case CacheStatus::kHitDisk:
+      return "hit-disk";
+    case CacheStatus::kHitRedis:
+      return "hit-redis";
+    case CacheStatus::kCoalesced:
+      return "coalesced";
+    case CacheStatus::kStale:
+      return "stale";
+  }
+  return "";
+}
+
 namespace {
 
 Outcome OutcomeOf(const Status& st) {
@@ -135,72 +159,80 @@ Status InferenceServer::Validate(const ModelConfig& config, InferRequest& reques
 }
 
 void InferenceServer::Infer(InferRequest request, InferCallback done) {
-  Clock* clock = options_.clock;
-  Time start = clock->Now();
   ServerMetrics* metrics = options_.metrics;
   metrics->inflight()->Add(1);
-
-  // Finishes a request that never reached a model queue.
-  auto fail = [&](ModelMetrics* mm, Status st) {
-    mm->outcomes[static_cast<int>(OutcomeOf(st))]->Increment();
-    metrics->inflight()->Add(-1);
-    done(std::move(st));
-  };
+  auto call = std::make_shared<Call>();
+  call->start = options_.clock->Now();
+  call->done = std::move(done);
+  call->mm = metrics->For("", 0);
 
   // 1. admission: no-op until tenants and rate limits exist.
-  // 2. cache: no-op until the response cache exists.
-  // 3. model
+  // 3. model (resolved first: the cache key needs the resolved version).
   auto version = options_.models->Get(request.model, request.version);
   if (!version.ok()) {
-    fail(metrics->For("", 0), version.status());
+    Finish(*call, version.status());
     return;
   }
-  std::shared_ptr<ModelVersion> mv = std::move(version).value();
-  const ModelConfig& config = mv->config();
-  ModelMetrics* mm = metrics->For(config.name, mv->version());
-  std::vector<Tensor> inputs;
-  int64_t batch = 1;
-  std::string signature;
-  if (Status st = Validate(config, request, &inputs, &batch, &signature); !st.ok()) {
-    fail(mm, std::move(st));
+  call->mv = std::move(version).value();
+  call->mm = metrics->For(call->mv->config().name, call->mv->version());
+  if (Status st =
+          Validate(call->mv->config(), request, &call->inputs, &call->batch, &call->signature);
+      !st.ok()) {
+    Finish(*call, std::move(st));
     return;
   }
+  call->request = std::move(request);
+  // 2. cache, then 4-6.
+  CacheStage(std::move(call));
+}
 
-  // 4. schedule, 5. execute (on a backend worker), 6. respond.
-  auto on_done = [mv, mm, metrics, clock, start, id = std::move(request.id),
-                  wanted = std::move(request.outputs), done = std::move(done)](
-                     StatusOr<std::vector<Tensor>> outputs, const TaskTimings& timings) mutable {
-    Status st = outputs.status();
-    StatusOr<InferResponse> result = st;
-    if (st.ok()) {
-      InferResponse r;
-      r.model = mv->config().name;
-      r.version = mv->version();
-      r.id = std::move(id);
-      const auto& out_cfg = mv->config().outputs;
-      for (size_t i = 0; i < out_cfg.size() && i < outputs->size(); ++i) {
-        if (!wanted.empty() &&
-            std::find(wanted.begin(), wanted.end(), out_cfg[i].name) == wanted.end()) {
-          continue;
-        }
-        r.outputs.push_back({out_cfg[i].name, std::move((*outputs)[i])});
-      }
-      result = std::move(r);
-      mm->queue_duration->Observe(Seconds(timings.started - timings.enqueued));
-      mm->compute_duration->Observe(Seconds(timings.finished - timings.compute_started));
-    }
-    if (st.code() == StatusCode::kInternal) LogFailure(mv->config().name, st);
-    mm->outcomes[static_cast<int>(OutcomeOf(st))]->Increment();
-    mm->request_duration->Observe(Seconds(clock->Now() - start));
-    metrics->inflight()->Add(-1);
-    done(std::move(result));
-  };
-  auto task =
-      std::make_unique<Task>(std::move(inputs), batch, std::move(signature), std::move(on_done));
-  if (Status st = mv->Submit(task); !st.ok()) {
+void InferenceServer::Execute(std::shared_ptr<Call> call) {
+  auto task = std::make_unique<Task>(
+      std::move(call->inputs), call->batch, std::move(call->signature),
+      [this, call](StatusOr<std::vector<Tensor>> outputs, const TaskTimings& timings) {
+        OnExecuted(call, std::move(outputs), timings);
+      });
+  if (Status st = call->mv->Submit(task); !st.ok()) {
     // Ownership stayed here: answer through the task, exactly once.
     task->Complete(st);
   }
+}
+
+void InferenceServer::OnExecuted(std::shared_ptr<Call> call, StatusOr<std::vector<Tensor>> outputs,
+                                 const TaskTimings& timings) {
+  const ModelConfig& config = call->mv->config();
+  StatusOr<InferResponse> result = outputs.status();
+  if (outputs.ok()) {
+    InferResponse r;
+    r.model = config.name;
+    r.version = call->mv->version();
+    r.id = call->request.id;
+    const auto& wanted = call->request.outputs;
+    for (size_t i = 0; i < config.outputs.size() && i < outputs->size(); ++i) {
+      if (!wanted.empty() &&
+          std::find(wanted.begin(), wanted.end(), config.outputs[i].name) == wanted.end()) {
+        continue;
+      }
+      r.outputs.push_back({config.outputs[i].name, std::move((*outputs)[i])});
+    }
+    result = std::move(r);
+    call->mm->queue_duration->Observe(Seconds(timings.started - timings.enqueued));
+    call->mm->compute_duration->Observe(Seconds(timings.finished - timings.compute_started));
+  } else if (outputs.status().code() == StatusCode::kInternal) {
+    LogFailure(config.name, outputs.status());
+  }
+  if (call->cached) AfterExecution(*call, &result);
+  Finish(*call, std::move(result));
+}
+
+void InferenceServer::Finish(Call& call, StatusOr<InferResponse> result) {
+  Status st = result.status();
+  call.mm->outcomes[static_cast<int>(OutcomeOf(st))]->Increment();
+  if (call.mv) call.mm->request_duration->Observe(Seconds(options_.clock->Now() - call.start));
+  options_.metrics->inflight()->Add(-1);
+  InferCallback done = std::move(call.done);
+  call.done = nullptr;
+  if (done) done(std::move(result));
 }
 
 void InferenceServer::CollectGauges() {

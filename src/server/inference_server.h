@@ -13,6 +13,7 @@
 #include <atomic>
 #include <memory>
 
+#include "cache/response_cache.h"
 #include "common/clock.h"
 #include "model/model_manager.h"
 #include "server/infer_types.h"
@@ -26,6 +27,10 @@ class InferenceServer {
     ModelManager* models = nullptr;    // required, outlives the server
     ServerMetrics* metrics = nullptr;  // required, outlives the server
     Clock* clock = nullptr;            // default: Clock::System()
+    // Optional response cache; used for models whose config enables it.
+    ResponseCache* cache = nullptr;
+    std::string cache_namespace = "default";               // the tenant, once tenants exist
+    Duration coalesce_timeout = std::chrono::seconds(30);  // when the request sets none
   };
   static StatusOr<std::unique_ptr<InferenceServer>> Create(const Options& options);
 
@@ -35,9 +40,26 @@ class InferenceServer {
   void CollectGauges();
 
   ModelManager* models() { return options_.models; }
+  ResponseCache* cache() { return options_.cache; }
 
  private:
+  struct Call;  // one request's state on its way through the pipeline
   explicit InferenceServer(const Options& options) : options_(options) {}
+  // 4-5: schedule on the model's batcher and execute; then OnExecuted.
+  void Execute(std::shared_ptr<Call> call);
+  void OnExecuted(std::shared_ptr<Call> call, StatusOr<std::vector<Tensor>> outputs,
+                  const TaskTimings& timings);
+  // 6: metrics and the one answer.
+  void Finish(Call& call, StatusOr<InferResponse> result);
+  // The cache stage (inference_cache.cc).
+  void CacheStage(std::shared_ptr<Call> call);
+  void JoinOrLead(std::shared_ptr<Call> call);
+  void FinishFromEntry(Call& call, std::shared_ptr<const CacheEntry> entry, CacheStatus status);
+  StatusOr<InferResponse> FromEntry(const Call& call, std::shared_ptr<const CacheEntry> entry,
+                                    CacheStatus status);
+  // After execution: fills the cache and wakes coalesced waiters. May turn
+  // an error into a stale response (stale-if-error).
+  void AfterExecution(Call& call, StatusOr<InferResponse>* result);
   // Checks the request against the model config and orders the inputs as
   // the model declares them. Sets *batch and *signature.
   Status Validate(const ModelConfig& config, InferRequest& request, std::vector<Tensor>* inputs,

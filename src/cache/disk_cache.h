@@ -1,0 +1,180 @@
+#pragma once
+// DiskCache: the L2 response cache, on local disk through RocksDB.
+//
+// Purpose: keep far more responses than memory can, across restarts, at the
+// cost of a blocking read (callers run Get off the request path) and an
+// asynchronous write.
+//
+// Storage:
+//   - One RocksDB database in Options::path. Key = model + '\0' + digest
+//     (hi, lo; 16 bytes big-endian), so one model's entries are one key
+//     range (EraseModel is a DeleteRange). Model names containing '\0' are
+//     never stored. Value = CacheEntry::Serialize() (has its own checksum).
+//   - Compression: zstd at Options::zstd_level for every level; if this
+//     RocksDB lacks zstd, LZ4, then Snappy, then none (logged at Create).
+//   - Integrity: RocksDB block checksums are verified on every read, and the
+//     value's own checksum by CacheEntry::Deserialize. A corrupt entry (either
+//     check) is a miss, counted in `errors`, and deleted.
+//   - Size cap: FIFO compaction with max_table_files_size = max_bytes: when
+//     the SST files exceed the cap, the oldest files are deleted. Memtables
+//     are sized max_bytes / 16 (capped at 64 MiB), so the database stays
+//     within about max_bytes + 2 * max_bytes / 16 (SSTs at most max_bytes
+//     once FIFO compaction has run, plus one memtable being written and one
+//     being flushed); right after a burst, before the background compaction
+//     runs, SSTs can briefly exceed the cap by the files just flushed.
+//   - TTL: entries past expires_us (Options::clock->WallMicros()) are misses
+//     and deleted when read; files older than Options::file_ttl_s are dropped
+//     by FIFO compaction whatever they hold.
+//   - Durability: Puts skip the RocksDB WAL (a crash loses at most the
+//     unflushed memtable; this is a cache); the destructor flushes memtables,
+//     so a clean restart serves every entry written before it. Deletions
+//     (EraseModel, corrupt or expired entries) go through the WAL, so an
+//     invalidation is never undone by a crash.
+//
+// Writes: Put never blocks. It appends to a bounded queue
+// (Options::write_queue_size) drained by one background writer thread in
+// batches; when the queue is full, the write is dropped and counted.
+// EraseModel and Clear also remove matching writes still in the queue, and
+// are ordered against the writer: no write queued before them survives them.
+//
+// Counting: every Get adds exactly one of `hits` or `misses`; `errors`
+// (corrupt entries, I/O failures, failed batch writes) and `expired` are
+// counted in addition. Counters are relaxed atomics.
+//
+// Threading: every method is safe from any thread. Clear briefly excludes
+// Gets (it recreates the database to free its space at once).
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "cache/cache_entry.h"
+#include "common/clock.h"
+#include "common/mutex.h"
+#include "common/status.h"
+
+namespace rocksdb {
+class DB;
+struct Options;
+}  // namespace rocksdb
+
+namespace inferd {
+
+class DiskCache {
+ public:
+  struct Options {
+    // Directory of the database (cache.disk.path); created if missing.
+    std::string path;
+    // Size cap of the SST files (cache.disk.max_bytes); >= 1 MiB.
+    size_t max_bytes = 1 << 30;
+    // Puts waiting for the writer; beyond it writes are dropped; >= 1.
+    size_t write_queue_size = 1024;
+    // zstd level, 1..19 (higher: smaller, slower writes).
+    int zstd_level = 3;
+    // Files older than this are dropped by compaction; 0 disables. Keep it
+    // above the longest entry TTL.
+    uint64_t file_ttl_s = 7 * 24 * 3600;
+    // Source of wall time for TTLs; nullptr means Clock::System().
+    Clock* clock = nullptr;
+  };
+
+  struct Stats {
+    uint64_t hits = 0;
+    uint64_t misses = 0;
+    uint64_t errors = 0;          // corrupt entries, I/O errors, failed writes
+    uint64_t writes = 0;          // entries written to RocksDB
+    uint64_t dropped_writes = 0;  // Puts dropped because the queue was full
+    uint64_t expired = 0;         // entries found past expires_us (also misses)
+    uint64_t approx_bytes = 0;    // SST files + memtables
+    uint64_t approx_entries = 0;  // RocksDB's estimate (counts some deleted keys)
+  };
+
+  // Fails with a Status naming the path and the reason when the directory
+  // cannot be created or the database cannot be opened there.
+  static StatusOr<std::unique_ptr<DiskCache>> Create(const Options& options);
+  // Drains the write queue, joins the writer, flushes memtables, closes.
+  ~DiskCache();
+  DiskCache(const DiskCache&) = delete;
+  DiskCache& operator=(const DiskCache&) = delete;
+
+  // Blocking. NotFound on a miss (including corrupt, expired and
+  // check-mismatched entries); Unavailable on an I/O error.
+  StatusOr<std::shared_ptr<const CacheEntry>> Get(const CacheKey& key);
+  // Never blocks: queues the write, or drops it when the queue is full.
+  // Entries whose check differs from key.check, or already expired, are not
+  // stored.
+  void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
+  // Deletes every entry of `model` (stored or queued); returns how many.
+  size_t EraseModel(std::string_view model);
+  // Deletes everything and frees the disk space.
+  void Clear();
+  // Waits until every Put queued before the call has been written (or
+  // dropped by EraseModel/Clear). Must not be called while the writer is
+  // paused.
+  void Flush();
+  // Flushes memtables and runs compaction now, so the size cap and file TTL
+  // apply at once (tests, maintenance). Does not wait for the queue.
+  Status Compact();
+
+  Stats GetStats();
+  const std::string& path() const { return options_.path; }
+
+  // The RocksDB key of `key` (model + '\0' + 16 digest bytes); for tests
+  // and tools that open the database directly.
+  static std::string StorageKey(const CacheKey& key);
+
+  // Test hook: while paused the writer takes nothing from the queue, so a
+  // test can fill it deterministically. The destructor still drains it.
+  void PauseWriterForTesting(bool paused) EXCLUDES(mu_);
+
+ private:
+  struct PendingWrite {
+    std::string key;  // StorageKey
+    std::shared_ptr<const CacheEntry> entry;
+  };
+
+  DiskCache(const Options& options, Clock* clock, std::unique_ptr<rocksdb::Options> db_options);
+  static Status OpenDb(const std::string& path, const rocksdb::Options& db_options,
+                       std::unique_ptr<rocksdb::DB>* db);
+  void WriterLoop() EXCLUDES(mu_, write_mu_);
+  void WriteBatchToDb(const std::deque<PendingWrite>& batch);
+  // Deletes `storage_key` (through the WAL); requires a shared db_mu_.
+  void DeleteKey(const std::string& storage_key);
+  // Removes queued writes whose key starts with `prefix` (all if empty).
+  size_t DropQueued(std::string_view prefix) EXCLUDES(mu_);
+
+  const Options options_;
+  Clock* const clock_;
+  const std::unique_ptr<rocksdb::Options> db_options_;
+
+  // Held by the writer while it writes a batch, and by EraseModel and
+  // Clear, so those see no batch half-written. Order: write_mu_ before
+  // db_mu_ before mu_.
+  Mutex write_mu_;
+  // Shared by readers and writers of db_; exclusive only in Clear, which
+  // replaces the database. db_ is null if reopening failed in Clear.
+  std::shared_mutex db_mu_;
+  std::unique_ptr<rocksdb::DB> db_;  // guarded by db_mu_
+
+  Mutex mu_;  // the write queue
+  CondVar queue_cv_;  // work for the writer, or stopping
+  CondVar done_cv_;   // done_ advanced
+  std::deque<PendingWrite> queue_ GUARDED_BY(mu_);
+  uint64_t enqueued_ GUARDED_BY(mu_) = 0;  // Puts accepted into the queue
+  uint64_t done_ GUARDED_BY(mu_) = 0;      // of those, written or discarded
+  bool paused_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+
+  std::atomic<uint64_t> hits_{0}, misses_{0}, errors_{0}, writes_{0}, dropped_writes_{0},
+      expired_{0};
+
+  std::thread writer_;  // last: starts after everything above is built
+};
+
+}  // namespace inferd

@@ -1,0 +1,345 @@
+#include "cache/memory_cache.h"
+
+#include <atomic>
+#include <chrono>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "cache/eviction.h"
+#include "common/clock.h"
+
+namespace inferd {
+namespace {
+
+using std::chrono::seconds;
+
+constexpr int64_t kSecond = 1'000'000;
+
+uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+CacheKey Key(uint64_t i, const std::string& model = "m") {
+  CacheKey k;
+  k.digest = {Mix(i), Mix(i ^ 0xABCDEF)};
+  k.check = "request-" + std::to_string(i);
+  k.model = model;
+  return k;
+}
+
+std::shared_ptr<const CacheEntry> Entry(const CacheKey& k, size_t payload_bytes, int64_t expires_us,
+                                        const std::string& payload_tag = "") {
+  auto e = std::make_shared<CacheEntry>();
+  e->check = k.check;
+  e->model = k.model;
+  e->expires_us = expires_us;
+  e->payload = payload_tag + std::string(payload_bytes, 'x');
+  return e;
+}
+
+class MemoryCacheTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<MemoryCache> Make(MemoryCache::Options o = {}) {
+    o.clock = &clock_;
+    auto c = MemoryCache::Create(o);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return std::move(c).value();
+  }
+  int64_t Later(int64_t us) { return clock_.WallMicros() + us; }
+
+  FakeClock clock_;
+};
+
+TEST_F(MemoryCacheTest, RejectsInvalidOptions) {
+  MemoryCache::Options o;
+  o.shards = 0;
+  EXPECT_FALSE(MemoryCache::Create(o).ok());
+  o = {};
+  o.small_queue_fraction = 1.0;
+  EXPECT_FALSE(MemoryCache::Create(o).ok());
+  o = {};
+  o.max_stale_us = -1;
+  EXPECT_FALSE(MemoryCache::Create(o).ok());
+  o = {};
+  o.max_bytes = 100;
+  EXPECT_FALSE(MemoryCache::Create(o).ok());
+}
+
+TEST_F(MemoryCacheTest, HitAndMiss) {
+  auto cache = Make();
+  CacheKey a = Key(1), b = Key(2);
+  auto e = Entry(a, 100, Later(60 * kSecond));
+  cache->Put(a, e);
+  auto hit = cache->Get(a);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->entry, e);
+  EXPECT_FALSE(hit->stale);
+  EXPECT_FALSE(cache->Get(b).has_value());
+  MemoryCache::Stats st = cache->GetStats();
+  EXPECT_EQ(st.hits, 1u);
+  EXPECT_EQ(st.misses, 1u);
+  EXPECT_EQ(st.inserts, 1u);
+  EXPECT_EQ(st.entries, 1u);
+  EXPECT_EQ(st.bytes, e->charge() + MemoryCache::kEntryOverhead);
+}
+
+TEST_F(MemoryCacheTest, CheckMismatchIsMissAndCollision) {
+  auto cache = Make();
+  CacheKey a = Key(1);
+  cache->Put(a, Entry(a, 10, Later(60 * kSecond)));
+  CacheKey forged = a;  // same digest, different request
+  forged.check = "another request";
+  EXPECT_FALSE(cache->Get(forged).has_value());
+  MemoryCache::Stats st = cache->GetStats();
+  EXPECT_EQ(st.collisions, 1u);
+  EXPECT_EQ(st.misses, 1u);
+  EXPECT_TRUE(cache->Get(a).has_value());
+
+  // An entry whose check is not its key's is never stored.
+  cache->Put(forged, Entry(a, 10, Later(60 * kSecond)));
+  EXPECT_EQ(cache->GetStats().rejected, 1u);
+  EXPECT_FALSE(cache->Get(forged).has_value());
+  cache->Put(a, nullptr);
+  EXPECT_EQ(cache->GetStats().rejected, 2u);
+}
+
+TEST_F(MemoryCacheTest, ReplaceKeepsOneEntry) {
+  auto cache = Make();
+  CacheKey a = Key(1);
+  cache->Put(a, Entry(a, 10, Later(60 * kSecond), "old"));
+  auto fresh = Entry(a, 20, Later(60 * kSecond), "new");
+  cache->Put(a, fresh);
+  EXPECT_EQ(cache->Get(a)->entry, fresh);
+  MemoryCache::Stats st = cache->GetStats();
+  EXPECT_EQ(st.entries, 1u);
+  EXPECT_EQ(st.bytes, fresh->charge() + MemoryCache::kEntryOverhead);
+}
+
+TEST_F(MemoryCacheTest, EntryExpiresAfterTtl) {
+  auto cache = Make();
+  CacheKey a = Key(1);
+  cache->Put(a, Entry(a, 10, Later(10 * kSecond)));
+  clock_.Advance(seconds(10));
+  EXPECT_TRUE(cache->Get(a).has_value());  // at expires_us: still fresh
+  clock_.Advance(seconds(1));
+  EXPECT_FALSE(cache->Get(a).has_value());
+  EXPECT_FALSE(cache->Get(a, /*allow_stale=*/true).has_value());  // max_stale_us = 0
+  MemoryCache::Stats st = cache->GetStats();
+  EXPECT_EQ(st.expirations, 1u);
+  EXPECT_EQ(st.entries, 0u);
+  EXPECT_EQ(st.bytes, 0u);
+}
+
+TEST_F(MemoryCacheTest, StaleServedOnlyWhenAllowedAndWithinWindow) {
+  MemoryCache::Options o;
+  o.max_stale_us = 60 * kSecond;
+  auto cache = Make(o);
+  CacheKey a = Key(1);
+  cache->Put(a, Entry(a, 10, Later(10 * kSecond)));
+  clock_.Advance(seconds(30));
+  EXPECT_FALSE(cache->Get(a).has_value());
+  auto stale = cache->Get(a, /*allow_stale=*/true);
+  ASSERT_TRUE(stale.has_value());
+  EXPECT_TRUE(stale->stale);
+  clock_.Advance(seconds(41));  // 71 s past expiry
+  EXPECT_FALSE(cache->Get(a, true).has_value());
+  MemoryCache::Stats st = cache->GetStats();
+  EXPECT_EQ(st.stale_hits, 1u);
+  EXPECT_EQ(st.misses, 2u);
+  EXPECT_EQ(st.hits, 0u);
+  EXPECT_EQ(st.expirations, 1u);
+  EXPECT_EQ(st.entries, 0u);
+}
+
+TEST_F(MemoryCacheTest, OversizeEntryIsRejected) {
+  MemoryCache::Options o;
+  o.max_bytes = 64 << 10;
+  o.shards = 4;
+  auto cache = Make(o);
+  CacheKey a = Key(1);
+  cache->Put(a, Entry(a, 10, Later(kSecond)));
+  cache->Put(a, Entry(a, 16 << 10, Later(kSecond)));  // > 16 KiB shard budget
+  MemoryCache::Stats st = cache->GetStats();
+  EXPECT_EQ(st.rejected, 1u);
+  EXPECT_EQ(st.entries, 0u);  // the old one was superseded, not kept
+  EXPECT_FALSE(cache->Get(a).has_value());
+}
+
+TEST_F(MemoryCacheTest, BudgetNeverExceededUnderRandomPuts) {
+  MemoryCache::Options o;
+  o.max_bytes = 256 << 10;
+  o.shards = 4;
+  auto cache = Make(o);
+  std::mt19937_64 rng(42);
+  for (int i = 0; i < 20000; ++i) {
+    CacheKey k = Key(rng() % 3000);
+    switch (rng() % 8) {
+      case 0:
+        cache->Erase(k);
+        break;
+      case 1:
+      case 2:
+        cache->Get(k);
+        break;
+      default: {
+        size_t size = (rng() % 4 == 0) ? rng() % (80 << 10) : rng() % 2000;
+        cache->Put(k, Entry(k, size, Later(kSecond)));
+      }
+    }
+    ASSERT_LE(cache->GetStats().bytes, o.max_bytes) << "after op " << i;
+  }
+  MemoryCache::Stats st = cache->GetStats();
+  EXPECT_GT(st.evictions, 0u);
+  EXPECT_GT(st.rejected, 0u);
+}
+
+TEST_F(MemoryCacheTest, FrequentKeysSurviveOneOffScan) {
+  CacheKey probe = Key(0);
+  size_t charge = Entry(probe, 100, 0)->charge() + MemoryCache::kEntryOverhead;
+  MemoryCache::Options o;
+  o.shards = 1;
+  o.max_bytes = 100 * charge;  // 100 entries
+  auto cache = Make(o);
+  const int64_t exp = Later(3600 * kSecond);
+  for (int i = 0; i < 20; ++i) cache->Put(Key(i), Entry(Key(i), 100, exp));
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(cache->Get(Key(i)).has_value());
+  }
+  for (int i = 1000; i < 6000; ++i) cache->Put(Key(i), Entry(Key(i), 100, exp));  // scan
+  for (int i = 0; i < 20; ++i) EXPECT_TRUE(cache->Get(Key(i)).has_value()) << "hot key " << i;
+  EXPECT_LE(cache->GetStats().entries, 100u);
+}
+
+TEST_F(MemoryCacheTest, EraseEraseModelAndClear) {
+  auto cache = Make();
+  const int64_t exp = Later(60 * kSecond);
+  for (int i = 0; i < 100; ++i) {
+    CacheKey k = Key(i, i % 2 == 0 ? "even" : "odd");
+    cache->Put(k, Entry(k, 50, exp));
+  }
+  EXPECT_TRUE(cache->Erase(Key(1, "odd")));
+  EXPECT_FALSE(cache->Erase(Key(1, "odd")));
+  EXPECT_EQ(cache->EraseModel("even"), 50u);
+  EXPECT_EQ(cache->EraseModel("even"), 0u);
+  EXPECT_FALSE(cache->Get(Key(2, "even")).has_value());
+  EXPECT_TRUE(cache->Get(Key(3, "odd")).has_value());
+  EXPECT_EQ(cache->GetStats().entries, 49u);
+  cache->Clear();
+  MemoryCache::Stats st = cache->GetStats();
+  EXPECT_EQ(st.entries, 0u);
+  EXPECT_EQ(st.bytes, 0u);
+  EXPECT_FALSE(cache->Get(Key(3, "odd")).has_value());
+  cache->Put(Key(3, "odd"), Entry(Key(3, "odd"), 50, exp));  // usable after Clear
+  EXPECT_TRUE(cache->Get(Key(3, "odd")).has_value());
+}
+
+TEST_F(MemoryCacheTest, ConcurrentStressKeepsInvariants) {
+  MemoryCache::Options o;
+  o.max_bytes = 512 << 10;
+  o.shards = 4;
+  o.max_stale_us = 5 * kSecond;
+  auto cache = Make(o);
+  const int64_t exp = Later(3600 * kSecond);
+  constexpr int kThreads = 4, kOps = 100000, kKeys = 2000;
+  std::atomic<uint64_t> gets{0}, wrong{0}, over_budget{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      for (int i = 0; i < kOps; ++i) {
+        uint64_t id = rng() % kKeys;
+        CacheKey k = Key(id);
+        // Same digest, two different requests: a collision must stay a miss.
+        if (id % 7 == 0) k.check += (rng() & 1) ? "-a" : "-b";
+        uint64_t op = rng() % 16;
+        if (op < 10) {
+          gets.fetch_add(1);
+          auto hit = cache->Get(k, op == 0);
+          if (hit && (hit->entry->check != k.check ||
+                      hit->entry->payload.compare(0, k.check.size(), k.check) != 0)) {
+            wrong.fetch_add(1);
+          }
+        } else if (op < 14) {
+          cache->Put(k, Entry(k, rng() % 3000, exp, k.check));
+        } else if (op < 15) {
+          cache->Erase(k);
+        } else if (i % 1000 == 0) {
+          cache->EraseModel("m");
+        } else {
+          if (cache->GetStats().bytes > o.max_bytes) over_budget.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0u);
+  EXPECT_EQ(over_budget.load(), 0u);
+  MemoryCache::Stats st = cache->GetStats();
+  EXPECT_LE(st.bytes, o.max_bytes);
+  EXPECT_EQ(st.hits + st.stale_hits + st.misses, gets.load());
+  EXPECT_GT(st.hits, 0u);
+  EXPECT_GT(st.evictions, 0u);
+  // Resident entries are exactly those a Get can find.
+  uint64_t found = 0;
+  for (uint64_t id = 0; id < kKeys; ++id) {
+    const CacheKey k = Key(id);
+    for (const char* suffix : {"-a", "-b"}) {
+      CacheKey variant = k;
+      if (id % 7 == 0) variant.check += suffix;
+      found += cache->Get(variant).has_value() ? 1 : 0;
+      if (id % 7 != 0) break;
+    }
+  }
+  EXPECT_EQ(found, cache->GetStats().entries);
+}
+
+// --- The policies directly ---------------------------------------------------
+
+TEST(S3FifoPolicyTest, GhostSendsReturningIdToMain) {
+  S3FifoPolicy::Options o;
+  o.capacity = 10;
+  S3FifoPolicy p(o);
+  std::vector<std::unique_ptr<EvictionNode>> nodes;
+  auto make = [&](uint64_t id) {
+    nodes.push_back(std::make_unique<EvictionNode>());
+    nodes.back()->id = id;
+    nodes.back()->charge = 1;
+    return nodes.back().get();
+  };
+  for (uint64_t i = 0; i < 10; ++i) p.Insert(make(i));
+  EvictionNode* first = p.EvictOne();  // one-off: leaves S, id into G
+  EXPECT_EQ(first->id, 0u);
+  EXPECT_EQ(p.ghost_size(), 1u);
+  EvictionNode* again = make(0);
+  p.Insert(again);                // returning: straight to M
+  EXPECT_EQ(p.ghost_size(), 1u);  // record stays until it ages out
+  // Evicting the 9 others from S (none was hit) never picks the M node.
+  for (int i = 0; i < 9; ++i) EXPECT_NE(p.EvictOne(), again);
+  EXPECT_EQ(p.EvictOne(), again);
+  EXPECT_EQ(p.EvictOne(), nullptr);
+  EXPECT_EQ(p.charge(), 0u);
+}
+
+TEST(LruPolicyTest, EvictsLeastRecentlyUsed) {
+  LruPolicy p;
+  EvictionNode a, b, c;
+  for (EvictionNode* n : {&a, &b, &c}) {
+    n->charge = 1;
+    p.Insert(n);
+  }
+  p.OnHit(&a);
+  EXPECT_EQ(p.EvictOne(), &b);
+  EXPECT_EQ(p.EvictOne(), &c);
+  EXPECT_EQ(p.EvictOne(), &a);
+  EXPECT_EQ(p.size(), 0u);
+}
+
+}  // namespace
+}  // namespace inferd

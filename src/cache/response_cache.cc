@@ -1,0 +1,304 @@
+#include "cache/response_cache.h"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "common/logging.h"
+
+namespace inferd {
+namespace {
+
+double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Estimates quantile q from a histogram by interpolating inside its bucket.
+double Quantile(const Histogram::Snapshot& s, double q) {
+  if (s.count == 0) return 0;
+  double rank = q * static_cast<double>(s.count);
+  double lower = 0;
+  uint64_t below = 0;
+  for (size_t i = 0; i < s.bounds.size(); ++i) {
+    uint64_t c = s.cumulative_counts[i];
+    if (static_cast<double>(c) >= rank) {
+      double in_bucket = static_cast<double>(c - below);
+      double frac = in_bucket > 0 ? (rank - static_cast<double>(below)) / in_bucket : 0;
+      return lower + frac * (s.bounds[i] - lower);
+    }
+    lower = s.bounds[i];
+    below = c;
+  }
+  return s.bounds.empty() ? 0 : s.bounds.back();
+}
+
+std::vector<double> LookupBuckets() {
+  return {1e-7, 2.5e-7, 5e-7,   1e-6, 2.5e-6, 5e-6,   1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4,
+          5e-4, 1e-3,   2.5e-3, 5e-3, 1e-2,   2.5e-2, 5e-2, 0.1,    0.25, 0.5,  1};
+}
+
+}  // namespace
+
+const char* ResponseCache::SourceName(Source s) {
+  switch (s) {
+    case Source::kMemory:
+      return "memory";
+    case Source::kDisk:
+      return "disk";
+    case Source::kRedis:
+      return "redis";
+  }
+  return "?";
+}
+
+StatusOr<std::unique_ptr<ResponseCache>> ResponseCache::Create(Options options) {
+  if (options.lookup_threads < 1) return InvalidArgumentError("lookup_threads must be >= 1");
+  auto memory = MemoryCache::Create(options.memory);
+  if (!memory.ok()) return memory.status().WithContext("cache.memory");
+  auto rc = std::unique_ptr<ResponseCache>(new ResponseCache(std::move(options)));
+  rc->memory_ = std::move(memory).value();
+  return rc;
+}
+
+ResponseCache::ResponseCache(Options options)
+    : clock_(options.clock ? options.clock : Clock::System()),
+      disk_(std::move(options.disk)),
+      redis_(std::move(options.redis)),
+      coalescer_(clock_),
+      max_pending_(options.max_pending_lookups) {
+  Registry* registry = options.registry;
+  if (!registry) {
+    own_registry_ = std::make_unique<Registry>();
+    registry = own_registry_.get();
+  }
+  auto* latency =
+      registry->AddHistogram("inferd_cache_lookup_duration_seconds",
+                             "Cache lookup time per tier, in seconds", {"tier"}, LookupBuckets());
+  auto* hits = registry->AddCounter("inferd_cache_hits_total", "Cache hits per tier", {"tier"});
+  auto* misses =
+      registry->AddCounter("inferd_cache_misses_total", "Cache misses per tier", {"tier"});
+  auto* errors = registry->AddCounter(
+      "inferd_cache_errors_total", "Cache tier errors (corrupt entries, I/O, timeouts)", {"tier"});
+  auto* evictions =
+      registry->AddCounter("inferd_cache_evictions_total", "Entries evicted per tier", {"tier"});
+  auto* entries =
+      registry->AddGauge("inferd_cache_entries", "Entries per tier (-1: unknown)", {"tier"});
+  auto* bytes = registry->AddGauge("inferd_cache_bytes", "Bytes per tier (-1: unknown)", {"tier"});
+  coalesced_ = registry
+                   ->AddCounter("inferd_cache_coalesced_total",
+                                "Requests answered by an identical request in flight", {})
+                   ->WithLabels({});
+  {
+    MutexLock l(&metrics_mu_);
+    for (int i = 0; i < 3; ++i) {
+      std::string tier = SourceName(static_cast<Source>(i));
+      lookup_latency_[i] = latency->WithLabels({tier});
+      exported_[i] = {hits->WithLabels({tier}),    misses->WithLabels({tier}),
+                      errors->WithLabels({tier}),  evictions->WithLabels({tier}),
+                      entries->WithLabels({tier}), bytes->WithLabels({tier})};
+    }
+  }
+  registry->AddCollectHook([this] { RefreshMetrics(); });
+  if (disk_ || redis_) {
+    for (int i = 0; i < std::max(1, options.lookup_threads); ++i) {
+      threads_.emplace_back([this] { LookupLoop(); });
+    }
+  }
+}
+
+ResponseCache::~ResponseCache() {
+  {
+    MutexLock l(&mu_);
+    stopping_ = true;
+  }
+  cv_.SignalAll();
+  for (auto& t : threads_) t.join();
+  // Lookups still queued are answered as misses.
+  for (size_t i = pending_head_; i < pending_.size(); ++i) pending_[i].done(std::nullopt);
+}
+
+void ResponseCache::Observe(Source s, Time start) {
+  lookup_latency_[static_cast<int>(s)]->Observe(Seconds(clock_->Now() - start));
+}
+
+void ResponseCache::Lookup(const CacheKey& key, LookupCallback done) {
+  Time start = clock_->Now();
+  auto hit = memory_->Get(key);
+  Observe(Source::kMemory, start);
+  if (hit) {
+    done(Hit{std::move(hit->entry), Source::kMemory, false});
+    return;
+  }
+  if (!disk_ && !redis_) {
+    done(std::nullopt);
+    return;
+  }
+  {
+    MutexLock l(&mu_);
+    if (!stopping_ && pending_.size() - pending_head_ < max_pending_) {
+      pending_.push_back({key, std::move(done)});
+      cv_.Signal();
+      return;
+    }
+  }
+  done(std::nullopt);  // overloaded or stopping: skip the lower tiers
+}
+
+std::optional<ResponseCache::Hit> ResponseCache::LookupStale(const CacheKey& key) {
+  auto hit = memory_->Get(key, /*allow_stale=*/true);
+  if (!hit) return std::nullopt;
+  return Hit{std::move(hit->entry), Source::kMemory, hit->stale};
+}
+
+std::optional<ResponseCache::Hit> ResponseCache::LookupLower(const CacheKey& key) {
+  if (disk_) {
+    Time start = clock_->Now();
+    auto got = disk_->Get(key);
+    Observe(Source::kDisk, start);
+    if (got.ok()) {
+      memory_->Put(key, *got);
+      return Hit{std::move(got).value(), Source::kDisk, false};
+    }
+  }
+  if (redis_) {
+    Time start = clock_->Now();
+    auto got = redis_->Get(key);
+    Observe(Source::kRedis, start);
+    if (got.ok()) {
+      memory_->Put(key, *got);
+      if (disk_) disk_->Put(key, *got);
+      return Hit{std::move(got).value(), Source::kRedis, false};
+    }
+  }
+  return std::nullopt;
+}
+
+void ResponseCache::LookupLoop() {
+  for (;;) {
+    Pending p;
+    {
+      MutexLock l(&mu_);
+      while (!stopping_ && pending_head_ == pending_.size()) cv_.Wait(&mu_);
+      if (stopping_) return;
+      p = std::move(pending_[pending_head_++]);
+      if (pending_head_ == pending_.size()) {
+        pending_.clear();
+        pending_head_ = 0;
+      }
+    }
+    p.done(LookupLower(p.key));
+  }
+}
+
+void ResponseCache::Store(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) {
+  memory_->Put(key, entry);
+  if (disk_) disk_->Put(key, entry);
+  if (redis_) redis_->Put(key, entry);
+}
+
+void ResponseCache::InvalidateModel(std::string_view model) {
+  memory_->EraseModel(model);
+  if (disk_) disk_->EraseModel(model);
+  if (redis_) redis_->EraseModel(model);
+}
+
+void ResponseCache::Clear() {
+  memory_->Clear();
+  if (disk_) disk_->Clear();
+  if (redis_) redis_->Clear();
+}
+
+void ResponseCache::Flush() {
+  if (disk_) disk_->Flush();
+  if (redis_) redis_->Flush();
+}
+
+void ResponseCache::RefreshMetrics() {
+  MemoryCache::Stats m = memory_->GetStats();
+  LowerTier::Stats tiers[3];
+  tiers[0] = {m.hits + m.stale_hits,
+              m.misses,
+              m.collisions,
+              m.evictions,
+              m.inserts,
+              m.rejected,
+              static_cast<int64_t>(m.entries),
+              static_cast<int64_t>(m.bytes)};
+  if (disk_) tiers[1] = disk_->GetStats();
+  if (redis_) tiers[2] = redis_->GetStats();
+  MutexLock l(&metrics_mu_);
+  for (int i = 0; i < 3; ++i) {
+    Exported& e = exported_[i];
+    const LowerTier::Stats& s = tiers[i];
+    auto bump = [](Counter* c, uint64_t now, uint64_t* last) {
+      if (now > *last) c->Increment(static_cast<double>(now - *last));
+      *last = now;
+    };
+    bump(e.hits, s.hits, &e.last_hits);
+    bump(e.misses, s.misses, &e.last_misses);
+    bump(e.errors, s.errors, &e.last_errors);
+    bump(e.evictions, s.evictions, &e.last_evictions);
+    e.entries->Set(static_cast<double>(s.entries));
+    e.bytes->Set(static_cast<double>(s.bytes));
+  }
+  int64_t coalesced = coalescer_.coalesced_total();
+  if (coalesced > last_coalesced_)
+    coalesced_->Increment(static_cast<double>(coalesced - last_coalesced_));
+  last_coalesced_ = coalesced;
+}
+
+std::string ResponseCache::StatsJson() {
+  RefreshMetrics();
+  MemoryCache::Stats m = memory_->GetStats();
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  w.StartObject();
+  w.Key("tiers");
+  w.StartObject();
+  auto tier = [&](Source src, bool enabled, const LowerTier::Stats& s) {
+    w.Key(SourceName(src));
+    w.StartObject();
+    w.Key("enabled");
+    w.Bool(enabled);
+    w.Key("hits");
+    w.Uint64(s.hits);
+    w.Key("misses");
+    w.Uint64(s.misses);
+    w.Key("hit_ratio");
+    w.Double(s.hits + s.misses
+                 ? static_cast<double>(s.hits) / static_cast<double>(s.hits + s.misses)
+                 : 0.0);
+    w.Key("entries");
+    w.Int64(s.entries);
+    w.Key("bytes");
+    w.Int64(s.bytes);
+    w.Key("evictions");
+    w.Uint64(s.evictions);
+    w.Key("errors");
+    w.Uint64(s.errors);
+    w.Key("writes");
+    w.Uint64(s.writes);
+    w.Key("dropped_writes");
+    w.Uint64(s.dropped_writes);
+    auto snap = lookup_latency_[static_cast<int>(src)]->Snap();
+    w.Key("lookup_seconds");
+    w.StartObject();
+    for (auto [name, q] : {std::pair{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}}) {
+      w.Key(name);
+      w.Double(Quantile(snap, q));
+    }
+    w.EndObject();
+    w.EndObject();
+  };
+  tier(Source::kMemory, true,
+       {m.hits + m.stale_hits, m.misses, m.collisions, m.evictions, m.inserts, m.rejected,
+        static_cast<int64_t>(m.entries), static_cast<int64_t>(m.bytes)});
+  tier(Source::kDisk, disk_ != nullptr, disk_ ? disk_->GetStats() : LowerTier::Stats{});
+  tier(Source::kRedis, redis_ != nullptr, redis_ ? redis_->GetStats() : LowerTier::Stats{});
+  w.EndObject();
+  w.Key("coalesced");
+  w.Int64(coalescer_.coalesced_total());
+  w.Key("coalesce_waiting");
+  w.Int64(coalescer_.waiting());
+  w.EndObject();
+  return sb.GetString();
+}
+
+}  // namespace inferd

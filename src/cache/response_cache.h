@@ -1,0 +1,131 @@
+#pragma once
+// ResponseCache: the tiers of the response cache behind one interface, in
+// lookup order L1 memory -> L2 disk -> L3 Redis, plus the coalescer.
+//
+//  - Lookup checks L1 inline (a hit costs a hash lookup); on an L1 miss with
+//    lower tiers enabled, L2 and then L3 are read on the cache's own lookup
+//    threads, never on an I/O thread, and the callback runs there. A lower
+//    tier hit is promoted upward (L3 -> L2, L1; L2 -> L1).
+//  - Store writes L1 at once and hands L2/L3 to their write-behind queues.
+//  - A tier that fails to start (unwritable directory, bad URL) is disabled
+//    and logged; the cache keeps working with the others.
+//
+// Threading: all methods safe from any thread.
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "cache/cache_entry.h"
+#include "cache/coalescer.h"
+#include "cache/memory_cache.h"
+#include "common/clock.h"
+#include "common/mutex.h"
+#include "metrics/metrics.h"
+
+namespace inferd {
+
+// What the response cache needs of a lower (disk, Redis) tier.
+class LowerTier {
+ public:
+  struct Stats {
+    uint64_t hits = 0, misses = 0, errors = 0, evictions = 0, writes = 0, dropped_writes = 0;
+    int64_t entries = -1, bytes = -1;  // -1: unknown
+  };
+  virtual ~LowerTier() = default;
+  // Blocking; NotFound on a miss; any other error counts as a tier error.
+  virtual StatusOr<std::shared_ptr<const CacheEntry>> Get(const CacheKey& key) = 0;
+  virtual void Put(const CacheKey& key,
+                   std::shared_ptr<const CacheEntry> entry) = 0;  // never blocks
+  virtual void EraseModel(std::string_view model) = 0;
+  virtual void Clear() = 0;
+  virtual void Flush() = 0;  // waits for queued writes
+  virtual Stats GetStats() = 0;
+};
+
+class ResponseCache {
+ public:
+  enum class Source { kMemory = 0, kDisk = 1, kRedis = 2 };
+  static const char* SourceName(Source s);  // "memory", "disk", "redis"
+
+  struct Options {
+    MemoryCache::Options memory;
+    std::unique_ptr<LowerTier> disk;    // optional
+    std::unique_ptr<LowerTier> redis;   // optional
+    int lookup_threads = 2;             // for L2/L3 reads
+    size_t max_pending_lookups = 4096;  // beyond it, lower tiers are skipped (a miss)
+    Clock* clock = nullptr;
+    Registry* registry = nullptr;  // optional: inferd_cache_* metrics
+  };
+  static StatusOr<std::unique_ptr<ResponseCache>> Create(Options options);
+  ~ResponseCache();
+
+  struct Hit {
+    std::shared_ptr<const CacheEntry> entry;
+    Source source = Source::kMemory;
+    bool stale = false;
+  };
+  using LookupCallback = std::function<void(std::optional<Hit>)>;
+
+  // Calls `done` exactly once, inline for an L1 hit or when no lower tier is
+  // enabled, otherwise from a lookup thread.
+  void Lookup(const CacheKey& key, LookupCallback done) EXCLUDES(mu_);
+  // L1 only, expired entries within max_stale included (stale-if-error).
+  std::optional<Hit> LookupStale(const CacheKey& key);
+  void Store(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
+  void InvalidateModel(std::string_view model);
+  void Clear();
+  void Flush();  // waits for the lower tiers' write queues
+
+  Coalescer& coalescer() { return coalescer_; }
+  bool has_disk() const { return disk_ != nullptr; }
+  bool has_redis() const { return redis_ != nullptr; }
+
+  // JSON for GET /v2/cache/stats: per tier hits, misses, hit ratio, entries,
+  // bytes, evictions, errors, lookup latency percentiles.
+  std::string StatsJson();
+
+ private:
+  explicit ResponseCache(Options options);
+  void LookupLoop() EXCLUDES(mu_);
+  std::optional<Hit> LookupLower(const CacheKey& key);
+  void Observe(Source s, Time start);
+  void RefreshMetrics();
+
+  Clock* clock_;
+  std::unique_ptr<MemoryCache> memory_;
+  std::unique_ptr<LowerTier> disk_;
+  std::unique_ptr<LowerTier> redis_;
+  Coalescer coalescer_;
+  size_t max_pending_;
+  Histogram* lookup_latency_[3] = {};       // per tier, seconds
+  std::unique_ptr<Registry> own_registry_;  // when none is given
+
+  struct Pending {
+    CacheKey key;
+    LookupCallback done;
+  };
+  Mutex mu_;
+  CondVar cv_;
+  std::vector<Pending> pending_ GUARDED_BY(mu_);  // FIFO via head index
+  size_t pending_head_ GUARDED_BY(mu_) = 0;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+
+  // Last values exported as counters (metrics read cumulative tier stats).
+  Mutex metrics_mu_;
+  struct Exported {
+    Counter *hits, *misses, *errors, *evictions;
+    Gauge *entries, *bytes;
+    uint64_t last_hits = 0, last_misses = 0, last_errors = 0, last_evictions = 0;
+  };
+  Exported exported_[3] GUARDED_BY(metrics_mu_) = {};
+  Counter* coalesced_ = nullptr;
+  int64_t last_coalesced_ GUARDED_BY(metrics_mu_) = 0;
+};
+
+}  // namespace inferd
