@@ -37,8 +37,8 @@ namespace inferd {
 namespace {
 
 struct Config {
-  size_t requests = 10'000'000;
-  size_t keys = 1'000'000;
+  size_t requests = 2'000'000;
+  size_t keys = 200'000;
   uint64_t seed = 42;
   size_t scan_length = 2000;
   S3FifoPolicy::Options s3fifo;  // capacity set per row

@@ -75,6 +75,9 @@ void AddBenchCommand(CLI::App& root) {
                   "Open loop: most connections the pool may open")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--unique-fraction", o.unique_fraction,
+                  "Share of requests made unique (binary payload); the rest repeat one request")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", o.seed, "Seed for the payload data and Poisson arrivals")
       ->capture_default_str();
   cmd->callback([options] { RunBenchCommand(*options); });

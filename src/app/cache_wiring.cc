@@ -1,5 +1,7 @@
 #include "app/cache_wiring.h"
 
+#include "cache/disk_cache.h"
+#include "cache/lower_tiers.h"
 #include "common/logging.h"
 
 namespace inferd {
@@ -13,6 +15,18 @@ StatusOr<std::unique_ptr<ResponseCache>> BuildResponseCache(const Settings& s, R
   o.memory.shards = static_cast<int>(s.GetInt("cache.memory.shards"));
   o.memory.max_stale_us = s.GetInt("cache.memory.max_stale_s") * 1000000;
   o.registry = registry;
+  if (std::string path = s.GetString("cache.disk.path"); !path.empty()) {
+    DiskCache::Options d;
+    d.path = path;
+    d.max_bytes = static_cast<size_t>(std::max<int64_t>(1 << 20, s.GetInt("cache.disk.max_bytes")));
+    auto disk = DiskCache::Create(d);
+    if (disk.ok()) {
+      o.disk = MakeDiskTier(std::move(disk).value());
+      INFERD_LOG_INFO("response cache: disk tier at {} (cap {} bytes)", path, d.max_bytes);
+    } else {
+      INFERD_LOG_ERROR("response cache: disk tier disabled: {}", disk.status().message());
+    }
+  }
   return ResponseCache::Create(std::move(o));
 }
 

@@ -141,6 +141,13 @@ StatusOr<BenchReport> RunBench(const BenchOptions& options) {
   spec.poisson = options.arrival == "poisson";
   spec.max_connections = options.max_connections;
   spec.seed = options.seed;
+  if (options.unique_fraction > 0) {
+    if (payload.header_length == 0) {
+      return InvalidArgumentError("--unique-fraction needs --payload binary");
+    }
+    spec.unique_fraction = options.unique_fraction;
+    spec.unique_offset = payload.header_length;
+  }
 
   std::vector<int> levels = options.rate > 0 ? std::vector<int>{0} : options.concurrency;
   for (int c : levels) {

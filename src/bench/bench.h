@@ -47,6 +47,7 @@ struct BenchOptions {
   int timeout_ms = 30000;                     // per request (and per connect)
   int max_connections = 256;                  // open loop: connection pool bound
   uint64_t seed = 42;                         // payload data and Poisson arrivals
+  double unique_fraction = 0;                 // binary payload: share of never-repeated requests
 };
 
 // Results of one concurrency level or rate.

@@ -5,6 +5,7 @@
 // clang-format on
 
 #include <algorithm>
+#include <cstring>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -14,6 +15,7 @@
 #include <deque>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -33,10 +35,32 @@ struct Window {
 // The state of one I/O thread. Touched only from that thread's io_context
 // until the thread has been joined.
 struct LoadThread {
-  LoadThread(const LoadSpec& spec, const Window& w)
-      : window(w), url(spec.url), request(spec.request) {
+  LoadThread(const LoadSpec& spec, const Window& w, int index)
+      : window(w),
+        url(spec.url),
+        request(spec.request),
+        unique_fraction(spec.unique_fraction),
+        unique_offset(spec.unique_offset),
+        rng(spec.seed * 7919 + static_cast<uint64_t>(index)),
+        thread_index(static_cast<float>(index)) {
     conn_options.connect_timeout = spec.timeout;
     conn_options.request_timeout = spec.timeout;
+  }
+
+  // The next request to send: usually `request`; with probability
+  // unique_fraction a copy made unique (see LoadSpec::unique_fraction).
+  // `scratch` belongs to the calling client, so the returned reference
+  // stays valid while that client's request is in flight.
+  const http::Request& Next(std::optional<http::Request>* scratch) {
+    if (unique_fraction <= 0 || coin(rng) >= unique_fraction) return request;
+    if (!*scratch) scratch->emplace(request);
+    http::Request& r = **scratch;
+    r.body().assign(request.body());
+    float mark[2] = {static_cast<float>(++unique_count), thread_index};
+    if (unique_offset + sizeof(mark) <= r.body().size()) {
+      std::memcpy(r.body().data() + unique_offset, mark, sizeof(mark));
+    }
+    return r;
   }
 
   void Record(TimePoint sent, TimePoint done, const StatusOr<http::Response>& r) {
@@ -71,6 +95,12 @@ struct LoadThread {
   const http::Url url;
   http::ClientConnection::Options conn_options;
   const http::Request request;  // this thread's own copy
+  const double unique_fraction;
+  const size_t unique_offset;
+  std::mt19937_64 rng;
+  std::uniform_real_distribution<double> coin{0.0, 1.0};
+  const float thread_index;
+  uint32_t unique_count = 0;
 
   std::vector<int64_t> latencies;
   int64_t ok = 0;
@@ -90,8 +120,9 @@ struct LoadThread {
 // Closed loop: one connection, one request outstanding, until the window ends.
 asio::awaitable<void> ClosedLoopClient(LoadThread* t) {
   http::ClientConnection conn(co_await asio::this_coro::executor, t->url, t->conn_options);
+  std::optional<http::Request> scratch;
   for (TimePoint sent = SteadyClock::now(); sent < t->window.end; sent = SteadyClock::now()) {
-    StatusOr<http::Response> r = co_await conn.Send(t->request);
+    StatusOr<http::Response> r = co_await conn.Send(t->Next(&scratch));
     t->Record(sent, SteadyClock::now(), r);
   }
 }
@@ -101,6 +132,7 @@ asio::awaitable<void> OpenLoopWorker(LoadThread* t) {
   auto executor = co_await asio::this_coro::executor;
   http::ClientConnection conn(executor, t->url, t->conn_options);
   asio::steady_timer wake(executor);
+  std::optional<http::Request> scratch;
   boost::system::error_code ec;
   while (true) {
     if (t->pending.empty()) {
@@ -113,7 +145,7 @@ asio::awaitable<void> OpenLoopWorker(LoadThread* t) {
     }
     const TimePoint due = t->pending.front();
     t->pending.pop_front();
-    StatusOr<http::Response> r = co_await conn.Send(t->request);
+    StatusOr<http::Response> r = co_await conn.Send(t->Next(&scratch));
     t->Record(due, SteadyClock::now(), r);  // from the intended time: no coordinated omission
   }
 }
@@ -198,7 +230,7 @@ StatusOr<LoadResult> RunLoad(const LoadSpec& spec) {
 
   std::vector<std::unique_ptr<LoadThread>> states;
   for (int i = 0; i < threads; ++i) {
-    auto t = std::make_unique<LoadThread>(spec, window);
+    auto t = std::make_unique<LoadThread>(spec, window, i);
     if (open_loop) {
       t->max_workers = std::max(1, (spec.max_connections + threads - 1) / threads);
       LoadSpec share = spec;

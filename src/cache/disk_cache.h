@@ -56,6 +56,7 @@
 
 #include "cache/cache_entry.h"
 #include "common/clock.h"
+#include "common/logging.h"
 #include "common/mutex.h"
 #include "common/status.h"
 
@@ -139,13 +140,19 @@ class DiskCache {
     std::shared_ptr<const CacheEntry> entry;
   };
 
-  DiskCache(const Options& options, Clock* clock, std::unique_ptr<rocksdb::Options> db_options);
+  DiskCache(const Options& options, Clock* clock, std::unique_ptr<rocksdb::Options> db_options,
+            std::unique_ptr<rocksdb::DB> db);
   static Status OpenDb(const std::string& path, const rocksdb::Options& db_options,
                        std::unique_ptr<rocksdb::DB>* db);
   void WriterLoop() EXCLUDES(mu_, write_mu_);
   void WriteBatchToDb(const std::deque<PendingWrite>& batch);
-  // Deletes `storage_key` (through the WAL); requires a shared db_mu_.
+  // Deletes `storage_key` (through the WAL); requires db_mu_ (shared) and
+  // a non-null db_.
   void DeleteKey(const std::string& storage_key);
+  // Deletes every stored key (through the WAL); same requirements.
+  void DeleteAll();
+  // Counts a Get's miss (and an error if `error`); returns `status`.
+  Status Miss(Status status, bool error = false);
   // Removes queued writes whose key starts with `prefix` (all if empty).
   size_t DropQueued(std::string_view prefix) EXCLUDES(mu_);
 
@@ -171,6 +178,7 @@ class DiskCache {
   bool paused_ GUARDED_BY(mu_) = false;
   bool stopping_ GUARDED_BY(mu_) = false;
 
+  RateLimitedLog error_log_;
   std::atomic<uint64_t> hits_{0}, misses_{0}, errors_{0}, writes_{0}, dropped_writes_{0},
       expired_{0};
 

@@ -1,0 +1,410 @@
+#include "cache/disk_cache.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <mutex>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace inferd {
+namespace {
+
+constexpr size_t kMiB = size_t{1} << 20;
+constexpr size_t kMaxBatch = 64;            // entries per RocksDB write
+constexpr size_t kBlockCacheBytes = 8 * kMiB;  // L1 holds the hot set
+
+std::string PathContext(const std::string& path) { return "disk cache at '" + path + "'"; }
+
+void AppendBigEndian(std::string* out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>(v >> shift));
+}
+
+// The best compression this RocksDB build offers, zstd first.
+rocksdb::CompressionType ChooseCompression() {
+  std::vector<rocksdb::CompressionType> supported = rocksdb::GetSupportedCompressions();
+  auto has = [&](rocksdb::CompressionType t) {
+    return std::find(supported.begin(), supported.end(), t) != supported.end();
+  };
+  for (auto t : {rocksdb::kZSTD, rocksdb::kLZ4Compression, rocksdb::kSnappyCompression}) {
+    if (has(t)) return t;
+  }
+  return rocksdb::kNoCompression;
+}
+
+const char* CompressionName(rocksdb::CompressionType t) {
+  switch (t) {
+    case rocksdb::kZSTD: return "zstd";
+    case rocksdb::kLZ4Compression: return "lz4";
+    case rocksdb::kSnappyCompression: return "snappy";
+    default: return "none";
+  }
+}
+
+std::unique_ptr<rocksdb::Options> MakeDbOptions(const DiskCache::Options& o) {
+  auto db = std::make_unique<rocksdb::Options>();
+  db->create_if_missing = true;
+  // Size cap: FIFO compaction deletes the oldest SST files once they sum to
+  // more than max_bytes. allow_compaction merges small L0 files (never ones
+  // larger than a memtable) so the file count stays near 16.
+  db->compaction_style = rocksdb::kCompactionStyleFIFO;
+  db->write_buffer_size = std::clamp(o.max_bytes / 16, 64 * size_t{1024}, 64 * kMiB);
+  db->max_write_buffer_number = 2;
+  db->compaction_options_fifo.max_table_files_size =
+      o.max_bytes - db->max_write_buffer_number * db->write_buffer_size;
+  db->compaction_options_fifo.allow_compaction = true;
+  db->ttl = o.file_ttl_s;  // FIFO: files older than this are deleted; 0 = never
+  db->max_compaction_bytes = db->write_buffer_size;
+  db->level0_file_num_compaction_trigger = 4;
+  db->level0_slowdown_writes_trigger = 48;
+  db->level0_stop_writes_trigger = 64;
+  db->max_background_jobs = 2;
+
+  rocksdb::CompressionType compression = ChooseCompression();
+  db->compression = compression;
+  db->compression_per_level.clear();
+  db->bottommost_compression = rocksdb::kDisableCompressionOption;  // same as `compression`
+  if (compression == rocksdb::kZSTD) db->compression_opts.level = o.zstd_level;
+
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(kBlockCacheBytes);
+  table.checksum = rocksdb::kXXH3;  // verified on every read (ReadOptions below)
+  db->table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  // Keep RocksDB's own files small: its LOG and MANIFEST count on disk too.
+  db->info_log_level = rocksdb::WARN_LEVEL;
+  db->keep_log_file_num = 2;
+  db->max_log_file_size = kMiB;
+  db->max_manifest_file_size = 4 * kMiB;
+  return db;
+}
+
+rocksdb::ReadOptions VerifyingReadOptions() {
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  return ro;
+}
+
+}  // namespace
+
+std::string DiskCache::StorageKey(const CacheKey& key) {
+  std::string k;
+  k.reserve(key.model.size() + 17);
+  k.append(key.model);
+  k.push_back('\0');
+  AppendBigEndian(&k, key.digest.hi);
+  AppendBigEndian(&k, key.digest.lo);
+  return k;
+}
+
+Status DiskCache::OpenDb(const std::string& path, const rocksdb::Options& db_options,
+                        std::unique_ptr<rocksdb::DB>* db) {
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path, &raw);
+  if (!s.ok()) {
+    return UnavailableError(PathContext(path) + ": cannot open RocksDB: " + s.ToString());
+  }
+  db->reset(raw);
+  return Status::OK();
+}
+
+StatusOr<std::unique_ptr<DiskCache>> DiskCache::Create(const Options& options) {
+  if (options.path.empty()) return InvalidArgumentError("disk cache: path is empty");
+  if (options.max_bytes < kMiB) {
+    return InvalidArgumentError(PathContext(options.path) + ": max_bytes must be >= 1 MiB");
+  }
+  if (options.write_queue_size < 1) {
+    return InvalidArgumentError(PathContext(options.path) + ": write_queue_size must be >= 1");
+  }
+  if (options.zstd_level < 1 || options.zstd_level > 19) {
+    return InvalidArgumentError(PathContext(options.path) + ": zstd_level must be in 1..19");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.path, ec);
+  if (ec) {
+    return UnavailableError(PathContext(options.path) +
+                            ": cannot create the directory: " + ec.message());
+  }
+  std::unique_ptr<rocksdb::Options> db_options = MakeDbOptions(options);
+  if (db_options->compression != rocksdb::kZSTD) {
+    INFERD_LOG_WARN("disk cache: this RocksDB has no zstd; using {}",
+                    CompressionName(db_options->compression));
+  }
+  std::unique_ptr<rocksdb::DB> db;
+  INFERD_RETURN_IF_ERROR(OpenDb(options.path, *db_options, &db));
+  INFERD_LOG_INFO("disk cache at '{}': max {} MiB, {} compression", options.path,
+                  options.max_bytes / kMiB, CompressionName(db_options->compression));
+  Clock* clock = options.clock ? options.clock : Clock::System();
+  return std::unique_ptr<DiskCache>(
+      new DiskCache(options, clock, std::move(db_options), std::move(db)));
+}
+
+DiskCache::DiskCache(const Options& options, Clock* clock,
+                     std::unique_ptr<rocksdb::Options> db_options,
+                     std::unique_ptr<rocksdb::DB> db)
+    : options_(options),
+      clock_(clock),
+      db_options_(std::move(db_options)),
+      db_(std::move(db)),
+      writer_([this] { WriterLoop(); }) {}
+
+DiskCache::~DiskCache() {
+  {
+    MutexLock l(&mu_);
+    stopping_ = true;
+  }
+  queue_cv_.SignalAll();
+  writer_.join();
+  std::unique_lock lock(db_mu_);
+  if (!db_) return;
+  // Puts skip the WAL: persist the memtables so a restart sees them.
+  rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
+  if (!s.ok()) INFERD_LOG_WARN("{}: flush at close: {}", PathContext(path()), s.ToString());
+  s = db_->Close();
+  if (!s.ok()) INFERD_LOG_WARN("{}: close: {}", PathContext(path()), s.ToString());
+  db_.reset();
+}
+
+Status DiskCache::Miss(Status status, bool error) {
+  misses_.fetch_add(1, std::memory_order_relaxed);
+  if (error) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    int64_t suppressed = 0;
+    if (error_log_.ShouldLog(&suppressed)) {
+      INFERD_LOG_WARN("{}: {} ({} similar suppressed)", PathContext(path()), status.message(),
+                      suppressed);
+    }
+  }
+  return status;
+}
+
+StatusOr<std::shared_ptr<const CacheEntry>> DiskCache::Get(const CacheKey& key) {
+  if (key.model.find('\0') != std::string::npos) return Miss(NotFoundError("not cached"));
+  const std::string skey = StorageKey(key);
+  std::shared_lock lock(db_mu_);
+  if (!db_) return Miss(UnavailableError("database is closed"));
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s = db_->Get(VerifyingReadOptions(), db_->DefaultColumnFamily(), skey, &value);
+  if (s.IsNotFound()) return Miss(NotFoundError("not cached"));
+  if (s.IsCorruption()) {
+    DeleteKey(skey);
+    return Miss(NotFoundError("corrupt entry dropped: " + s.ToString()), /*error=*/true);
+  }
+  if (!s.ok()) return Miss(UnavailableError("read failed: " + s.ToString()), /*error=*/true);
+
+  auto entry = CacheEntry::Deserialize(std::string_view(value.data(), value.size()));
+  value.Reset();
+  if (!entry.ok()) {
+    DeleteKey(skey);
+    return Miss(NotFoundError("corrupt entry dropped: " + entry.status().message()),
+                /*error=*/true);
+  }
+  if ((*entry)->check != key.check) return Miss(NotFoundError("digest collision"));
+  if (clock_->WallMicros() > (*entry)->expires_us) {
+    expired_.fetch_add(1, std::memory_order_relaxed);
+    DeleteKey(skey);
+    return Miss(NotFoundError("expired"));
+  }
+  hits_.fetch_add(1, std::memory_order_relaxed);
+  return std::move(entry).value();
+}
+
+void DiskCache::DeleteKey(const std::string& storage_key) {
+  rocksdb::Status s = db_->Delete(rocksdb::WriteOptions(), storage_key);
+  if (!s.ok()) INFERD_LOG_WARN("{}: delete failed: {}", PathContext(path()), s.ToString());
+}
+
+void DiskCache::Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) {
+  if (!entry || entry->check != key.check || key.model.find('\0') != std::string::npos) return;
+  if (clock_->WallMicros() > entry->expires_us) return;
+  std::string skey = StorageKey(key);
+  {
+    MutexLock l(&mu_);
+    if (stopping_ || queue_.size() >= options_.write_queue_size) {
+      dropped_writes_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    queue_.push_back({std::move(skey), std::move(entry)});
+    ++enqueued_;
+  }
+  queue_cv_.Signal();
+}
+
+void DiskCache::WriterLoop() {
+  for (;;) {
+    {
+      MutexLock l(&mu_);
+      while (!stopping_ && (queue_.empty() || paused_)) queue_cv_.Wait(&mu_);
+      if (queue_.empty()) return;  // stopping, and everything is written
+    }
+    // Take the batch only once write_mu_ is held: EraseModel and Clear then
+    // see every queued write either still in the queue or already in the DB.
+    MutexLock w(&write_mu_);
+    std::deque<PendingWrite> batch;
+    {
+      MutexLock l(&mu_);
+      size_t n = std::min(queue_.size(), kMaxBatch);
+      std::move(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n),
+                std::back_inserter(batch));
+      queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
+    }
+    if (!batch.empty()) WriteBatchToDb(batch);
+    {
+      MutexLock l(&mu_);
+      done_ += batch.size();
+    }
+    done_cv_.SignalAll();
+  }
+}
+
+void DiskCache::WriteBatchToDb(const std::deque<PendingWrite>& batch) {
+  rocksdb::WriteBatch wb;
+  for (const PendingWrite& w : batch) wb.Put(w.key, w.entry->Serialize());
+  std::shared_lock lock(db_mu_);
+  rocksdb::Status s = db_ ? rocksdb::Status::OK() : rocksdb::Status::Aborted("database is closed");
+  if (db_) {
+    rocksdb::WriteOptions wo;
+    wo.disableWAL = true;  // a cache: a crash may lose the memtable (see header)
+    s = db_->Write(wo, &wb);
+  }
+  if (s.ok()) {
+    writes_.fetch_add(batch.size(), std::memory_order_relaxed);
+    return;
+  }
+  errors_.fetch_add(batch.size(), std::memory_order_relaxed);
+  int64_t suppressed = 0;
+  if (error_log_.ShouldLog(&suppressed)) {
+    INFERD_LOG_WARN("{}: write of {} entries failed: {} ({} similar suppressed)",
+                    PathContext(path()), batch.size(), s.ToString(), suppressed);
+  }
+}
+
+size_t DiskCache::DropQueued(std::string_view prefix) {
+  size_t dropped = 0;
+  {
+    MutexLock l(&mu_);
+    auto matches = [&](const PendingWrite& w) { return w.key.starts_with(prefix); };
+    auto it = std::remove_if(queue_.begin(), queue_.end(), matches);
+    dropped = static_cast<size_t>(queue_.end() - it);
+    queue_.erase(it, queue_.end());
+    done_ += dropped;
+  }
+  if (dropped > 0) done_cv_.SignalAll();
+  return dropped;
+}
+
+size_t DiskCache::EraseModel(std::string_view model) {
+  if (model.find('\0') != std::string_view::npos) return 0;
+  std::string begin(model), end(model);
+  begin.push_back('\0');
+  end.push_back('\1');  // keys of `model` are exactly [model\0, model\1)
+  MutexLock w(&write_mu_);
+  size_t erased = DropQueued(begin);
+  std::shared_lock lock(db_mu_);
+  if (!db_) return erased;
+  rocksdb::ReadOptions ro = VerifyingReadOptions();
+  ro.fill_cache = false;
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(begin); it->Valid(); it->Next()) ++erased;
+  it.reset();
+  rocksdb::Status s = db_->DeleteRange(rocksdb::WriteOptions(), db_->DefaultColumnFamily(),
+                                       begin, end);
+  if (!s.ok()) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    INFERD_LOG_WARN("{}: erasing model '{}' failed: {}", PathContext(path()), model,
+                    s.ToString());
+  }
+  return erased;
+}
+
+void DiskCache::DeleteAll() {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  it->SeekToLast();
+  if (!it->Valid()) return;
+  std::string end = it->key().ToString() + '\0';  // just past the last key
+  it.reset();
+  rocksdb::Status s = db_->DeleteRange(rocksdb::WriteOptions(), db_->DefaultColumnFamily(),
+                                       rocksdb::Slice(), end);
+  if (!s.ok()) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    INFERD_LOG_WARN("{}: clear failed: {}", PathContext(path()), s.ToString());
+  }
+}
+
+void DiskCache::Clear() {
+  MutexLock w(&write_mu_);
+  DropQueued("");
+  std::unique_lock lock(db_mu_);
+  // Destroying the database frees its space at once (a DeleteRange would
+  // leave the files until FIFO compaction ages them out).
+  if (db_) {
+    rocksdb::Status s = db_->Close();
+    if (!s.ok()) INFERD_LOG_WARN("{}: close: {}", PathContext(path()), s.ToString());
+    db_.reset();
+  }
+  rocksdb::Status destroyed = rocksdb::DestroyDB(path(), *db_options_);
+  Status opened = OpenDb(path(), *db_options_, &db_);
+  if (!opened.ok()) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    INFERD_LOG_ERROR("{}; the disk cache is disabled until restart", opened.message());
+    return;
+  }
+  if (!destroyed.ok()) {
+    INFERD_LOG_WARN("{}: destroy failed ({}); deleting entries instead", PathContext(path()),
+                    destroyed.ToString());
+    DeleteAll();
+  }
+}
+
+void DiskCache::Flush() {
+  MutexLock l(&mu_);
+  const uint64_t target = enqueued_;
+  while (done_ < target) done_cv_.Wait(&mu_);
+}
+
+Status DiskCache::Compact() {
+  std::shared_lock lock(db_mu_);
+  if (!db_) return UnavailableError(PathContext(path()) + ": database is closed");
+  rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
+  if (s.ok()) s = db_->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
+  if (!s.ok()) return InternalError(PathContext(path()) + ": compaction: " + s.ToString());
+  return Status::OK();
+}
+
+DiskCache::Stats DiskCache::GetStats() {
+  Stats st;
+  st.hits = hits_.load(std::memory_order_relaxed);
+  st.misses = misses_.load(std::memory_order_relaxed);
+  st.errors = errors_.load(std::memory_order_relaxed);
+  st.writes = writes_.load(std::memory_order_relaxed);
+  st.dropped_writes = dropped_writes_.load(std::memory_order_relaxed);
+  st.expired = expired_.load(std::memory_order_relaxed);
+  std::shared_lock lock(db_mu_);
+  if (!db_) return st;
+  uint64_t sst = 0, mem = 0, keys = 0;
+  db_->GetIntProperty(rocksdb::DB::Properties::kTotalSstFilesSize, &sst);
+  db_->GetIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &mem);
+  db_->GetIntProperty(rocksdb::DB::Properties::kEstimateNumKeys, &keys);
+  st.approx_bytes = sst + mem;
+  st.approx_entries = keys;
+  return st;
+}
+
+void DiskCache::PauseWriterForTesting(bool paused) {
+  {
+    MutexLock l(&mu_);
+    paused_ = paused;
+  }
+  queue_cv_.SignalAll();
+}
+
+}  // namespace inferd

@@ -1,0 +1,43 @@
+#include "cache/disk_cache.h"
+#include "cache/lower_tiers.h"
+
+namespace inferd {
+namespace {
+
+class DiskTier final : public LowerTier {
+ public:
+  explicit DiskTier(std::unique_ptr<DiskCache> disk) : disk_(std::move(disk)) {}
+  StatusOr<std::shared_ptr<const CacheEntry>> Get(const CacheKey& key) override {
+    return disk_->Get(key);
+  }
+  void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) override {
+    disk_->Put(key, std::move(entry));
+  }
+  void EraseModel(std::string_view model) override { disk_->EraseModel(model); }
+  void Clear() override { disk_->Clear(); }
+  void Flush() override { disk_->Flush(); }
+  Stats GetStats() override {
+    DiskCache::Stats d = disk_->GetStats();
+    Stats s;
+    s.hits = d.hits;
+    s.misses = d.misses;
+    s.errors = d.errors;
+    s.evictions = d.expired;
+    s.writes = d.writes;
+    s.dropped_writes = d.dropped_writes;
+    s.entries = static_cast<int64_t>(d.approx_entries);
+    s.bytes = static_cast<int64_t>(d.approx_bytes);
+    return s;
+  }
+
+ private:
+  std::unique_ptr<DiskCache> disk_;
+};
+
+}  // namespace
+
+std::unique_ptr<LowerTier> MakeDiskTier(std::unique_ptr<DiskCache> disk) {
+  return std::make_unique<DiskTier>(std::move(disk));
+}
+
+}  // namespace inferd

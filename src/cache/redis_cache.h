@@ -1,0 +1,222 @@
+#pragma once
+// RedisCache: the optional L3 response cache, shared by every inferd process
+// that points at the same Redis (cache.redis.url), through hiredis.
+//
+// Purpose: let several servers reuse each other's responses, without ever
+// making a request slower or failing it when Redis is slow or down.
+//
+// Storage:
+//   - Key = key_prefix + model + ':' + 32 hex digits of the digest. Value =
+//     zstd(CacheEntry::Serialize()), which carries its own checksum. A value
+//     that fails to decompress or deserialize is a miss counted in `errors`;
+//     an entry whose check or model differs from the key's, or that is past
+//     expires_us (Options::clock->WallMicros()), is a plain miss.
+//   - TTL: SET ... PX (expires_us - now) in ms; an entry without expires_us
+//     gets ttl_s_default. Already expired entries are not written.
+//
+// Network: a pool of at most pool_size blocking connections, opened lazily
+// (Create does not need Redis to be up) with connect_timeout, and every
+// socket read/write bounded by op_timeout (SO_RCVTIMEO/SO_SNDTIMEO). A
+// connection that saw an I/O error is closed, and so are the idle ones (they
+// likely share its fate), so the next call reconnects. When all pool_size
+// connections are lent out, a caller waits up to op_timeout for one, then
+// gives up (counted in `timeouts`, not held against the circuit). These
+// waits are real time: they bound real sockets. Host names are resolved by
+// the system resolver at connect time (prefer an IP in the URL).
+// Create() sets SIGPIPE to SIG_IGN if it is at its default (hiredis 0.14
+// writes with write(2); a server that went away must not kill the process).
+//
+// Circuit breaker (timed with Options::clock): after failures_to_open
+// consecutive errors or timeouts, the tier is skipped for circuit_open: Get
+// returns Unavailable at once without touching the network, Put drops.
+// Then one call is let through as a probe (half-open); its success closes
+// the circuit, its failure opens it again for another circuit_open.
+//
+// Writes: Put never blocks. It appends to a bounded queue drained by one
+// writer thread, which pipelines batches of SETs on one connection; a full
+// queue or an open circuit drops the write (counted in `dropped_writes`, as
+// are queued writes lost to a failed batch). EraseModel and Clear also drop
+// matching queued writes and are ordered against the writer, so no write
+// queued before them survives them.
+//
+// Counting: every Get adds exactly one of `hits` or `misses` (errors,
+// timeouts and circuit skips are misses too); `errors`, `timeouts` and
+// `skipped` are counted in addition. Counters are relaxed atomics.
+//
+// Threading: every method is safe from any thread; errors never throw.
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "cache/cache_entry.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "common/mutex.h"
+#include "common/status.h"
+
+struct redisContext;
+
+namespace inferd {
+
+class RedisCache {
+ public:
+  struct Options {
+    // redis://[[user]:password@]host[:port][/db]; port defaults to 6379,
+    // db to 0.
+    std::string url;
+    // Prepended to every key; lets several deployments share one Redis.
+    std::string key_prefix = "inferd:";
+    // Most connections open at once (Gets, the writer, EraseModel); >= 1.
+    int pool_size = 4;
+    // TCP connect bound; > 0.
+    std::chrono::milliseconds connect_timeout{50};
+    // Bound of each socket read or write of a command; > 0.
+    std::chrono::milliseconds op_timeout{5};
+    // TTL of entries whose expires_us is 0; >= 1.
+    int64_t ttl_s_default = 3600;
+    // How long the tier is skipped once the circuit opens; >= 0.
+    std::chrono::milliseconds circuit_open{1000};
+    // Consecutive errors or timeouts that open the circuit; >= 1.
+    int failures_to_open = 3;
+    // Puts waiting for the writer; beyond it writes are dropped; >= 1.
+    size_t write_queue_size = 1024;
+    // zstd level of the values, 1..19.
+    int zstd_level = 1;
+    // Times the circuit and TTLs; nullptr means Clock::System().
+    Clock* clock = nullptr;
+  };
+
+  struct Stats {
+    uint64_t hits = 0;
+    uint64_t misses = 0;          // every Get that is not a hit
+    uint64_t errors = 0;          // I/O and protocol errors, corrupt values, failed writes
+    uint64_t timeouts = 0;        // connect/op timeouts, no free connection
+    uint64_t writes = 0;          // entries SET in Redis
+    uint64_t dropped_writes = 0;  // queue full, circuit open, failed batch
+    uint64_t circuit_opens = 0;   // times the circuit opened
+    uint64_t skipped = 0;         // Gets answered Unavailable by the open circuit
+    bool circuit_open = false;    // open or half-open now
+  };
+
+  // Fails (InvalidArgument) on a malformed URL or out-of-range option; does
+  // not connect.
+  static StatusOr<std::unique_ptr<RedisCache>> Create(const Options& options);
+  // Drains the write queue (bounded by the timeouts and the circuit), joins
+  // the writer, closes the connections.
+  ~RedisCache();
+  RedisCache(const RedisCache&) = delete;
+  RedisCache& operator=(const RedisCache&) = delete;
+
+  // Blocking, bounded by connect_timeout + op_timeout. NotFound on a miss;
+  // Unavailable while the circuit is open or on an error; DeadlineExceeded
+  // on a timeout.
+  StatusOr<std::shared_ptr<const CacheEntry>> Get(const CacheKey& key) EXCLUDES(mu_);
+  // Never blocks: queues the write, or drops it.
+  void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) EXCLUDES(mu_);
+  // Deletes every entry of `model` (SCAN + UNLINK, queued writes too);
+  // returns how many. 0 while the circuit is open.
+  size_t EraseModel(std::string_view model) EXCLUDES(mu_, write_mu_);
+  // Deletes every key under key_prefix (and the queued writes).
+  void Clear() EXCLUDES(mu_, write_mu_);
+  // Waits until every Put queued before the call is written or dropped.
+  void Flush() EXCLUDES(mu_);
+
+  Stats GetStats() EXCLUDES(circuit_mu_);
+
+  // The Redis key of `key`.
+  std::string RedisKey(const CacheKey& key) const;
+
+  // Test hook: while paused the writer takes nothing from the queue, so a
+  // test can fill it deterministically. The destructor still drains it.
+  void PauseWriterForTesting(bool paused) EXCLUDES(mu_);
+
+ private:
+  struct Endpoint {
+    std::string host;
+    int port = 6379;
+    int db = 0;
+    std::string user, password;
+  };
+  struct PendingWrite {
+    std::string key;  // RedisKey
+    std::string model;
+    std::shared_ptr<const CacheEntry> entry;
+  };
+  // Result of one exchange with Redis, for the circuit and the counters.
+  enum class Outcome { kOk, kError, kTimeout, kNeutral };
+  struct ContextDeleter {
+    void operator()(redisContext* c) const;
+  };
+  using Conn = std::unique_ptr<redisContext, ContextDeleter>;
+
+  RedisCache(const Options& options, Endpoint endpoint, Clock* clock);
+  static StatusOr<Endpoint> ParseUrl(std::string_view url);
+
+  // Connection pool. Acquire fills *outcome on failure (kNeutral when no
+  // connection was free, else the connect outcome).
+  Conn Acquire(Outcome* outcome, Status* status) EXCLUDES(pool_mu_);
+  void Release(Conn conn, bool healthy) EXCLUDES(pool_mu_);
+  StatusOr<Conn> Connect(Outcome* outcome);
+  // Classifies a failed command on `c` (null reply); counts it.
+  Status Failure(redisContext* c, int saved_errno, std::string_view what, Outcome* outcome);
+
+  // Circuit breaker. Admit() is true when a call may use the network (the
+  // caller is then the probe if the circuit was half-open); every admitted
+  // call reports exactly one Outcome.
+  bool Admit() EXCLUDES(circuit_mu_);
+  void Report(Outcome outcome) EXCLUDES(circuit_mu_);
+  bool CircuitOpen() EXCLUDES(circuit_mu_);
+
+  StatusOr<std::shared_ptr<const CacheEntry>> Decode(const CacheKey& key, std::string_view value);
+  void WriterLoop() EXCLUDES(mu_, write_mu_);
+  void WriteBatch(std::deque<PendingWrite>& batch) REQUIRES(write_mu_);
+  // Deletes the keys matching `pattern` (a SCAN MATCH glob); returns how many.
+  size_t DeleteMatching(const std::string& pattern) REQUIRES(write_mu_);
+  // Removes queued writes for `model` (all if null); returns how many.
+  size_t DropQueued(const std::string* model) EXCLUDES(mu_);
+  void CountDone(uint64_t n) EXCLUDES(mu_);
+
+  const Options options_;
+  const Endpoint endpoint_;
+  Clock* const clock_;
+
+  Mutex pool_mu_;
+  CondVar pool_cv_;
+  std::vector<Conn> idle_ GUARDED_BY(pool_mu_);
+  int open_ GUARDED_BY(pool_mu_) = 0;  // idle + lent out + connecting
+
+  enum class CircuitState { kClosed, kOpen, kHalfOpen };
+  Mutex circuit_mu_;
+  CircuitState state_ GUARDED_BY(circuit_mu_) = CircuitState::kClosed;
+  int consecutive_failures_ GUARDED_BY(circuit_mu_) = 0;
+  Time open_until_ GUARDED_BY(circuit_mu_);
+  bool probe_in_flight_ GUARDED_BY(circuit_mu_) = false;
+
+  // Held by the writer while it writes a batch, and by EraseModel and Clear.
+  // Order: write_mu_ before mu_ and pool_mu_.
+  Mutex write_mu_;
+  Mutex mu_;          // the write queue
+  CondVar queue_cv_;  // work for the writer, or stopping
+  CondVar done_cv_;   // done_ advanced
+  std::deque<PendingWrite> queue_ GUARDED_BY(mu_);
+  uint64_t enqueued_ GUARDED_BY(mu_) = 0;  // Puts accepted into the queue
+  uint64_t done_ GUARDED_BY(mu_) = 0;      // of those, written or dropped
+  bool paused_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+
+  RateLimitedLog error_log_;
+  std::atomic<uint64_t> hits_{0}, misses_{0}, errors_{0}, timeouts_{0}, writes_{0},
+      dropped_writes_{0}, circuit_opens_{0}, skipped_{0};
+
+  std::thread writer_;  // last: starts after everything above is built
+};
+
+}  // namespace inferd
