@@ -2,6 +2,7 @@
 
 #include "cache/disk_cache.h"
 #include "cache/lower_tiers.h"
+#include "cache/redis_cache.h"
 #include "common/logging.h"
 
 namespace inferd {
@@ -25,6 +26,22 @@ StatusOr<std::unique_ptr<ResponseCache>> BuildResponseCache(const Settings& s, R
       INFERD_LOG_INFO("response cache: disk tier at {} (cap {} bytes)", path, d.max_bytes);
     } else {
       INFERD_LOG_ERROR("response cache: disk tier disabled: {}", disk.status().message());
+    }
+  }
+  if (std::string url = s.GetString("cache.redis.url"); !url.empty()) {
+    RedisCache::Options r;
+    r.url = url;
+    r.key_prefix = s.GetString("cache.redis.key_prefix");
+    auto timeout =
+        std::chrono::milliseconds(std::max<int64_t>(1, s.GetInt("cache.redis.timeout_ms")));
+    r.connect_timeout = timeout;
+    r.op_timeout = timeout;
+    auto redis = RedisCache::Create(r);
+    if (redis.ok()) {
+      o.redis = MakeRedisTier(std::move(redis).value());
+      INFERD_LOG_INFO("response cache: Redis tier at {} (prefix '{}')", url, r.key_prefix);
+    } else {
+      INFERD_LOG_ERROR("response cache: Redis tier disabled: {}", redis.status().message());
     }
   }
   return ResponseCache::Create(std::move(o));

@@ -1,6 +1,8 @@
 // inferd: an inference server. Subcommands: serve, bench.
 #include <CLI/CLI.hpp>
 
+#include <csignal>
+
 #include "app/serve_command.h"
 #include "common/logging.h"
 #if __has_include("app/bench_command.h")
@@ -10,6 +12,8 @@
 
 int main(int argc, char** argv) {
   inferd::InitLogging();
+  // A peer that goes away (a client, Redis) must be an error, not a signal.
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"inferd: a fast, dependable inference server (KServe v2 over HTTP)"};
   app.require_subcommand(1);
   inferd::AddServeCommand(app);

@@ -18,7 +18,7 @@ namespace inferd {
 namespace {
 
 constexpr size_t kMiB = size_t{1} << 20;
-constexpr size_t kMaxBatch = 64;            // entries per RocksDB write
+constexpr size_t kMaxBatch = 64;               // entries per RocksDB write
 constexpr size_t kBlockCacheBytes = 8 * kMiB;  // L1 holds the hot set
 
 std::string PathContext(const std::string& path) { return "disk cache at '" + path + "'"; }
@@ -41,30 +41,38 @@ rocksdb::CompressionType ChooseCompression() {
 
 const char* CompressionName(rocksdb::CompressionType t) {
   switch (t) {
-    case rocksdb::kZSTD: return "zstd";
-    case rocksdb::kLZ4Compression: return "lz4";
-    case rocksdb::kSnappyCompression: return "snappy";
-    default: return "none";
+    case rocksdb::kZSTD:
+      return "zstd";
+    case rocksdb::kLZ4Compression:
+      return "lz4";
+    case rocksdb::kSnappyCompression:
+      return "snappy";
+    default:
+      return "none";
   }
 }
 
 std::unique_ptr<rocksdb::Options> MakeDbOptions(const DiskCache::Options& o) {
   auto db = std::make_unique<rocksdb::Options>();
   db->create_if_missing = true;
-  // Size cap: FIFO compaction deletes the oldest SST files once they sum to
-  // more than max_bytes. allow_compaction merges small L0 files (never ones
-  // larger than a memtable) so the file count stays near 16.
+  // Size cap (see the header): FIFO compaction deletes the oldest SST files
+  // once they exceed max_bytes minus the memtables. allow_compaction merges
+  // small L0 files (never ones larger than a memtable).
   db->compaction_style = rocksdb::kCompactionStyleFIFO;
   db->write_buffer_size = std::clamp(o.max_bytes / 16, 64 * size_t{1024}, 64 * kMiB);
   db->max_write_buffer_number = 2;
   db->compaction_options_fifo.max_table_files_size =
       o.max_bytes - db->max_write_buffer_number * db->write_buffer_size;
   db->compaction_options_fifo.allow_compaction = true;
-  db->ttl = o.file_ttl_s;  // FIFO: files older than this are deleted; 0 = never
+  // FIFO: files older than this are deleted; 0 = never. Needs
+  // max_open_files = -1 (the default: every SST stays open).
+  db->ttl = o.file_ttl_s;
   db->max_compaction_bytes = db->write_buffer_size;
   db->level0_file_num_compaction_trigger = 4;
-  db->level0_slowdown_writes_trigger = 48;
-  db->level0_stop_writes_trigger = 64;
+  // With FIFO every file is in L0; never stall writes on the file count
+  // (Flush and shutdown wait for the writer thread).
+  db->level0_slowdown_writes_trigger = 1 << 20;
+  db->level0_stop_writes_trigger = 1 << 20;
   db->max_background_jobs = 2;
 
   rocksdb::CompressionType compression = ChooseCompression();
@@ -105,7 +113,7 @@ std::string DiskCache::StorageKey(const CacheKey& key) {
 }
 
 Status DiskCache::OpenDb(const std::string& path, const rocksdb::Options& db_options,
-                        std::unique_ptr<rocksdb::DB>* db) {
+                         std::unique_ptr<rocksdb::DB>* db) {
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, path, &raw);
   if (!s.ok()) {
@@ -147,8 +155,7 @@ StatusOr<std::unique_ptr<DiskCache>> DiskCache::Create(const Options& options) {
 }
 
 DiskCache::DiskCache(const Options& options, Clock* clock,
-                     std::unique_ptr<rocksdb::Options> db_options,
-                     std::unique_ptr<rocksdb::DB> db)
+                     std::unique_ptr<rocksdb::Options> db_options, std::unique_ptr<rocksdb::DB> db)
     : options_(options),
       clock_(clock),
       db_options_(std::move(db_options)),
@@ -316,12 +323,11 @@ size_t DiskCache::EraseModel(std::string_view model) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   for (it->Seek(begin); it->Valid(); it->Next()) ++erased;
   it.reset();
-  rocksdb::Status s = db_->DeleteRange(rocksdb::WriteOptions(), db_->DefaultColumnFamily(),
-                                       begin, end);
+  rocksdb::Status s =
+      db_->DeleteRange(rocksdb::WriteOptions(), db_->DefaultColumnFamily(), begin, end);
   if (!s.ok()) {
     errors_.fetch_add(1, std::memory_order_relaxed);
-    INFERD_LOG_WARN("{}: erasing model '{}' failed: {}", PathContext(path()), model,
-                    s.ToString());
+    INFERD_LOG_WARN("{}: erasing model '{}' failed: {}", PathContext(path()), model, s.ToString());
   }
   return erased;
 }
@@ -332,8 +338,8 @@ void DiskCache::DeleteAll() {
   if (!it->Valid()) return;
   std::string end = it->key().ToString() + '\0';  // just past the last key
   it.reset();
-  rocksdb::Status s = db_->DeleteRange(rocksdb::WriteOptions(), db_->DefaultColumnFamily(),
-                                       rocksdb::Slice(), end);
+  rocksdb::Status s =
+      db_->DeleteRange(rocksdb::WriteOptions(), db_->DefaultColumnFamily(), rocksdb::Slice(), end);
   if (!s.ok()) {
     errors_.fetch_add(1, std::memory_order_relaxed);
     INFERD_LOG_WARN("{}: clear failed: {}", PathContext(path()), s.ToString());
@@ -375,7 +381,11 @@ Status DiskCache::Compact() {
   std::shared_lock lock(db_mu_);
   if (!db_) return UnavailableError(PathContext(path()) + ": database is closed");
   rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
-  if (s.ok()) s = db_->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
+  // An exclusive manual FIFO compaction first waits for the background
+  // ones, then runs one picked job (a deletion when over the cap).
+  rocksdb::CompactRangeOptions cro;
+  cro.exclusive_manual_compaction = true;
+  if (s.ok()) s = db_->CompactRange(cro, nullptr, nullptr);
   if (!s.ok()) return InternalError(PathContext(path()) + ": compaction: " + s.ToString());
   return Status::OK();
 }

@@ -40,6 +40,13 @@ CacheKey Key(uint64_t i, const std::string& model = "m") {
   return k;
 }
 
+// (Built by append: GCC 12 warns falsely on "v" + std::to_string(i).)
+std::string Value(int i) {
+  std::string s = "v";
+  s += std::to_string(i);
+  return s;
+}
+
 std::string RandomBytes(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::string s(n, '\0');
@@ -131,14 +138,14 @@ TEST_F(DiskCacheTest, SurvivesRestart) {
   constexpr int kN = 100;
   {
     auto cache = Make();
-    for (int i = 0; i < kN; ++i) cache->Put(Key(i), Entry(Key(i), "v" + std::to_string(i)));
+    for (int i = 0; i < kN; ++i) cache->Put(Key(i), Entry(Key(i), Value(i)));
     // No Flush: the destructor drains the queue and persists the memtable.
   }
   auto cache = Make();
   for (int i = 0; i < kN; ++i) {
     auto got = cache->Get(Key(i));
     ASSERT_TRUE(got.ok()) << i << ": " << got.status().ToString();
-    EXPECT_EQ((*got)->payload, "v" + std::to_string(i));
+    EXPECT_EQ((*got)->payload, Value(i));
   }
   EXPECT_EQ(cache->GetStats().hits, static_cast<uint64_t>(kN));
 }
@@ -320,7 +327,7 @@ TEST_F(DiskCacheTest, Clear) {
 
 TEST_F(DiskCacheTest, SizeCapDropsOldestData) {
   constexpr size_t kMax = 4 * kMiB;
-  constexpr size_t kPayload = 16 * 1024;  // random: zstd cannot shrink it
+  constexpr size_t kPayload = 16 * 1024;         // random: zstd cannot shrink it
   constexpr int kEntries = 6 * kMax / kPayload;  // 24 MiB written
   DiskCache::Options o;
   o.max_bytes = kMax;
@@ -336,9 +343,9 @@ TEST_F(DiskCacheTest, SizeCapDropsOldestData) {
   EXPECT_EQ(st.dropped_writes, 0u);
   // Documented bound once compaction has run: SSTs + memtables <= max_bytes.
   EXPECT_LE(st.approx_bytes, kMax);
-  EXPECT_GE(st.approx_bytes, kMax / 2);  // FIFO drops old files, not everything
+  EXPECT_GE(st.approx_bytes, kMax / 2);             // FIFO drops old files, not everything
   EXPECT_TRUE(cache->Get(Key(kEntries - 1)).ok());  // newest kept
-  EXPECT_FALSE(cache->Get(Key(0)).ok());             // oldest dropped
+  EXPECT_FALSE(cache->Get(Key(0)).ok());            // oldest dropped
 }
 
 TEST_F(DiskCacheTest, ConcurrentGetsPutsAndErases) {

@@ -16,7 +16,7 @@
 namespace inferd {
 namespace {
 
-constexpr size_t kMaxBatch = 64;                   // SETs pipelined per round trip
+constexpr size_t kMaxBatch = 64;                    // SETs pipelined per round trip
 constexpr size_t kMaxValueBytes = size_t{1} << 28;  // refuse to inflate beyond 256 MiB
 constexpr std::string_view kScheme = "redis://";
 
@@ -38,6 +38,28 @@ Reply Command(redisContext* c, std::initializer_list<std::string_view> args, int
   void* r = redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data());
   *saved_errno = errno;
   return Reply(static_cast<redisReply*>(r));
+}
+
+// Deletes `keys` with *del_cmd (UNLINK; switched to DEL for the rest of the
+// scan when UNLINK fails); returns the reply, null on an I/O error.
+Reply DeleteKeys(redisContext* c, const redisReply& keys, std::string_view* del_cmd,
+                 int* saved_errno) {
+  std::vector<const char*> argv{del_cmd->data()};
+  std::vector<size_t> lens{del_cmd->size()};
+  for (size_t i = 0; i < keys.elements; ++i) {
+    argv.push_back(keys.element[i]->str);
+    lens.push_back(keys.element[i]->len);
+  }
+  for (;;) {
+    errno = 0;
+    Reply d(static_cast<redisReply*>(
+        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data())));
+    *saved_errno = errno;
+    if (!d || d->type != REDIS_REPLY_ERROR || *del_cmd != "UNLINK") return d;
+    *del_cmd = "DEL";
+    argv[0] = "DEL";
+    lens[0] = 3;
+  }
 }
 
 bool IsTimeout(const redisContext* c, int saved_errno) {
@@ -92,8 +114,8 @@ struct Zstd {
 // Empty on failure (a serialized entry is never empty).
 std::string Compress(std::string_view raw, int level) {
   std::string out(ZSTD_compressBound(raw.size()), '\0');
-  size_t n = ZSTD_compressCCtx(Zstd::ForThread().c, out.data(), out.size(), raw.data(), raw.size(),
-                               level);
+  size_t n =
+      ZSTD_compressCCtx(Zstd::ForThread().c, out.data(), out.size(), raw.data(), raw.size(), level);
   if (ZSTD_isError(n)) return {};
   out.resize(n);
   return out;
@@ -513,19 +535,7 @@ void RedisCache::WriterLoop() {
   }
 }
 
-void RedisCache::WriteBatch(std::deque<PendingWrite>& batch) {
-  if (!Admit()) {
-    dropped_writes_.fetch_add(batch.size(), std::memory_order_relaxed);
-    return;
-  }
-  Outcome outcome = Outcome::kOk;
-  Status status;
-  Conn c = Acquire(&outcome, &status);
-  if (!c) {
-    Report(outcome);
-    dropped_writes_.fetch_add(batch.size(), std::memory_order_relaxed);
-    return;
-  }
+size_t RedisCache::AppendSets(redisContext* c, const std::deque<PendingWrite>& batch) {
   const int64_t now_us = clock_->WallMicros();
   size_t sent = 0;
   for (const PendingWrite& w : batch) {
@@ -543,13 +553,30 @@ void RedisCache::WriteBatch(std::deque<PendingWrite>& batch) {
     std::string px_s = std::to_string(px);
     const char* argv[] = {"SET", w.key.data(), value.data(), "PX", px_s.data()};
     const size_t lens[] = {3, w.key.size(), value.size(), 2, px_s.size()};
-    if (redisAppendCommandArgv(c.get(), 5, argv, lens) != REDIS_OK) {
+    if (redisAppendCommandArgv(c, 5, argv, lens) != REDIS_OK) {
       errors_.fetch_add(1, std::memory_order_relaxed);
       dropped_writes_.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
     ++sent;
   }
+  return sent;
+}
+
+void RedisCache::WriteBatch(std::deque<PendingWrite>& batch) {
+  if (!Admit()) {
+    dropped_writes_.fetch_add(batch.size(), std::memory_order_relaxed);
+    return;
+  }
+  Outcome outcome = Outcome::kOk;
+  Status status;
+  Conn c = Acquire(&outcome, &status);
+  if (!c) {
+    Report(outcome);
+    dropped_writes_.fetch_add(batch.size(), std::memory_order_relaxed);
+    return;
+  }
+  const size_t sent = AppendSets(c.get(), batch);
   bool error_reply = false;
   for (size_t i = 0; i < sent; ++i) {
     void* raw = nullptr;
@@ -640,51 +667,29 @@ size_t RedisCache::DeleteMatching(const std::string& pattern) {
   }
   size_t deleted = 0;
   std::string cursor = "0";
-  const char* del_cmd = "UNLINK";  // DEL on servers older than 4.0
+  std::string_view del_cmd = "UNLINK";  // DEL on servers older than 4.0
   int saved = 0;
-  auto fail = [&](std::string_view what) {
-    static_cast<void>(Failure(c.get(), saved, what, &outcome));
-    Release(std::move(c), false);
-    Report(outcome);
-    return deleted;
-  };
   do {
     Reply r = Command(c.get(), {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"}, &saved);
-    if (!r) return fail("SCAN");
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_ARRAY) {
+      cursor.assign(r->element[0]->str, r->element[0]->len);
+      if (r->element[1]->elements == 0) continue;
+      r = DeleteKeys(c.get(), *r->element[1], &del_cmd, &saved);
+    }
+    if (!r) {
+      static_cast<void>(Failure(c.get(), saved, "SCAN/UNLINK", &outcome));
+      Release(std::move(c), false);
+      Report(outcome);
+      return deleted;
+    }
+    if (r->type != REDIS_REPLY_INTEGER) {
       errors_.fetch_add(1, std::memory_order_relaxed);
       Release(std::move(c), true);
       Report(Outcome::kError);
       return deleted;
     }
-    cursor.assign(r->element[0]->str, r->element[0]->len);
-    const redisReply* keys = r->element[1];
-    if (keys->elements == 0) continue;
-    std::vector<const char*> argv{del_cmd};
-    std::vector<size_t> lens{std::strlen(del_cmd)};
-    for (size_t i = 0; i < keys->elements; ++i) {
-      argv.push_back(keys->element[i]->str);
-      lens.push_back(keys->element[i]->len);
-    }
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      errno = 0;
-      Reply d(static_cast<redisReply*>(
-          redisCommandArgv(c.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
-      saved = errno;
-      if (!d) return fail(del_cmd);
-      if (d->type == REDIS_REPLY_INTEGER) {
-        deleted += static_cast<size_t>(d->integer);
-        break;
-      }
-      if (attempt == 0 && std::strcmp(del_cmd, "UNLINK") == 0) {
-        del_cmd = argv[0] = "DEL";
-        lens[0] = 3;
-        continue;
-      }
-      errors_.fetch_add(1, std::memory_order_relaxed);
-      break;
-    }
+    deleted += static_cast<size_t>(r->integer);
   } while (cursor != "0");
   Release(std::move(c), true);
   Report(Outcome::kOk);

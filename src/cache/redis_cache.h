@@ -178,6 +178,9 @@ class RedisCache {
   StatusOr<std::shared_ptr<const CacheEntry>> Decode(const CacheKey& key, std::string_view value);
   void WriterLoop() EXCLUDES(mu_, write_mu_);
   void WriteBatch(std::deque<PendingWrite>& batch) REQUIRES(write_mu_);
+  // Pipelines a SET ... PX for each unexpired entry of `batch` on `c`;
+  // returns how many were appended.
+  size_t AppendSets(redisContext* c, const std::deque<PendingWrite>& batch);
   // Deletes the keys matching `pattern` (a SCAN MATCH glob); returns how many.
   size_t DeleteMatching(const std::string& pattern) REQUIRES(write_mu_);
   // Removes queued writes for `model` (all if null); returns how many.

@@ -92,9 +92,9 @@ class RedisServer {
   // Starts the server and waits (bounded) until it answers PING.
   bool Start() {
     std::string port = std::to_string(port_);
-    std::vector<std::string> args = {binary_, "--port",   port,   "--save", "",
-                                     "--appendonly", "no", "--bind", "127.0.0.1", "--dir",
-                                     "/tmp"};
+    std::vector<std::string> args = {binary_,     "--port",       port,  "--save",
+                                     "",          "--appendonly", "no",  "--bind",
+                                     "127.0.0.1", "--dir",        "/tmp"};
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -199,8 +199,8 @@ TEST(RedisCacheCreateTest, ValidatesUrlWithoutConnecting) {
     ASSERT_FALSE(c.ok()) << bad;
     EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument) << bad;
   }
-  for (const char* good : {"redis://h", "redis://[::1]:7/2", "redis://:pw@h:1/0",
-                           "redis://u:pw@10.0.0.1:6380"}) {
+  for (const char* good :
+       {"redis://h", "redis://[::1]:7/2", "redis://:pw@h:1/0", "redis://u:pw@10.0.0.1:6380"}) {
     RedisCache::Options o;
     o.url = good;
     EXPECT_TRUE(RedisCache::Create(o).ok()) << good;
@@ -371,6 +371,22 @@ TEST_F(RedisCacheTest, EraseModelAndClear) {
   RawReply n = Raw(raw_.get(), {"DBSIZE"});
   ASSERT_TRUE(n && n->type == REDIS_REPLY_INTEGER);
   EXPECT_EQ(n->integer, 1);  // only the key outside the prefix
+}
+
+TEST_F(RedisCacheTest, EraseModelScansManyPages) {
+  auto cache = Make(Opts());
+  ASSERT_TRUE(cache);
+  const int64_t exp = In(std::chrono::seconds(60));
+  for (uint64_t i = 0; i < 2500; ++i) {
+    cache->Put(Key("big", i), Entry(Key("big", i), exp));
+    if (i % 1000 == 999) cache->Flush();  // stay within the write queue
+  }
+  cache->Flush();
+  EXPECT_EQ(cache->GetStats().writes, 2500u);
+  EXPECT_EQ(cache->EraseModel("big"), 2500u);
+  RawReply n = Raw(raw_.get(), {"DBSIZE"});
+  ASSERT_TRUE(n && n->type == REDIS_REPLY_INTEGER);
+  EXPECT_EQ(n->integer, 0);
 }
 
 TEST_F(RedisCacheTest, FullQueueDropsWrites) {

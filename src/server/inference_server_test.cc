@@ -304,8 +304,10 @@ class InferenceServerCacheTest : public ::testing::Test {
     backend_.set_fail(false);
     backend_.OpenGate();
     if (models_) models_->Shutdown();
-    server_.reset();
+    // The cache first: its coalescer answers any waiter still registered (a
+    // failed test) through the server, which must still exist.
     cache_.reset();
+    server_.reset();
     models_.reset();
     std::error_code ec;
     if (!repo_.empty()) fs::remove_all(repo_, ec);
