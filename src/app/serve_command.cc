@@ -162,6 +162,9 @@ int RunServe(const ServeFlags& flags) {
   (*models)->Shutdown();  // runs whatever is still queued; every request gets its answer
   (*http_server)->WaitIdle(std::chrono::steady_clock::now() + std::chrono::seconds(5));
   (*http_server)->Stop();
+  // The cache goes before the pipeline that its pending lookups call back
+  // into; its tiers flush their write queues (the disk survives a restart).
+  cache->reset();
   INFERD_LOG_INFO("stopped");
   return 0;
 }

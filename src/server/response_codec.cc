@@ -63,6 +63,13 @@ StatusOr<std::vector<NamedTensor>> DecodeOutputs(std::shared_ptr<const CacheEntr
     }
     uint64_t size;
     if (!Get(in, &pos, &size) || in.size() - pos < size) return bad;
+    int64_t count = ElementCount(shape);
+    if (count < 0) return bad;
+    DataType dt = static_cast<DataType>(dtype);
+    if (dt == DataType::kBytes ? !ValidateBytesElements(in.substr(pos, size), count)
+                               : size != static_cast<uint64_t>(count) * DataTypeSize(dt)) {
+      return bad;
+    }
     const auto* data = reinterpret_cast<const uint8_t*>(in.data() + pos);
     pos += size;
     t.tensor = Tensor::View(static_cast<DataType>(dtype), std::move(shape), data, size, entry);

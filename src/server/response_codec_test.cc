@@ -164,7 +164,7 @@ TEST(ResponseCodecTest, MalformedPayloadsAreErrors) {
 // declared byte size fits in the payload, not that it equals
 // element_count(shape) * DataTypeSize(dtype) (nor that dims are >= 0), so
 // these payloads decode "successfully".
-TEST(ResponseCodecTest, DISABLED_SizeMustMatchDatatypeAndShape) {
+TEST(ResponseCodecTest, SizeMustMatchDatatypeAndShape) {
   // Encode trusts its input, so it can produce the inconsistent payloads.
   ExpectMalformed(EncodeOutputs({{"y", Make<float>(DataType::kFp32, {3}, {1, 2})}}),
                   "FP32 [3] with 8 bytes");
