@@ -99,7 +99,11 @@ struct Server::Impl {
 
   awaitable<void> AcceptLoop();
   awaitable<void> RunSession(tcp::socket socket, IoWorker* worker);
+  using RequestParser = beast_http::request_parser<beast_http::string_body>;
   awaitable<bool> ServeOne(Session& s, beast::flat_buffer& buf);
+  awaitable<error_code> ReadRequest(Session& s, beast::flat_buffer& buf, RequestParser& parser,
+                                    bool* expired);
+  awaitable<error_code> WriteResponse(Session& s, Response& res);
   awaitable<void> WriteError(Session& s, Status status, std::string_view message);
   void RequestStarted() {
     MutexLock l(&mu);
@@ -151,14 +155,26 @@ awaitable<void> Server::Impl::WriteError(Session& s, Status status, std::string_
   }
 }
 
-// Reads and answers one request. Returns false when the connection must close.
-awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
+// Reads one request into `parser`. What is already buffered is parsed
+// synchronously (a small request that arrived whole costs no further I/O
+// and no timer); otherwise the rest is read under the read deadline, which
+// cancels the reads instead of closing the socket (as tcp_stream's own
+// expiry would), so that the client still gets its 408.
+awaitable<error_code> Server::Impl::ReadRequest(Session& s, beast::flat_buffer& buf,
+                                                RequestParser& parser, bool* expired) {
   error_code ec;
-  beast_http::request_parser<beast_http::string_body> parser;
-  parser.header_limit(static_cast<uint32_t>(options.max_header_bytes));
-  parser.body_limit(options.max_body_bytes);
-  // The read deadline cancels the reads instead of closing the socket (as
-  // tcp_stream's own expiry would), so that the client still gets its 408.
+  parser.eager(true);
+  while (buf.size() > 0 && !parser.is_done()) {
+    size_t n = parser.put(buf.data(), ec);
+    buf.consume(n);
+    if (ec == beast_http::error::need_more) {
+      ec = {};
+      break;
+    }
+    if (ec || n == 0) break;
+  }
+  if (ec || parser.is_done()) co_return ec;
+
   s.stream.expires_never();
   auto deadline = std::make_shared<ReadDeadline>();
   asio::steady_timer timer(s.stream.get_executor(), options.read_timeout);
@@ -168,9 +184,11 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
     error_code ignored;
     s.stream.socket().cancel(ignored);
   });
-  co_await beast_http::async_read_header(s.stream, buf, parser,
-                                         asio::redirect_error(use_awaitable, ec));
-  if (!ec && parser.get()[beast_http::field::expect] == "100-continue" &&
+  if (!parser.is_header_done()) {
+    co_await beast_http::async_read_header(s.stream, buf, parser,
+                                           asio::redirect_error(use_awaitable, ec));
+  }
+  if (!ec && !parser.is_done() && parser.get()[beast_http::field::expect] == "100-continue" &&
       parser.content_length().value_or(0) <= options.max_body_bytes) {
     beast_http::response<beast_http::empty_body> cont{Status::continue_, 11};
     co_await beast_http::async_write(s.stream, cont, asio::redirect_error(use_awaitable, ec));
@@ -180,8 +198,56 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
   }
   deadline->finished = true;
   timer.cancel();
+  *expired = deadline->expired;
+  co_return ec;
+}
+
+// Writes `res` as one buffer sequence: first a direct non-blocking write,
+// which sends a small response at once on an idle socket, then, only for
+// what is left, an asynchronous write under the write timeout.
+awaitable<error_code> Server::Impl::WriteResponse(Session& s, Response& res) {
+  std::string head;
+  head.reserve(256);
+  head += res.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  head += std::to_string(res.result_int());
+  head += ' ';
+  head.append(res.reason().data(), res.reason().size());
+  head += "\r\n";
+  for (const auto& field : res.base()) {
+    head.append(field.name_string().data(), field.name_string().size());
+    head += ": ";
+    head.append(field.value().data(), field.value().size());
+    head += "\r\n";
+  }
+  head += "\r\n";
+  std::array<asio::const_buffer, 2> wire = {asio::buffer(head), asio::buffer(res.body())};
+  size_t total = head.size() + res.body().size();
+  error_code ec;
+  size_t sent = s.stream.socket().write_some(wire, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec = {};
+    sent = 0;
+  }
+  if (ec || sent == total) co_return ec;
+  asio::const_buffer rest_head = asio::buffer(head) + std::min(sent, head.size());
+  asio::const_buffer rest_body =
+      asio::buffer(res.body()) + (sent > head.size() ? sent - head.size() : 0);
+  std::array<asio::const_buffer, 2> rest = {rest_head, rest_body};
+  s.stream.expires_after(options.write_timeout);
+  co_await asio::async_write(s.stream, rest, asio::redirect_error(use_awaitable, ec));
+  co_return ec;
+}
+
+// Reads and answers one request. Returns false when the connection must close.
+awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
+  error_code ec;
+  beast_http::request_parser<beast_http::string_body> parser;
+  parser.header_limit(static_cast<uint32_t>(options.max_header_bytes));
+  parser.body_limit(options.max_body_bytes);
+  bool expired = false;
+  ec = co_await ReadRequest(s, buf, parser, &expired);
   if (ec) {
-    if (deadline->expired) {
+    if (expired) {
       co_await WriteError(s, Status::request_timeout,
                           "request not received completely within " +
                               std::to_string(options.read_timeout.count()) + " ms");
@@ -225,8 +291,7 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
   res.set(beast_http::field::server, "inferd");
   res.prepare_payload();
   CountResponse(res.result_int());
-  s.stream.expires_after(options.write_timeout);
-  co_await beast_http::async_write(s.stream, res, asio::redirect_error(use_awaitable, ec));
+  ec = co_await WriteResponse(s, res);
   RequestFinished();
   co_return !ec && keep_alive;
 }
@@ -234,6 +299,7 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
 awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
   error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
+  socket.non_blocking(true, ec);  // WriteResponse writes directly first
   Session s(std::move(socket));
   auto it = worker->sessions.insert(worker->sessions.end(), &s);
   struct Unlink {
