@@ -39,7 +39,9 @@ StatusOr<std::unique_ptr<ResponseCache>> BuildResponseCache(const Settings& s, R
     auto redis = RedisCache::Create(r);
     if (redis.ok()) {
       o.redis = MakeRedisTier(std::move(redis).value());
-      INFERD_LOG_INFO("response cache: Redis tier at {} (prefix '{}')", url, r.key_prefix);
+      // The URL may carry a password: log only what follows the '@'.
+      std::string shown = url.substr(url.find('@') == std::string::npos ? 0 : url.find('@') + 1);
+      INFERD_LOG_INFO("response cache: Redis tier at {} (prefix '{}')", shown, r.key_prefix);
     } else {
       INFERD_LOG_ERROR("response cache: Redis tier disabled: {}", redis.status().message());
     }

@@ -1,7 +1,8 @@
 #pragma once
 // CacheKeyBuilder: the canonical form of everything that determines a
 // response, hashed into a CacheKey. Callers add the parts in a canonical
-// order (inputs sorted by name, requested outputs sorted); every part is
+// order (inputs in the model's declared order, requested outputs sorted and
+// deduplicated); every part is
 // tagged and length-prefixed, so different requests can never produce the
 // same canonical bytes. The JSON and the binary encoding of one tensor give
 // the same key, since only the decoded tensor (datatype, shape, bytes) is

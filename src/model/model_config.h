@@ -10,7 +10,8 @@
 //   [dynamic_batching]             # presence enables it (needs max_batch_size > 0)
 //   enable (default true), max_queue_delay_us, preferred_batch_sizes,
 //   max_queue_size (same as the top-level key)
-//   [response_cache]               # enable (default false), ttl_s, max_stale_s
+//   [response_cache]               # presence enables it: enable (default true),
+//                                  # ttl_s (1 s to 10 years), max_stale_s
 //   [parameters]                   # backend parameters, e.g. intra_op_threads
 //
 // Errors name the file and the field.

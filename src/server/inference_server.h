@@ -1,8 +1,9 @@
 #pragma once
 // InferenceServer: the one request pipeline of DESIGN.md section 1, without
 // any protocol. Every request goes admission -> cache -> model -> schedule ->
-// execute -> respond, in that order; stages that do not exist yet (admission,
-// cache) are no-ops here, not branches elsewhere.
+// execute -> respond, in that order; a stage that does not apply (admission
+// until tenants exist; the cache for models that do not enable it) is a
+// no-op, not a branch elsewhere. The cache stage lives in inference_cache.cc.
 //
 // Guarantees: `done` is called exactly once per Infer() call, from any
 // thread (the caller's for early errors, a backend worker's otherwise).
