@@ -63,9 +63,9 @@ int RunServe(const ServeFlags& flags) {
     std::cerr << "inferd serve: model_repository is required (--model-repository DIR)\n";
     return 2;
   }
-  for (const char* key : {"http_read_timeout_ms", "http_idle_timeout_ms", "http_threads",
-                          "cache.coalesce_timeout_ms", "cache.redis.timeout_ms",
-                          "cache.memory.shards"}) {
+  for (const char* key :
+       {"http_read_timeout_ms", "http_idle_timeout_ms", "http_threads", "cache.coalesce_timeout_ms",
+        "cache.redis.timeout_ms", "cache.memory.shards"}) {
     if (s.GetInt(key) < 1) {
       std::cerr << "inferd serve: " << key << " must be >= 1\n";
       return 2;
@@ -195,7 +195,8 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
        "how long L1 keeps expired entries for stale-if-error"},
       {"cache.disk.path", Type::kString, "", "L2 RocksDB directory; empty disables the disk tier"},
       {"cache.disk.max_bytes", Type::kInt, "1073741824", "L2 size cap in bytes"},
-      {"cache.redis.url", Type::kString, "", "L3 Redis, redis://[[user]:password@]host[:port][/db]; empty disables it"},
+      {"cache.redis.url", Type::kString, "",
+       "L3 Redis, redis://[[user]:password@]host[:port][/db]; empty disables it"},
       {"cache.redis.key_prefix", Type::kString, "inferd:", "prefix of every Redis key"},
       {"cache.redis.timeout_ms", Type::kInt, "5", "Redis connect and operation timeout"},
       {"cache.coalesce_timeout_ms", Type::kInt, "30000",

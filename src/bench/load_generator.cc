@@ -5,13 +5,13 @@
 // clang-format on
 
 #include <algorithm>
-#include <cstring>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <memory>

@@ -149,7 +149,8 @@ StatusOr<std::unique_ptr<MemoryCache>> MemoryCache::Create(const Options& option
     return InvalidArgumentError("memory cache: small_queue_fraction must be in (0, 1)");
   }
   if (options.max_stale_us < 0) {
-    return InvalidArgumentError("memory cache: the stale window (cache.memory.max_stale_s) must be >= 0");
+    return InvalidArgumentError(
+        "memory cache: the stale window (cache.memory.max_stale_s) must be >= 0");
   }
   if (options.max_bytes / static_cast<size_t>(options.shards) <= kEntryOverhead) {
     return InvalidArgumentError("memory cache: max_bytes " + std::to_string(options.max_bytes) +

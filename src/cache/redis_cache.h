@@ -57,6 +57,7 @@
 #include <vector>
 
 #include "cache/cache_entry.h"
+#include "cache/redis_support.h"
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/mutex.h"
@@ -129,7 +130,7 @@ class RedisCache {
   // Waits until every Put queued before the call is written or dropped.
   void Flush() EXCLUDES(mu_);
 
-  Stats GetStats() EXCLUDES(circuit_mu_);
+  Stats GetStats();
 
   // The Redis key of `key`.
   std::string RedisKey(const CacheKey& key) const;
@@ -139,26 +140,19 @@ class RedisCache {
   void PauseWriterForTesting(bool paused) EXCLUDES(mu_);
 
  private:
-  struct Endpoint {
-    std::string host;
-    int port = 6379;
-    int db = 0;
-    std::string user, password;
-  };
+  using Endpoint = RedisEndpoint;
   struct PendingWrite {
     std::string key;  // RedisKey
     std::string model;
     std::shared_ptr<const CacheEntry> entry;
   };
-  // Result of one exchange with Redis, for the circuit and the counters.
-  enum class Outcome { kOk, kError, kTimeout, kNeutral };
+  using Outcome = CircuitBreaker::Outcome;
   struct ContextDeleter {
     void operator()(redisContext* c) const;
   };
   using Conn = std::unique_ptr<redisContext, ContextDeleter>;
 
   RedisCache(const Options& options, Endpoint endpoint, Clock* clock);
-  static StatusOr<Endpoint> ParseUrl(std::string_view url);
 
   // Connection pool. Acquire fills *outcome on failure (kNeutral when no
   // connection was free, else the connect outcome).
@@ -167,13 +161,6 @@ class RedisCache {
   StatusOr<Conn> Connect(Outcome* outcome);
   // Classifies a failed command on `c` (null reply); counts it.
   Status Failure(redisContext* c, int saved_errno, std::string_view what, Outcome* outcome);
-
-  // Circuit breaker. Admit() is true when a call may use the network (the
-  // caller is then the probe if the circuit was half-open); every admitted
-  // call reports exactly one Outcome.
-  bool Admit() EXCLUDES(circuit_mu_);
-  void Report(Outcome outcome) EXCLUDES(circuit_mu_);
-  bool CircuitOpen() EXCLUDES(circuit_mu_);
 
   StatusOr<std::shared_ptr<const CacheEntry>> Decode(const CacheKey& key, std::string_view value);
   void WriterLoop() EXCLUDES(mu_, write_mu_);
@@ -196,12 +183,8 @@ class RedisCache {
   std::vector<Conn> idle_ GUARDED_BY(pool_mu_);
   int open_ GUARDED_BY(pool_mu_) = 0;  // idle + lent out + connecting
 
-  enum class CircuitState { kClosed, kOpen, kHalfOpen };
-  Mutex circuit_mu_;
-  CircuitState state_ GUARDED_BY(circuit_mu_) = CircuitState::kClosed;
-  int consecutive_failures_ GUARDED_BY(circuit_mu_) = 0;
-  Time open_until_ GUARDED_BY(circuit_mu_);
-  bool probe_in_flight_ GUARDED_BY(circuit_mu_) = false;
+  // Every call that is admitted reports exactly one Outcome to it.
+  CircuitBreaker circuit_;
 
   // Held by the writer while it writes a batch, and by EraseModel and Clear.
   // Order: write_mu_ before mu_ and pool_mu_.
@@ -217,7 +200,7 @@ class RedisCache {
 
   RateLimitedLog error_log_;
   std::atomic<uint64_t> hits_{0}, misses_{0}, errors_{0}, timeouts_{0}, writes_{0},
-      dropped_writes_{0}, circuit_opens_{0}, skipped_{0};
+      dropped_writes_{0}, skipped_{0};
 
   std::thread writer_;  // last: starts after everything above is built
 };

@@ -24,6 +24,7 @@ class RedisTier final : public LowerTier {
     s.errors = r.errors + r.timeouts;
     s.writes = r.writes;
     s.dropped_writes = r.dropped_writes;
+    s.circuit_open = r.circuit_open ? 1 : 0;
     return s;  // entries and bytes are not tracked for a shared Redis
   }
 

@@ -78,6 +78,16 @@ ResponseCache::ResponseCache(Options options)
       "inferd_cache_errors_total", "Cache tier errors (corrupt entries, I/O, timeouts)", {"tier"});
   auto* evictions =
       registry->AddCounter("inferd_cache_evictions_total", "Entries evicted per tier", {"tier"});
+  auto* writes = registry->AddCounter("inferd_cache_writes_total",
+                                      "Entries written per tier (L1: stored puts)", {"tier"});
+  auto* dropped = registry->AddCounter(
+      "inferd_cache_dropped_writes_total",
+      "Writes not done per tier (L1: rejected; L2/L3: queue full or tier unavailable)", {"tier"});
+  redis_circuit_open_ =
+      registry
+          ->AddGauge("inferd_cache_redis_circuit_open",
+                     "1 while the Redis tier's circuit is open (tier skipped)", {})
+          ->WithLabels({});
   auto* entries =
       registry->AddGauge("inferd_cache_entries", "Entries per tier (-1: unknown)", {"tier"});
   auto* bytes = registry->AddGauge("inferd_cache_bytes", "Bytes per tier (-1: unknown)", {"tier"});
@@ -92,6 +102,7 @@ ResponseCache::ResponseCache(Options options)
       lookup_latency_[i] = latency->WithLabels({tier});
       exported_[i] = {hits->WithLabels({tier}),    misses->WithLabels({tier}),
                       errors->WithLabels({tier}),  evictions->WithLabels({tier}),
+                      writes->WithLabels({tier}),  dropped->WithLabels({tier}),
                       entries->WithLabels({tier}), bytes->WithLabels({tier})};
     }
   }
@@ -210,17 +221,23 @@ void ResponseCache::Flush() {
   if (redis_) redis_->Flush();
 }
 
-void ResponseCache::RefreshMetrics() {
+LowerTier::Stats ResponseCache::MemoryStats() {
   MemoryCache::Stats m = memory_->GetStats();
+  LowerTier::Stats s;
+  s.hits = m.hits + m.stale_hits;
+  s.misses = m.misses;
+  s.errors = m.collisions;
+  s.evictions = m.evictions;
+  s.writes = m.inserts;
+  s.dropped_writes = m.rejected;
+  s.entries = static_cast<int64_t>(m.entries);
+  s.bytes = static_cast<int64_t>(m.bytes);
+  return s;
+}
+
+void ResponseCache::RefreshMetrics() {
   LowerTier::Stats tiers[3];
-  tiers[0] = {m.hits + m.stale_hits,
-              m.misses,
-              m.collisions,
-              m.evictions,
-              m.inserts,
-              m.rejected,
-              static_cast<int64_t>(m.entries),
-              static_cast<int64_t>(m.bytes)};
+  tiers[0] = MemoryStats();
   if (disk_) tiers[1] = disk_->GetStats();
   if (redis_) tiers[2] = redis_->GetStats();
   MutexLock l(&metrics_mu_);
@@ -235,9 +252,12 @@ void ResponseCache::RefreshMetrics() {
     bump(e.misses, s.misses, &e.last_misses);
     bump(e.errors, s.errors, &e.last_errors);
     bump(e.evictions, s.evictions, &e.last_evictions);
+    bump(e.writes, s.writes, &e.last_writes);
+    bump(e.dropped, s.dropped_writes, &e.last_dropped);
     e.entries->Set(static_cast<double>(s.entries));
     e.bytes->Set(static_cast<double>(s.bytes));
   }
+  redis_circuit_open_->Set(tiers[2].circuit_open > 0 ? 1 : 0);
   int64_t coalesced = coalescer_.coalesced_total();
   if (coalesced > last_coalesced_)
     coalesced_->Increment(static_cast<double>(coalesced - last_coalesced_));
@@ -246,7 +266,6 @@ void ResponseCache::RefreshMetrics() {
 
 std::string ResponseCache::StatsJson() {
   RefreshMetrics();
-  MemoryCache::Stats m = memory_->GetStats();
   rapidjson::StringBuffer sb;
   rapidjson::Writer<rapidjson::StringBuffer> w(sb);
   w.StartObject();
@@ -277,6 +296,10 @@ std::string ResponseCache::StatsJson() {
     w.Uint64(s.writes);
     w.Key("dropped_writes");
     w.Uint64(s.dropped_writes);
+    if (s.circuit_open >= 0) {
+      w.Key("circuit_open");
+      w.Bool(s.circuit_open > 0);
+    }
     auto snap = lookup_latency_[static_cast<int>(src)]->Snap();
     w.Key("lookup_seconds");
     w.StartObject();
@@ -287,9 +310,7 @@ std::string ResponseCache::StatsJson() {
     w.EndObject();
     w.EndObject();
   };
-  tier(Source::kMemory, true,
-       {m.hits + m.stale_hits, m.misses, m.collisions, m.evictions, m.inserts, m.rejected,
-        static_cast<int64_t>(m.entries), static_cast<int64_t>(m.bytes)});
+  tier(Source::kMemory, true, MemoryStats());
   tier(Source::kDisk, disk_ != nullptr, disk_ ? disk_->GetStats() : LowerTier::Stats{});
   tier(Source::kRedis, redis_ != nullptr, redis_ ? redis_->GetStats() : LowerTier::Stats{});
   w.EndObject();

@@ -35,6 +35,7 @@ class LowerTier {
   struct Stats {
     uint64_t hits = 0, misses = 0, errors = 0, evictions = 0, writes = 0, dropped_writes = 0;
     int64_t entries = -1, bytes = -1;  // -1: unknown
+    int circuit_open = -1;             // 1 open, 0 closed, -1: the tier has no circuit
   };
   virtual ~LowerTier() = default;
   // Blocking; NotFound on a miss; any other error counts as a tier error.
@@ -95,6 +96,7 @@ class ResponseCache {
   std::optional<Hit> LookupLower(const CacheKey& key);
   void Observe(Source s, Time start);
   void RefreshMetrics();
+  LowerTier::Stats MemoryStats();  // L1's figures in the common shape
 
   Clock* clock_;
   std::unique_ptr<MemoryCache> memory_;
@@ -119,12 +121,14 @@ class ResponseCache {
   // Last values exported as counters (metrics read cumulative tier stats).
   Mutex metrics_mu_;
   struct Exported {
-    Counter *hits, *misses, *errors, *evictions;
+    Counter *hits, *misses, *errors, *evictions, *writes, *dropped;
     Gauge *entries, *bytes;
     uint64_t last_hits = 0, last_misses = 0, last_errors = 0, last_evictions = 0;
+    uint64_t last_writes = 0, last_dropped = 0;
   };
   Exported exported_[3] GUARDED_BY(metrics_mu_) = {};
   Counter* coalesced_ = nullptr;
+  Gauge* redis_circuit_open_ = nullptr;
   int64_t last_coalesced_ GUARDED_BY(metrics_mu_) = 0;
 };
 

@@ -195,7 +195,8 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
     }
     INFERD_RETURN_IF_ERROR(p.Int(*t, "ttl_s", "response_cache.ttl_s", 1, &c.response_cache.ttl_s));
     constexpr int64_t kTenYears = 10LL * 365 * 24 * 3600;
-    if (c.response_cache.ttl_s > kTenYears) return p.Error("response_cache.ttl_s", "must be <= 10 years");
+    if (c.response_cache.ttl_s > kTenYears)
+      return p.Error("response_cache.ttl_s", "must be <= 10 years");
     INFERD_RETURN_IF_ERROR(
         p.Int(*t, "max_stale_s", "response_cache.max_stale_s", 0, &c.response_cache.max_stale_s));
     if (c.response_cache.max_stale_s > kTenYears) {
