@@ -674,6 +674,11 @@ class RedisTierTest(ServersTestCase):
         self.assertFalse(any(t.is_alive() for t in threads), "clients still running")
         self.assertEqual(failures, [], "%d of %d requests failed" % (len(failures), total))
         self.assertEqual(done[0], total)
+        # Invalidation cannot reach Redis now: a clear 503, not a false success.
+        with s.client() as c:
+            r = c.request("DELETE", "/v2/cache/models/mlp")
+        self.assertEqual(r.status, 503, r.describe())
+        self.assertIn("Redis", r.json().get("error", ""), r.describe())
         # Still answering, from memory and by executing, with Redis gone.
         inp = mlp_input(903)
         self.request(s, inp, "miss")

@@ -302,12 +302,14 @@ void RegisterCacheRoutes(http::Router* router, const ApiContext* ctx) {
                 return http::MakeJsonResponse(bh::status::ok, c->StatsJson());
               }));
   router->Add(V::delete_, "/v2/cache", with_cache([](ResponseCache* c, const PathParams&) {
-                c->Clear();
+                if (Status st = c->Clear(); !st.ok()) return ErrorResponse(st);
                 return http::MakeJsonResponse(bh::status::ok, "{\"cleared\":true}");
               }));
   router->Add(V::delete_, "/v2/cache/models/{model}",
               with_cache([](ResponseCache* c, const PathParams& p) {
-                c->InvalidateModel(p.Get("model"));
+                if (Status st = c->InvalidateModel(p.Get("model")); !st.ok()) {
+                  return ErrorResponse(st);
+                }
                 std::string body = "{\"cleared\":true,\"model\":\"";
                 http::AppendJsonEscaped(&body, p.Get("model"));
                 return http::MakeJsonResponse(bh::status::ok, body + "\"}");

@@ -20,6 +20,7 @@ StatusOr<std::unique_ptr<ResponseCache>> BuildResponseCache(const Settings& s, R
     DiskCache::Options d;
     d.path = path;
     d.max_bytes = static_cast<size_t>(std::max<int64_t>(1 << 20, s.GetInt("cache.disk.max_bytes")));
+    d.file_ttl_s = static_cast<uint64_t>(std::max<int64_t>(0, s.GetInt("cache.disk.file_ttl_s")));
     auto disk = DiskCache::Create(d);
     if (disk.ok()) {
       o.disk = MakeDiskTier(std::move(disk).value());

@@ -195,6 +195,8 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
        "how long L1 keeps expired entries for stale-if-error"},
       {"cache.disk.path", Type::kString, "", "L2 RocksDB directory; empty disables the disk tier"},
       {"cache.disk.max_bytes", Type::kInt, "1073741824", "L2 size cap in bytes"},
+      {"cache.disk.file_ttl_s", Type::kInt, "604800",
+       "L2 files older than this are dropped whatever they hold (0: never)"},
       {"cache.redis.url", Type::kString, "",
        "L3 Redis, redis://[[user]:password@]host[:port][/db]; empty disables it"},
       {"cache.redis.key_prefix", Type::kString, "inferd:", "prefix of every Redis key"},

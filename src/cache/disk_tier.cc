@@ -13,8 +13,14 @@ class DiskTier final : public LowerTier {
   void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) override {
     disk_->Put(key, std::move(entry));
   }
-  void EraseModel(std::string_view model) override { disk_->EraseModel(model); }
-  void Clear() override { disk_->Clear(); }
+  Status EraseModel(std::string_view model) override {
+    disk_->EraseModel(model);
+    return Status::OK();
+  }
+  Status Clear() override {
+    disk_->Clear();
+    return Status::OK();
+  }
   void Flush() override { disk_->Flush(); }
   Stats GetStats() override {
     DiskCache::Stats d = disk_->GetStats();

@@ -13,9 +13,31 @@ class RedisTier final : public LowerTier {
   void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) override {
     redis_->Put(key, std::move(entry));
   }
-  void EraseModel(std::string_view model) override { redis_->EraseModel(model); }
-  void Clear() override { redis_->Clear(); }
+  // RedisCache skips deletions while its circuit is open and counts a
+  // failed one as an error; either way, say so.
+  Status EraseModel(std::string_view model) override {
+    uint64_t before = Failures();
+    redis_->EraseModel(model);
+    return Reachable(before);
+  }
+  Status Clear() override {
+    uint64_t before = Failures();
+    redis_->Clear();
+    return Reachable(before);
+  }
   void Flush() override { redis_->Flush(); }
+  uint64_t Failures() {
+    RedisCache::Stats r = redis_->GetStats();
+    return r.errors + r.timeouts;
+  }
+  Status Reachable(uint64_t failures_before) {
+    RedisCache::Stats r = redis_->GetStats();
+    if (!r.circuit_open && r.errors + r.timeouts == failures_before) return Status::OK();
+    return UnavailableError(
+        "the Redis tier is unavailable: its entries were not deleted and may be "
+        "served again once Redis is back; retry the request");
+  }
+
   Stats GetStats() override {
     RedisCache::Stats r = redis_->GetStats();
     Stats s;

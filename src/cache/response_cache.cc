@@ -204,16 +204,24 @@ void ResponseCache::Store(const CacheKey& key, std::shared_ptr<const CacheEntry>
   if (redis_) redis_->Put(key, entry);
 }
 
-void ResponseCache::InvalidateModel(std::string_view model) {
+Status ResponseCache::InvalidateModel(std::string_view model) {
   memory_->EraseModel(model);
-  if (disk_) disk_->EraseModel(model);
-  if (redis_) redis_->EraseModel(model);
+  Status st;
+  if (disk_) st = disk_->EraseModel(model);
+  if (redis_) {
+    if (Status r = redis_->EraseModel(model); !r.ok()) st = r;
+  }
+  return st;
 }
 
-void ResponseCache::Clear() {
+Status ResponseCache::Clear() {
   memory_->Clear();
-  if (disk_) disk_->Clear();
-  if (redis_) redis_->Clear();
+  Status st;
+  if (disk_) st = disk_->Clear();
+  if (redis_) {
+    if (Status r = redis_->Clear(); !r.ok()) st = r;
+  }
+  return st;
 }
 
 void ResponseCache::Flush() {

@@ -42,8 +42,10 @@ class LowerTier {
   virtual StatusOr<std::shared_ptr<const CacheEntry>> Get(const CacheKey& key) = 0;
   virtual void Put(const CacheKey& key,
                    std::shared_ptr<const CacheEntry> entry) = 0;  // never blocks
-  virtual void EraseModel(std::string_view model) = 0;
-  virtual void Clear() = 0;
+  // Unavailable when the tier could not delete (e.g. Redis is down): its
+  // entries may then still be served once it is back.
+  virtual Status EraseModel(std::string_view model) = 0;
+  virtual Status Clear() = 0;
   virtual void Flush() = 0;  // waits for queued writes
   virtual Stats GetStats() = 0;
 };
@@ -78,8 +80,10 @@ class ResponseCache {
   // L1 only, expired entries within max_stale included (stale-if-error).
   std::optional<Hit> LookupStale(const CacheKey& key);
   void Store(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
-  void InvalidateModel(std::string_view model);
-  void Clear();
+  // L1 always succeeds; a lower tier that cannot delete makes the result
+  // Unavailable (naming the tier), after the other tiers were cleared.
+  Status InvalidateModel(std::string_view model);
+  Status Clear();
   void Flush();  // waits for the lower tiers' write queues
 
   Coalescer& coalescer() { return coalescer_; }
