@@ -1,4 +1,5 @@
 #include "cache/disk_cache.h"
+#include "cache/cache_test_util.h"
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
@@ -25,20 +26,8 @@ namespace fs = std::filesystem;
 constexpr int64_t kSecond = 1'000'000;
 constexpr size_t kMiB = size_t{1} << 20;
 
-uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-CacheKey Key(uint64_t i, const std::string& model = "m") {
-  CacheKey k;
-  k.digest = {Mix(i), Mix(i ^ 0xABCDEF)};
-  k.check = "request-" + std::to_string(i);
-  k.model = model;
-  return k;
-}
+using cache_test::Key;
+using cache_test::Mix;
 
 // (Built by append: GCC 12 warns falsely on "v" + std::to_string(i).)
 std::string Value(int i) {

@@ -1,4 +1,5 @@
 #include "cache/memory_cache.h"
+#include "cache/cache_test_util.h"
 
 #include <atomic>
 #include <chrono>
@@ -19,20 +20,8 @@ using std::chrono::seconds;
 
 constexpr int64_t kSecond = 1'000'000;
 
-uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-CacheKey Key(uint64_t i, const std::string& model = "m") {
-  CacheKey k;
-  k.digest = {Mix(i), Mix(i ^ 0xABCDEF)};
-  k.check = "request-" + std::to_string(i);
-  k.model = model;
-  return k;
-}
+using cache_test::Key;
+using cache_test::Mix;
 
 std::shared_ptr<const CacheEntry> Entry(const CacheKey& k, size_t payload_bytes, int64_t expires_us,
                                         const std::string& payload_tag = "") {

@@ -1,0 +1,27 @@
+#pragma once
+// Helpers shared by the cache tiers' unit tests.
+
+#include <cstdint>
+#include <string>
+
+#include "cache/cache_entry.h"
+
+namespace inferd::cache_test {
+
+inline uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// A distinct, well-spread key per `i`, with a check that names it.
+inline CacheKey Key(uint64_t i, const std::string& model = "m") {
+  CacheKey k;
+  k.digest = {Mix(i), Mix(i ^ 0xABCDEF)};
+  k.check = "request-" + std::to_string(i);
+  k.model = model;
+  return k;
+}
+
+}  // namespace inferd::cache_test
