@@ -324,6 +324,37 @@ class MemoryCacheTest(h.ServerTestCase):
         # no-store on a cached request may still be served from the cache.
         self.assert_infer(c, "mlp", [inp], "hit-memory", headers={"Cache-Control": "no-store"})
 
+    def test_exact_repeats_are_answered_from_the_encoded_memo(self):
+        """A byte-identical request skips decoding and encoding: same bytes,
+        same headers, counted as an L1 hit, dropped with the model's entries."""
+        c = self.client()
+        for binary in (False, True):
+            with self.subTest(binary=binary):
+                body, hdrs = h.encode_infer_request([mlp_input(451 + binary, binary=binary)],
+                                                    binary_data_output=binary)
+                before, s0 = executions(self.server, "mlp"), stats(self.server)["tiers"]["memory"]
+                rs = [c.request("POST", h.infer_path("mlp"), body, hdrs) for _ in range(3)]
+                self.assertEqual([cache_status(r) for r in rs], ["miss", "hit-memory", "hit-memory"],
+                                 [r.describe() for r in rs])
+                for r in rs[1:]:
+                    self.assertEqual(r.status, 200, r.describe())
+                    self.assertEqual(r.body, rs[0].body, r.describe())
+                    self.assertRegex(r.header("Age") or "", r"^\d+$", r.describe())
+                    for name in ("Content-Type", "Inference-Header-Content-Length"):
+                        self.assertEqual(r.header(name), rs[0].header(name), r.describe())
+                self.assertEqual(executions(self.server, "mlp") - before, 1)
+                s1 = stats(self.server)["tiers"]["memory"]
+                self.assertEqual(s1["hits"] - s0["hits"], 2, s1)
+                self.assertEqual(s1["misses"] - s0["misses"], 1, s1)
+                # Cache-Control: no-cache bypasses the memo too.
+                r = c.request("POST", h.infer_path("mlp"), body, dict(hdrs, **{"Cache-Control": "no-cache"}))
+                self.assertEqual(cache_status(r), "miss", r.describe())
+                r = c.request("DELETE", "/v2/cache/models/mlp")
+                self.assertEqual(r.status, 200, r.describe())
+                r = c.request("POST", h.infer_path("mlp"), body, hdrs)
+                self.assertEqual(cache_status(r), "miss", r.describe())
+                self.assertEqual(r.body, rs[0].body, r.describe())
+
     # 4
     def test_invalidation(self):
         c = self.client()

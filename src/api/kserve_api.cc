@@ -3,6 +3,8 @@
 
 #include <cctype>
 #include <charconv>
+#include <cstdio>
+#include <optional>
 
 #include "api/api.h"
 #include "api/kserve_codec.h"
@@ -108,7 +110,14 @@ Response ModelConfigJson(const ModelVersion& mv) {
 
 // Cache-Control request directives: no-cache (skip the lookup, refresh the
 // entry) and no-store (keep the response out of the cache).
-void ParseCacheControl(boost::beast::string_view value, InferRequest* request) {
+struct CacheControl {
+  bool no_cache = false;
+  bool no_store = false;
+};
+
+CacheControl ParseCacheControl(boost::beast::string_view value) {
+  CacheControl cc;
+  if (value.empty()) return cc;
   std::string v(value.data(), value.size());
   for (char& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   size_t pos = 0;
@@ -118,10 +127,47 @@ void ParseCacheControl(boost::beast::string_view value, InferRequest* request) {
     std::string token = v.substr(pos, end - pos);
     token.erase(0, token.find_first_not_of(" \t"));
     token.erase(token.find_last_not_of(" \t") + 1);
-    if (token == "no-cache") request->no_cache = true;
-    if (token == "no-store") request->no_store = true;
+    if (token == "no-cache") cc.no_cache = true;
+    if (token == "no-store") cc.no_store = true;
     pos = end + 1;
   }
+  return cc;
+}
+
+// An infer response: the encoded body, its framing and the cache headers.
+Response InferHttpResponse(std::string_view body, int64_t json_length, CacheStatus cache,
+                           int64_t age_s) {
+  Response res{bh::status::ok, 11};
+  if (json_length >= 0) {
+    res.set(bh::field::content_type, "application/octet-stream");
+    res.set("Inference-Header-Content-Length", std::to_string(json_length));
+  } else {
+    res.set(bh::field::content_type, "application/json");
+  }
+  res.body().assign(body.data(), body.size());
+  if (cache != CacheStatus::kNone) {
+    res.set("X-Inferd-Cache", CacheStatusName(cache));
+    if (age_s >= 0) res.set(bh::field::age, std::to_string(age_s));
+    if (cache == CacheStatus::kStale) res.set(bh::field::warning, "110 - \"Response is Stale\"");
+  }
+  return res;
+}
+
+// The exact-repeat memo keeps a response as "<json_length>\n<body>".
+std::string MemoPayload(const kserve::EncodedResponse& enc) {
+  std::string out = std::to_string(enc.json_length);
+  out += '\n';
+  out += enc.body;
+  return out;
+}
+
+bool ParseMemoPayload(std::string_view payload, int64_t* json_length, std::string_view* body) {
+  size_t nl = payload.find('\n');
+  if (nl == std::string_view::npos) return false;
+  auto [p, ec] = std::from_chars(payload.data(), payload.data() + nl, *json_length);
+  if (ec != std::errc() || p != payload.data() + nl) return false;
+  *body = payload.substr(nl + 1);
+  return true;
 }
 
 void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::string version,
@@ -136,10 +182,29 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
       return;
     }
   }
-  // An unknown model is a 404 whatever the body holds.
-  if (auto mv = ctx->server->models()->Get(model, version); !mv.ok()) {
-    respond.Send(ErrorResponse(mv.status()));
+  const CacheControl cc = ParseCacheControl(req[bh::field::cache_control]);
+  // An exact repeat is answered from the memo; the lookup also resolves the
+  // model, so an unknown model is a 404 whatever the body holds.
+  char encoding[48];
+  auto enc_len = json_length < 0
+                     ? std::snprintf(encoding, sizeof(encoding), "kserve-v2;json")
+                     : std::snprintf(encoding, sizeof(encoding), "kserve-v2;binary;%lld",
+                                     static_cast<long long>(json_length));
+  auto memo = ctx->server->LookupEncoded({model, version,
+                                          std::string_view(encoding, static_cast<size_t>(enc_len)),
+                                          req.body(), cc.no_cache});
+  if (!memo.ok()) {
+    respond.Send(ErrorResponse(memo.status()));
     return;
+  }
+  if (memo->hit) {
+    int64_t memo_json_length = -1;
+    std::string_view memo_body;
+    if (ParseMemoPayload(memo->hit->payload, &memo_json_length, &memo_body)) {
+      respond.Send(
+          InferHttpResponse(memo_body, memo_json_length, CacheStatus::kHitMemory, memo->age_s));
+      return;
+    }
   }
   auto body = std::make_shared<const std::string>(std::move(req.body()));
   auto decoded = kserve::DecodeInferRequest(body, json_length);
@@ -148,31 +213,22 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
     return;
   }
   InferRequest request = std::move(decoded->request);
-  ParseCacheControl(req[bh::field::cache_control], &request);
+  request.no_cache = cc.no_cache;
+  request.no_store = cc.no_store;
   request.model = std::move(model);
   request.version = std::move(version);
   auto prefs = std::make_shared<kserve::DecodedRequest>(std::move(decoded).value());
-  ctx->server->Infer(std::move(request), [prefs, respond](StatusOr<InferResponse> result) {
+  std::optional<CacheKey> memo_key;
+  if (!cc.no_store) memo_key = std::move(memo->key);
+  ctx->server->Infer(std::move(request), [ctx, prefs, respond, memo_key = std::move(memo_key)](
+                                             StatusOr<InferResponse> result) {
     if (!result.ok()) {
       respond.Send(ErrorResponse(result.status()));
       return;
     }
     kserve::EncodedResponse enc = kserve::EncodeInferResponse(*result, *prefs);
-    Response res{bh::status::ok, 11};
-    if (enc.json_length >= 0) {
-      res.set(bh::field::content_type, "application/octet-stream");
-      res.set("Inference-Header-Content-Length", std::to_string(enc.json_length));
-    } else {
-      res.set(bh::field::content_type, "application/json");
-    }
-    res.body() = std::move(enc.body);
-    if (result->cache != CacheStatus::kNone) {
-      res.set("X-Inferd-Cache", CacheStatusName(result->cache));
-      if (result->age_s >= 0) res.set(bh::field::age, std::to_string(result->age_s));
-      if (result->cache == CacheStatus::kStale)
-        res.set(bh::field::warning, "110 - \"Response is Stale\"");
-    }
-    respond.Send(std::move(res));
+    respond.Send(InferHttpResponse(enc.body, enc.json_length, result->cache, result->age_s));
+    if (memo_key) ctx->server->StoreEncoded(*memo_key, *result, MemoPayload(enc));
   });
 }
 
@@ -287,6 +343,7 @@ void RegisterKServeRoutes(http::Router* router, const ApiContext* ctx) {
 
 void RegisterCacheRoutes(http::Router* router, const ApiContext* ctx) {
   using V = http::Verb;
+  // `fn(cache, params, responder)` answers, at once or later.
   auto with_cache = [ctx](auto fn) {
     return [ctx, fn](Request&&, const PathParams& p, Responder r) {
       ResponseCache* cache = ctx->server->cache();
@@ -295,25 +352,33 @@ void RegisterCacheRoutes(http::Router* router, const ApiContext* ctx) {
             NotFoundError("the response cache is disabled (cache.memory.max_bytes = 0)")));
         return;
       }
-      r.Send(fn(cache, p));
+      fn(cache, p, std::move(r));
     };
   };
-  router->Add(V::get, "/v2/cache/stats", with_cache([](ResponseCache* c, const PathParams&) {
-                return http::MakeJsonResponse(bh::status::ok, c->StatsJson());
+  router->Add(V::get, "/v2/cache/stats",
+              with_cache([](ResponseCache* c, const PathParams&, Responder r) {
+                r.Send(http::MakeJsonResponse(bh::status::ok, c->StatsJson()));
               }));
-  router->Add(V::delete_, "/v2/cache", with_cache([](ResponseCache* c, const PathParams&) {
-                if (Status st = c->Clear(); !st.ok()) return ErrorResponse(st);
-                return http::MakeJsonResponse(bh::status::ok, "{\"cleared\":true}");
+  // Invalidations run on the cache's own threads: the disk and Redis tiers
+  // may take a while and must not hold up an I/O thread.
+  router->Add(V::delete_, "/v2/cache",
+              with_cache([](ResponseCache* c, const PathParams&, Responder r) {
+                c->ClearAsync([r](Status st) {
+                  r.Send(st.ok() ? http::MakeJsonResponse(bh::status::ok, "{\"cleared\":true}")
+                                 : ErrorResponse(st));
+                });
               }));
-  router->Add(V::delete_, "/v2/cache/models/{model}",
-              with_cache([](ResponseCache* c, const PathParams& p) {
-                if (Status st = c->InvalidateModel(p.Get("model")); !st.ok()) {
-                  return ErrorResponse(st);
-                }
-                std::string body = "{\"cleared\":true,\"model\":\"";
-                http::AppendJsonEscaped(&body, p.Get("model"));
-                return http::MakeJsonResponse(bh::status::ok, body + "\"}");
-              }));
+  router->Add(
+      V::delete_, "/v2/cache/models/{model}",
+      with_cache([](ResponseCache* c, const PathParams& p, Responder r) {
+        std::string body = "{\"cleared\":true,\"model\":\"";
+        http::AppendJsonEscaped(&body, p.Get("model"));
+        body += "\"}";
+        c->InvalidateModelAsync(
+            std::string(p.Get("model")), [r, body = std::move(body)](Status st) {
+              r.Send(st.ok() ? http::MakeJsonResponse(bh::status::ok, body) : ErrorResponse(st));
+            });
+      }));
 }
 
 void RegisterAdminRoutes(http::Router* router, const ApiContext* ctx) {

@@ -71,8 +71,10 @@ int RunServe(const ServeFlags& flags) {
       return 2;
     }
   }
-  if (s.GetInt("drain_timeout_s") < 0 || s.GetInt("max_body_bytes") < 0) {
-    std::cerr << "inferd serve: drain_timeout_s and max_body_bytes must be >= 0\n";
+  if (s.GetInt("drain_timeout_s") < 0 || s.GetInt("max_body_bytes") < 0 ||
+      s.GetInt("cache.exact_repeat_max_bytes") < 0) {
+    std::cerr << "inferd serve: drain_timeout_s, max_body_bytes and cache.exact_repeat_max_bytes "
+                 "must be >= 0\n";
     return 2;
   }
   int64_t port = s.GetInt("http_port");
@@ -104,6 +106,7 @@ int RunServe(const ServeFlags& flags) {
   so.metrics = &metrics;
   so.cache = cache->get();
   so.coalesce_timeout = std::chrono::milliseconds(s.GetInt("cache.coalesce_timeout_ms"));
+  so.encoded_max_bytes = static_cast<size_t>(s.GetInt("cache.exact_repeat_max_bytes"));
   auto server = InferenceServer::Create(so);
   if (!server.ok()) {
     std::cerr << "inferd serve: " << server.status().message() << "\n";
@@ -204,6 +207,9 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
       {"cache.coalesce_timeout_ms", Type::kInt, "30000",
        "longest wait for an identical request in flight (unless the request sets "
        "parameters.timeout)"},
+      {"cache.exact_repeat_max_bytes", Type::kInt, "4096",
+       "request bodies up to this size are also keyed by their bytes, so that an exact repeat "
+       "is answered without decoding the request or encoding the response; 0: off"},
       {"cache_warm", Type::kString, "", "file of requests (JSON lines) replayed before serving"},
   };
   return specs;

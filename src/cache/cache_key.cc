@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <xxhash.h>
 
+#include <charconv>
 #include <cstring>
 
 namespace inferd {
@@ -65,6 +66,48 @@ void CacheKeyBuilder::AddOutput(std::string_view name) { FeedTagged('O', name); 
 void CacheKeyBuilder::AddParameter(std::string_view key, std::string_view value) {
   FeedTagged('P', key);
   FeedTagged('Q', value);
+}
+
+namespace {
+
+void AppendTagged(std::string* out, char tag, std::string_view bytes) {
+  char head[9];
+  head[0] = tag;
+  uint64_t n = bytes.size();
+  std::memcpy(head + 1, &n, 8);
+  out->append(head, 9);
+  out->append(bytes);
+}
+
+std::string Sha256(std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<const char*>(md), len);
+}
+
+}  // namespace
+
+CacheKey EncodedRequestKey(std::string_view ns, std::string_view model, int64_t version,
+                           std::string_view encoding, std::string_view bytes, size_t max_inline) {
+  char v[20];
+  auto [end, ec] = std::to_chars(v, v + sizeof(v), version);
+  std::string_view version_text(v, static_cast<size_t>(end - v));
+  CacheKey key;
+  std::string& c = key.check;  // 'C' + the canonical bytes
+  c.reserve(1 + 5 * 9 + ns.size() + model.size() + version_text.size() + encoding.size() +
+            bytes.size());
+  c.push_back('C');
+  AppendTagged(&c, 'n', ns);
+  AppendTagged(&c, 'm', model);
+  AppendTagged(&c, 'v', version_text);
+  AppendTagged(&c, 'e', encoding);
+  AppendTagged(&c, 'b', bytes);
+  XXH128_hash_t d = XXH3_128bits(c.data() + 1, c.size() - 1);
+  key.digest = {d.high64, d.low64};
+  key.model = std::string(model);
+  if (c.size() - 1 > max_inline) c = 'S' + Sha256(std::string_view(c).substr(1));
+  return key;
 }
 
 CacheKey CacheKeyBuilder::Finish() {

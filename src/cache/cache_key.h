@@ -50,4 +50,14 @@ class CacheKeyBuilder {
   bool spilled_ = false;
 };
 
+// The key of a request in its encoded form, for an API's memo of exact
+// repeats: the namespace, model, resolved version, the encoding (protocol
+// and framing, e.g. "kserve-v2;json") and the request bytes as received.
+// Its parts carry their own tags, so it never equals a canonical key. One
+// pass, no allocation beyond the check: the check is the canonical bytes
+// while they are at most `max_inline` long, else their SHA-256.
+CacheKey EncodedRequestKey(std::string_view ns, std::string_view model, int64_t version,
+                           std::string_view encoding, std::string_view bytes,
+                           size_t max_inline = CacheKeyBuilder::kMaxInlineCheck);
+
 }  // namespace inferd

@@ -77,6 +77,43 @@ TEST(CacheKeyTest, SmallRequestsKeepTheirBytesLargeOnesASha256) {
   EXPECT_NE(large.check, large2.check);
 }
 
+TEST(EncodedRequestKeyTest, EveryPartChangesTheKeyAndItNeverEqualsACanonicalKey) {
+  const std::string body = R"({"inputs":[]})";
+  auto base = EncodedRequestKey("t", "m", 1, "json", body);
+  auto same = EncodedRequestKey("t", "m", 1, "json", body);
+  EXPECT_EQ(base.digest, same.digest);
+  EXPECT_EQ(base.check, same.check);
+  EXPECT_EQ(base.model, "m");
+  EXPECT_EQ(base.check[0], 'C');
+  std::vector<CacheKey> others = {
+      EncodedRequestKey("u", "m", 1, "json", body),
+      EncodedRequestKey("t", "n", 1, "json", body),
+      EncodedRequestKey("t", "m", 2, "json", body),
+      EncodedRequestKey("t", "m", 1, "binary:12", body),
+      EncodedRequestKey("t", "m", 1, "json", body + " "),
+      EncodedRequestKey("t", "m", 1, "jso", "n" + body),  // boundaries cannot shift
+      Key("t", "m", 1, {{"x", Floats({1, 2}, {1, 2})}}),
+      CacheKeyBuilder("t", "m", 1).Finish(),
+  };
+  for (const auto& o : others) {
+    EXPECT_FALSE(o.digest == base.digest);
+    EXPECT_NE(o.check, base.check);
+  }
+}
+
+TEST(EncodedRequestKeyTest, LargeBodiesKeepASha256UnlessTheInlineLimitAllowsThem) {
+  std::string body(600, 'x');
+  auto hashed = EncodedRequestKey("t", "m", 1, "json", body);
+  EXPECT_EQ(hashed.check[0], 'S');
+  EXPECT_EQ(hashed.check.size(), 33u);
+  auto inlined = EncodedRequestKey("t", "m", 1, "json", body, /*max_inline=*/4096);
+  EXPECT_EQ(inlined.check[0], 'C');
+  EXPECT_GT(inlined.check.size(), body.size());
+  EXPECT_EQ(hashed.digest, inlined.digest);  // the digest does not depend on the limit
+  body[599] = 'y';
+  EXPECT_NE(EncodedRequestKey("t", "m", 1, "json", body).check, hashed.check);
+}
+
 TEST(CacheEntryTest, SerializeRoundTripAndCorruptionIsDetected) {
   CacheEntry e;
   e.check = "Cabc";

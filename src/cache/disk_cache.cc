@@ -3,8 +3,10 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
+#include <rocksdb/table_properties.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
@@ -100,7 +102,40 @@ rocksdb::ReadOptions VerifyingReadOptions() {
   return ro;
 }
 
+// Live entries (puts) of a table file, from its properties.
+uint64_t EntriesOf(const rocksdb::TablePropertiesCollection& props, const std::string& file) {
+  auto it = props.find(file);
+  if (it == props.end() || !it->second) return 0;
+  const rocksdb::TableProperties& p = *it->second;
+  return p.num_entries - std::min(p.num_deletions, p.num_entries);
+}
+
 }  // namespace
+
+// FIFO compaction evicts by deleting whole SST files: a "compaction" with
+// reason kFIFOMaxSize (size cap) or kFIFOTtl (file age) whose inputs are the
+// deleted files and which has no outputs. RocksDB reports it to listeners
+// with the inputs' table properties; the entries that disappeared are the
+// inputs' minus the outputs'. Called on RocksDB's compaction threads before
+// the compaction counts as done, so a Compact() that waited for it sees it.
+class DiskCache::EvictionCounter final : public rocksdb::EventListener {
+ public:
+  void OnCompactionCompleted(rocksdb::DB* /*db*/, const rocksdb::CompactionJobInfo& ci) override {
+    if (!ci.status.ok()) return;
+    if (ci.compaction_reason != rocksdb::CompactionReason::kFIFOMaxSize &&
+        ci.compaction_reason != rocksdb::CompactionReason::kFIFOTtl) {
+      return;
+    }
+    uint64_t in = 0, out = 0;
+    for (const std::string& f : ci.input_files) in += EntriesOf(ci.table_properties, f);
+    for (const std::string& f : ci.output_files) out += EntriesOf(ci.table_properties, f);
+    if (in > out) evicted_.fetch_add(in - out, std::memory_order_relaxed);
+  }
+  uint64_t evicted() const { return evicted_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> evicted_{0};
+};
 
 std::string DiskCache::StorageKey(const CacheKey& key) {
   std::string k;
@@ -141,6 +176,8 @@ StatusOr<std::unique_ptr<DiskCache>> DiskCache::Create(const Options& options) {
                             ": cannot create the directory: " + ec.message());
   }
   std::unique_ptr<rocksdb::Options> db_options = MakeDbOptions(options);
+  auto evictions = std::make_shared<EvictionCounter>();
+  db_options->listeners.push_back(evictions);
   if (db_options->compression != rocksdb::kZSTD) {
     INFERD_LOG_WARN("disk cache: this RocksDB has no zstd; using {}",
                     CompressionName(db_options->compression));
@@ -150,25 +187,31 @@ StatusOr<std::unique_ptr<DiskCache>> DiskCache::Create(const Options& options) {
   INFERD_LOG_INFO("disk cache at '{}': max {} MiB, {} compression", options.path,
                   options.max_bytes / kMiB, CompressionName(db_options->compression));
   Clock* clock = options.clock ? options.clock : Clock::System();
-  return std::unique_ptr<DiskCache>(
-      new DiskCache(options, clock, std::move(db_options), std::move(db)));
+  std::unique_ptr<DiskCache> cache(
+      new DiskCache(options, clock, std::move(db_options), std::move(db), std::move(evictions)));
+  WriteBehindQueue::Options q;
+  q.capacity = options.write_queue_size;
+  q.max_batch = kMaxBatch;
+  q.name = PathContext(options.path);
+  DiskCache* raw = cache.get();
+  INFERD_ASSIGN_OR_RETURN(
+      cache->queue_, WriteBehindQueue::Create(q, [raw](const std::vector<PendingWrite>& batch) {
+        raw->WriteBatchToDb(batch);
+      }));
+  return cache;
 }
 
 DiskCache::DiskCache(const Options& options, Clock* clock,
-                     std::unique_ptr<rocksdb::Options> db_options, std::unique_ptr<rocksdb::DB> db)
+                     std::unique_ptr<rocksdb::Options> db_options, std::unique_ptr<rocksdb::DB> db,
+                     std::shared_ptr<EvictionCounter> evictions)
     : options_(options),
       clock_(clock),
       db_options_(std::move(db_options)),
-      db_(std::move(db)),
-      writer_([this] { WriterLoop(); }) {}
+      evictions_(std::move(evictions)),
+      db_(std::move(db)) {}
 
 DiskCache::~DiskCache() {
-  {
-    MutexLock l(&mu_);
-    stopping_ = true;
-  }
-  queue_cv_.SignalAll();
-  writer_.join();
+  if (queue_) queue_->Shutdown();  // drains: the batch writer needs db_
   std::unique_lock lock(db_mu_);
   if (!db_) return;
   // Puts skip the WAL: persist the memtables so a restart sees them.
@@ -231,49 +274,12 @@ void DiskCache::DeleteKey(const std::string& storage_key) {
 void DiskCache::Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) {
   if (!entry || entry->check != key.check || key.model.find('\0') != std::string::npos) return;
   if (clock_->WallMicros() > entry->expires_us) return;
-  std::string skey = StorageKey(key);
-  {
-    MutexLock l(&mu_);
-    if (stopping_ || queue_.size() >= options_.write_queue_size) {
-      dropped_writes_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    queue_.push_back({std::move(skey), std::move(entry)});
-    ++enqueued_;
-  }
-  queue_cv_.Signal();
+  queue_->Push({key, std::move(entry)});  // counts its drops
 }
 
-void DiskCache::WriterLoop() {
-  for (;;) {
-    {
-      MutexLock l(&mu_);
-      while (!stopping_ && (queue_.empty() || paused_)) queue_cv_.Wait(&mu_);
-      if (queue_.empty()) return;  // stopping, and everything is written
-    }
-    // Take the batch only once write_mu_ is held: EraseModel and Clear then
-    // see every queued write either still in the queue or already in the DB.
-    MutexLock w(&write_mu_);
-    std::deque<PendingWrite> batch;
-    {
-      MutexLock l(&mu_);
-      size_t n = std::min(queue_.size(), kMaxBatch);
-      std::move(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n),
-                std::back_inserter(batch));
-      queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
-    }
-    if (!batch.empty()) WriteBatchToDb(batch);
-    {
-      MutexLock l(&mu_);
-      done_ += batch.size();
-    }
-    done_cv_.SignalAll();
-  }
-}
-
-void DiskCache::WriteBatchToDb(const std::deque<PendingWrite>& batch) {
+void DiskCache::WriteBatchToDb(const std::vector<PendingWrite>& batch) {
   rocksdb::WriteBatch wb;
-  for (const PendingWrite& w : batch) wb.Put(w.key, w.entry->Serialize());
+  for (const PendingWrite& w : batch) wb.Put(StorageKey(w.key), w.entry->Serialize());
   std::shared_lock lock(db_mu_);
   rocksdb::Status s = db_ ? rocksdb::Status::OK() : rocksdb::Status::Aborted("database is closed");
   if (db_) {
@@ -293,27 +299,19 @@ void DiskCache::WriteBatchToDb(const std::deque<PendingWrite>& batch) {
   }
 }
 
-size_t DiskCache::DropQueued(std::string_view prefix) {
-  size_t dropped = 0;
-  {
-    MutexLock l(&mu_);
-    auto matches = [&](const PendingWrite& w) { return w.key.starts_with(prefix); };
-    auto it = std::remove_if(queue_.begin(), queue_.end(), matches);
-    dropped = static_cast<size_t>(queue_.end() - it);
-    queue_.erase(it, queue_.end());
-    done_ += dropped;
-  }
-  if (dropped > 0) done_cv_.SignalAll();
-  return dropped;
-}
-
 size_t DiskCache::EraseModel(std::string_view model) {
   if (model.find('\0') != std::string_view::npos) return 0;
+  size_t stored = 0;
+  size_t queued = queue_->DropIf([model](const PendingWrite& w) { return w.key.model == model; },
+                                 [&] { stored = EraseStoredModel(model); });
+  return queued + stored;
+}
+
+size_t DiskCache::EraseStoredModel(std::string_view model) {
   std::string begin(model), end(model);
   begin.push_back('\0');
   end.push_back('\1');  // keys of `model` are exactly [model\0, model\1)
-  MutexLock w(&write_mu_);
-  size_t erased = DropQueued(begin);
+  size_t erased = 0;
   std::shared_lock lock(db_mu_);
   if (!db_) return erased;
   rocksdb::ReadOptions ro = VerifyingReadOptions();
@@ -347,8 +345,10 @@ void DiskCache::DeleteAll() {
 }
 
 void DiskCache::Clear() {
-  MutexLock w(&write_mu_);
-  DropQueued("");
+  queue_->DropIf([](const PendingWrite&) { return true; }, [this] { RecreateDb(); });
+}
+
+void DiskCache::RecreateDb() {
   std::unique_lock lock(db_mu_);
   // Destroying the database frees its space at once (a DeleteRange would
   // leave the files until FIFO compaction ages them out).
@@ -371,11 +371,7 @@ void DiskCache::Clear() {
   }
 }
 
-void DiskCache::Flush() {
-  MutexLock l(&mu_);
-  const uint64_t target = enqueued_;
-  while (done_ < target) done_cv_.Wait(&mu_);
-}
+void DiskCache::Flush() { queue_->Flush(); }
 
 Status DiskCache::Compact() {
   std::shared_lock lock(db_mu_);
@@ -396,8 +392,9 @@ DiskCache::Stats DiskCache::GetStats() {
   st.misses = misses_.load(std::memory_order_relaxed);
   st.errors = errors_.load(std::memory_order_relaxed);
   st.writes = writes_.load(std::memory_order_relaxed);
-  st.dropped_writes = dropped_writes_.load(std::memory_order_relaxed);
+  st.dropped_writes = queue_->GetStats().dropped;
   st.expired = expired_.load(std::memory_order_relaxed);
+  st.evictions = evictions_->evicted();
   std::shared_lock lock(db_mu_);
   if (!db_) return st;
   uint64_t sst = 0, mem = 0, keys = 0;
@@ -409,12 +406,6 @@ DiskCache::Stats DiskCache::GetStats() {
   return st;
 }
 
-void DiskCache::PauseWriterForTesting(bool paused) {
-  {
-    MutexLock l(&mu_);
-    paused_ = paused;
-  }
-  queue_cv_.SignalAll();
-}
+void DiskCache::PauseWriterForTesting(bool paused) { queue_->PauseForTesting(paused); }
 
 }  // namespace inferd

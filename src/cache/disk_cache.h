@@ -28,41 +28,48 @@
 //     and 1.4x for a 4 MiB cap (tiny memtables flush every few ms).
 //     RocksDB's LOG (<= 2 MiB) and MANIFEST (<= 4 MiB) are outside the cap.
 //   - TTL: entries past expires_us (Options::clock->WallMicros()) are misses
-//     and deleted when read; files older than Options::file_ttl_s are dropped
-//     by FIFO compaction whatever they hold.
+//     and deleted when read (counted in `expired`); files older than
+//     Options::file_ttl_s are dropped by FIFO compaction whatever they hold
+//     (counted in `evictions`).
 //   - Durability: Puts skip the RocksDB WAL (a crash loses at most the
 //     unflushed memtable; this is a cache); the destructor flushes memtables,
 //     so a clean restart serves every entry written before it. Deletions
 //     (EraseModel, corrupt or expired entries) go through the WAL, so an
 //     invalidation is never undone by a crash.
 //
-// Writes: Put never blocks. It appends to a bounded queue
+// Writes: Put never blocks. It appends to a WriteBehindQueue
 // (Options::write_queue_size) drained by one background writer thread in
 // batches; when the queue is full, the write is dropped and counted.
 // EraseModel and Clear also remove matching writes still in the queue, and
-// are ordered against the writer: no write queued before them survives them.
+// are ordered against the writer (WriteBehindQueue::DropIf): no write queued
+// before them survives them.
 //
 // Counting: every Get adds exactly one of `hits` or `misses`; `errors`
 // (corrupt entries, I/O failures, failed batch writes) and `expired` are
-// counted in addition. Counters are relaxed atomics.
+// counted in addition. `evictions` counts the entries held by the SST files
+// that FIFO compaction deleted (size cap or file TTL), read from the files'
+// table properties (num_entries minus tombstones) when the compaction
+// completes (a rocksdb::EventListener); an entry already overwritten or
+// deleted in a newer file still counts. Counters are relaxed atomics.
 //
 // Threading: every method is safe from any thread. Clear briefly excludes
-// Gets (it recreates the database to free its space at once).
+// Gets (it recreates the database to free its space at once). Lock order:
+// the write queue's writer lock (held by batch writes, EraseModel, Clear)
+// before db_mu_.
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <thread>
+#include <vector>
 
 #include "cache/cache_entry.h"
+#include "cache/write_behind.h"
 #include "common/clock.h"
 #include "common/logging.h"
-#include "common/mutex.h"
 #include "common/status.h"
 
 namespace rocksdb {
@@ -97,6 +104,7 @@ class DiskCache {
     uint64_t writes = 0;          // entries written to RocksDB
     uint64_t dropped_writes = 0;  // Puts dropped because the queue was full
     uint64_t expired = 0;         // entries found past expires_us (also misses)
+    uint64_t evictions = 0;       // entries in SST files deleted by the size cap or file TTL
     uint64_t approx_bytes = 0;    // SST files + memtables
     uint64_t approx_entries = 0;  // RocksDB's estimate (counts some deleted keys)
   };
@@ -125,7 +133,8 @@ class DiskCache {
   // paused.
   void Flush();
   // Flushes memtables and runs compaction now, so the size cap and file TTL
-  // apply at once (tests, maintenance). Does not wait for the queue.
+  // apply at once (tests, maintenance); when it returns, every compaction
+  // that completed is counted in `evictions`. Does not wait for the queue.
   Status Compact();
 
   Stats GetStats();
@@ -137,20 +146,23 @@ class DiskCache {
 
   // Test hook: while paused the writer takes nothing from the queue, so a
   // test can fill it deterministically. The destructor still drains it.
-  void PauseWriterForTesting(bool paused) EXCLUDES(mu_);
+  void PauseWriterForTesting(bool paused);
 
  private:
-  struct PendingWrite {
-    std::string key;  // StorageKey
-    std::shared_ptr<const CacheEntry> entry;
-  };
+  // Counts the entries of SST files deleted by FIFO compaction (a RocksDB
+  // EventListener, in disk_cache.cc).
+  class EvictionCounter;
 
   DiskCache(const Options& options, Clock* clock, std::unique_ptr<rocksdb::Options> db_options,
-            std::unique_ptr<rocksdb::DB> db);
+            std::unique_ptr<rocksdb::DB> db, std::shared_ptr<EvictionCounter> evictions);
   static Status OpenDb(const std::string& path, const rocksdb::Options& db_options,
                        std::unique_ptr<rocksdb::DB>* db);
-  void WriterLoop() EXCLUDES(mu_, write_mu_);
-  void WriteBatchToDb(const std::deque<PendingWrite>& batch);
+  // The write queue's batch writer (runs on its writer thread).
+  void WriteBatchToDb(const std::vector<PendingWrite>& batch);
+  // The stored part of EraseModel and Clear; run by the write queue's
+  // DropIf, ordered against the batch writes.
+  size_t EraseStoredModel(std::string_view model);
+  void RecreateDb();
   // Deletes `storage_key` (through the WAL); requires db_mu_ (shared) and
   // a non-null db_.
   void DeleteKey(const std::string& storage_key);
@@ -158,36 +170,23 @@ class DiskCache {
   void DeleteAll();
   // Counts a Get's miss (and an error if `error`); returns `status`.
   Status Miss(Status status, bool error = false);
-  // Removes queued writes whose key starts with `prefix` (all if empty).
-  size_t DropQueued(std::string_view prefix) EXCLUDES(mu_);
 
   const Options options_;
   Clock* const clock_;
-  const std::unique_ptr<rocksdb::Options> db_options_;
+  const std::unique_ptr<rocksdb::Options> db_options_;  // its listeners: evictions_
+  const std::shared_ptr<EvictionCounter> evictions_;
 
-  // Held by the writer while it writes a batch, and by EraseModel and
-  // Clear, so those see no batch half-written. Order: write_mu_ before
-  // db_mu_ before mu_.
-  Mutex write_mu_;
   // Shared by readers and writers of db_; exclusive only in Clear, which
   // replaces the database. db_ is null if reopening failed in Clear.
   std::shared_mutex db_mu_;
   std::unique_ptr<rocksdb::DB> db_;  // guarded by db_mu_
 
-  Mutex mu_;          // the write queue
-  CondVar queue_cv_;  // work for the writer, or stopping
-  CondVar done_cv_;   // done_ advanced
-  std::deque<PendingWrite> queue_ GUARDED_BY(mu_);
-  uint64_t enqueued_ GUARDED_BY(mu_) = 0;  // Puts accepted into the queue
-  uint64_t done_ GUARDED_BY(mu_) = 0;      // of those, written or discarded
-  bool paused_ GUARDED_BY(mu_) = false;
-  bool stopping_ GUARDED_BY(mu_) = false;
-
   RateLimitedLog error_log_;
-  std::atomic<uint64_t> hits_{0}, misses_{0}, errors_{0}, writes_{0}, dropped_writes_{0},
-      expired_{0};
+  std::atomic<uint64_t> hits_{0}, misses_{0}, errors_{0}, writes_{0}, expired_{0};
 
-  std::thread writer_;  // last: starts after everything above is built
+  // Set by Create once the object is built (its batch writer uses `this`);
+  // shut down first by the destructor.
+  std::unique_ptr<WriteBehindQueue> queue_;
 };
 
 }  // namespace inferd

@@ -28,7 +28,9 @@ class DiskTier final : public LowerTier {
     s.hits = d.hits;
     s.misses = d.misses;
     s.errors = d.errors;
-    s.evictions = d.expired;
+    // Entries dropped by the size cap (and file TTL); expired entries found
+    // on read are DiskCache::Stats::expired, counted as misses here.
+    s.evictions = d.evictions;
     s.writes = d.writes;
     s.dropped_writes = d.dropped_writes;
     s.entries = static_cast<int64_t>(d.approx_entries);

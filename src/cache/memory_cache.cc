@@ -188,6 +188,16 @@ MemoryCache::Shard& MemoryCache::ShardFor(const Digest128& d) const {
 }
 
 std::optional<MemoryCache::Hit> MemoryCache::Get(const CacheKey& key, bool allow_stale) {
+  return GetImpl(key, allow_stale, /*count_miss=*/true);
+}
+
+std::shared_ptr<const CacheEntry> MemoryCache::Probe(const CacheKey& key) {
+  auto hit = GetImpl(key, /*allow_stale=*/false, /*count_miss=*/false);
+  return hit ? std::move(hit->entry) : nullptr;
+}
+
+std::optional<MemoryCache::Hit> MemoryCache::GetImpl(const CacheKey& key, bool allow_stale,
+                                                     bool count_miss) {
   Shard& s = ShardFor(key.digest);
   const int64_t now = WallNow();
   std::shared_ptr<const CacheEntry> entry;
@@ -225,7 +235,7 @@ std::optional<MemoryCache::Hit> MemoryCache::Get(const CacheKey& key, bool allow
     case Outcome::kExpired:
       break;
   }
-  Shard::Bump(s.misses);
+  if (count_miss) Shard::Bump(s.misses);
   return std::nullopt;
 }
 

@@ -96,6 +96,10 @@ class MemoryCache {
   MemoryCache& operator=(const MemoryCache&) = delete;
 
   std::optional<Hit> Get(const CacheKey& key, bool allow_stale = false);
+  // A fresh entry or null, for a probe that is not the request's own lookup
+  // (an API's exact-repeat memo, which falls back to the canonical lookup):
+  // a hit counts as a hit, a miss is not counted.
+  std::shared_ptr<const CacheEntry> Probe(const CacheKey& key);
   // Stores `entry` under `key` (entry->check must equal key.check), replacing
   // any entry with the same digest, evicting others as needed.
   void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
@@ -114,6 +118,7 @@ class MemoryCache {
   MemoryCache(const Options& options, Clock* clock);
   Shard& ShardFor(const Digest128& d) const;
   int64_t WallNow() const;
+  std::optional<Hit> GetImpl(const CacheKey& key, bool allow_stale, bool count_miss);
 
   const Options options_;
   Clock* const clock_;  // nullptr: coarse system wall clock

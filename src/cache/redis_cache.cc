@@ -2,7 +2,6 @@
 
 #include <hiredis/hiredis.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -37,7 +36,17 @@ StatusOr<std::unique_ptr<RedisCache>> RedisCache::Create(const Options& options)
   }
   IgnoreSigpipeIfDefault();
   Clock* clock = options.clock != nullptr ? options.clock : Clock::System();
-  return std::unique_ptr<RedisCache>(new RedisCache(options, std::move(ep), clock));
+  std::unique_ptr<RedisCache> cache(new RedisCache(options, std::move(ep), clock));
+  WriteBehindQueue::Options q;
+  q.capacity = options.write_queue_size;
+  q.max_batch = kMaxBatch;
+  q.name = "redis cache " + cache->endpoint_.host + ":" + std::to_string(cache->endpoint_.port);
+  RedisCache* raw = cache.get();
+  INFERD_ASSIGN_OR_RETURN(
+      cache->queue_, WriteBehindQueue::Create(q, [raw](const std::vector<PendingWrite>& batch) {
+        raw->WriteBatch(batch);
+      }));
+  return cache;
 }
 
 RedisCache::RedisCache(const Options& options, Endpoint endpoint, Clock* clock)
@@ -45,17 +54,10 @@ RedisCache::RedisCache(const Options& options, Endpoint endpoint, Clock* clock)
       endpoint_(std::move(endpoint)),
       clock_(clock),
       circuit_(clock, options.circuit_open, options.failures_to_open,
-               endpoint_.host + ":" + std::to_string(endpoint_.port)) {
-  writer_ = std::thread(&RedisCache::WriterLoop, this);
-}
+               endpoint_.host + ":" + std::to_string(endpoint_.port)) {}
 
 RedisCache::~RedisCache() {
-  {
-    MutexLock l(&mu_);
-    stopping_ = true;
-  }
-  queue_cv_.SignalAll();
-  if (writer_.joinable()) writer_.join();
+  if (queue_) queue_->Shutdown();  // drains: the batch writer needs the pool
   MutexLock l(&pool_mu_);
   idle_.clear();
 }
@@ -176,7 +178,7 @@ RedisCache::Stats RedisCache::GetStats() {
   s.errors = errors_.load(std::memory_order_relaxed);
   s.timeouts = timeouts_.load(std::memory_order_relaxed);
   s.writes = writes_.load(std::memory_order_relaxed);
-  s.dropped_writes = dropped_writes_.load(std::memory_order_relaxed);
+  s.dropped_writes = dropped_writes_.load(std::memory_order_relaxed) + queue_->GetStats().dropped;
   s.circuit_opens = circuit_.opens();
   s.skipped = skipped_.load(std::memory_order_relaxed);
   s.circuit_open = circuit_.NotClosed();
@@ -269,43 +271,10 @@ void RedisCache::Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entr
     dropped_writes_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  PendingWrite w{RedisKey(key), key.model, std::move(entry)};
-  {
-    MutexLock l(&mu_);
-    if (stopping_ || queue_.size() >= options_.write_queue_size) {
-      dropped_writes_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    queue_.push_back(std::move(w));
-    ++enqueued_;
-  }
-  queue_cv_.Signal();
+  queue_->Push({key, std::move(entry)});  // counts its drops
 }
 
-void RedisCache::WriterLoop() {
-  for (;;) {
-    {
-      MutexLock l(&mu_);
-      while (!stopping_ && (paused_ || queue_.empty())) queue_cv_.Wait(&mu_);
-      if (stopping_ && queue_.empty()) return;
-    }
-    // Taking the batch under write_mu_ orders it against EraseModel/Clear.
-    MutexLock w(&write_mu_);
-    std::deque<PendingWrite> batch;
-    {
-      MutexLock l(&mu_);
-      while (!queue_.empty() && batch.size() < kMaxBatch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
-    if (batch.empty()) continue;
-    WriteBatch(batch);
-    CountDone(batch.size());
-  }
-}
-
-size_t RedisCache::AppendSets(redisContext* c, const std::deque<PendingWrite>& batch) {
+size_t RedisCache::AppendSets(redisContext* c, const std::vector<PendingWrite>& batch) {
   const int64_t now_us = clock_->WallMicros();
   size_t sent = 0;
   for (const PendingWrite& w : batch) {
@@ -321,8 +290,9 @@ size_t RedisCache::AppendSets(redisContext* c, const std::deque<PendingWrite>& b
       continue;
     }
     std::string px_s = std::to_string(px);
-    const char* argv[] = {"SET", w.key.data(), value.data(), "PX", px_s.data()};
-    const size_t lens[] = {3, w.key.size(), value.size(), 2, px_s.size()};
+    const std::string rkey = RedisKey(w.key);
+    const char* argv[] = {"SET", rkey.data(), value.data(), "PX", px_s.data()};
+    const size_t lens[] = {3, rkey.size(), value.size(), 2, px_s.size()};
     if (redisAppendCommandArgv(c, 5, argv, lens) != REDIS_OK) {
       errors_.fetch_add(1, std::memory_order_relaxed);
       dropped_writes_.fetch_add(1, std::memory_order_relaxed);
@@ -333,7 +303,7 @@ size_t RedisCache::AppendSets(redisContext* c, const std::deque<PendingWrite>& b
   return sent;
 }
 
-void RedisCache::WriteBatch(std::deque<PendingWrite>& batch) {
+void RedisCache::WriteBatch(const std::vector<PendingWrite>& batch) {
   if (!circuit_.Admit()) {
     dropped_writes_.fetch_add(batch.size(), std::memory_order_relaxed);
     return;
@@ -373,57 +343,26 @@ void RedisCache::WriteBatch(std::deque<PendingWrite>& batch) {
   circuit_.Report(error_reply ? Outcome::kError : Outcome::kOk);
 }
 
-void RedisCache::CountDone(uint64_t n) {
-  {
-    MutexLock l(&mu_);
-    done_ += n;
-  }
-  done_cv_.SignalAll();
-}
+void RedisCache::Flush() { queue_->Flush(); }
 
-size_t RedisCache::DropQueued(const std::string* model) {
-  size_t dropped = 0;
-  {
-    MutexLock l(&mu_);
-    auto matches = [&](const PendingWrite& w) { return model == nullptr || w.model == *model; };
-    auto it = std::remove_if(queue_.begin(), queue_.end(), matches);
-    dropped = static_cast<size_t>(queue_.end() - it);
-    queue_.erase(it, queue_.end());
-    done_ += dropped;
-  }
-  if (dropped > 0) done_cv_.SignalAll();
-  return dropped;
-}
-
-void RedisCache::Flush() {
-  MutexLock l(&mu_);
-  const uint64_t target = enqueued_;
-  while (done_ < target) done_cv_.Wait(&mu_);
-}
-
-void RedisCache::PauseWriterForTesting(bool paused) {
-  {
-    MutexLock l(&mu_);
-    paused_ = paused;
-  }
-  queue_cv_.SignalAll();
-}
+void RedisCache::PauseWriterForTesting(bool paused) { queue_->PauseForTesting(paused); }
 
 // ---- invalidation ----
 
 size_t RedisCache::EraseModel(std::string_view model) {
-  const std::string m(model);
-  MutexLock w(&write_mu_);
-  size_t erased = DropQueued(&m);
   // Exactly 32 characters after "model:", so model "a" never matches the
   // keys of model "a:b".
-  return erased + DeleteMatching(GlobEscape(options_.key_prefix + m + ":") + std::string(32, '?'));
+  const std::string pattern =
+      GlobEscape(options_.key_prefix + std::string(model) + ":") + std::string(32, '?');
+  size_t stored = 0;
+  size_t queued = queue_->DropIf([model](const PendingWrite& w) { return w.key.model == model; },
+                                 [&] { stored = DeleteMatching(pattern); });
+  return queued + stored;
 }
 
 void RedisCache::Clear() {
-  MutexLock w(&write_mu_);
-  DropQueued(nullptr);
-  DeleteMatching(GlobEscape(options_.key_prefix) + "*");
+  const std::string pattern = GlobEscape(options_.key_prefix) + "*";
+  queue_->DropIf([](const PendingWrite&) { return true; }, [&] { DeleteMatching(pattern); });
 }
 
 size_t RedisCache::DeleteMatching(const std::string& pattern) {

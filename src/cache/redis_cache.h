@@ -32,32 +32,34 @@
 // Then one call is let through as a probe (half-open); its success closes
 // the circuit, its failure opens it again for another circuit_open.
 //
-// Writes: Put never blocks. It appends to a bounded queue drained by one
-// writer thread, which pipelines batches of SETs on one connection; a full
-// queue or an open circuit drops the write (counted in `dropped_writes`, as
-// are queued writes lost to a failed batch). EraseModel and Clear also drop
-// matching queued writes and are ordered against the writer, so no write
-// queued before them survives them.
+// Writes: Put never blocks. It appends to a bounded WriteBehindQueue
+// drained by one writer thread, which pipelines batches of SETs on one
+// connection; a full queue or an open circuit drops the write (counted in
+// `dropped_writes`, as are queued writes lost to a failed batch). EraseModel
+// and Clear also drop matching queued writes and are ordered against the
+// writer (WriteBehindQueue::DropIf), so no write queued before them survives
+// them.
 //
 // Counting: every Get adds exactly one of `hits` or `misses` (errors,
 // timeouts and circuit skips are misses too); `errors`, `timeouts` and
 // `skipped` are counted in addition. Counters are relaxed atomics.
 //
 // Threading: every method is safe from any thread; errors never throw.
+// Lock order: the write queue's writer lock (held by batch writes,
+// EraseModel, Clear) before pool_mu_.
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "cache/cache_entry.h"
 #include "cache/redis_support.h"
+#include "cache/write_behind.h"
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/mutex.h"
@@ -119,16 +121,16 @@ class RedisCache {
   // Blocking, bounded by connect_timeout + op_timeout. NotFound on a miss;
   // Unavailable while the circuit is open or on an error; DeadlineExceeded
   // on a timeout.
-  StatusOr<std::shared_ptr<const CacheEntry>> Get(const CacheKey& key) EXCLUDES(mu_);
+  StatusOr<std::shared_ptr<const CacheEntry>> Get(const CacheKey& key);
   // Never blocks: queues the write, or drops it.
-  void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) EXCLUDES(mu_);
+  void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
   // Deletes every entry of `model` (SCAN + UNLINK, queued writes too);
   // returns how many. 0 while the circuit is open.
-  size_t EraseModel(std::string_view model) EXCLUDES(mu_, write_mu_);
+  size_t EraseModel(std::string_view model);
   // Deletes every key under key_prefix (and the queued writes).
-  void Clear() EXCLUDES(mu_, write_mu_);
+  void Clear();
   // Waits until every Put queued before the call is written or dropped.
-  void Flush() EXCLUDES(mu_);
+  void Flush();
 
   Stats GetStats();
 
@@ -137,15 +139,10 @@ class RedisCache {
 
   // Test hook: while paused the writer takes nothing from the queue, so a
   // test can fill it deterministically. The destructor still drains it.
-  void PauseWriterForTesting(bool paused) EXCLUDES(mu_);
+  void PauseWriterForTesting(bool paused);
 
  private:
   using Endpoint = RedisEndpoint;
-  struct PendingWrite {
-    std::string key;  // RedisKey
-    std::string model;
-    std::shared_ptr<const CacheEntry> entry;
-  };
   using Outcome = CircuitBreaker::Outcome;
   struct ContextDeleter {
     void operator()(redisContext* c) const;
@@ -163,16 +160,14 @@ class RedisCache {
   Status Failure(redisContext* c, int saved_errno, std::string_view what, Outcome* outcome);
 
   StatusOr<std::shared_ptr<const CacheEntry>> Decode(const CacheKey& key, std::string_view value);
-  void WriterLoop() EXCLUDES(mu_, write_mu_);
-  void WriteBatch(std::deque<PendingWrite>& batch) REQUIRES(write_mu_);
+  // The write queue's batch writer (runs on its writer thread).
+  void WriteBatch(const std::vector<PendingWrite>& batch);
   // Pipelines a SET ... PX for each unexpired entry of `batch` on `c`;
   // returns how many were appended.
-  size_t AppendSets(redisContext* c, const std::deque<PendingWrite>& batch);
-  // Deletes the keys matching `pattern` (a SCAN MATCH glob); returns how many.
-  size_t DeleteMatching(const std::string& pattern) REQUIRES(write_mu_);
-  // Removes queued writes for `model` (all if null); returns how many.
-  size_t DropQueued(const std::string* model) EXCLUDES(mu_);
-  void CountDone(uint64_t n) EXCLUDES(mu_);
+  size_t AppendSets(redisContext* c, const std::vector<PendingWrite>& batch);
+  // Deletes the keys matching `pattern` (a SCAN MATCH glob); returns how
+  // many. Run by the write queue's DropIf, ordered against batch writes.
+  size_t DeleteMatching(const std::string& pattern);
 
   const Options options_;
   const Endpoint endpoint_;
@@ -186,23 +181,14 @@ class RedisCache {
   // Every call that is admitted reports exactly one Outcome to it.
   CircuitBreaker circuit_;
 
-  // Held by the writer while it writes a batch, and by EraseModel and Clear.
-  // Order: write_mu_ before mu_ and pool_mu_.
-  Mutex write_mu_;
-  Mutex mu_;          // the write queue
-  CondVar queue_cv_;  // work for the writer, or stopping
-  CondVar done_cv_;   // done_ advanced
-  std::deque<PendingWrite> queue_ GUARDED_BY(mu_);
-  uint64_t enqueued_ GUARDED_BY(mu_) = 0;  // Puts accepted into the queue
-  uint64_t done_ GUARDED_BY(mu_) = 0;      // of those, written or dropped
-  bool paused_ GUARDED_BY(mu_) = false;
-  bool stopping_ GUARDED_BY(mu_) = false;
-
   RateLimitedLog error_log_;
+  // dropped_writes_: circuit open, failed batches; the queue counts its own.
   std::atomic<uint64_t> hits_{0}, misses_{0}, errors_{0}, timeouts_{0}, writes_{0},
       dropped_writes_{0}, skipped_{0};
 
-  std::thread writer_;  // last: starts after everything above is built
+  // Set by Create once the object is built (its batch writer uses `this`);
+  // shut down first by the destructor.
+  std::unique_ptr<WriteBehindQueue> queue_;
 };
 
 }  // namespace inferd

@@ -121,8 +121,14 @@ ResponseCache::~ResponseCache() {
   }
   cv_.SignalAll();
   for (auto& t : threads_) t.join();
-  // Lookups still queued are answered as misses.
-  for (size_t i = pending_head_; i < pending_.size(); ++i) pending_[i].done(std::nullopt);
+  // Lookups still queued are answered as misses; queued jobs run here.
+  for (size_t i = pending_head_; i < pending_.size(); ++i) {
+    if (pending_[i].job) {
+      pending_[i].job();
+    } else {
+      pending_[i].done(std::nullopt);
+    }
+  }
 }
 
 void ResponseCache::Observe(Source s, Time start) {
@@ -150,6 +156,17 @@ void ResponseCache::Lookup(const CacheKey& key, LookupCallback done) {
     }
   }
   done(std::nullopt);  // overloaded or stopping: skip the lower tiers
+}
+
+std::shared_ptr<const CacheEntry> ResponseCache::Probe(const CacheKey& key) {
+  Time start = clock_->Now();
+  auto entry = memory_->Probe(key);
+  if (entry) Observe(Source::kMemory, start);
+  return entry;
+}
+
+void ResponseCache::StoreMemory(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) {
+  memory_->Put(key, std::move(entry));
 }
 
 std::optional<ResponseCache::Hit> ResponseCache::LookupStale(const CacheKey& key) {
@@ -194,8 +211,35 @@ void ResponseCache::LookupLoop() {
         pending_head_ = 0;
       }
     }
-    p.done(LookupLower(p.key));
+    if (p.job) {
+      p.job();
+    } else {
+      p.done(LookupLower(p.key));
+    }
   }
+}
+
+void ResponseCache::RunOnLookupThread(std::function<void()> job) {
+  {
+    MutexLock l(&mu_);
+    if (!stopping_ && !threads_.empty()) {
+      // Jobs (invalidations) are rare and never dropped: not bounded by
+      // max_pending_.
+      pending_.push_back({CacheKey{}, nullptr, std::move(job)});
+      cv_.Signal();
+      return;
+    }
+  }
+  job();
+}
+
+void ResponseCache::InvalidateModelAsync(std::string model, std::function<void(Status)> done) {
+  RunOnLookupThread(
+      [this, model = std::move(model), done = std::move(done)] { done(InvalidateModel(model)); });
+}
+
+void ResponseCache::ClearAsync(std::function<void(Status)> done) {
+  RunOnLookupThread([this, done = std::move(done)] { done(Clear()); });
 }
 
 void ResponseCache::Store(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) {

@@ -80,10 +80,21 @@ class ResponseCache {
   // L1 only, expired entries within max_stale included (stale-if-error).
   std::optional<Hit> LookupStale(const CacheKey& key);
   void Store(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
+  // L1 only, for entries derived from others that the lower tiers need not
+  // hold (an API's encoded responses to exact repeats, see
+  // InferenceServer::LookupEncoded). Probe returns a fresh entry or null; a
+  // hit counts as an L1 hit, a miss is not counted (the request goes on to
+  // its own Lookup, which counts it).
+  std::shared_ptr<const CacheEntry> Probe(const CacheKey& key);
+  void StoreMemory(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
   // L1 always succeeds; a lower tier that cannot delete makes the result
   // Unavailable (naming the tier), after the other tiers were cleared.
   Status InvalidateModel(std::string_view model);
   Status Clear();
+  // The same off the caller's thread (they may block on RocksDB and Redis):
+  // run on a lookup thread, which then calls `done` exactly once.
+  void InvalidateModelAsync(std::string model, std::function<void(Status)> done) EXCLUDES(mu_);
+  void ClearAsync(std::function<void(Status)> done) EXCLUDES(mu_);
   void Flush();  // waits for the lower tiers' write queues
 
   Coalescer& coalescer() { return coalescer_; }
@@ -114,7 +125,9 @@ class ResponseCache {
   struct Pending {
     CacheKey key;
     LookupCallback done;
+    std::function<void()> job;  // instead of a lookup when set
   };
+  void RunOnLookupThread(std::function<void()> job) EXCLUDES(mu_);
   Mutex mu_;
   CondVar cv_;
   std::vector<Pending> pending_ GUARDED_BY(mu_);  // FIFO via head index

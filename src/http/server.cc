@@ -4,6 +4,8 @@
 #include <utility>  // before Asio (Boost 1.74 + GCC 12)
 // clang-format on
 
+#include <array>
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -51,26 +53,72 @@ struct Session {
   bool idle = true;
 };
 
-// Runs `handler` and suspends the calling coroutine until its Responder is
-// used, from whatever thread; the coroutine resumes on its own executor.
+// A handler's answer on its way back to its connection. Handlers that
+// answer before returning (cache hits, early errors) hand it over inline and
+// the coroutine goes on without suspending; the others deliver it later,
+// from any thread, and the coroutine waits for it.
+class PendingResponse {
+ public:
+  using Resume = std::function<void(Response)>;
+
+  void Deliver(Response res) EXCLUDES(mu_) {
+    Resume resume;
+    {
+      MutexLock l(&mu_);
+      if (!resume_) {
+        response_ = std::move(res);
+        return;
+      }
+      resume = std::move(resume_);
+    }
+    resume(std::move(res));
+  }
+
+  // The response if it was delivered already.
+  std::optional<Response> Take() EXCLUDES(mu_) {
+    MutexLock l(&mu_);
+    return std::exchange(response_, std::nullopt);
+  }
+
+  // Calls `resume` with the response: now if it is there, else on delivery.
+  void OnDelivered(Resume resume) EXCLUDES(mu_) {
+    std::optional<Response> ready;
+    {
+      MutexLock l(&mu_);
+      if (!response_) {
+        resume_ = std::move(resume);
+        return;
+      }
+      ready = std::exchange(response_, std::nullopt);
+    }
+    resume(std::move(*ready));
+  }
+
+ private:
+  Mutex mu_;
+  std::optional<Response> response_ GUARDED_BY(mu_);
+  Resume resume_ GUARDED_BY(mu_);
+};
+
+// Suspends the calling coroutine until `pending` is delivered; it resumes on
+// its own executor.
 template <typename Token>
-auto AsyncCall(const Handler* handler, Request req, PathParams params, Token&& token) {
+auto AsyncAwait(std::shared_ptr<PendingResponse> pending, Token&& token) {
   return asio::async_initiate<Token, void(Response)>(
-      [](auto completion, const Handler* h, Request req, PathParams params) {
+      [](auto completion, std::shared_ptr<PendingResponse> pending) {
         using Completion = decltype(completion);
         auto work = asio::prefer(asio::get_associated_executor(completion),
                                  asio::execution::outstanding_work.tracked);
         auto holder = std::make_shared<std::optional<Completion>>(std::move(completion));
-        Responder responder([holder, work](Response res) {
+        pending->OnDelivered([holder, work](Response res) {
           asio::post(work, [holder, res = std::move(res)]() mutable {
             Completion c = std::move(**holder);
             holder->reset();
             std::move(c)(std::move(res));
           });
         });
-        (*h)(std::move(req), params, std::move(responder));
       },
-      token, handler, std::move(req), std::move(params));
+      token, std::move(pending));
 }
 
 }  // namespace
@@ -83,17 +131,27 @@ struct Server::Impl {
   uint16_t port = 0;
   std::atomic<bool> draining{false};
   std::atomic<size_t> next_worker{0};
+  // Requests being served. Counted without a lock; the last one out takes
+  // `mu` to signal, so a WaitIdle that saw a count above zero under `mu`
+  // cannot miss the wake-up.
+  std::atomic<int64_t> in_progress{0};
   Mutex mu;
   CondVar idle_cv;
-  int64_t in_progress GUARDED_BY(mu) = 0;
   Family<Counter>* responses = nullptr;  // by status code; null without a registry
 
+  // The counters by status code, resolved once each: no lock per response.
+  std::array<std::atomic<Counter*>, 600> response_counters{};
   void CountResponse(unsigned code) {
     if (!responses) return;
-    // Per-thread cache of the counters by status code: no lock per response.
-    thread_local std::map<std::pair<const void*, unsigned>, Counter*> cache;
-    Counter*& c = cache[{this, code}];
-    if (!c) c = responses->WithLabels({std::to_string(code)});
+    if (code >= response_counters.size()) {
+      responses->WithLabels({std::to_string(code)})->Increment();
+      return;
+    }
+    Counter* c = response_counters[code].load(std::memory_order_acquire);
+    if (!c) {  // racing threads store the same pointer
+      c = responses->WithLabels({std::to_string(code)});
+      response_counters[code].store(c, std::memory_order_release);
+    }
     c->Increment();
   }
 
@@ -105,13 +163,12 @@ struct Server::Impl {
                                     bool* expired);
   awaitable<error_code> WriteResponse(Session& s, Response& res);
   awaitable<void> WriteError(Session& s, Status status, std::string_view message);
-  void RequestStarted() {
-    MutexLock l(&mu);
-    ++in_progress;
-  }
+  void RequestStarted() { in_progress.fetch_add(1); }
   void RequestFinished() {
-    MutexLock l(&mu);
-    if (--in_progress == 0) idle_cv.SignalAll();
+    if (in_progress.fetch_sub(1) == 1) {
+      MutexLock l(&mu);
+      idle_cv.SignalAll();
+    }
   }
 };
 
@@ -283,7 +340,14 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
       res = MakeErrorResponse(Status::not_found, "no such path: " + std::string(target));
     }
   } else {
-    res = co_await AsyncCall(m.handler, std::move(req), std::move(m.params), use_awaitable);
+    auto pending = std::make_shared<PendingResponse>();
+    (*m.handler)(std::move(req), m.params,
+                 Responder([pending](Response r) { pending->Deliver(std::move(r)); }));
+    if (auto ready = pending->Take()) {
+      res = std::move(*ready);
+    } else {
+      res = co_await AsyncAwait(std::move(pending), use_awaitable);
+    }
   }
   keep_alive = keep_alive && !draining.load();
   res.version(version == 10 ? 10 : 11);
@@ -417,16 +481,15 @@ void Server::BeginDrain() {
 
 bool Server::WaitIdle(std::chrono::steady_clock::time_point deadline) {
   MutexLock l(&impl_->mu);
-  while (impl_->in_progress > 0) {
-    if (!impl_->idle_cv.WaitUntil(&impl_->mu, deadline) && impl_->in_progress > 0) return false;
+  while (impl_->in_progress.load() > 0) {
+    if (!impl_->idle_cv.WaitUntil(&impl_->mu, deadline) && impl_->in_progress.load() > 0) {
+      return false;
+    }
   }
   return true;
 }
 
-int64_t Server::requests_in_progress() const {
-  MutexLock l(&impl_->mu);
-  return impl_->in_progress;
-}
+int64_t Server::requests_in_progress() const { return impl_->in_progress.load(); }
 
 void Server::Stop() {
   for (auto& w : impl_->workers) w->ioc.stop();

@@ -42,6 +42,10 @@ struct InferResponse {
   std::vector<NamedTensor> outputs;
   CacheStatus cache = CacheStatus::kNone;  // kNone: the model does not cache
   int64_t age_s = -1;                      // seconds since the cached response was made
+  // The cache entry's wall-clock times (microseconds since the epoch) when
+  // the response went through the cache; 0 otherwise.
+  int64_t cache_created_us = 0;
+  int64_t cache_expires_us = 0;
 };
 
 // Called exactly once per request, from any thread.

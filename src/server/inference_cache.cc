@@ -66,7 +66,10 @@ void InferenceServer::JoinOrLead(std::shared_ptr<Call> call) {
   bool leader = options_.cache->coalescer().Join(
       call->key, options_.clock->Now() + timeout, [this, call](Coalescer::Result r) {
         if (r.ok()) {
-          FinishFromEntry(*call, std::move(r).value(), CacheStatus::kCoalesced);
+          // A leader that failed may pass on an expired entry (stale-if-error).
+          bool expired = (*r)->expires_us <= options_.clock->WallMicros();
+          FinishFromEntry(*call, std::move(r).value(),
+                          expired ? CacheStatus::kStale : CacheStatus::kCoalesced);
         } else {
           Finish(*call, r.status());
         }
@@ -80,6 +83,7 @@ StatusOr<InferResponse> InferenceServer::FromEntry(const Call& call,
                                                    std::shared_ptr<const CacheEntry> entry,
                                                    CacheStatus status) {
   int64_t created = entry->created_us;
+  int64_t entry_expires = entry->expires_us;
   INFERD_ASSIGN_OR_RETURN(auto outputs, DecodeOutputs(std::move(entry)));
   InferResponse r;
   r.model = call.mv->config().name;
@@ -87,6 +91,8 @@ StatusOr<InferResponse> InferenceServer::FromEntry(const Call& call,
   r.id = call.request.id;
   r.outputs = std::move(outputs);
   r.cache = status;
+  r.cache_created_us = created;
+  r.cache_expires_us = entry_expires;
   if (status != CacheStatus::kCoalesced) {
     r.age_s = std::max<int64_t>(0, (options_.clock->WallMicros() - created) / 1000000);
   }
@@ -109,21 +115,34 @@ void InferenceServer::AfterExecution(Call& call, StatusOr<InferResponse>* result
     entry->created_us = options_.clock->WallMicros();
     entry->expires_us = entry->created_us + rc.ttl_s * 1000000;
     entry->payload = EncodeOutputs((*result)->outputs);
+    (*result)->cache_created_us = entry->created_us;
+    (*result)->cache_expires_us = entry->expires_us;
     std::shared_ptr<const CacheEntry> shared = std::move(entry);
     if (!call.request.no_store) cache->Store(call.key, shared);
     if (call.leader) cache->coalescer().Complete(call.key, shared);
     return;
   }
-  // Errors are never cached; they reach every waiter.
-  if (call.leader) cache->coalescer().Complete(call.key, result->status());
-  if (rc.max_stale_s > 0) {  // stale-if-error
-    auto stale = cache->LookupStale(call.key);
-    if (stale &&
-        options_.clock->WallMicros() <= stale->entry->expires_us + rc.max_stale_s * 1000000) {
-      auto r = FromEntry(call, std::move(stale->entry),
-                         stale->stale ? CacheStatus::kStale : CacheStatus::kHitMemory);
-      if (r.ok()) *result = std::move(r);
+  // Errors are never cached. Stale-if-error: an expired entry within
+  // max_stale_s answers the leader and its waiters (marked stale);
+  // otherwise the error reaches every waiter.
+  std::shared_ptr<const CacheEntry> stale_entry;
+  if (rc.max_stale_s > 0) {
+    auto found = cache->LookupStale(call.key);
+    if (found &&
+        options_.clock->WallMicros() <= found->entry->expires_us + rc.max_stale_s * 1000000) {
+      auto r = FromEntry(call, found->entry,
+                         found->stale ? CacheStatus::kStale : CacheStatus::kHitMemory);
+      if (r.ok()) {
+        *result = std::move(r);
+        stale_entry = std::move(found->entry);
+      }
     }
+  }
+  if (!call.leader) return;
+  if (stale_entry) {
+    cache->coalescer().Complete(call.key, std::move(stale_entry));
+  } else {
+    cache->coalescer().Complete(call.key, result->status());
   }
 }
 

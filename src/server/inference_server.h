@@ -13,6 +13,8 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
+#include <string_view>
 
 #include "cache/response_cache.h"
 #include "common/clock.h"
@@ -32,10 +34,39 @@ class InferenceServer {
     ResponseCache* cache = nullptr;
     std::string cache_namespace = "default";               // the tenant, once tenants exist
     Duration coalesce_timeout = std::chrono::seconds(30);  // when the request sets none
+    // Largest request (bytes as received) that LookupEncoded keys; 0
+    // turns the encoded-response memo off.
+    size_t encoded_max_bytes = 4096;
   };
   static StatusOr<std::unique_ptr<InferenceServer>> Create(const Options& options);
 
   void Infer(InferRequest request, InferCallback done);
+
+  // Exact repeats (inference_encoded.cc). A protocol adapter may keep its
+  // encoded response to a request, keyed by the request's bytes as received,
+  // in the cache's memory tier; a byte-identical repeat to the same model
+  // version is then answered without decoding the request or encoding the
+  // response. The entry shares the canonical entry's TTL and creation time,
+  // the memory budget and the invalidation by model; it is never served
+  // stale and never written to the lower tiers.
+  struct EncodedRequest {
+    std::string_view model;
+    std::string_view version;   // as requested; empty: the default version
+    std::string_view encoding;  // protocol and framing, e.g. "kserve-v2;json"
+    std::string_view bytes;     // the request body as received
+    bool no_cache = false;      // Cache-Control: no-cache (no lookup)
+  };
+  struct EncodedLookup {
+    std::optional<CacheKey> key;            // set when the request may be memoized
+    std::shared_ptr<const CacheEntry> hit;  // the stored encoded response
+    int64_t age_s = 0;                      // of a hit
+  };
+  // NotFound for an unknown model. A hit is counted as a served request
+  // (metrics) and an L1 hit; otherwise the caller goes on with Infer.
+  StatusOr<EncodedLookup> LookupEncoded(const EncodedRequest& request);
+  // Stores `encoded` for `key` when `response` may be memoized (it went
+  // through the cache and is not stale).
+  void StoreEncoded(const CacheKey& key, const InferResponse& response, std::string encoded);
 
   // Refreshes gauges that are sampled rather than counted (queue depths).
   void CollectGauges();

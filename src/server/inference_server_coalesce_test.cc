@@ -164,6 +164,27 @@ TEST_F(InferenceServerCacheTest, StaleIfErrorWithinMaxStale) {
   EXPECT_EQ(backend_.executions(), 4);
 }
 
+TEST_F(InferenceServerCacheTest, StaleIfErrorReachesCoalescedWaiters) {
+  constexpr int kRequests = 4;
+  ASSERT_TRUE(InferSync(Request("fill")).ok());
+  clock_.Advance(seconds(11));  // past ttl_s = 10
+  backend_.set_fail(true);
+  backend_.CloseGate();
+  std::vector<std::future<Result>> futures;
+  for (int i = 0; i < kRequests; ++i) futures.push_back(Send(Request(Id("r", i))));
+  ASSERT_TRUE(backend_.WaitBlocked(1));
+  ASSERT_TRUE(Eventually([&] { return coalescer().waiting() == kRequests - 1; }));
+  backend_.OpenGate();
+  for (int i = 0; i < kRequests; ++i) {
+    Result r = Await(futures[static_cast<size_t>(i)]);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    EXPECT_EQ(r->cache, CacheStatus::kStale);
+    EXPECT_EQ(r->id, Id("r", i));
+    EXPECT_EQ(Output(*r, "y"), (std::vector<float>{3.0f, -4.0f}));
+  }
+  EXPECT_EQ(backend_.executions(), 2);
+}
+
 TEST_F(InferenceServerCacheTest, StaleIfErrorNeedsAnEntry) {
   backend_.set_fail(true);
   Result r = InferSync(Request("nothing cached"));
