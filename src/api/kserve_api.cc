@@ -227,8 +227,10 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
       return;
     }
     kserve::EncodedResponse enc = kserve::EncodeInferResponse(*result, *prefs);
-    respond.Send(InferHttpResponse(enc.body, enc.json_length, result->cache, result->age_s));
+    // Stored before answering, like the canonical entry: a client that
+    // reads the answer and then invalidates must not see it stored after.
     if (memo_key) ctx->server->StoreEncoded(*memo_key, *result, MemoPayload(enc));
+    respond.Send(InferHttpResponse(enc.body, enc.json_length, result->cache, result->age_s));
   });
 }
 
