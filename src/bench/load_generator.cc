@@ -12,6 +12,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstring>
+#include <random>
 #include <deque>
 #include <exception>
 #include <memory>
@@ -42,7 +43,8 @@ struct LoadThread {
         unique_fraction(spec.unique_fraction),
         unique_offset(spec.unique_offset),
         rng(spec.seed * 7919 + static_cast<uint64_t>(index)),
-        thread_index(static_cast<float>(index)) {
+        thread_index(static_cast<float>(index)),
+        run_nonce(static_cast<float>(std::random_device{}() & 0xFFFFFF)) {
     conn_options.connect_timeout = spec.timeout;
     conn_options.request_timeout = spec.timeout;
   }
@@ -56,7 +58,7 @@ struct LoadThread {
     if (!*scratch) scratch->emplace(request);
     http::Request& r = **scratch;
     r.body().assign(request.body());
-    float mark[2] = {static_cast<float>(++unique_count), thread_index};
+    float mark[3] = {static_cast<float>(++unique_count), thread_index, run_nonce};
     if (unique_offset + sizeof(mark) <= r.body().size()) {
       std::memcpy(r.body().data() + unique_offset, mark, sizeof(mark));
     }
@@ -101,6 +103,9 @@ struct LoadThread {
   std::uniform_real_distribution<double> coin{0.0, 1.0};
   const float thread_index;
   uint32_t unique_count = 0;
+  // Random per run: the unique requests of one run never repeat another's
+  // (exact as a float below 2^24, like the counter).
+  const float run_nonce;
 
   std::vector<int64_t> latencies;
   int64_t ok = 0;

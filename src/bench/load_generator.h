@@ -33,9 +33,11 @@ struct LoadSpec {
   int max_connections = 256;  // open loop pool bound (over all threads)
   uint64_t seed = 42;         // Poisson arrivals
   // This fraction of requests is made unique (never seen before) by
-  // overwriting 8 bytes of the body at `unique_offset` (binary payloads: the
-  // first input's data) with two floats: a per-thread counter and the thread
-  // index. The rest repeat `request` exactly: a cache-friendly mix.
+  // overwriting 12 bytes of the body at `unique_offset` (binary payloads: the
+  // first input's data) with three floats: a per-thread counter, the thread
+  // index and a random per-run nonce, so that runs against one server do not
+  // repeat each other's unique requests. The rest repeat `request` exactly:
+  // a cache-friendly mix.
   double unique_fraction = 0;
   size_t unique_offset = 0;
 };
