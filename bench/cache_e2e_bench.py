@@ -60,9 +60,9 @@ def copy_model(src, dst_repo, name, extra=""):
     os.symlink(os.path.join(MODELS, src, "1", "model.pt"), os.path.join(dst_repo, name, "1", "model.pt"))
 
 
-def start_inferd(repo):
+def start_inferd(repo, extra=()):
     proc = subprocess.Popen([INFERD, "serve", "--model-repository", repo, "--http-port", "0",
-                             "--log-level", "warn"], stdout=subprocess.PIPE, text=True)
+                             "--log-level", "warn"] + list(extra), stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if line.startswith("inferd: listening on "):
             return proc, line.split()[-1]
@@ -241,13 +241,15 @@ def main():
     result = {"machine": "2 cores shared by server and load generator", "repeats": args.repeats,
               "duration_s": args.duration_s, "warmup_s": args.warmup_s}
     runs = []  # every run, in order: run_record()s
-    inferd = nginx = None
+    inferd = nginx = nomemo = None
     try:
         repo = os.path.join(tmp, "models")
         copy_model("mlp", repo, "mlp_cached", CACHE_TABLE)
         copy_model("resnet18", repo, "resnet18_cached", CACHE_TABLE)
         copy_model("resnet18", repo, "resnet18")
         inferd, url = start_inferd(repo)
+        # The same server without the exact-repeat memo: what the memo buys.
+        nomemo, nomemo_url = start_inferd(repo, ["--cache-exact-repeat-max-bytes", "0"])
         # One request, sent as-is by the load generator (--input-file), and
         # inferd's response to it, which nginx returns as a fixed string: both
         # servers answer every request with the same bytes.
@@ -264,11 +266,16 @@ def main():
 
         # Closed loop, c=64, alternating nginx / inferd: run i of each is a pair.
         c64 = ["--concurrency", "64", "--input-file", request_file]
-        n_runs, i_runs = [], []
+        n_runs, i_runs, m_runs = [], [], []
+        http_get(nomemo_url + "/v2/models/mlp_cached/infer", req.encode())  # fill its cache
         for _ in range(args.repeats):
             n_runs.append(bench(nginx_url, "mlp_cached", args, tmp, c64, nginx.pid))
             i_runs.append(bench(url, "mlp_cached", args, tmp, c64, inferd.pid))
-            runs += [run_record("nginx", "c=64", n_runs[-1]), run_record("inferd", "c=64", i_runs[-1])]
+            m_runs.append(bench(nomemo_url, "mlp_cached", args, tmp, c64, nomemo.pid))
+            runs += [run_record("nginx", "c=64", n_runs[-1]), run_record("inferd", "c=64", i_runs[-1]),
+                     run_record("inferd, memo off", "c=64", m_runs[-1])]
+        result["inferd_memo_off_rps"] = median(m_runs, "throughput_rps")
+        result["inferd_memo_off_cpu_us_per_req"] = median_cpu(m_runs, "server_us_per_req")
         result["response_bytes"] = len(response)
         result["nginx_rps"] = median(n_runs, "throughput_rps")
         result["inferd_hit_rps"] = median(i_runs, "throughput_rps")
@@ -316,9 +323,9 @@ def main():
         result["runs"] = runs
         result["cache_stats"] = json.loads(http_get(url + "/v2/cache/stats"))
     finally:
-        for p in (inferd, nginx):
+        for p in (inferd, nomemo, nginx):
             if p and p.poll() is None:
-                p.send_signal(signal.SIGTERM if p is inferd else signal.SIGQUIT)
+                p.send_signal(signal.SIGQUIT if p is nginx else signal.SIGTERM)
                 p.wait(timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -333,6 +340,8 @@ def main():
     print("| ratio inferd / nginx, median of %d per-pair ratios | %.2f |" % (
         len(result["pair_ratios"]), result["ratio_median_of_pair_ratios"]))
     print("| ratio inferd / nginx, ratio of medians | %.2f |" % result["ratio_inferd_over_nginx"])
+    print("| inferd with the exact-repeat memo off, c=64 | %.0f req/s, %.1f us CPU/request |" % (
+        result["inferd_memo_off_rps"], result["inferd_memo_off_cpu_us_per_req"]))
     print("| server CPU per request, inferd / nginx | %.1f / %.1f us |" % (cpu["inferd"], cpu["nginx"]))
     print("| server CPU ratio inferd / nginx | %.2f |" % result["server_cpu_ratio_inferd_over_nginx"])
     print("| load generator CPU per request, vs inferd / vs nginx | %.1f / %.1f us |" % (gen["inferd"], gen["nginx"]))
