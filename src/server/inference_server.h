@@ -62,7 +62,9 @@ class InferenceServer {
     int64_t age_s = 0;                      // of a hit
   };
   // NotFound for an unknown model. A hit is counted as a served request
-  // (metrics) and an L1 hit; otherwise the caller goes on with Infer.
+  // (metrics) and an L1 hit; otherwise the caller goes on with Infer. This
+  // is the cache stage taken early: admission (tenants, rate limits), once
+  // it exists, must run before it as it does before Infer's.
   StatusOr<EncodedLookup> LookupEncoded(const EncodedRequest& request);
   // Stores `encoded` for `key` when `response` may be memoized (it went
   // through the cache and is not stale).
