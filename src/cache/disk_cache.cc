@@ -192,6 +192,10 @@ StatusOr<std::unique_ptr<DiskCache>> DiskCache::Create(const Options& options) {
   WriteBehindQueue::Options q;
   q.capacity = options.write_queue_size;
   q.max_batch = kMaxBatch;
+  // One batch is one WriteBatch into one memtable: kept under half a
+  // memtable, no flush makes an SST so large that FIFO deletion (which drops
+  // whole files) would take the newest entries with it under a small cap.
+  q.max_batch_bytes = cache->db_options_->write_buffer_size / 2;
   q.name = PathContext(options.path);
   DiskCache* raw = cache.get();
   INFERD_ASSIGN_OR_RETURN(

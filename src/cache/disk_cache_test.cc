@@ -353,6 +353,27 @@ TEST_F(DiskCacheTest, SizeCapDropsOldestData) {
   EXPECT_FALSE(cache->Get(Key(0)).ok());            // oldest dropped
 }
 
+TEST_F(DiskCacheTest, SmallCapKeepsTheNewestLargeEntries) {
+  // 64 queued entries of 16 KiB are 1 MiB, the whole cap: written as one
+  // batch they would make one SST larger than the FIFO limit, which would
+  // then delete it, newest entries included. Batches are cut by bytes.
+  constexpr size_t kMax = kMiB;
+  constexpr size_t kPayload = 16 * 1024;
+  DiskCache::Options o;
+  o.max_bytes = kMax;
+  auto cache = Make(o);
+  cache->PauseWriterForTesting(true);  // the queue fills before the writer looks
+  for (int i = 0; i < 64; ++i) cache->Put(Key(i), Entry(Key(i), RandomBytes(kPayload, i)));
+  cache->PauseWriterForTesting(false);
+  cache->Flush();
+  ASSERT_TRUE(cache->Compact().ok());
+  DiskCache::Stats st = cache->GetStats();
+  EXPECT_EQ(st.writes, 64u);
+  EXPECT_LE(st.approx_bytes, kMax);
+  EXPECT_TRUE(cache->Get(Key(63)).ok());  // the newest survive
+  EXPECT_GT(st.approx_entries, 0u);
+}
+
 TEST_F(DiskCacheTest, SizeCapEvictionsAreCounted) {
   constexpr size_t kMax = kMiB;  // the smallest cap: 64 KiB memtables
   // Random, so zstd cannot shrink it; small enough that one write batch (at

@@ -62,7 +62,12 @@ bool WriteBehindQueue::Push(PendingWrite item) {
 void WriteBehindQueue::TakeBatch(std::vector<PendingWrite>* batch) {
   MutexLock l(&mu_);
   if (paused_ && !stopping_) return;
-  const size_t n = std::min(queue_.size(), options_.max_batch);
+  size_t n = 0, bytes = 0;
+  while (n < queue_.size() && n < options_.max_batch &&
+         (n == 0 || options_.max_batch_bytes == 0 || bytes < options_.max_batch_bytes)) {
+    if (queue_[n].entry) bytes += queue_[n].entry->payload.size();
+    ++n;
+  }
   const auto end = queue_.begin() + static_cast<std::ptrdiff_t>(n);
   std::move(queue_.begin(), end, std::back_inserter(*batch));
   queue_.erase(queue_.begin(), end);

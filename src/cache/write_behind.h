@@ -2,7 +2,8 @@
 // WriteBehindQueue: the bounded write-behind queue of the lower cache tiers
 // (DiskCache, RedisCache). Put never waits for I/O: it appends the entry
 // here, and one writer thread hands the queued entries, oldest first, to the
-// tier's batch writer in batches of at most Options::max_batch.
+// tier's batch writer in batches of at most Options::max_batch items
+// (and about Options::max_batch_bytes of payload).
 //
 // Guarantees:
 //   - Push never blocks on I/O (only on the queue mutex, held for O(1) work).
@@ -60,6 +61,9 @@ class WriteBehindQueue {
     size_t capacity = 1024;
     // Most items handed to the batch writer at once; >= 1.
     size_t max_batch = 64;
+    // A batch is also cut once its entries' payloads reach this many bytes
+    // (a batch holds at least one item); 0: no byte limit.
+    size_t max_batch_bytes = 0;
     // Names the queue in log messages (e.g. "disk cache").
     std::string name = "write-behind queue";
   };

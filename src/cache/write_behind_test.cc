@@ -34,10 +34,12 @@ class Sink {
   WriteBehindQueue::BatchWriter Writer() {
     return [this](const std::vector<PendingWrite>& batch) { Write(batch); };
   }
-  std::unique_ptr<WriteBehindQueue> MakeQueue(size_t capacity, size_t max_batch) {
+  std::unique_ptr<WriteBehindQueue> MakeQueue(size_t capacity, size_t max_batch,
+                                              size_t max_batch_bytes = 0) {
     WriteBehindQueue::Options o;
     o.capacity = capacity;
     o.max_batch = max_batch;
+    o.max_batch_bytes = max_batch_bytes;
     o.name = "test queue";
     auto q = WriteBehindQueue::Create(o, Writer());
     EXPECT_TRUE(q.ok()) << q.status().ToString();
@@ -154,6 +156,24 @@ TEST(WriteBehindQueueTest, PushFlushWritesEverythingInOrder) {
   EXPECT_EQ(s.removed, 0u);
   EXPECT_EQ(s.queued, 0u);
   q->Flush();  // nothing pending: returns at once
+}
+
+TEST(WriteBehindQueueTest, ByteLimitCutsBatchesButNeverBelowOneItem) {
+  Sink sink;
+  auto q = sink.MakeQueue(/*capacity=*/100, /*max_batch=*/64, /*max_batch_bytes=*/250);
+  q->PauseForTesting(true);  // everything queued before the writer looks
+  for (int i = 0; i < 10; ++i) {
+    PendingWrite w = Item(i);
+    auto e = std::make_shared<CacheEntry>(*w.entry);
+    e->payload = std::string(i == 9 ? 1000 : 100, 'x');  // the last alone exceeds the limit
+    w.entry = std::move(e);
+    EXPECT_TRUE(q->Push(std::move(w)));
+  }
+  q->PauseForTesting(false);
+  q->Flush();
+  EXPECT_EQ(sink.written().size(), 10u);
+  // A batch takes items until their payloads reach 250 bytes: 3 of 100.
+  EXPECT_EQ(sink.batch_sizes(), (std::vector<size_t>{3, 3, 3, 1}));
 }
 
 TEST(WriteBehindQueueTest, FullQueueDropsAndCounts) {
