@@ -14,8 +14,8 @@ BatchChoice ChooseBatch(const std::deque<std::unique_ptr<Task>>& queue, Time now
   }
   const std::string& signature = queue.front()->shape_signature();
   int64_t cap = policy.max_batch_size;
+  int64_t queued = 0;  // items of the oldest task's shape (counted when sharing)
   if (idle_workers > 1) {
-    int64_t queued = 0;
     for (const auto& t : queue) {
       if (t->shape_signature() == signature) queued += t->batch_size();
     }
@@ -36,7 +36,10 @@ BatchChoice ChooseBatch(const std::deque<std::unique_ptr<Task>>& queue, Time now
     }
   }
   Time due = queue.front()->timings().enqueued + policy.max_queue_delay;
-  if (total >= cap || now >= due || flush) return choice;
+  if (total >= cap || now >= due || flush) {
+    choice.share_left = cap < policy.max_batch_size && total < queued;
+    return choice;
+  }
   if (preferred_prefix > 0) {
     choice.picked.resize(preferred_prefix);
     return choice;

@@ -13,6 +13,8 @@
 //  - a batch that reaches its cap is dispatched at once; so is the longest
 //    prefix reaching a preferred batch size; otherwise the batch waits until
 //    the oldest task has waited max_queue_delay (or `flush` is set);
+//  - a batch cut at a fair share says so (share_left), so that the caller
+//    lets the other idle workers dispatch the rest without waiting;
 //  - with batching off, each task is a batch of its own.
 
 #include <deque>
@@ -34,6 +36,10 @@ struct BatchPolicy {
 struct BatchChoice {
   std::vector<size_t> picked;  // queue positions to take now; empty: wait
   Time wake_at = Time::max();  // when waiting: when a batch falls due (max: on arrivals only)
+  // The batch was cut at the caller's fair share and tasks of its shape
+  // remain: the other idle workers should take their shares now too, not
+  // wait for the delay (they see one idle worker fewer, hence a larger cap).
+  bool share_left = false;
 };
 
 // `idle_workers` counts the workers free to run a batch now, the caller

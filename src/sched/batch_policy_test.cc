@@ -87,6 +87,14 @@ TEST_F(BatchPolicyTest, IdleWorkersShareTheQueue) {
   EXPECT_EQ(Choose(/*idle=*/4).picked, Picked{0});
 }
 
+TEST_F(BatchPolicyTest, AShareCutSaysWhatIsLeftForTheOthers) {
+  for (int i = 0; i < 6; ++i) Add(1);
+  EXPECT_TRUE(Choose(/*idle=*/2).share_left);   // takes 3 of 6
+  EXPECT_FALSE(Choose(/*idle=*/1).share_left);  // takes all 6: nothing left to share
+  Add(1, "b");                                  // another shape is not the share's
+  EXPECT_TRUE(Choose(/*idle=*/2).share_left);
+}
+
 TEST_F(BatchPolicyTest, ALoneRequestRunsAtOnceWhenAnotherWorkerIsIdle) {
   Add(1);
   EXPECT_EQ(Choose(/*idle=*/2).picked, Picked{0});

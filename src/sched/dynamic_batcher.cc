@@ -76,14 +76,23 @@ void DynamicBatcher::Shutdown() {
 TaskBatch DynamicBatcher::FormBatch(Time now, Time* wake_at) {
   BatchPolicy policy{options_.batching, options_.max_batch_size, options_.max_queue_delay,
                      options_.preferred_batch_sizes};
-  BatchChoice choice = ChooseBatch(queue_, now, policy, idle_workers_, stopping_ || flushing_);
+  BatchChoice choice =
+      ChooseBatch(queue_, now, policy, idle_workers_, stopping_ || flushing_ || handoffs_ > 0);
   *wake_at = choice.wake_at;
+  if (!choice.picked.empty()) {
+    if (choice.share_left) {
+      handoffs_ = idle_workers_ - 1;  // the others idle now take their shares at once
+    } else if (handoffs_ > 0) {
+      --handoffs_;
+    }
+  }
   TaskBatch batch;
   for (size_t idx : choice.picked) batch.push_back(std::move(queue_[idx]));
   // Erase the moved-out slots, back to front to keep positions valid.
   for (auto it = choice.picked.rbegin(); it != choice.picked.rend(); ++it) {
     queue_.erase(queue_.begin() + static_cast<long>(*it));
   }
+  if (queue_.empty()) handoffs_ = 0;
   return batch;
 }
 

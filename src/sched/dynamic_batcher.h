@@ -70,6 +70,9 @@ class DynamicBatcher {
   bool stopping_ GUARDED_BY(mu_) = false;
   bool flushing_ GUARDED_BY(mu_) = false;
   int idle_workers_ GUARDED_BY(mu_) = 0;  // workers looking for a batch
+  // Batches still to dispatch at once because a worker took its fair share
+  // of a queue that several idle workers split (BatchChoice::share_left).
+  int handoffs_ GUARDED_BY(mu_) = 0;
   std::vector<std::thread> workers_;
 };
 

@@ -189,6 +189,52 @@ TEST(DynamicBatcherTest, FlushDispatchesAtOnceAndStillAccepts) {
   EXPECT_EQ(rec.WaitFor(2)[1], (std::vector<int>{3}));
 }
 
+TEST(DynamicBatcherTest, IdleWorkersSplittingAQueueAllDispatchAtOnce) {
+  // Worker A is held in the executor on task 1 while tasks 2..7 queue up
+  // (worker B alone waits for the delay). When A comes back, two workers are
+  // idle: A takes its share (and is held again), and B must take the rest at
+  // once, not wait for the delay. The clock never moves, so a wait for the
+  // delay would never end: the bounded wait below fails instead.
+  FakeClock clock;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool first_released = false, all_released = false;
+  std::vector<std::vector<int>> started;  // batches, as they enter the executor
+  DynamicBatcher::Options o = BatchingOptions(&clock);
+  o.num_workers = 2;
+  auto b = DynamicBatcher::Create(o, [&](int, TaskBatch& batch) {
+             std::unique_lock<std::mutex> l(mu);
+             std::vector<int> ids;
+             for (auto& t : batch) ids.push_back(static_cast<int>(t->inputs()[0].byte_size()));
+             started.push_back(ids);
+             cv.notify_all();
+             bool first = ids == std::vector<int>{1};
+             cv.wait(l, [&] { return first ? first_released : all_released; });
+             for (auto& t : batch) t->Complete(std::vector<Tensor>{});
+           }).value();
+  auto items_started = [&] {
+    size_t n = 0;
+    for (const auto& batch : started) n += batch.size();
+    return n;
+  };
+  Enqueue(b.get(), MakeTask(1));  // both idle: a share of one, at once
+  {
+    std::unique_lock<std::mutex> l(mu);
+    ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(30), [&] { return items_started() == 1; }));
+  }
+  for (int i = 2; i <= 7; ++i) Enqueue(b.get(), MakeTask(i));
+  std::unique_lock<std::mutex> l(mu);
+  first_released = true;
+  cv.notify_all();
+  bool all_started = cv.wait_for(l, std::chrono::seconds(30), [&] { return items_started() == 7; });
+  EXPECT_TRUE(all_started) << "tasks left waiting for the delay: " << 7 - items_started();
+  EXPECT_EQ(started.size(), 3u);  // {1}, then 2..7 in two shares, both running at once
+  all_released = true;
+  cv.notify_all();
+  l.unlock();
+  if (!all_started) clock.Advance(milliseconds(1));  // let the batcher finish
+}
+
 TEST(DynamicBatcherTest, ManyThreadsEveryTaskCompletesOnce) {
   Recorder rec;
   DynamicBatcher::Options o;
