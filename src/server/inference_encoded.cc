@@ -35,12 +35,12 @@ StatusOr<InferenceServer::EncodedLookup> InferenceServer::LookupEncoded(
 void InferenceServer::StoreEncoded(const CacheKey& key, const InferResponse& response,
                                    std::string encoded) {
   switch (response.cache) {
-    case CacheStatus::kMiss:
-    case CacheStatus::kHitMemory:
+    case CacheStatus::kHitMemory:  // a repeat: worth a second entry
     case CacheStatus::kHitDisk:
     case CacheStatus::kHitRedis:
     case CacheStatus::kCoalesced:
       break;
+    case CacheStatus::kMiss:   // maybe a one-off: the canonical entry is enough
     case CacheStatus::kNone:   // the model does not cache
     case CacheStatus::kStale:  // served past its TTL: nothing to keep
       return;

@@ -66,8 +66,10 @@ class InferenceServer {
   // is the cache stage taken early: admission (tenants, rate limits), once
   // it exists, must run before it as it does before Infer's.
   StatusOr<EncodedLookup> LookupEncoded(const EncodedRequest& request);
-  // Stores `encoded` for `key` when `response` may be memoized (it went
-  // through the cache and is not stale).
+  // Stores `encoded` for `key` when `response` may be memoized: it was
+  // answered from the cache (a hit or coalesced, not stale). So the memo
+  // starts at a request's first repeat, and one-off requests never take L1
+  // space twice.
   void StoreEncoded(const CacheKey& key, const InferResponse& response, std::string encoded);
 
   // Refreshes gauges that are sampled rather than counted (queue depths).
