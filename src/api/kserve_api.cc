@@ -220,18 +220,21 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
   auto prefs = std::make_shared<kserve::DecodedRequest>(std::move(decoded).value());
   std::optional<CacheKey> memo_key;
   if (!cc.no_store) memo_key = std::move(memo->key);
-  ctx->server->Infer(std::move(request), [ctx, prefs, respond, memo_key = std::move(memo_key)](
-                                             StatusOr<InferResponse> result) {
-    if (!result.ok()) {
-      respond.Send(ErrorResponse(result.status()));
-      return;
-    }
-    kserve::EncodedResponse enc = kserve::EncodeInferResponse(*result, *prefs);
-    // Stored before answering, like the canonical entry: a client that
-    // reads the answer and then invalidates must not see it stored after.
-    if (memo_key) ctx->server->StoreEncoded(*memo_key, *result, MemoPayload(enc));
-    respond.Send(InferHttpResponse(enc.body, enc.json_length, result->cache, result->age_s));
-  });
+  auto resolved = std::move(memo->version);
+  ctx->server->Infer(
+      std::move(request),
+      [ctx, prefs, respond, memo_key = std::move(memo_key)](StatusOr<InferResponse> result) {
+        if (!result.ok()) {
+          respond.Send(ErrorResponse(result.status()));
+          return;
+        }
+        kserve::EncodedResponse enc = kserve::EncodeInferResponse(*result, *prefs);
+        // Stored before answering, like the canonical entry: a client that
+        // reads the answer and then invalidates must not see it stored after.
+        if (memo_key) ctx->server->StoreEncoded(*memo_key, *result, MemoPayload(enc));
+        respond.Send(InferHttpResponse(enc.body, enc.json_length, result->cache, result->age_s));
+      },
+      std::move(resolved));
 }
 
 // Resolves {model}[/versions/{version}] for the metadata-style endpoints.

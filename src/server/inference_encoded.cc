@@ -13,6 +13,7 @@ StatusOr<InferenceServer::EncodedLookup> InferenceServer::LookupEncoded(
   Time start = options_.clock->Now();
   INFERD_ASSIGN_OR_RETURN(auto mv, options_.models->Get(request.model, request.version));
   EncodedLookup out;
+  out.version = mv;
   const ModelConfig& config = mv->config();
   if (!options_.cache || !config.response_cache.enabled || options_.encoded_max_bytes == 0 ||
       request.bytes.size() > options_.encoded_max_bytes) {

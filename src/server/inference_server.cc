@@ -158,7 +158,8 @@ Status InferenceServer::Validate(const ModelConfig& config, InferRequest& reques
   return Status::OK();
 }
 
-void InferenceServer::Infer(InferRequest request, InferCallback done) {
+void InferenceServer::Infer(InferRequest request, InferCallback done,
+                            std::shared_ptr<ModelVersion> resolved) {
   ServerMetrics* metrics = options_.metrics;
   metrics->inflight()->Add(1);
   auto call = std::make_shared<Call>();
@@ -168,12 +169,16 @@ void InferenceServer::Infer(InferRequest request, InferCallback done) {
 
   // 1. admission: no-op until tenants and rate limits exist.
   // 3. model (resolved first: the cache key needs the resolved version).
-  auto version = options_.models->Get(request.model, request.version);
-  if (!version.ok()) {
-    Finish(*call, version.status());
-    return;
+  if (resolved) {
+    call->mv = std::move(resolved);
+  } else {
+    auto version = options_.models->Get(request.model, request.version);
+    if (!version.ok()) {
+      Finish(*call, version.status());
+      return;
+    }
+    call->mv = std::move(version).value();
   }
-  call->mv = std::move(version).value();
   call->mm = metrics->For(call->mv->config().name, call->mv->version());
   if (Status st =
           Validate(call->mv->config(), request, &call->inputs, &call->batch, &call->signature);

@@ -40,7 +40,11 @@ class InferenceServer {
   };
   static StatusOr<std::unique_ptr<InferenceServer>> Create(const Options& options);
 
-  void Infer(InferRequest request, InferCallback done);
+  // `resolved`: the model version the caller already resolved for this
+  // request (LookupEncoded's), so that it is not looked up twice; null:
+  // resolved here from request.model and request.version.
+  void Infer(InferRequest request, InferCallback done,
+             std::shared_ptr<ModelVersion> resolved = nullptr);
 
   // Exact repeats (inference_encoded.cc). A protocol adapter may keep its
   // encoded response to a request, keyed by the request's bytes as received,
@@ -57,6 +61,7 @@ class InferenceServer {
     bool no_cache = false;      // Cache-Control: no-cache (no lookup)
   };
   struct EncodedLookup {
+    std::shared_ptr<ModelVersion> version;  // the resolved model version
     std::optional<CacheKey> key;            // set when the request may be memoized
     std::shared_ptr<const CacheEntry> hit;  // the stored encoded response
     int64_t age_s = 0;                      // of a hit
