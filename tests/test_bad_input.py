@@ -227,5 +227,31 @@ class StalledRequestTest(h.ServerTestCase):
         self.assert_408_and_closed(b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\n")
 
 
+class IdleConnectionTest(h.ServerTestCase):
+    """--http-idle-timeout-ms 300: a keep-alive connection that waits that
+    long for its next request is closed; one that is served is not."""
+
+    models = ("mlp",)
+    server_args = ("--http-idle-timeout-ms", 300)
+
+    def test_idle_keep_alive_connection_is_closed(self):
+        body, hdrs = h.encode_infer_request([h.Input("input", np.ones((1, 16), np.float32))])
+        with self.server.raw(timeout=60) as raw:
+            for _ in range(3):  # served requests keep the connection open
+                self.assertTrue(raw.send(h.request_bytes("POST", MLP, body, hdrs)))
+                r = raw.read_response()
+                self.assertEqual(r.status, 200, r.describe())
+            # Then nothing: the server closes it (bounded by the socket timeout).
+            self.assertEqual(raw.wait_closed(), b"", "bytes sent on an idle connection")
+        self.assertTrue(self.server.alive())
+        with self.server.client() as c:
+            r, _ = c.infer("mlp", [h.Input("input", np.ones((1, 16), np.float32))])
+            self.assertEqual(r.status, 200, r.describe())
+
+    def test_never_used_connection_is_closed(self):
+        with self.server.raw(timeout=60) as raw:
+            self.assertEqual(raw.wait_closed(), b"")
+
+
 if __name__ == "__main__":
     unittest.main()

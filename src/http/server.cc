@@ -48,9 +48,14 @@ struct ReadDeadline {
 };
 
 struct Session {
-  explicit Session(tcp::socket s) : stream(std::move(s)) {}
+  explicit Session(tcp::socket s) : stream(std::move(s)), idle_timer(stream.get_executor()) {}
   beast::tcp_stream stream;
   bool idle = true;
+  // Idle timeout, checked lazily: the timer is not moved per request; when
+  // it fires it closes the connection if it has been waiting for a request
+  // since `idle_since` for the whole timeout, else re-arms for what is left.
+  asio::steady_timer idle_timer;
+  std::chrono::steady_clock::time_point idle_since;
 };
 
 // A handler's answer on its way back to its connection. Handlers that
@@ -153,6 +158,23 @@ struct Server::Impl {
       response_counters[code].store(c, std::memory_order_release);
     }
     c->Increment();
+  }
+
+  // Arms s.idle_timer for `at` (see Session::idle_timer).
+  void ArmIdleTimer(Session& s, std::chrono::steady_clock::time_point at) {
+    s.idle_timer.expires_at(at);
+    s.idle_timer.async_wait([this, &s](error_code ec) {
+      if (ec) return;  // cancelled: the session may be gone, touch nothing
+      auto now = std::chrono::steady_clock::now();
+      if (!s.idle) {  // serving a request: look again one timeout later
+        ArmIdleTimer(s, now + options.idle_timeout);
+      } else if (now >= s.idle_since + options.idle_timeout) {
+        error_code ignored;
+        s.stream.socket().cancel(ignored);  // ends the wait for a request
+      } else {
+        ArmIdleTimer(s, s.idle_since + options.idle_timeout);
+      }
+    });
   }
 
   awaitable<void> AcceptLoop();
@@ -373,14 +395,18 @@ awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
   } unlink{worker, it};
 
   beast::flat_buffer buf;
+  s.idle_since = std::chrono::steady_clock::now();
+  ArmIdleTimer(s, s.idle_since + options.idle_timeout);
   // A connection's first request is served even during a drain: the client
   // connected before the listener closed and has likely sent it already.
   for (bool first = true; first || !draining.load(); first = false) {
     if (buf.size() == 0) {
       s.idle = true;
-      s.stream.expires_after(options.idle_timeout);
-      size_t n = co_await s.stream.async_read_some(buf.prepare(8192),
-                                                   asio::redirect_error(use_awaitable, ec));
+      s.idle_since = std::chrono::steady_clock::now();
+      // On the socket itself: the idle timer, not the stream's (which is
+      // only set around the stream's own reads and writes), bounds this wait.
+      size_t n = co_await s.stream.socket().async_read_some(
+          buf.prepare(8192), asio::redirect_error(use_awaitable, ec));
       s.idle = false;
       if (ec == asio::error::operation_aborted && draining.load()) {
         // A drain cancelled the wait; if a request had already arrived,
@@ -397,6 +423,7 @@ awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
     s.idle = false;
     if (!co_await ServeOne(s, buf)) break;
   }
+  s.idle_timer.cancel();
   s.stream.socket().shutdown(tcp::socket::shutdown_both, ec);
   s.stream.socket().close(ec);
 }
