@@ -160,19 +160,23 @@ struct Server::Impl {
     c->Increment();
   }
 
-  // Arms s.idle_timer for `at` (see Session::idle_timer).
-  void ArmIdleTimer(Session& s, std::chrono::steady_clock::time_point at) {
-    s.idle_timer.expires_at(at);
-    s.idle_timer.async_wait([this, &s](error_code ec) {
-      if (ec) return;  // cancelled: the session may be gone, touch nothing
+  // Arms the session's idle timer for `at` (see Session::idle_timer). The
+  // handler holds the session weakly: a timer that already fired may still
+  // run after the session ended (cancel() cannot recall it).
+  void ArmIdleTimer(const std::shared_ptr<Session>& session,
+                    std::chrono::steady_clock::time_point at) {
+    session->idle_timer.expires_at(at);
+    session->idle_timer.async_wait([this, weak = std::weak_ptr<Session>(session)](error_code ec) {
+      auto s = weak.lock();
+      if (ec || !s) return;  // cancelled, or the session is gone
       auto now = std::chrono::steady_clock::now();
-      if (!s.idle) {  // serving a request: look again one timeout later
+      if (!s->idle) {  // serving a request: look again one timeout later
         ArmIdleTimer(s, now + options.idle_timeout);
-      } else if (now >= s.idle_since + options.idle_timeout) {
+      } else if (now >= s->idle_since + options.idle_timeout) {
         error_code ignored;
-        s.stream.socket().cancel(ignored);  // ends the wait for a request
+        s->stream.socket().cancel(ignored);  // ends the wait for a request
       } else {
-        ArmIdleTimer(s, s.idle_since + options.idle_timeout);
+        ArmIdleTimer(s, s->idle_since + options.idle_timeout);
       }
     });
   }
@@ -386,7 +390,9 @@ awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
   error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
   socket.non_blocking(true, ec);  // WriteResponse writes directly first
-  Session s(std::move(socket));
+  // Shared only with the idle timer's handler, which holds it weakly.
+  auto session = std::make_shared<Session>(std::move(socket));
+  Session& s = *session;
   auto it = worker->sessions.insert(worker->sessions.end(), &s);
   struct Unlink {
     IoWorker* w;
@@ -396,7 +402,7 @@ awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
 
   beast::flat_buffer buf;
   s.idle_since = std::chrono::steady_clock::now();
-  ArmIdleTimer(s, s.idle_since + options.idle_timeout);
+  ArmIdleTimer(session, s.idle_since + options.idle_timeout);
   // A connection's first request is served even during a drain: the client
   // connected before the listener closed and has likely sent it already.
   for (bool first = true; first || !draining.load(); first = false) {
