@@ -135,7 +135,7 @@ CacheControl ParseCacheControl(boost::beast::string_view value) {
 }
 
 // An infer response: the encoded body, its framing and the cache headers.
-Response InferHttpResponse(std::string_view body, int64_t json_length, CacheStatus cache,
+Response InferHttpResponse(std::string body, int64_t json_length, CacheStatus cache,
                            int64_t age_s) {
   Response res{bh::status::ok, 11};
   if (json_length >= 0) {
@@ -144,7 +144,7 @@ Response InferHttpResponse(std::string_view body, int64_t json_length, CacheStat
   } else {
     res.set(bh::field::content_type, "application/json");
   }
-  res.body().assign(body.data(), body.size());
+  res.body() = std::move(body);
   if (cache != CacheStatus::kNone) {
     res.set("X-Inferd-Cache", CacheStatusName(cache));
     if (age_s >= 0) res.set(bh::field::age, std::to_string(age_s));
@@ -201,8 +201,8 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
     int64_t memo_json_length = -1;
     std::string_view memo_body;
     if (ParseMemoPayload(memo->hit->payload, &memo_json_length, &memo_body)) {
-      respond.Send(
-          InferHttpResponse(memo_body, memo_json_length, CacheStatus::kHitMemory, memo->age_s));
+      respond.Send(InferHttpResponse(std::string(memo_body), memo_json_length,
+                                     CacheStatus::kHitMemory, memo->age_s));
       return;
     }
   }
@@ -223,7 +223,8 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
   auto resolved = std::move(memo->version);
   ctx->server->Infer(
       std::move(request),
-      [ctx, prefs, respond, memo_key = std::move(memo_key)](StatusOr<InferResponse> result) {
+      [ctx, prefs, respond, memo_key = std::move(memo_key),
+       generation = memo->generation](StatusOr<InferResponse> result) {
         if (!result.ok()) {
           respond.Send(ErrorResponse(result.status()));
           return;
@@ -231,8 +232,11 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
         kserve::EncodedResponse enc = kserve::EncodeInferResponse(*result, *prefs);
         // Stored before answering, like the canonical entry: a client that
         // reads the answer and then invalidates must not see it stored after.
-        if (memo_key) ctx->server->StoreEncoded(*memo_key, *result, MemoPayload(enc));
-        respond.Send(InferHttpResponse(enc.body, enc.json_length, result->cache, result->age_s));
+        if (memo_key && ctx->server->AdmitEncoded(*memo_key, *result)) {
+          ctx->server->StoreEncoded(*memo_key, generation, *result, MemoPayload(enc));
+        }
+        respond.Send(
+            InferHttpResponse(std::move(enc.body), enc.json_length, result->cache, result->age_s));
       },
       std::move(resolved));
 }

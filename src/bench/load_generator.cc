@@ -58,6 +58,7 @@ struct LoadThread {
     http::Request& r = **scratch;
     r.body().assign(request.body());
     float mark[3] = {static_cast<float>(++unique_count), thread_index, run_nonce};
+    static_assert(sizeof(mark) == LoadSpec::kUniqueMarkBytes);
     if (unique_offset + sizeof(mark) <= r.body().size()) {
       std::memcpy(r.body().data() + unique_offset, mark, sizeof(mark));
     }

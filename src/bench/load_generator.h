@@ -40,6 +40,7 @@ struct LoadSpec {
   // a cache-friendly mix.
   double unique_fraction = 0;
   size_t unique_offset = 0;
+  static constexpr size_t kUniqueMarkBytes = 12;
 };
 
 struct LoadResult {

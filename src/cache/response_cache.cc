@@ -165,9 +165,15 @@ std::shared_ptr<const CacheEntry> ResponseCache::Probe(const CacheKey& key) {
   return entry;
 }
 
-void ResponseCache::StoreMemory(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) {
+void ResponseCache::StoreMemory(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
+                                uint64_t generation) {
+  if (this->generation() != generation) return;
   memory_->Put(key, std::move(entry));
+  // An invalidation that started meanwhile may have erased L1 before the Put.
+  if (this->generation() != generation) memory_->Erase(key);
 }
+
+void ResponseCache::EraseMemory(const CacheKey& key) { memory_->Erase(key); }
 
 std::optional<ResponseCache::Hit> ResponseCache::LookupStale(const CacheKey& key) {
   auto hit = memory_->Get(key, /*allow_stale=*/true);
@@ -249,22 +255,26 @@ void ResponseCache::Store(const CacheKey& key, std::shared_ptr<const CacheEntry>
 }
 
 Status ResponseCache::InvalidateModel(std::string_view model) {
+  generation_.fetch_add(1, std::memory_order_acq_rel);
   memory_->EraseModel(model);
   Status st;
   if (disk_) st = disk_->EraseModel(model);
   if (redis_) {
     if (Status r = redis_->EraseModel(model); !r.ok()) st = r;
   }
+  generation_.fetch_add(1, std::memory_order_acq_rel);
   return st;
 }
 
 Status ResponseCache::Clear() {
+  generation_.fetch_add(1, std::memory_order_acq_rel);
   memory_->Clear();
   Status st;
   if (disk_) st = disk_->Clear();
   if (redis_) {
     if (Status r = redis_->Clear(); !r.ok()) st = r;
   }
+  generation_.fetch_add(1, std::memory_order_acq_rel);
   return st;
 }
 

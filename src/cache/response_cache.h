@@ -12,6 +12,7 @@
 //
 // Threading: all methods safe from any thread.
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -86,7 +87,15 @@ class ResponseCache {
   // hit counts as an L1 hit, a miss is not counted (the request goes on to
   // its own Lookup, which counts it).
   std::shared_ptr<const CacheEntry> Probe(const CacheKey& key);
-  void StoreMemory(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
+  // Stores in L1 unless an invalidation (InvalidateModel, Clear) ran since
+  // `generation` was read: an entry derived from one read before an
+  // invalidation must not outlive it. A store that races an invalidation is
+  // undone.
+  void StoreMemory(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
+                   uint64_t generation);
+  void EraseMemory(const CacheKey& key);
+  // Moves when an invalidation starts and when it ends.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   // L1 always succeeds; a lower tier that cannot delete makes the result
   // Unavailable (naming the tier), after the other tiers were cleared.
   Status InvalidateModel(std::string_view model);
@@ -118,6 +127,7 @@ class ResponseCache {
   std::unique_ptr<LowerTier> disk_;
   std::unique_ptr<LowerTier> redis_;
   Coalescer coalescer_;
+  std::atomic<uint64_t> generation_{0};
   size_t max_pending_;
   Histogram* lookup_latency_[3] = {};       // per tier, seconds
   std::unique_ptr<Registry> own_registry_;  // when none is given

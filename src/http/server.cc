@@ -175,6 +175,9 @@ struct Server::Impl {
       } else if (now >= s->idle_since + options.idle_timeout) {
         error_code ignored;
         s->stream.socket().cancel(ignored);  // ends the wait for a request
+        // Armed again in case the read had completed already and the
+        // session goes on; cancelled when the session ends.
+        ArmIdleTimer(s, now + options.idle_timeout);
       } else {
         ArmIdleTimer(s, s->idle_since + options.idle_timeout);
       }

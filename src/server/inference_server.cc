@@ -82,6 +82,12 @@ void LogFailure(const std::string& model, const Status& st) {
 
 }  // namespace
 
+InferenceServer::InferenceServer(const Options& options) : options_(options) {
+  if (options_.cache && options_.encoded_max_bytes > 0) {
+    seen_ = std::make_unique<std::atomic<uint64_t>[]>(kSeenSlots);  // value-initialized: 0
+  }
+}
+
 StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Create(const Options& options) {
   if (!options.models || !options.metrics)
     return InvalidArgumentError("models and metrics are required");

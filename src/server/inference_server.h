@@ -63,6 +63,7 @@ class InferenceServer {
   struct EncodedLookup {
     std::shared_ptr<ModelVersion> version;  // the resolved model version
     std::optional<CacheKey> key;            // set when the request may be memoized
+    uint64_t generation = 0;                // the cache's, before any lookup
     std::shared_ptr<const CacheEntry> hit;  // the stored encoded response
     int64_t age_s = 0;                      // of a hit
   };
@@ -71,11 +72,17 @@ class InferenceServer {
   // is the cache stage taken early: admission (tenants, rate limits), once
   // it exists, must run before it as it does before Infer's.
   StatusOr<EncodedLookup> LookupEncoded(const EncodedRequest& request);
-  // Stores `encoded` for `key` when `response` may be memoized: it was
-  // answered from the cache (a hit or coalesced, not stale). So the memo
-  // starts at a request's first repeat, and one-off requests never take L1
-  // space twice.
-  void StoreEncoded(const CacheKey& key, const InferResponse& response, std::string encoded);
+  // Whether to memoize the encoded `response` to the request keyed `key`
+  // (then build the encoding and call StoreEncoded). Yes only when the
+  // response was answered from the cache (a hit or coalesced, not stale)
+  // and these exact bytes were seen before: so the memo starts at a
+  // request's first byte-identical repeat, and requests that never repeat
+  // byte for byte (a fresh "id" each time) never take L1 space twice.
+  bool AdmitEncoded(const CacheKey& key, const InferResponse& response);
+  // L1 only; dropped if the cache was invalidated since `generation`
+  // (EncodedLookup::generation) was read.
+  void StoreEncoded(const CacheKey& key, uint64_t generation, const InferResponse& response,
+                    std::string encoded);
 
   // Refreshes gauges that are sampled rather than counted (queue depths).
   void CollectGauges();
@@ -85,7 +92,7 @@ class InferenceServer {
 
  private:
   struct Call;  // one request's state on its way through the pipeline
-  explicit InferenceServer(const Options& options) : options_(options) {}
+  explicit InferenceServer(const Options& options);
   // 4-5: schedule on the model's batcher and execute; then OnExecuted.
   void Execute(std::shared_ptr<Call> call);
   void OnExecuted(std::shared_ptr<Call> call, StatusOr<std::vector<Tensor>> outputs,
@@ -107,6 +114,10 @@ class InferenceServer {
                   int64_t* batch, std::string* signature) const;
 
   Options options_;
+  // Exact-repeat doorkeeper: a direct-mapped table of recently seen memo
+  // digests (AdmitEncoded); 512 KiB, allocated when the memo is on.
+  static constexpr size_t kSeenSlots = size_t{1} << 16;
+  std::unique_ptr<std::atomic<uint64_t>[]> seen_;
 };
 
 }  // namespace inferd

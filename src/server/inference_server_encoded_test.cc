@@ -30,10 +30,18 @@ class EncodedMemoTest : public InferenceServerCacheTest {
       Result r = InferSync(Request("fill"));
       EXPECT_TRUE(r.ok()) << r.status().message();
       EXPECT_EQ(r->cache, want);
-      server_->StoreEncoded(*lookup->key, *r, encoded);
+      Offer(*lookup, *r, encoded);
       last = *r;
     }
     return last;
+  }
+
+  // What the API does with a response: admit, then store.
+  void Offer(const InferenceServer::EncodedLookup& lookup, const InferResponse& r,
+             const std::string& encoded) {
+    if (server_->AdmitEncoded(*lookup.key, r)) {
+      server_->StoreEncoded(*lookup.key, lookup.generation, r, encoded);
+    }
   }
 
   std::shared_ptr<const CacheEntry> Hit(const Encoded& request) {
@@ -82,7 +90,7 @@ TEST_F(EncodedMemoTest, ExpiresWithTheCanonicalEntryAndIsNeverServedStale) {
   Result stale = InferSync(Request("stale"));
   ASSERT_TRUE(stale.ok()) << stale.status().message();
   ASSERT_EQ(stale->cache, CacheStatus::kStale);
-  server_->StoreEncoded(*lookup->key, *stale, "STALE");
+  Offer(*lookup, *stale, "STALE");
   EXPECT_EQ(Hit(kBody), nullptr);
 }
 
@@ -111,8 +119,46 @@ TEST_F(EncodedMemoTest, OnlyForCachedModelsSmallBodiesAndKnownModels) {
   InferResponse uncached;
   uncached.cache = CacheStatus::kNone;
   uncached.cache_expires_us = clock_.WallMicros() + 1'000'000;
-  server_->StoreEncoded(*lookup->key, uncached, "X");
-  EXPECT_EQ(Hit(kBody), nullptr);
+  for (int i = 0; i < 2; ++i) EXPECT_FALSE(server_->AdmitEncoded(*lookup->key, uncached));
+}
+
+TEST_F(EncodedMemoTest, ANoCacheRefreshDropsTheMemo) {
+  FillMemo(kBody, "ENCODED");
+  Encoded refresh = kBody;
+  refresh.no_cache = true;
+  ASSERT_TRUE(server_->LookupEncoded(refresh).ok());
+  EXPECT_EQ(Hit(kBody), nullptr);  // the next repeat takes the canonical path
+}
+
+TEST_F(EncodedMemoTest, AStoreRacingAnInvalidationDoesNotSurviveIt) {
+  FillMemo(kBody, "ENCODED");
+  ASSERT_TRUE(cache_->InvalidateModel("m").ok());
+  FillMemo(kBody, "ENCODED");  // canonical entry and memo back
+  const Encoded other{"m", "", "json", R"({"inputs":[1.5,-2],"id":"x"})"};
+  // Seen once (miss), then a hit read before an invalidation...
+  for (int i = 0; i < 2; ++i) {
+    auto lookup = server_->LookupEncoded(other);
+    ASSERT_TRUE(lookup.ok());
+    Result r = InferSync(Request("fill"));
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    if (i == 1) ASSERT_TRUE(cache_->InvalidateModel("m").ok());  // ...stored after it
+    Offer(*lookup, *r, "OLD");
+  }
+  EXPECT_EQ(Hit(other), nullptr);
+}
+
+TEST_F(EncodedMemoTest, BodiesThatNeverRepeatExactlyAreNotMemoized) {
+  ASSERT_TRUE(InferSync(Request("fill")).ok());  // the canonical entry
+  for (int i = 0; i < 20; ++i) {
+    // Every request a canonical hit, but with its own id: never the same bytes.
+    const std::string body = R"({"id":")" + std::to_string(i) + R"(","inputs":[1.5,-2]})";
+    auto lookup = server_->LookupEncoded({"m", "", "json", body});
+    ASSERT_TRUE(lookup.ok());
+    Result r = InferSync(Request(std::to_string(i)));
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    ASSERT_EQ(r->cache, CacheStatus::kHitMemory);
+    EXPECT_FALSE(server_->AdmitEncoded(*lookup->key, *r)) << i;
+  }
 }
 
 }  // namespace
