@@ -145,7 +145,7 @@ StatusOr<BenchReport> RunBench(const BenchOptions& options) {
     if (payload.header_length == 0) {
       return InvalidArgumentError("--unique-fraction needs --payload binary");
     }
-    if (payload.body.size() < payload.header_length + LoadSpec::kUniqueMarkBytes) {
+    if (report.request_bytes < payload.header_length + LoadSpec::kUniqueMarkBytes) {
       return InvalidArgumentError("--unique-fraction needs at least " +
                                   std::to_string(LoadSpec::kUniqueMarkBytes) +
                                   " bytes of tensor data to mark requests unique");
