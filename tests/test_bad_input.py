@@ -200,6 +200,14 @@ class BadInputTest(h.ServerTestCase):
             self.assertEqual(r.status, 200, r.describe())
 
 
+def assert_still_serving(test):
+    """The server is up and answers a valid mlp request."""
+    test.assertTrue(test.server.alive())
+    with test.server.client() as c:
+        r, _ = c.infer("mlp", [h.Input("input", np.ones((1, 16), np.float32))])
+        test.assertEqual(r.status, 200, r.describe())
+
+
 class StalledRequestTest(h.ServerTestCase):
     """--http-read-timeout-ms 500: a request not complete 500 ms after its
     first byte gets 408 and the connection is closed."""
@@ -214,10 +222,7 @@ class StalledRequestTest(h.ServerTestCase):
             self.assertEqual(r.status, 408, r.describe())
             self.assertTrue(r.json().get("error"), r.describe())
             self.assertEqual(raw.wait_closed(), b"", "bytes after the 408 response")
-        self.assertTrue(self.server.alive())
-        with self.server.client() as c:
-            r, _ = c.infer("mlp", [h.Input("input", np.ones((1, 16), np.float32))])
-            self.assertEqual(r.status, 200, r.describe())
+        assert_still_serving(self)
 
     def test_stalled_body_is_408(self):
         head = h.request_bytes("POST", MLP, b"", {"Content-Type": "application/json"}, content_length=1000)
@@ -243,10 +248,7 @@ class IdleConnectionTest(h.ServerTestCase):
                 self.assertEqual(r.status, 200, r.describe())
             # Then nothing: the server closes it (bounded by the socket timeout).
             self.assertEqual(raw.wait_closed(), b"", "bytes sent on an idle connection")
-        self.assertTrue(self.server.alive())
-        with self.server.client() as c:
-            r, _ = c.infer("mlp", [h.Input("input", np.ones((1, 16), np.float32))])
-            self.assertEqual(r.status, 200, r.describe())
+        assert_still_serving(self)
 
     def test_never_used_connection_is_closed(self):
         with self.server.raw(timeout=60) as raw:
