@@ -368,6 +368,36 @@ def request_bytes(method, path, body=b"", headers=None, content_length=None):
     return head.encode() + body
 
 
+def raw_request_bytes(method, path, headers=(), body=b""):
+    """One request exactly as given: `path` (str or bytes) is sent as is and
+    `headers` is a list of (name, value) pairs, repeats allowed, nothing
+    added (no Host, no Content-Length)."""
+    target = path if isinstance(path, bytes) else path.encode("latin-1")
+    head = method.encode() + b" " + target + b" HTTP/1.1\r\n"
+    head += b"".join(("%s: %s\r\n" % kv).encode("latin-1") for kv in headers) + b"\r\n"
+    return head + body
+
+
+def assert_json_error(test, r, status, mentions=(), what=""):
+    """An error answer: `status` (an int or a collection of ints) and a body
+    {"error": "<non-empty string>"} that mentions every item of `mentions`
+    (case-insensitive; an item may be a tuple of alternatives). Returns the
+    message."""
+    statuses = (status,) if isinstance(status, int) else tuple(status)
+    test.assertIn(r.status, statuses, "%s: %s" % (what, r.describe()))
+    try:
+        error = r.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        test.fail("%s: body is not {\"error\": ...}: %s" % (what, r.describe()))
+    test.assertIsInstance(error, str, "%s: %s" % (what, r.describe()))
+    test.assertTrue(error, "%s: empty error message" % what)
+    for m in ((mentions,) if isinstance(mentions, str) else mentions):
+        alternatives = (m,) if isinstance(m, str) else m
+        test.assertTrue(any(a.lower() in error.lower() for a in alternatives),
+                        "%s: error %r should mention %s" % (what, error, " or ".join(map(repr, alternatives))))
+    return error
+
+
 class ConnectionClosed(Exception):
     pass
 
@@ -430,7 +460,9 @@ class RawConnection:
         data, self.buf = self.buf[:n], self.buf[n:]
         return data
 
-    def read_response(self):
+    def read_response(self, no_body=False):
+        """`no_body`: the answer to a HEAD request, whose Content-Length or
+        Transfer-Encoding describes a body that is not sent."""
         status_line = self._read_line()
         while status_line == b"":  # tolerate stray CRLF
             status_line = self._read_line()
@@ -449,7 +481,9 @@ class RawConnection:
         hmap = {k.lower(): v for k, v in headers}
         if status in (100, 101):
             return self.read_response() if status == 100 else Response(status, reason, headers, b"")
-        if hmap.get("transfer-encoding", "").lower() == "chunked":
+        if no_body:
+            body = b""
+        elif hmap.get("transfer-encoding", "").lower() == "chunked":
             body = b""
             while True:
                 size = int(self._read_line().split(b";")[0], 16)
@@ -651,6 +685,21 @@ def scrape(server):
         if r.status != 200:
             raise AssertionError("/metrics: " + r.describe())
         return r.body.decode()
+
+
+def metric_values(server, *names):
+    """One scrape: the sum of each metric's samples (None if it is absent)."""
+    samples = parse_metrics(scrape(server))
+    return tuple(metric_sum(samples, n) for n in names)
+
+
+def proc_status_bytes(pid, field):
+    """A `kB` field of /proc/PID/status (VmRSS, VmHWM, ...) in bytes."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
 
 
 def wait_until(predicate, timeout, what, interval=0.01):

@@ -170,18 +170,39 @@ bool ParseMemoPayload(std::string_view payload, int64_t* json_length, std::strin
   return true;
 }
 
-void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::string version,
-                 Responder respond) {
+// Inference-Header-Content-Length, -1 when absent. Repeated fields must
+// agree: which one a proxy or the server honours must never matter.
+StatusOr<int64_t> JsonLength(const Request& req) {
   int64_t json_length = -1;
-  auto hdr = req["Inference-Header-Content-Length"];
-  if (!hdr.empty()) {
+  std::string_view first;
+  auto [begin, end] = req.equal_range("Inference-Header-Content-Length");
+  for (auto it = begin; it != end; ++it) {
+    std::string_view hdr(it->value().data(), it->value().size());
+    if (it != begin) {
+      if (hdr != first) {
+        return InvalidArgumentError("conflicting Inference-Header-Content-Length headers ('" +
+                                    std::string(first) + "' and '" + std::string(hdr) + "')");
+      }
+      continue;
+    }
+    first = hdr;
     auto [p, ec] = std::from_chars(hdr.data(), hdr.data() + hdr.size(), json_length);
     if (ec != std::errc() || p != hdr.data() + hdr.size() || json_length < 0) {
-      respond.Send(ErrorResponse(InvalidArgumentError("invalid Inference-Header-Content-Length '" +
-                                                      std::string(hdr) + "'")));
-      return;
+      return InvalidArgumentError("invalid Inference-Header-Content-Length '" + std::string(hdr) +
+                                  "'");
     }
   }
+  return json_length;
+}
+
+void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::string version,
+                 Responder respond) {
+  auto json_length_or = JsonLength(req);
+  if (!json_length_or.ok()) {
+    respond.Send(ErrorResponse(json_length_or.status()));
+    return;
+  }
+  const int64_t json_length = *json_length_or;
   const CacheControl cc = ParseCacheControl(req[bh::field::cache_control]);
   // An exact repeat is answered from the memo; the lookup also resolves the
   // model, so an unknown model is a 404 whatever the body holds.
@@ -207,7 +228,7 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
     }
   }
   auto body = std::make_shared<const std::string>(std::move(req.body()));
-  auto decoded = kserve::DecodeInferRequest(body, json_length);
+  auto decoded = kserve::DecodeInferRequest(body, json_length, &memo->version->config());
   if (!decoded.ok()) {
     respond.Send(ErrorResponse(decoded.status()));
     return;
@@ -229,14 +250,21 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
           respond.Send(ErrorResponse(result.status()));
           return;
         }
-        kserve::EncodedResponse enc = kserve::EncodeInferResponse(*result, *prefs);
-        // Stored before answering, like the canonical entry: a client that
-        // reads the answer and then invalidates must not see it stored after.
-        if (memo_key && ctx->server->AdmitEncoded(*memo_key, *result)) {
-          ctx->server->StoreEncoded(*memo_key, generation, *result, MemoPayload(enc));
+        // On a backend thread: nothing may escape it (std::bad_alloc while
+        // encoding a large response, say); the client gets a 500 instead.
+        try {
+          kserve::EncodedResponse enc = kserve::EncodeInferResponse(*result, *prefs);
+          // Stored before answering, like the canonical entry: a client that
+          // reads the answer and then invalidates must not see it stored after.
+          if (memo_key && ctx->server->AdmitEncoded(*memo_key, *result)) {
+            ctx->server->StoreEncoded(*memo_key, generation, *result, MemoPayload(enc));
+          }
+          respond.Send(InferHttpResponse(std::move(enc.body), enc.json_length, result->cache,
+                                         result->age_s));
+        } catch (const std::exception& e) {
+          respond.Send(ErrorResponse(
+              InternalError(std::string("encoding the response failed: ") + e.what())));
         }
-        respond.Send(
-            InferHttpResponse(std::move(enc.body), enc.json_length, result->cache, result->age_s));
       },
       std::move(resolved));
 }
@@ -285,7 +313,7 @@ void RegisterKServeRoutes(http::Router* router, const ApiContext* ctx) {
   using V = http::Verb;
   router->Add(V::get, "/v2", [ctx](Request&&, const PathParams&, Responder r) {
     std::string body = "{\"name\":\"inferd\",\"version\":\"" + ctx->version +
-                       "\",\"extensions\":[\"binary_tensor_data\",\"model_repository\"]}";
+                       "\",\"extensions\":[\"binary_tensor_data\",\"model_configuration\"]}";
     r.Send(http::MakeJsonResponse(bh::status::ok, std::move(body)));
   });
   router->Add(V::get, "/v2/health/live", [](Request&&, const PathParams&, Responder r) {

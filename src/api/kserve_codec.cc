@@ -19,8 +19,9 @@ using simdjson::dom::element_type;
 // Appends JSON `data` (flat or nested) to `out` as `dtype` elements.
 class DataDecoder {
  public:
-  DataDecoder(const std::string& name, DataType dtype, std::string* out)
-      : name_(name), dtype_(dtype), out_(out) {}
+  // Fails as soon as the data holds more than `max_count` elements.
+  DataDecoder(const std::string& name, DataType dtype, int64_t max_count, std::string* out)
+      : name_(name), dtype_(dtype), max_count_(max_count), out_(out) {}
 
   Status Decode(element e, int depth = 0) {
     if (depth > 32) return Error("data is nested too deeply");
@@ -31,7 +32,10 @@ class DataDecoder {
       }
       return Status::OK();
     }
-    ++count_;
+    if (++count_ > max_count_) {
+      return Error("'data' has more than the " + std::to_string(max_count_) +
+                   " elements its shape holds");
+    }
     return Scalar(e);
   }
   int64_t count() const { return count_; }
@@ -124,6 +128,7 @@ class DataDecoder {
 
   const std::string& name_;
   DataType dtype_;
+  int64_t max_count_;
   std::string* out_;
   int64_t count_ = 0;
 };
@@ -162,8 +167,13 @@ StatusOr<bool> GetBoolParam(element obj, const char* key) {
 
 }  // namespace
 
+// The parser keeps its buffers between requests, sized by the largest body
+// it parsed; one over this size is freed after use, so that one large
+// request does not hold its memory for good.
+constexpr size_t kKeepParserCapacity = 4u << 20;
+
 StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> body,
-                                            int64_t json_length) {
+                                            int64_t json_length, const ModelConfig* model) {
   const std::string& b = *body;
   size_t jlen = b.size();
   if (json_length >= 0) {
@@ -175,8 +185,18 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
     jlen = static_cast<size_t>(json_length);
   }
   thread_local simdjson::dom::parser parser;
+  struct Shrink {
+    ~Shrink() {
+      if (parser.capacity() > kKeepParserCapacity) parser = simdjson::dom::parser{};
+    }
+  } shrink;
   element doc;
   if (auto err = parser.parse(b.data(), jlen).get(doc); err) {
+    if (json_length < 0 && b.find("\"binary_data_size\"") != std::string::npos) {
+      return InvalidArgumentError(
+          "the body is not all JSON and declares binary_data_size, but the request has no "
+          "Inference-Header-Content-Length header (the length of its JSON part)");
+    }
     return InvalidArgumentError(std::string("malformed JSON in request body: ") +
                                 simdjson::error_message(err));
   }
@@ -206,6 +226,7 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
     return InvalidArgumentError("request must have an 'inputs' array");
   }
   size_t binary_pos = jlen;
+  std::vector<bool> seen(model ? model->inputs.size() : 0, false);
   for (element in : inputs) {
     std::string_view sv;
     if (in["name"].get_string().get(sv) != simdjson::SUCCESS) {
@@ -225,11 +246,22 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
     }
     INFERD_ASSIGN_OR_RETURN(Shape shape, DecodeShape(name, shape_el));
     int64_t count = ElementCount(shape);
+    if (model) {
+      size_t index = 0;
+      INFERD_RETURN_IF_ERROR(model->CheckInput(name, *dtype, shape, &index));
+      if (seen[index]) return InvalidArgumentError("input '" + name + "' is given twice");
+      seen[index] = true;
+    }
 
-    element params, bsize;
+    element params, bsize, data;
     uint64_t binary_size = 0;
     bool is_binary = in["parameters"].get(params) == simdjson::SUCCESS &&
                      params["binary_data_size"].get(bsize) == simdjson::SUCCESS;
+    bool has_data = in["data"].get(data) == simdjson::SUCCESS;
+    if (is_binary && has_data) {
+      return InvalidArgumentError("input '" + name +
+                                  "' has both 'data' and parameters.binary_data_size: give one");
+    }
     if (is_binary) {
       if (bsize.get_uint64().get(binary_size) != simdjson::SUCCESS) {
         return InvalidArgumentError("input '" + name +
@@ -244,21 +276,37 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
         return InvalidArgumentError("input '" + name + "': binary_data_size " +
                                     std::to_string(binary_size) + " runs past the end of the body");
       }
+      if (*dtype != DataType::kBytes &&
+          binary_size != static_cast<uint64_t>(count) * DataTypeSize(*dtype)) {
+        return InvalidArgumentError(
+            "input '" + name + "': shape " + ShapeToString(shape) + " needs " +
+            std::to_string(static_cast<uint64_t>(count) * DataTypeSize(*dtype)) + " bytes of " +
+            std::string(DataTypeName(*dtype)) + ", binary_data_size is " +
+            std::to_string(binary_size));
+      }
       const auto* data = reinterpret_cast<const uint8_t*>(b.data() + binary_pos);
       out.request.inputs.push_back(
           {name, Tensor::View(*dtype, std::move(shape), data, binary_size, body)});
       binary_pos += binary_size;
       continue;
     }
-    element data;
-    if (in["data"].get(data) != simdjson::SUCCESS) {
+    if (!has_data) {
       return InvalidArgumentError("input '" + name +
                                   "' needs 'data' (or parameters.binary_data_size)");
+    }
+    // Each element takes at least two bytes of JSON ("1,"; a string "",
+    // three), so a count beyond that cannot be in the body: refuse it before
+    // reserving anything by it.
+    int64_t most = static_cast<int64_t>(jlen / (*dtype == DataType::kBytes ? 3 : 2) + 1);
+    if (count > most) {
+      return InvalidArgumentError("input '" + name + "': shape " + ShapeToString(shape) + " has " +
+                                  std::to_string(count) + " elements, more than a " +
+                                  std::to_string(jlen) + "-byte JSON body can hold");
     }
     std::string bytes;
     if (*dtype != DataType::kBytes)
       bytes.reserve(static_cast<size_t>(count) * DataTypeSize(*dtype));
-    DataDecoder dec(name, *dtype, &bytes);
+    DataDecoder dec(name, *dtype, count, &bytes);
     INFERD_RETURN_IF_ERROR(dec.Decode(data));
     if (dec.count() != count) {
       return InvalidArgumentError("input '" + name + "': shape " + ShapeToString(shape) + " has " +

@@ -1,14 +1,19 @@
 #pragma once
 // KServe v2 / Triton infer request and response codecs: JSON tensors (flat
 // or nested data) and the binary tensor data extension. Decoding validates
-// everything it can without the model config (datatype names, shapes,
-// element counts, value ranges) and names the offending input in errors.
+// datatype names, shapes, element counts and value ranges, and, given the
+// model config, names, datatypes and shapes against the model, each input
+// before its data is decoded. Nothing is allocated from a size the client
+// states before that size is checked against the body: a request's decoded
+// tensors take at most 4 bytes per byte of its JSON (8-byte numbers written
+// as "1,"), and binary tensors are views into the body.
 
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "common/status.h"
+#include "model/model_config.h"
 #include "server/infer_types.h"
 
 namespace inferd::kserve {
@@ -22,9 +27,12 @@ struct DecodedRequest {
 
 // `body` is the whole HTTP body; `json_length` is Inference-Header-Content-Length
 // (or -1 when absent: the body is all JSON). Binary inputs are views into
-// `body`, which the returned tensors keep alive.
+// `body`, which the returned tensors keep alive. `model`, when given, is
+// checked input by input while decoding (unknown names, datatypes, shapes,
+// duplicates).
 StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> body,
-                                            int64_t json_length);
+                                            int64_t json_length,
+                                            const ModelConfig* model = nullptr);
 
 // The "model" and optional "model_version" fields of a cache-warm line.
 StatusOr<std::pair<std::string, std::string>> DecodeWarmTarget(const std::string& json);

@@ -77,7 +77,8 @@ void AddBenchCommand(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--unique-fraction", o.unique_fraction,
                   "Share of requests made unique (binary payload); the rest repeat one request")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed for the payload data and Poisson arrivals")
       ->capture_default_str();
   cmd->callback([options] { RunBenchCommand(*options); });

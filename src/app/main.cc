@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   // A peer that goes away (a client, Redis) must be an error, not a signal.
   std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"inferd: a fast, dependable inference server (KServe v2 over HTTP)"};
+  app.set_version_flag("--version", std::string("inferd ") + INFERD_VERSION);
   app.require_subcommand(1);
   inferd::AddServeCommand(app);
 #ifdef INFERD_HAVE_BENCH

@@ -1,5 +1,7 @@
 #include "app/serve_command.h"
 
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -40,8 +42,20 @@ sigset_t BlockShutdownSignals() {
   return set;
 }
 
+// Raises the soft file-descriptor limit to the hard one, as nginx's
+// worker_rlimit_nofile would: connections, disk files and sockets to Redis
+// all count against it.
+void RaiseFileLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
 int RunServe(const ServeFlags& flags) {
   sigset_t signals = BlockShutdownSignals();
+  RaiseFileLimit();
   std::map<std::string, std::string> given;
   for (const auto& [key, opt] : flags.options) {
     if (opt->count() > 0) given[key] = flags.values.at(key);
@@ -72,9 +86,9 @@ int RunServe(const ServeFlags& flags) {
     }
   }
   if (s.GetInt("drain_timeout_s") < 0 || s.GetInt("max_body_bytes") < 0 ||
-      s.GetInt("cache.exact_repeat_max_bytes") < 0) {
-    std::cerr << "inferd serve: drain_timeout_s, max_body_bytes and cache.exact_repeat_max_bytes "
-                 "must be >= 0\n";
+      s.GetInt("cache.exact_repeat_max_bytes") < 0 || s.GetInt("http_max_connections") < 0) {
+    std::cerr << "inferd serve: drain_timeout_s, max_body_bytes, cache.exact_repeat_max_bytes and "
+                 "http_max_connections must be >= 0\n";
     return 2;
   }
   int64_t port = s.GetInt("http_port");
@@ -112,7 +126,7 @@ int RunServe(const ServeFlags& flags) {
     std::cerr << "inferd serve: " << server.status().message() << "\n";
     return 1;
   }
-  api::ApiContext ctx{server->get(), &registry};
+  api::ApiContext ctx{server->get(), &registry, INFERD_VERSION};
   http::Router router;
   api::RegisterKServeRoutes(&router, &ctx);
   api::RegisterAdminRoutes(&router, &ctx);
@@ -133,6 +147,7 @@ int RunServe(const ServeFlags& flags) {
   ho.max_header_bytes = static_cast<size_t>(std::max<int64_t>(1024, s.GetInt("max_header_bytes")));
   ho.read_timeout = std::chrono::milliseconds(s.GetInt("http_read_timeout_ms"));
   ho.idle_timeout = std::chrono::milliseconds(s.GetInt("http_idle_timeout_ms"));
+  ho.max_connections = s.GetInt("http_max_connections");
   ho.registry = &registry;
   auto http_server = http::Server::Create(ho, &router);
   if (!http_server.ok()) {
@@ -142,8 +157,8 @@ int RunServe(const ServeFlags& flags) {
   (*http_server)->Start();
   std::cout << "inferd: listening on http://" << ho.host << ":" << (*http_server)->port()
             << std::endl;
-  INFERD_LOG_INFO("serving {} on {}:{}", s.GetString("model_repository"), ho.host,
-                  (*http_server)->port());
+  INFERD_LOG_INFO("serving {} on {}:{} (at most {} connections)", s.GetString("model_repository"),
+                  ho.host, (*http_server)->port(), (*http_server)->max_connections());
 
   int sig = 0;
   sigwait(&signals, &sig);
@@ -189,6 +204,9 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
        "a request must arrive completely within this many ms of its first byte, else 408"},
       {"http_idle_timeout_ms", Type::kInt, "60000",
        "idle keep-alive connections are closed after this"},
+      {"http_max_connections", Type::kInt, "0",
+       "open connections beyond which a new one gets 503 and is closed; 0: the file-descriptor "
+       "limit less max(256, limit/8)"},
       {"drain_timeout_s", Type::kInt, "30", "on SIGTERM/SIGINT, time to finish in-flight requests"},
       {"log_level", Type::kString, "info", "trace, debug, info, warn, error or off"},
       {"cache.memory.max_bytes", Type::kInt, "268435456",
@@ -222,8 +240,23 @@ void AddServeCommand(CLI::App& root) {
   for (const auto& spec : ServeSettingSpecs()) {
     std::string help = spec.help + " [env " + Settings::EnvName(spec.key) + ", default '" +
                        spec.default_value + "']";
-    flags->options[spec.key] =
-        cmd->add_option(Settings::FlagName(spec.key), flags->values[spec.key], help);
+    CLI::Option* opt = cmd->add_option(Settings::FlagName(spec.key), flags->values[spec.key], help);
+    // The values are kept as text (settings parse them), so name the type.
+    switch (spec.type) {
+      case Type::kInt:
+        opt->type_name("INT");
+        break;
+      case Type::kDouble:
+        opt->type_name("FLOAT");
+        break;
+      case Type::kBool:
+        opt->type_name("BOOL");
+        break;
+      case Type::kString:
+        opt->type_name("TEXT");
+        break;
+    }
+    flags->options[spec.key] = opt;
   }
   cmd->callback([flags] {
     int rc = RunServe(*flags);

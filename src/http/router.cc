@@ -2,6 +2,8 @@
 
 #include <atomic>
 
+#include "http/request_reader.h"
+
 namespace inferd::http {
 namespace {
 
@@ -40,9 +42,52 @@ void Responder::Send(Response response) const {
   state_->sink(std::move(response));
 }
 
+namespace {
+
+// The length of the well-formed UTF-8 sequence at the start of `s`, or 0
+// (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF).
+size_t Utf8SequenceLength(std::string_view s) {
+  auto at = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  unsigned char c = at(0);
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xBF;  // range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (s.size() < n || at(1) < lo || at(1) > hi) return 0;
+  for (size_t i = 2; i < n; ++i) {
+    if (at(i) < 0x80 || at(i) > 0xBF) return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
 void AppendJsonEscaped(std::string* out, std::string_view s) {
   static const char* kHex = "0123456789abcdef";
-  for (char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      // Only valid UTF-8 goes into JSON; anything else becomes U+FFFD.
+      size_t n = Utf8SequenceLength(s.substr(i));
+      if (n == 0) {
+        *out += "\\ufffd";
+      } else {
+        out->append(s.data() + i, n);
+        i += n - 1;
+      }
+      continue;
+    }
     switch (c) {
       case '"':
         *out += "\\\"";
@@ -60,7 +105,7 @@ void AppendJsonEscaped(std::string* out, std::string_view s) {
         *out += "\\t";
         break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
           *out += "\\u00";
           *out += kHex[(c >> 4) & 0xf];
           *out += kHex[c & 0xf];
@@ -96,7 +141,19 @@ Router::Match Router::Find(Verb method, std::string_view path) const {
   m.status = Status::not_found;
   size_t q = path.find('?');
   if (q != std::string_view::npos) path = path.substr(0, q);
-  auto segs = Split(path);
+  std::vector<std::string> segs;
+  for (std::string_view raw : Split(path)) {
+    auto decoded = PercentDecode(raw);
+    if (!decoded) {
+      m.status = Status::bad_request;
+      m.error = "malformed percent-encoding in path segment '" + std::string(raw) + "'";
+      return m;
+    }
+    segs.push_back(std::move(*decoded));
+  }
+  // HEAD takes the GET route unless a HEAD route exists.
+  const Route* head_fallback = nullptr;
+  PathParams head_params;
   for (const Route& r : routes_) {
     if (r.segments.size() != segs.size()) continue;
     PathParams params;
@@ -104,8 +161,7 @@ Router::Match Router::Find(Verb method, std::string_view path) const {
     for (size_t i = 0; i < segs.size() && ok; ++i) {
       const std::string& p = r.segments[i];
       if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
-        params.values.emplace_back(std::string_view(p).substr(1, p.size() - 2),
-                                   std::string(segs[i]));
+        params.values.emplace_back(std::string_view(p).substr(1, p.size() - 2), segs[i]);
       } else {
         ok = p == segs[i];
       }
@@ -115,11 +171,22 @@ Router::Match Router::Find(Verb method, std::string_view path) const {
       m.handler = &r.handler;
       m.params = std::move(params);
       m.status = Status::ok;
+      m.allow.clear();
       return m;
+    }
+    if (method == Verb::head && r.method == Verb::get && !head_fallback) {
+      head_fallback = &r;
+      head_params = std::move(params);
     }
     m.status = Status::method_not_allowed;
     if (!m.allow.empty()) m.allow += ", ";
     m.allow += std::string(beast_http::to_string(r.method));
+  }
+  if (head_fallback) {
+    m.handler = &head_fallback->handler;
+    m.params = std::move(head_params);
+    m.status = Status::ok;
+    m.allow.clear();
   }
   return m;
 }

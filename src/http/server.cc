@@ -18,8 +18,13 @@
 #include <optional>
 #include <thread>
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include "common/logging.h"
 #include "common/mutex.h"
+#include "http/request_reader.h"
 
 namespace inferd::http {
 namespace {
@@ -128,8 +133,12 @@ auto AsyncAwait(std::shared_ptr<PendingResponse> pending, Token&& token) {
 
 }  // namespace
 
+// Body reads take up to this much at a time.
+constexpr size_t kReadChunk = 64u << 10;
+
 struct Server::Impl {
   Options options;
+  RequestReader::Options reader_options;
   const Router* router = nullptr;
   std::vector<std::unique_ptr<IoWorker>> workers;
   std::optional<tcp::acceptor> acceptor;
@@ -143,6 +152,20 @@ struct Server::Impl {
   Mutex mu;
   CondVar idle_cv;
   Family<Counter>* responses = nullptr;  // by status code; null without a registry
+  // Optional metrics (null without a registry).
+  Counter* internal_errors = nullptr;  // exceptions turned into 500s
+  Counter* rejected_connections = nullptr;
+  Gauge* in_progress_gauge = nullptr;
+  Gauge* connections_gauge = nullptr;
+  RateLimitedLog internal_error_log;
+  RateLimitedLog accept_error_log;
+  // Open connections, and the limit beyond which new ones get a 503.
+  std::atomic<int64_t> connections{0};
+  int64_t max_connections = 0;
+  // A spare descriptor, given up to take (and refuse) one connection when
+  // the process has run out of descriptors; -1 while given up. Accept loop
+  // only.
+  int reserve_fd = -1;
 
   // The counters by status code, resolved once each: no lock per response.
   std::array<std::atomic<Counter*>, 600> response_counters{};
@@ -186,20 +209,45 @@ struct Server::Impl {
 
   awaitable<void> AcceptLoop();
   awaitable<void> RunSession(tcp::socket socket, IoWorker* worker);
-  using RequestParser = beast_http::request_parser<beast_http::string_body>;
   awaitable<bool> ServeOne(Session& s, beast::flat_buffer& buf);
-  awaitable<error_code> ReadRequest(Session& s, beast::flat_buffer& buf, RequestParser& parser,
+  awaitable<Response> Dispatch(Request req);
+  Response InternalError(std::string_view what);
+  awaitable<error_code> ReadRequest(Session& s, beast::flat_buffer& buf, RequestReader& reader,
                                     bool* expired);
   awaitable<error_code> WriteResponse(Session& s, Response& res);
   awaitable<void> WriteError(Session& s, Status status, std::string_view message);
-  void RequestStarted() { in_progress.fetch_add(1); }
+  void StartSession(tcp::socket socket, IoWorker* w);
+  awaitable<void> Refuse(tcp::socket socket);
+  void RefuseNow(tcp::socket& socket);
+  void CloseIdleSessions();
+  void RequestStarted() {
+    in_progress.fetch_add(1);
+    if (in_progress_gauge) in_progress_gauge->Add(1);
+  }
   void RequestFinished() {
+    if (in_progress_gauge) in_progress_gauge->Add(-1);
     if (in_progress.fetch_sub(1) == 1) {
       MutexLock l(&mu);
       idle_cv.SignalAll();
     }
   }
 };
+
+static void LogSessionEnd(std::exception_ptr e) {
+  if (!e) return;
+  static RateLimitedLog log;
+  int64_t suppressed = 0;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    if (log.ShouldLog(&suppressed)) {
+      INFERD_LOG_ERROR("connection ended by an exception: {} ({} similar suppressed)", ex.what(),
+                       suppressed);
+    }
+  } catch (...) {
+    if (log.ShouldLog(&suppressed)) INFERD_LOG_ERROR("connection ended by an unknown exception");
+  }
+}
 
 awaitable<void> Server::Impl::AcceptLoop() {
   for (;;) {
@@ -209,13 +257,101 @@ awaitable<void> Server::Impl::AcceptLoop() {
         co_await acceptor->async_accept(w->ioc, asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
     if (ec) {
-      // E.g. out of file descriptors: back off briefly rather than spin.
-      INFERD_LOG_WARN("accept failed: {}", ec.message());
+      int64_t suppressed = 0;
+      if (accept_error_log.ShouldLog(&suppressed)) {
+        INFERD_LOG_WARN("accept failed: {} ({} similar suppressed)", ec.message(), suppressed);
+      }
+      if (ec == asio::error::no_descriptors && reserve_fd >= 0) {
+        // Out of descriptors: the client would wait unanswered in the
+        // kernel's queue. Free the spare one, take the client, refuse it.
+        ::close(reserve_fd);
+        tcp::socket refused(w->ioc);
+        error_code aec;
+        acceptor->accept(refused, aec);
+        if (!aec) RefuseNow(refused);
+        reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        continue;
+      }
+      // Back off briefly rather than spin.
       asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
       co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
-    asio::co_spawn(w->ioc, RunSession(std::move(socket), w), asio::detached);
+    if (connections.load() >= max_connections) {
+      CloseIdleSessions();  // make room for the next ones
+      asio::co_spawn(w->ioc, Refuse(std::move(socket)), LogSessionEnd);
+      continue;
+    }
+    StartSession(std::move(socket), w);
+  }
+}
+
+void Server::Impl::StartSession(tcp::socket socket, IoWorker* w) {
+  connections.fetch_add(1);
+  if (connections_gauge) connections_gauge->Add(1);
+  asio::co_spawn(w->ioc, RunSession(std::move(socket), w), LogSessionEnd);
+}
+
+// The answer to a connection over http_max_connections.
+static std::string RefusalBytes() {
+  std::string body = "{\"error\":\"too many connections (http_max_connections); retry later\"}";
+  return "HTTP/1.1 503 Service Unavailable\r\nServer: inferd\r\nContent-Type: "
+         "application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// Sends the 503 without waiting (it fits any socket buffer) and closes.
+void Server::Impl::RefuseNow(tcp::socket& socket) {
+  if (rejected_connections) rejected_connections->Increment();
+  static const std::string kBytes = RefusalBytes();
+  error_code ec;
+  socket.non_blocking(true, ec);
+  socket.write_some(asio::buffer(kBytes), ec);
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  // Drop what already arrived, so that closing does not reset the answer.
+  std::array<char, 4096> sink;
+  for (int i = 0; i < 16; ++i) {
+    socket.read_some(asio::buffer(sink), ec);
+    if (ec) break;
+  }
+  socket.close(ec);
+}
+
+// Refuses a connection: the 503, then a short lingering close so that the
+// client reads it, bounded to 200 ms.
+awaitable<void> Server::Impl::Refuse(tcp::socket socket) {
+  if (rejected_connections) rejected_connections->Increment();
+  static const std::string kBytes = RefusalBytes();
+  beast::tcp_stream stream(std::move(socket));
+  error_code ec;
+  stream.expires_after(std::chrono::milliseconds(200));
+  co_await asio::async_write(stream, asio::buffer(kBytes), asio::redirect_error(use_awaitable, ec));
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  std::array<char, 4096> sink;
+  for (int i = 0; i < 16 && !ec; ++i) {
+    co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
+  }
+  stream.socket().close(ec);
+}
+
+// At the connection limit: closes the longest-idle keep-alive connections
+// (up to 8 per I/O thread), as nginx reuses its idle connections.
+void Server::Impl::CloseIdleSessions() {
+  for (auto& w : workers) {
+    IoWorker* raw = w.get();
+    asio::post(raw->ioc, [raw] {
+      std::vector<Session*> idle;
+      for (Session* s : raw->sessions) {
+        if (s->idle) idle.push_back(s);
+      }
+      std::sort(idle.begin(), idle.end(),
+                [](Session* a, Session* b) { return a->idle_since < b->idle_since; });
+      if (idle.size() > 8) idle.resize(8);
+      for (Session* s : idle) {
+        error_code ignored;
+        s->stream.socket().cancel(ignored);
+      }
+    });
   }
 }
 
@@ -241,27 +377,21 @@ awaitable<void> Server::Impl::WriteError(Session& s, Status status, std::string_
   }
 }
 
-// Reads one request into `parser`. What is already buffered is parsed
+// Reads one request into `reader`. What is already buffered is parsed
 // synchronously (a small request that arrived whole costs no further I/O
 // and no timer); otherwise the rest is read under the read deadline, which
-// cancels the reads instead of closing the socket (as tcp_stream's own
-// expiry would), so that the client still gets its 408.
+// cancels the reads instead of closing the socket, so that the client still
+// gets its 408. Returns the I/O error that ended the read, if any; the
+// reader holds a protocol error.
 awaitable<error_code> Server::Impl::ReadRequest(Session& s, beast::flat_buffer& buf,
-                                                RequestParser& parser, bool* expired) {
-  error_code ec;
-  parser.eager(true);
-  while (buf.size() > 0 && !parser.is_done()) {
-    size_t n = parser.put(buf.data(), ec);
-    buf.consume(n);
-    if (ec == beast_http::error::need_more) {
-      ec = {};
-      break;
-    }
-    if (ec || n == 0) break;
-  }
-  if (ec || parser.is_done()) co_return ec;
+                                                RequestReader& reader, bool* expired) {
+  auto feed = [&] {
+    auto data = buf.data();
+    buf.consume(reader.Feed({static_cast<const char*>(data.data()), data.size()}));
+  };
+  feed();
+  if (reader.done() || reader.error()) co_return error_code{};
 
-  s.stream.expires_never();
   auto deadline = std::make_shared<ReadDeadline>();
   asio::steady_timer timer(s.stream.get_executor(), options.read_timeout);
   timer.async_wait([deadline, &s](error_code tec) {
@@ -270,17 +400,23 @@ awaitable<error_code> Server::Impl::ReadRequest(Session& s, beast::flat_buffer& 
     error_code ignored;
     s.stream.socket().cancel(ignored);
   });
-  if (!parser.is_header_done()) {
-    co_await beast_http::async_read_header(s.stream, buf, parser,
-                                           asio::redirect_error(use_awaitable, ec));
-  }
-  if (!ec && !parser.is_done() && parser.get()[beast_http::field::expect] == "100-continue" &&
-      parser.content_length().value_or(0) <= options.max_body_bytes) {
-    beast_http::response<beast_http::empty_body> cont{Status::continue_, 11};
-    co_await beast_http::async_write(s.stream, cont, asio::redirect_error(use_awaitable, ec));
-  }
-  if (!ec && !parser.is_done()) {
-    co_await beast_http::async_read(s.stream, buf, parser, asio::redirect_error(use_awaitable, ec));
+  error_code ec;
+  bool continue_sent = false;
+  while (!reader.done() && !reader.error()) {
+    if (!continue_sent && reader.wants_continue()) {
+      continue_sent = true;
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      co_await asio::async_write(s.stream.socket(), asio::buffer(kContinue),
+                                 asio::redirect_error(use_awaitable, ec));
+      if (ec) break;
+    }
+    // Header bytes stay buffered until the header is complete (bounded by
+    // max_header_bytes); body bytes are consumed as they arrive.
+    size_t n = co_await s.stream.socket().async_read_some(buf.prepare(kReadChunk),
+                                                          asio::redirect_error(use_awaitable, ec));
+    if (ec) break;
+    buf.commit(n);
+    feed();
   }
   deadline->finished = true;
   timer.cancel();
@@ -326,67 +462,92 @@ awaitable<error_code> Server::Impl::WriteResponse(Session& s, Response& res) {
 
 // Reads and answers one request. Returns false when the connection must close.
 awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
-  error_code ec;
-  beast_http::request_parser<beast_http::string_body> parser;
-  parser.header_limit(static_cast<uint32_t>(options.max_header_bytes));
-  parser.body_limit(options.max_body_bytes);
+  RequestReader reader(reader_options);
   bool expired = false;
-  ec = co_await ReadRequest(s, buf, parser, &expired);
-  if (ec) {
-    if (expired) {
-      co_await WriteError(s, Status::request_timeout,
-                          "request not received completely within " +
-                              std::to_string(options.read_timeout.count()) + " ms");
-    } else if (ec == beast_http::error::body_limit) {
-      co_await WriteError(s, Status::payload_too_large,
-                          "request body exceeds the limit of " +
-                              std::to_string(options.max_body_bytes) + " bytes (max_body_bytes)");
-    } else if (ec == beast_http::error::header_limit) {
-      co_await WriteError(
-          s, Status::request_header_fields_too_large,
-          "request header exceeds " + std::to_string(options.max_header_bytes) + " bytes");
-    } else if (ec != beast_http::error::end_of_stream && ec != beast_http::error::partial_message &&
-               ec != asio::error::eof && ec != asio::error::connection_reset &&
-               ec != asio::error::operation_aborted) {
-      co_await WriteError(s, Status::bad_request, "malformed HTTP request: " + ec.message());
-    }
+  error_code ec = co_await ReadRequest(s, buf, reader, &expired);
+  if (expired) {
+    co_await WriteError(s, Status::request_timeout,
+                        "request not received completely within " +
+                            std::to_string(options.read_timeout.count()) + " ms");
     co_return false;
   }
+  if (reader.error()) {
+    co_await WriteError(s, reader.error()->status, reader.error()->message);
+    co_return false;
+  }
+  if (ec || !reader.done()) co_return false;  // the client went away
 
-  Request req = parser.release();
+  Request req = reader.Release();
   bool keep_alive = req.keep_alive();
   unsigned version = req.version();
+  bool head = req.method() == Verb::head;
   RequestStarted();
+  struct Finished {
+    Impl* impl;
+    ~Finished() { impl->RequestFinished(); }
+  } finished{this};
   Response res;
-  std::string_view target(req.target().data(), req.target().size());
-  Router::Match m = router->Find(req.method(), target);
-  if (!m.handler) {
-    if (m.status == Status::method_not_allowed) {
-      res = MakeErrorResponse(m.status, "method " + std::string(req.method_string()) +
-                                            " is not allowed on " + std::string(target));
-      res.set(beast_http::field::allow, m.allow);
-    } else {
-      res = MakeErrorResponse(Status::not_found, "no such path: " + std::string(target));
-    }
-  } else {
-    auto pending = std::make_shared<PendingResponse>();
-    (*m.handler)(std::move(req), m.params,
-                 Responder([pending](Response r) { pending->Deliver(std::move(r)); }));
-    if (auto ready = pending->Take()) {
-      res = std::move(*ready);
-    } else {
-      res = co_await AsyncAwait(std::move(pending), use_awaitable);
-    }
+  std::string failure;
+  try {
+    res = co_await Dispatch(std::move(req));
+  } catch (const std::exception& e) {
+    failure = e.what();
+  } catch (...) {
+    failure = "unknown exception";
   }
+  if (!failure.empty()) res = InternalError(failure);
   keep_alive = keep_alive && !draining.load();
   res.version(version == 10 ? 10 : 11);
   res.keep_alive(keep_alive);
   res.set(beast_http::field::server, "inferd");
   res.prepare_payload();
+  if (head) res.body().clear();  // HEAD: GET's header, Content-Length included
   CountResponse(res.result_int());
   ec = co_await WriteResponse(s, res);
-  RequestFinished();
   co_return !ec && keep_alive;
+}
+
+// Routes `req` and waits for its handler's answer. An exception thrown by
+// the handler becomes a 500; one thrown later, on another thread, is the
+// handler's to catch (the Responder answers 500 if it is dropped unsent).
+awaitable<Response> Server::Impl::Dispatch(Request req) {
+  std::string_view target(req.target().data(), req.target().size());
+  Router::Match m = router->Find(req.method(), target);
+  if (!m.handler) {
+    if (m.status == Status::method_not_allowed) {
+      Response res = MakeErrorResponse(m.status, "method " + std::string(req.method_string()) +
+                                                     " is not allowed on " + std::string(target));
+      res.set(beast_http::field::allow, m.allow);
+      co_return res;
+    }
+    if (m.status == Status::bad_request) co_return MakeErrorResponse(m.status, m.error);
+    co_return MakeErrorResponse(Status::not_found, "no such path: " + std::string(target));
+  }
+  auto pending = std::make_shared<PendingResponse>();
+  {
+    // Held only around the call: if the handler drops its copy unsent, the
+    // Responder's last copy goes and answers 500 instead of hanging here.
+    Responder responder([pending](Response r) { pending->Deliver(std::move(r)); });
+    try {
+      (*m.handler)(std::move(req), m.params, responder);
+    } catch (const std::exception& e) {
+      responder.Send(InternalError(e.what()));
+    } catch (...) {
+      responder.Send(InternalError("unknown exception"));
+    }
+  }
+  if (auto ready = pending->Take()) co_return std::move(*ready);
+  co_return co_await AsyncAwait(std::move(pending), use_awaitable);
+}
+
+Response Server::Impl::InternalError(std::string_view what) {
+  if (internal_errors) internal_errors->Increment();
+  int64_t suppressed = 0;
+  if (internal_error_log.ShouldLog(&suppressed)) {
+    INFERD_LOG_ERROR("request failed with an exception: {} ({} similar suppressed)", what,
+                     suppressed);
+  }
+  return MakeErrorResponse(Status::internal_server_error, "internal error: " + std::string(what));
 }
 
 awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
@@ -398,10 +559,15 @@ awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
   Session& s = *session;
   auto it = worker->sessions.insert(worker->sessions.end(), &s);
   struct Unlink {
+    Impl* impl;
     IoWorker* w;
     std::list<Session*>::iterator it;
-    ~Unlink() { w->sessions.erase(it); }
-  } unlink{worker, it};
+    ~Unlink() {
+      w->sessions.erase(it);
+      impl->connections.fetch_sub(1);
+      if (impl->connections_gauge) impl->connections_gauge->Add(-1);
+    }
+  } unlink{this, worker, it};
 
   beast::flat_buffer buf;
   s.idle_since = std::chrono::steady_clock::now();
@@ -410,6 +576,8 @@ awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
   // connected before the listener closed and has likely sent it already.
   for (bool first = true; first || !draining.load(); first = false) {
     if (buf.size() == 0) {
+      // An idle connection keeps no large buffer from its last request.
+      if (buf.capacity() > 16384) buf.shrink_to_fit();
       s.idle = true;
       s.idle_since = std::chrono::steady_clock::now();
       // On the socket itself: the idle timer, not the stream's (which is
@@ -439,15 +607,45 @@ awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-Server::~Server() { Stop(); }
+Server::~Server() {
+  Stop();
+  if (impl_->reserve_fd >= 0) ::close(impl_->reserve_fd);
+}
+
+static int64_t DefaultMaxConnections() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 65536;
+  int64_t fds = static_cast<int64_t>(rl.rlim_cur);
+  // Headroom for the disk tier's files, Redis, upstreams, logs and models.
+  int64_t headroom = std::max<int64_t>(256, fds / 8);
+  return std::max<int64_t>(16, fds - headroom);
+}
 
 StatusOr<std::unique_ptr<Server>> Server::Create(const Options& options, const Router* router) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  impl->reader_options.max_body_bytes = options.max_body_bytes;
+  impl->reader_options.max_header_bytes = options.max_header_bytes;
   impl->router = router;
-  if (options.registry) {
-    impl->responses = options.registry->AddCounter("inferd_http_responses_total",
-                                                   "HTTP responses sent, by status code", {"code"});
+  impl->max_connections =
+      options.max_connections > 0 ? options.max_connections : DefaultMaxConnections();
+  impl->reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (Registry* r = options.registry) {
+    impl->responses = r->AddCounter("inferd_http_responses_total",
+                                    "HTTP responses sent, by status code", {"code"});
+    impl->internal_errors =
+        r->AddCounter("inferd_http_internal_errors_total",
+                      "Requests answered 500 because of an unexpected exception", {})
+            ->WithLabels({});
+    impl->rejected_connections =
+        r->AddCounter("inferd_http_rejected_connections_total",
+                      "Connections refused with 503 over http_max_connections", {})
+            ->WithLabels({});
+    impl->in_progress_gauge = r->AddGauge("inferd_http_requests_in_progress",
+                                          "HTTP requests read and not yet answered", {})
+                                  ->WithLabels({});
+    impl->connections_gauge =
+        r->AddGauge("inferd_http_connections", "Open HTTP connections", {})->WithLabels({});
   }
   int threads = std::max(1, options.threads);
   for (int i = 0; i < threads; ++i) impl->workers.push_back(std::make_unique<IoWorker>());
@@ -471,7 +669,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const Options& options, const R
 uint16_t Server::port() const { return impl_->port; }
 
 void Server::Start() {
-  asio::co_spawn(impl_->workers[0]->ioc, impl_->AcceptLoop(), asio::detached);
+  asio::co_spawn(impl_->workers[0]->ioc, impl_->AcceptLoop(), LogSessionEnd);
   for (auto& w : impl_->workers) {
     IoWorker* raw = w.get();
     raw->thread = std::thread([raw] {
@@ -494,7 +692,7 @@ void Server::StopAccepting() {
         IoWorker* w = impl_->workers[impl_->next_worker++ % impl_->workers.size()].get();
         tcp::socket socket(w->ioc);
         impl_->acceptor->accept(socket, ec);
-        if (!ec) asio::co_spawn(w->ioc, impl_->RunSession(std::move(socket), w), asio::detached);
+        if (!ec) impl_->StartSession(std::move(socket), w);
       }
       impl_->acceptor->close(ec);
     }
@@ -526,6 +724,8 @@ bool Server::WaitIdle(std::chrono::steady_clock::time_point deadline) {
 }
 
 int64_t Server::requests_in_progress() const { return impl_->in_progress.load(); }
+
+int64_t Server::max_connections() const { return impl_->max_connections; }
 
 void Server::Stop() {
   for (auto& w : impl_->workers) w->ioc.stop();

@@ -9,8 +9,11 @@
 // Limits and errors (each answered with {"error": ...}): a request whose
 // header or body is not complete `read_timeout` after its first byte: 408;
 // a body over max_body_bytes: 413; a header over max_header_bytes: 431;
-// malformed HTTP: 400. After such an error the connection is closed.
-// Keep-alive connections idle for `idle_timeout` are closed.
+// malformed HTTP: 400; the checks of RequestReader (Transfer-Encoding,
+// Content-Encoding). After such an error the connection is closed.
+// Keep-alive connections idle for `idle_timeout` are closed. A handler that
+// throws is answered 500 (logged, counted); the connection goes on.
+// HEAD is answered with GET's header and no body.
 //
 // Shutdown: StopAccepting() closes the listener; BeginDrain() makes every
 // further response carry Connection: close and closes idle connections;
@@ -41,6 +44,11 @@ class Server {
     std::chrono::milliseconds read_timeout{30000};
     std::chrono::milliseconds idle_timeout{60000};
     std::chrono::milliseconds write_timeout{30000};
+    // Open connections beyond which a new one gets 503 + Retry-After and is
+    // closed (idle keep-alive connections are closed first to make room).
+    // 0: the file-descriptor limit less max(256, limit / 8) for the disk
+    // tier, Redis and upstreams.
+    int64_t max_connections = 0;
     // Optional: counts every response as inferd_http_responses_total{code}.
     Registry* registry = nullptr;
   };
@@ -59,6 +67,7 @@ class Server {
   void Stop();  // stops and joins the I/O threads
 
   int64_t requests_in_progress() const;
+  int64_t max_connections() const;
 
  private:
   struct Impl;

@@ -1,5 +1,7 @@
 #include "model/model_config.h"
 
+#include <algorithm>
+
 #include <toml++/toml.h>
 
 #include <charconv>
@@ -112,6 +114,37 @@ Shape ModelConfig::FullShape(const TensorConfig& t) const {
   if (max_batch_size > 0) s.push_back(-1);
   s.insert(s.end(), t.dims.begin(), t.dims.end());
   return s;
+}
+
+Status ModelConfig::CheckInput(std::string_view name, DataType dtype, const Shape& shape,
+                               size_t* index) const {
+  auto it = std::find_if(inputs.begin(), inputs.end(),
+                         [&](const TensorConfig& c) { return c.name == name; });
+  if (it == inputs.end()) {
+    return InvalidArgumentError("unknown input '" + std::string(name) + "' for model '" +
+                                this->name + "'");
+  }
+  *index = static_cast<size_t>(it - inputs.begin());
+  if (dtype != it->dtype) {
+    return InvalidArgumentError("input '" + it->name + "' has datatype " +
+                                std::string(DataTypeName(dtype)) + ", model expects " +
+                                std::string(DataTypeName(it->dtype)));
+  }
+  Shape want = FullShape(*it);
+  bool ok = shape.size() == want.size();
+  for (size_t d = 0; ok && d < want.size(); ++d) {
+    ok = shape[d] >= 0 && (want[d] == -1 || want[d] == shape[d]);
+  }
+  if (!ok) {
+    return InvalidArgumentError("input '" + it->name + "' has shape " + ShapeToString(shape) +
+                                ", model expects " + ShapeToString(want));
+  }
+  if (max_batch_size > 0 && (shape[0] < 1 || shape[0] > max_batch_size)) {
+    return InvalidArgumentError("input '" + it->name + "' has batch size " +
+                                std::to_string(shape[0]) + ", model accepts 1 to " +
+                                std::to_string(max_batch_size));
+  }
+  return Status::OK();
 }
 
 StatusOr<ModelConfig> LoadModelConfig(const std::string& path, const std::string& name) {

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -59,6 +60,12 @@ struct ModelConfig {
   // The full shape a request tensor must match, with -1 for a variable
   // dimension (and for the batch dimension of batching models).
   Shape FullShape(const TensorConfig& t) const;
+
+  // Checks one request input against the declared inputs: a known name, its
+  // datatype, its shape against FullShape and its batch size against
+  // max_batch_size. *index receives the input's position in `inputs`.
+  // Cheap, and needs no tensor data: decoders call it before they allocate.
+  Status CheckInput(std::string_view name, DataType dtype, const Shape& shape, size_t* index) const;
 };
 
 // Parses and validates `path` for model `name`.

@@ -103,37 +103,13 @@ Status InferenceServer::Validate(const ModelConfig& config, InferRequest& reques
   std::vector<bool> seen(config.inputs.size(), false);
   *batch = config.max_batch_size > 0 ? -1 : 1;
   for (auto& in : request.inputs) {
-    auto it = std::find_if(config.inputs.begin(), config.inputs.end(),
-                           [&](const TensorConfig& c) { return c.name == in.name; });
-    if (it == config.inputs.end()) {
-      return InvalidArgumentError("unknown input '" + in.name + "' for model '" + config.name +
-                                  "'");
-    }
-    size_t idx = static_cast<size_t>(it - config.inputs.begin());
+    const Tensor& t = in.tensor;
+    size_t idx = 0;
+    INFERD_RETURN_IF_ERROR(config.CheckInput(in.name, t.dtype(), t.shape(), &idx));
     if (seen[idx]) return InvalidArgumentError("input '" + in.name + "' is given twice");
     seen[idx] = true;
-    const Tensor& t = in.tensor;
-    if (t.dtype() != it->dtype) {
-      return InvalidArgumentError("input '" + in.name + "' has datatype " +
-                                  std::string(DataTypeName(t.dtype())) + ", model expects " +
-                                  std::string(DataTypeName(it->dtype)));
-    }
-    Shape want = config.FullShape(*it);
-    bool ok = t.shape().size() == want.size();
-    for (size_t d = 0; ok && d < want.size(); ++d) {
-      ok = t.shape()[d] >= 0 && (want[d] == -1 || want[d] == t.shape()[d]);
-    }
-    if (!ok) {
-      return InvalidArgumentError("input '" + in.name + "' has shape " + ShapeToString(t.shape()) +
-                                  ", model expects " + ShapeToString(want));
-    }
     if (config.max_batch_size > 0) {
       int64_t b = t.shape()[0];
-      if (b < 1 || b > config.max_batch_size) {
-        return InvalidArgumentError("input '" + in.name + "' has batch size " + std::to_string(b) +
-                                    ", model accepts 1 to " +
-                                    std::to_string(config.max_batch_size));
-      }
       if (*batch != -1 && *batch != b) {
         return InvalidArgumentError("inputs disagree on the batch size (" + std::to_string(*batch) +
                                     " vs " + std::to_string(b) + ")");

@@ -1,0 +1,257 @@
+#include "http/request_reader.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cctype>
+#include <vector>
+
+namespace inferd::http {
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// The comma-separated tokens of every `field` line, lower-cased and trimmed;
+// empty list elements are skipped (RFC 9110 5.6.1).
+std::vector<std::string> Tokens(const Request& req, beast_http::field field) {
+  std::vector<std::string> out;
+  auto [begin, end] = req.equal_range(field);
+  for (auto it = begin; it != end; ++it) {
+    std::string_view v(it->value().data(), it->value().size());
+    size_t pos = 0;
+    while (pos <= v.size()) {
+      size_t comma = v.find(',', pos);
+      if (comma == std::string_view::npos) comma = v.size();
+      std::string_view t = v.substr(pos, comma - pos);
+      while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+      while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+      if (!t.empty()) out.push_back(Lower(t));
+      pos = comma + 1;
+    }
+  }
+  return out;
+}
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) {
+    if (!out.empty()) out += ", ";
+    out += s;
+  }
+  return out;
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// One inflate pass over `in` with `window_bits`; see Inflate.
+std::optional<HttpError> InflateWith(std::string_view in, int window_bits, bool multi_member,
+                                     size_t max_bytes, std::string* out) {
+  z_stream zs{};
+  if (inflateInit2(&zs, window_bits) != Z_OK) {
+    return HttpError{Status::internal_server_error, "cannot start the decompressor"};
+  }
+  struct End {
+    z_stream* zs;
+    ~End() { inflateEnd(zs); }
+  } end{&zs};
+  out->clear();
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = static_cast<uInt>(std::min<size_t>(in.size(), UINT32_MAX));
+  size_t in_left = in.size() - zs.avail_in;  // beyond 4 GiB; never in practice
+  size_t used = 0;
+  for (;;) {
+    if (used == out->size()) {
+      if (out->size() > max_bytes) break;
+      // Grow geometrically, never past the limit plus one byte (which
+      // tells an over-limit body from one exactly at the limit).
+      size_t grown = std::max<size_t>(out->size() * 2, 16u << 10);
+      out->resize(std::min(grown, max_bytes + 1));
+    }
+    zs.next_out = reinterpret_cast<Bytef*>(out->data() + used);
+    zs.avail_out = static_cast<uInt>(std::min<size_t>(out->size() - used, UINT32_MAX));
+    uInt before = zs.avail_out;
+    int rc = inflate(&zs, Z_NO_FLUSH);
+    used += before - zs.avail_out;
+    if (zs.avail_in == 0 && in_left > 0) {
+      zs.avail_in = static_cast<uInt>(std::min<size_t>(in_left, UINT32_MAX));
+      in_left -= zs.avail_in;
+    }
+    if (rc == Z_STREAM_END) {
+      if (zs.avail_in == 0) break;
+      if (!multi_member) {
+        return HttpError{Status::bad_request, "compressed body has data after its end"};
+      }
+      if (inflateReset(&zs) != Z_OK) {
+        return HttpError{Status::bad_request, "corrupt gzip member in the request body"};
+      }
+      continue;
+    }
+    if (rc == Z_BUF_ERROR && zs.avail_in == 0) {
+      return HttpError{Status::bad_request, "compressed request body is truncated"};
+    }
+    if (rc != Z_OK && rc != Z_BUF_ERROR) {
+      return HttpError{Status::bad_request,
+                       std::string("corrupt compressed request body: ") +
+                           (zs.msg ? zs.msg : "inflate error " + std::to_string(rc))};
+    }
+  }
+  if (used > max_bytes) {
+    return HttpError{Status::payload_too_large, "decompressed request body exceeds the limit of " +
+                                                    std::to_string(max_bytes) +
+                                                    " bytes (max_body_bytes)"};
+  }
+  out->resize(used);
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<HttpError> Inflate(std::string_view in, bool gzip, size_t max_bytes,
+                                 std::string* out) {
+  if (gzip) return InflateWith(in, 16 + MAX_WBITS, true, max_bytes, out);
+  // "deflate" is the zlib format (RFC 9110 8.4.1.2), but some clients send
+  // raw deflate: a zlib header is recognisable, so try it first.
+  auto err = InflateWith(in, MAX_WBITS, false, max_bytes, out);
+  if (err && err->status == Status::bad_request) {
+    auto raw = InflateWith(in, -MAX_WBITS, false, max_bytes, out);
+    if (!raw || raw->status != Status::bad_request) return raw;
+  }
+  return err;
+}
+
+std::optional<std::string> PercentDecode(std::string_view segment) {
+  if (segment.find('%') == std::string_view::npos) return std::string(segment);
+  std::string out;
+  out.reserve(segment.size());
+  for (size_t i = 0; i < segment.size(); ++i) {
+    if (segment[i] != '%') {
+      out += segment[i];
+      continue;
+    }
+    if (i + 2 >= segment.size()) return std::nullopt;
+    int hi = HexValue(segment[i + 1]), lo = HexValue(segment[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+RequestReader::RequestReader(const Options& options) : options_(options) {
+  parser_.header_limit(
+      static_cast<uint32_t>(std::min<size_t>(options.max_header_bytes, UINT32_MAX)));
+  parser_.body_limit(options.max_body_bytes);
+  parser_.eager(false);  // stop after the header, to check it before the body
+}
+
+RequestReader::~RequestReader() = default;
+
+bool RequestReader::header_done() const { return parser_.is_header_done(); }
+
+Verb RequestReader::method() const { return parser_.get().method(); }
+
+bool RequestReader::wants_continue() const {
+  if (!parser_.is_header_done() || parser_.is_done()) return false;
+  auto expect = parser_.get()[beast_http::field::expect];
+  return Lower(std::string_view(expect.data(), expect.size())) == "100-continue" &&
+         parser_.content_length().value_or(0) <= options_.max_body_bytes;
+}
+
+void RequestReader::Fail(Status status, std::string message) {
+  if (!error_) error_ = HttpError{status, std::move(message)};
+}
+
+size_t RequestReader::Feed(std::string_view data) {
+  size_t consumed = 0;
+  while (!done_ && !error_) {
+    boost::system::error_code ec;
+    size_t n = parser_.put(boost::asio::buffer(data.data() + consumed, data.size() - consumed), ec);
+    consumed += n;
+    if (ec && ec != beast_http::error::need_more) {
+      if (ec == beast_http::error::body_limit) {
+        Fail(Status::payload_too_large, "request body exceeds the limit of " +
+                                            std::to_string(options_.max_body_bytes) +
+                                            " bytes (max_body_bytes)");
+      } else if (ec == beast_http::error::header_limit) {
+        Fail(Status::request_header_fields_too_large,
+             "request header exceeds " + std::to_string(options_.max_header_bytes) + " bytes");
+      } else {
+        Fail(Status::bad_request, "malformed HTTP request: " + ec.message());
+      }
+      break;
+    }
+    if (parser_.is_header_done() && !header_checked_) {
+      CheckHeader();
+      if (error_) break;
+    }
+    if (parser_.is_done()) {
+      Finish();
+      break;
+    }
+    if (ec == beast_http::error::need_more || consumed == data.size()) break;
+    if (n == 0) break;
+  }
+  return consumed;
+}
+
+void RequestReader::CheckHeader() {
+  header_checked_ = true;
+  parser_.eager(true);  // the body in as few calls as the bytes allow
+  const Request& req = parser_.get();
+  if (req.count(beast_http::field::transfer_encoding) > 0) {
+    auto codings = Tokens(req, beast_http::field::transfer_encoding);
+    if (codings.size() != 1 || codings[0] != "chunked") {
+      Fail(Status::not_implemented,
+           "Transfer-Encoding '" + Join(codings) + "' is not supported: only 'chunked' is");
+      return;
+    }
+    if (req.count(beast_http::field::content_length) > 0) {
+      Fail(Status::bad_request,
+           "a request may not carry both Transfer-Encoding and Content-Length");
+      return;
+    }
+  }
+  for (const std::string& coding : Tokens(req, beast_http::field::content_encoding)) {
+    if (coding == "identity") continue;
+    if (coding != "gzip" && coding != "x-gzip" && coding != "deflate") {
+      Fail(Status::unsupported_media_type,
+           "Content-Encoding '" + coding + "' is not supported (gzip, deflate or identity)");
+      return;
+    }
+    if (!content_encoding_.empty()) {
+      Fail(Status::unsupported_media_type, "only one Content-Encoding is supported");
+      return;
+    }
+    content_encoding_ = coding;
+  }
+}
+
+void RequestReader::Finish() {
+  if (!content_encoding_.empty()) {
+    std::string decoded;
+    auto err = Inflate(parser_.get().body(), content_encoding_ != "deflate",
+                       options_.max_body_bytes, &decoded);
+    if (err) {
+      err->message = "Content-Encoding " + content_encoding_ + ": " + err->message;
+      error_ = std::move(err);
+      return;
+    }
+    Request& req = parser_.get();
+    req.body() = std::move(decoded);
+    req.erase(beast_http::field::content_encoding);
+  }
+  done_ = true;
+}
+
+Request RequestReader::Release() { return parser_.release(); }
+
+}  // namespace inferd::http

@@ -1,0 +1,87 @@
+#pragma once
+// RequestReader: turns the bytes of one connection into HTTP/1.1 requests,
+// one at a time, with every check that protects the server from what a
+// client sends. It does no I/O: the server feeds it what it read, and the
+// fuzz target feeds it arbitrary bytes.
+//
+// Checks, each an HttpError naming the problem:
+//   - malformed HTTP: 400; a header over max_header_bytes: 431;
+//   - a body over max_body_bytes (declared, received or decompressed): 413;
+//   - any Transfer-Encoding other than exactly "chunked" (RFC 9112 6.1):
+//     501; Transfer-Encoding together with Content-Length: 400;
+//   - Content-Encoding gzip, x-gzip and deflate (zlib or raw) are decoded
+//     after the body is complete, identity is ignored; any other coding:
+//     415; a corrupt compressed body: 400.
+// After an error the connection must be closed: the rest of the stream can
+// no longer be framed.
+//
+// Pipelining: Feed consumes only the bytes of the current request; what
+// follows stays with the caller for the next reader.
+//
+// Threading: one reader per request, used from one thread.
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "http/types.h"
+
+namespace inferd::http {
+
+struct HttpError {
+  Status status = Status::bad_request;
+  std::string message;
+};
+
+class RequestReader {
+ public:
+  struct Options {
+    size_t max_body_bytes = 64u << 20;    // after decompression too
+    size_t max_header_bytes = 16u << 10;  // request line and fields
+  };
+  explicit RequestReader(const Options& options);
+  ~RequestReader();
+  RequestReader(const RequestReader&) = delete;
+  RequestReader& operator=(const RequestReader&) = delete;
+
+  // Parses as much of `data` as belongs to this request; returns the number
+  // of bytes consumed. Call again with the unconsumed bytes plus new ones
+  // while neither done() nor error().
+  size_t Feed(std::string_view data);
+
+  bool header_done() const;
+  bool done() const { return done_; }
+  const std::optional<HttpError>& error() const { return error_; }
+  // After header_done(): the client sent "Expect: 100-continue" and its
+  // declared body fits.
+  bool wants_continue() const;
+  // The request method, valid after header_done().
+  Verb method() const;
+
+  // The finished request, body decoded. Only after done().
+  Request Release();
+
+ private:
+  void CheckHeader();
+  void Finish();
+  void Fail(Status status, std::string message);
+
+  Options options_;
+  beast_http::request_parser<beast_http::string_body> parser_;
+  bool header_checked_ = false;
+  bool done_ = false;
+  std::optional<HttpError> error_;
+  std::string content_encoding_;  // lower-case, "" for none or identity
+};
+
+// Inflates a gzip (windowBits 16+15) or deflate (zlib, else raw) body into
+// *out, failing with 413 past `max_bytes` of output and 400 on corruption.
+// Exposed for tests.
+std::optional<HttpError> Inflate(std::string_view in, bool gzip, size_t max_bytes,
+                                 std::string* out);
+
+// Decodes %XX escapes in one path segment; nullopt on a malformed escape.
+std::optional<std::string> PercentDecode(std::string_view segment);
+
+}  // namespace inferd::http
