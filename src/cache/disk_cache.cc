@@ -137,6 +137,15 @@ class DiskCache::EvictionCounter final : public rocksdb::EventListener {
   std::atomic<uint64_t> evicted_{0};
 };
 
+// Invalidations are acknowledged only once durable: the write-ahead log is
+// synced before DeleteRange returns, so a power loss right after the
+// answer cannot bring the erased entries back.
+static rocksdb::WriteOptions SyncedWrite() {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return wo;
+}
+
 std::string DiskCache::StorageKey(const CacheKey& key) {
   std::string k;
   k.reserve(key.model.size() + 17);
@@ -287,9 +296,10 @@ void DiskCache::WriteBatchToDb(const std::vector<PendingWrite>& batch) {
   std::shared_lock lock(db_mu_);
   rocksdb::Status s = db_ ? rocksdb::Status::OK() : rocksdb::Status::Aborted("database is closed");
   if (db_) {
-    rocksdb::WriteOptions wo;
-    wo.disableWAL = true;  // a cache: a crash may lose the memtable (see header)
-    s = db_->Write(wo, &wb);
+    // Through the write-ahead log, not synced: a process crash loses
+    // nothing written, a power loss what the OS had not yet written out
+    // (see header). The writer thread pays for it, not the request path.
+    s = db_->Write(rocksdb::WriteOptions(), &wb);
   }
   if (s.ok()) {
     writes_.fetch_add(batch.size(), std::memory_order_relaxed);
@@ -325,8 +335,7 @@ size_t DiskCache::EraseStoredModel(std::string_view model) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   for (it->Seek(begin); it->Valid(); it->Next()) ++erased;
   it.reset();
-  rocksdb::Status s =
-      db_->DeleteRange(rocksdb::WriteOptions(), db_->DefaultColumnFamily(), begin, end);
+  rocksdb::Status s = db_->DeleteRange(SyncedWrite(), db_->DefaultColumnFamily(), begin, end);
   if (!s.ok()) {
     errors_.fetch_add(1, std::memory_order_relaxed);
     INFERD_LOG_WARN("{}: erasing model '{}' failed: {}", PathContext(path()), model, s.ToString());
@@ -341,7 +350,7 @@ void DiskCache::DeleteAll() {
   std::string end = it->key().ToString() + '\0';  // just past the last key
   it.reset();
   rocksdb::Status s =
-      db_->DeleteRange(rocksdb::WriteOptions(), db_->DefaultColumnFamily(), rocksdb::Slice(), end);
+      db_->DeleteRange(SyncedWrite(), db_->DefaultColumnFamily(), rocksdb::Slice(), end);
   if (!s.ok()) {
     errors_.fetch_add(1, std::memory_order_relaxed);
     INFERD_LOG_WARN("{}: clear failed: {}", PathContext(path()), s.ToString());

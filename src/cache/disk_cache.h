@@ -31,11 +31,13 @@
 //     and deleted when read (counted in `expired`); files older than
 //     Options::file_ttl_s are dropped by FIFO compaction whatever they hold
 //     (counted in `evictions`).
-//   - Durability: Puts skip the RocksDB WAL (a crash loses at most the
-//     unflushed memtable; this is a cache); the destructor flushes memtables,
-//     so a clean restart serves every entry written before it. Deletions
-//     (EraseModel, corrupt or expired entries) go through the WAL, so an
-//     invalidation is never undone by a crash.
+//   - Durability: Puts go through the RocksDB WAL without sync (written by
+//     the background writer, off the request path): a process crash (kill
+//     -9) loses only what was still in the write queue; a power loss may
+//     also lose what the OS had not written out. The destructor flushes
+//     memtables. Deletions by invalidation (EraseModel, and the DeleteRange
+//     fallback of Clear) are synced writes, so once acknowledged an
+//     invalidation survives a crash and a power loss.
 //
 // Writes: Put never blocks. It appends to a WriteBehindQueue
 // (Options::write_queue_size) drained by one background writer thread in

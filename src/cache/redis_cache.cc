@@ -237,9 +237,7 @@ StatusOr<std::shared_ptr<const CacheEntry>> RedisCache::Get(const CacheKey& key)
 
 StatusOr<std::shared_ptr<const CacheEntry>> RedisCache::Decode(const CacheKey& key,
                                                                std::string_view value) {
-  StatusOr<std::string> raw = ZstdDecompress(value);
-  StatusOr<std::shared_ptr<const CacheEntry>> entry =
-      raw.ok() ? CacheEntry::Deserialize(*raw) : raw.status();
+  StatusOr<std::shared_ptr<const CacheEntry>> entry = DecodeRedisValue(value);
   if (!entry.ok()) {
     misses_.fetch_add(1, std::memory_order_relaxed);
     errors_.fetch_add(1, std::memory_order_relaxed);
@@ -380,11 +378,10 @@ size_t RedisCache::DeleteMatching(const std::string& pattern) {
   int saved = 0;
   do {
     Reply r = RedisCommand(c.get(), {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"}, &saved);
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_ARRAY) {
-      cursor.assign(r->element[0]->str, r->element[0]->len);
-      if (r->element[1]->elements == 0) continue;
-      r = RedisDeleteKeys(c.get(), *r->element[1], &del_cmd, &saved);
+    const redisReply* keys = nullptr;
+    if (r && ParseScanReply(*r, &cursor, &keys)) {
+      if (keys->elements == 0) continue;
+      r = RedisDeleteKeys(c.get(), *keys, &del_cmd, &saved);
     }
     if (!r) {
       static_cast<void>(Failure(c.get(), saved, "SCAN/UNLINK", &outcome));

@@ -124,6 +124,25 @@ RedisReply RedisDeleteKeys(redisContext* c, const redisReply& keys, std::string_
   }
 }
 
+StatusOr<std::shared_ptr<const CacheEntry>> DecodeRedisValue(std::string_view value) {
+  StatusOr<std::string> raw = ZstdDecompress(value);
+  if (!raw.ok()) return raw.status();
+  return CacheEntry::Deserialize(*raw);
+}
+
+bool ParseScanReply(const redisReply& reply, std::string* cursor, const redisReply** keys) {
+  if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 2) return false;
+  const redisReply* c = reply.element[0];
+  const redisReply* k = reply.element[1];
+  if (!c || !k || c->type != REDIS_REPLY_STRING || k->type != REDIS_REPLY_ARRAY) return false;
+  for (size_t i = 0; i < k->elements; ++i) {
+    if (!k->element[i] || k->element[i]->type != REDIS_REPLY_STRING) return false;
+  }
+  cursor->assign(c->str, c->len);
+  *keys = k;
+  return true;
+}
+
 bool IsRedisTimeout(const redisContext* c, int saved_errno) {
   if (c->err != REDIS_ERR_IO) return false;
   if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK || saved_errno == ETIMEDOUT ||

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "cache/cache_entry.h"
 #include "common/clock.h"
 #include "common/mutex.h"
 #include "common/status.h"
@@ -65,6 +66,15 @@ std::string ZstdCompress(std::string_view raw, int level);
 // Inflates one zstd frame with this thread's context; InvalidArgument when
 // `value` is not a frame of known size up to 256 MiB, or is corrupt.
 StatusOr<std::string> ZstdDecompress(std::string_view value);
+
+// A value read back from Redis: a zstd frame holding a serialized
+// CacheEntry. InvalidArgument on anything else.
+StatusOr<std::shared_ptr<const CacheEntry>> DecodeRedisValue(std::string_view value);
+
+// A SCAN reply: [cursor string, [key strings...]]. Sets *cursor and *keys
+// (the array reply inside `reply`); false for any other shape, including
+// keys that are not strings.
+bool ParseScanReply(const redisReply& reply, std::string* cursor, const redisReply** keys);
 
 // Escapes the glob characters of SCAN MATCH.
 std::string GlobEscape(std::string_view s);

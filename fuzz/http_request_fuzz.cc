@@ -1,0 +1,117 @@
+// Fuzz target: the HTTP request reader, bytes -> requests, with pipelining,
+// chunked and compressed bodies, delivered in pieces of a fuzzed size.
+// Invariants: the reader consumes no more than it is given; an error is a
+// 4xx/5xx with a message; a finished request respects the limits and
+// re-serializes (with Content-Length) to bytes that parse back to the same
+// method, target and body; routing its target never fails but with a
+// status, and every error body built from it is valid UTF-8 JSON.
+#include <simdjson.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "fuzz_check.h"
+#include "http/request_reader.h"
+#include "http/router.h"
+
+namespace {
+
+using namespace inferd::http;
+
+RequestReader::Options Limits() {
+  RequestReader::Options o;
+  o.max_body_bytes = 1 << 16;
+  o.max_header_bytes = 4096;
+  return o;
+}
+
+const Router& Routes() {
+  static Router* router = [] {
+    auto* r = new Router;
+    Handler h = [](Request&&, const PathParams&, Responder) {};
+    r->Add(Verb::get, "/v2", h);
+    r->Add(Verb::get, "/v2/models/{model}", h);
+    r->Add(Verb::post, "/v2/models/{model}/infer", h);
+    r->Add(Verb::post, "/v2/models/{model}/versions/{version}/infer", h);
+    r->Add(Verb::delete_, "/v2/cache/models/{model}", h);
+    return r;
+  }();
+  return *router;
+}
+
+void CheckJson(const std::string& body) {
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  FUZZ_CHECK(parser.parse(body).get(doc) == simdjson::SUCCESS);
+}
+
+void CheckRequest(Request& req) {
+  FUZZ_CHECK(req.body().size() <= Limits().max_body_bytes);
+  std::string_view target(req.target().data(), req.target().size());
+  Router::Match m = Routes().Find(req.method(), target);
+  if (!m.handler) {
+    FUZZ_CHECK(m.status == Status::not_found || m.status == Status::method_not_allowed ||
+               m.status == Status::bad_request);
+    if (m.status == Status::bad_request) FUZZ_CHECK(!m.error.empty());
+  }
+  CheckJson(MakeErrorResponse(Status::not_found, "no such path: " + std::string(target)).body());
+  for (const auto& [k, v] : m.params.values) {
+    CheckJson(MakeErrorResponse(Status::not_found, "unknown model '" + v + "'").body());
+  }
+
+  // Round trip with Content-Length framing.
+  std::string wire = std::string(req.method_string()) + " " + std::string(target) + " HTTP/1.1\r\n";
+  for (const auto& f : req.base()) {
+    if (f.name() == beast_http::field::content_length ||
+        f.name() == beast_http::field::transfer_encoding ||
+        f.name() == beast_http::field::content_encoding) {
+      continue;
+    }
+    wire += std::string(f.name_string()) + ": " + std::string(f.value()) + "\r\n";
+  }
+  wire += "Content-Length: " + std::to_string(req.body().size()) + "\r\n\r\n" + req.body();
+  RequestReader::Options big;
+  big.max_body_bytes = 1 << 20;
+  big.max_header_bytes = 1 << 20;
+  RequestReader again(big);
+  size_t n = again.Feed(wire);
+  FUZZ_CHECK(again.done());
+  FUZZ_CHECK(n == wire.size());
+  Request copy = again.Release();
+  FUZZ_CHECK(copy.method_string() == req.method_string());
+  FUZZ_CHECK(copy.target() == req.target());
+  FUZZ_CHECK(copy.body() == req.body());
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  const size_t step = 1 + data[0] % 97;  // how the bytes arrive
+  std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
+  std::string pending;
+  size_t pos = 0;
+  for (int requests = 0; requests < 32; ++requests) {
+    RequestReader reader(Limits());
+    for (;;) {
+      size_t n = reader.Feed(pending);
+      FUZZ_CHECK(n <= pending.size());
+      pending.erase(0, n);
+      if (reader.done() || reader.error() || pos >= in.size()) break;
+      pending.append(in.substr(pos, step));
+      pos += step;
+    }
+    if (reader.error()) {
+      unsigned code = static_cast<unsigned>(reader.error()->status);
+      FUZZ_CHECK(code >= 400 && code < 600);
+      FUZZ_CHECK(!reader.error()->message.empty());
+      CheckJson(MakeErrorResponse(reader.error()->status, reader.error()->message).body());
+      return 0;  // the connection closes
+    }
+    if (!reader.done()) return 0;  // the input ended inside a request
+    Request req = reader.Release();
+    CheckRequest(req);
+  }
+  return 0;
+}

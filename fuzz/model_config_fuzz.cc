@@ -1,0 +1,42 @@
+// Fuzz target: the model config.toml parser.
+// Invariants: the parser returns a Status (toml++'s exceptions never
+// escape); an accepted config holds what its validation promises.
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include "fuzz_check.h"
+#include "model/model_config.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace inferd;
+  std::string text(reinterpret_cast<const char*>(data), size);
+  auto config = ParseModelConfig(text, "config.toml", "m");
+  if (!config.ok()) {
+    FUZZ_CHECK(!config.status().message().empty());
+    return 0;
+  }
+  FUZZ_CHECK(config->max_batch_size >= 0);
+  FUZZ_CHECK(config->instance_count >= 1);
+  FUZZ_CHECK(!config->inputs.empty() && !config->outputs.empty());
+  for (const auto* list : {&config->inputs, &config->outputs}) {
+    std::set<std::string> names;
+    for (const TensorConfig& t : *list) {
+      FUZZ_CHECK(!t.name.empty());
+      FUZZ_CHECK(names.insert(t.name).second);
+      for (int64_t d : t.dims) FUZZ_CHECK(d == -1 || d > 0);
+      // A config's own full shape is accepted by CheckInput (with -1 read
+      // as 1 and the batch dimension as 1).
+      Shape shape = config->FullShape(t);
+      for (int64_t& d : shape) {
+        if (d == -1) d = 1;
+      }
+      size_t index;
+      if (list == &config->inputs) {
+        FUZZ_CHECK(config->CheckInput(t.name, t.dtype, shape, &index).ok());
+        FUZZ_CHECK(config->inputs[index].name == t.name);
+      }
+    }
+  }
+  return 0;
+}
