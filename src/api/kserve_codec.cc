@@ -276,13 +276,14 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
         return InvalidArgumentError("input '" + name + "': binary_data_size " +
                                     std::to_string(binary_size) + " runs past the end of the body");
       }
-      if (*dtype != DataType::kBytes &&
-          binary_size != static_cast<uint64_t>(count) * DataTypeSize(*dtype)) {
-        return InvalidArgumentError(
-            "input '" + name + "': shape " + ShapeToString(shape) + " needs " +
-            std::to_string(static_cast<uint64_t>(count) * DataTypeSize(*dtype)) + " bytes of " +
-            std::string(DataTypeName(*dtype)) + ", binary_data_size is " +
-            std::to_string(binary_size));
+      int64_t want = FixedByteSize(*dtype, shape);
+      if (*dtype != DataType::kBytes && (want < 0 || binary_size != static_cast<uint64_t>(want))) {
+        return InvalidArgumentError("input '" + name + "': shape " + ShapeToString(shape) +
+                                    " needs " +
+                                    (want < 0 ? std::string("more bytes than fit in 64 bits")
+                                              : std::to_string(want) + " bytes") +
+                                    " of " + std::string(DataTypeName(*dtype)) +
+                                    ", binary_data_size is " + std::to_string(binary_size));
       }
       const auto* data = reinterpret_cast<const uint8_t*>(b.data() + binary_pos);
       out.request.inputs.push_back(

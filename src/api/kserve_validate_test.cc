@@ -108,6 +108,15 @@ TEST(DecodeValidationTest, BinaryInputsMustMatchTheirShape) {
                 "both 'data' and parameters.binary_data_size");
 }
 
+TEST(DecodeValidationTest, BinarySizesNeverWrapAround) {
+  // 3 * 1537228672809129302 * 4 bytes wraps to 8 in 64 bits.
+  std::string json =
+      R"({"inputs":[{"name":"x","shape":[1,3,1,1537228672809129302],"datatype":"FP32",)"
+      R"("parameters":{"binary_data_size":8}}]})";
+  ExpectInvalid(Decode(json + "12345678", static_cast<int64_t>(json.size())),
+                "more bytes than fit in 64 bits");
+}
+
 TEST(DecodeValidationTest, BinaryBodyWithoutTheHeaderNamesTheHeader) {
   std::string json =
       R"({"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}]})";

@@ -59,8 +59,8 @@ Status CheckByteSize(const std::string& name, const Tensor& t) {
     }
     return Status::OK();
   }
-  size_t want = static_cast<size_t>(n) * DataTypeSize(t.dtype());
-  if (t.byte_size() != want) {
+  int64_t want = FixedByteSize(t.dtype(), t.shape());
+  if (want < 0 || t.byte_size() != static_cast<uint64_t>(want)) {
     return InvalidArgumentError("input '" + name + "': shape " + ShapeToString(t.shape()) +
                                 " needs " + std::to_string(want) + " bytes of " +
                                 std::string(DataTypeName(t.dtype())) + ", got " +

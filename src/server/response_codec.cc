@@ -67,7 +67,8 @@ StatusOr<std::vector<NamedTensor>> DecodeOutputs(std::shared_ptr<const CacheEntr
     if (count < 0) return bad;
     DataType dt = static_cast<DataType>(dtype);
     if (dt == DataType::kBytes ? !ValidateBytesElements(in.substr(pos, size), count)
-                               : size != static_cast<uint64_t>(count) * DataTypeSize(dt)) {
+                               : FixedByteSize(dt, shape) < 0 ||
+                                     size != static_cast<uint64_t>(FixedByteSize(dt, shape))) {
       return bad;
     }
     const auto* data = reinterpret_cast<const uint8_t*>(in.data() + pos);

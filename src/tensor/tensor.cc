@@ -14,6 +14,13 @@ int64_t ElementCount(const Shape& shape) {
   return n;
 }
 
+int64_t FixedByteSize(DataType dtype, const Shape& shape) {
+  int64_t n = ElementCount(shape);
+  int64_t width = static_cast<int64_t>(DataTypeSize(dtype));
+  if (n < 0 || dtype == DataType::kBytes || n > INT64_MAX / width) return -1;
+  return n * width;
+}
+
 std::string ShapeToString(const Shape& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) {

@@ -19,6 +19,10 @@ using Shape = std::vector<int64_t>;
 
 // Product of dims; -1 if any dim is negative or the product overflows int64.
 int64_t ElementCount(const Shape& shape);
+// The bytes a tensor of fixed-size `dtype` and `shape` holds; -1 when the
+// shape is invalid or the size does not fit in int64 (never wraps), and for
+// BYTES, whose size depends on its elements.
+int64_t FixedByteSize(DataType dtype, const Shape& shape);
 // "[1,3,224,224]"
 std::string ShapeToString(const Shape& shape);
 
