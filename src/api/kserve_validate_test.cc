@@ -117,6 +117,42 @@ TEST(DecodeValidationTest, BinarySizesNeverWrapAround) {
                 "more bytes than fit in 64 bits");
 }
 
+TEST(DecodeValidationTest, DataBeforeTheHeaderFieldsIsCheckedFirst) {
+  ModelConfig m = Mlp();
+  // 'data' comes first in the object, yet the unknown name is what fails.
+  ExpectInvalid(Decode(R"({"inputs":[{"data":[1,2,3,4],"datatype":"FP32","shape":[1,4],)"
+                       R"("name":"nope"}]})",
+                       -1, &m),
+                "unknown input 'nope'");
+  auto ok = Decode(R"({"outputs":[{"name":"output"}],"inputs":[{"data":[[1,2,3,4]],)"
+                   R"("shape":[1,4],"name":"input","datatype":"FP32"},{"shape":[1,1],)"
+                   R"("datatype":"INT64","data":[7],"name":"mask"}],"id":"x"})",
+                   -1, &m);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->request.id, "x");
+  ASSERT_EQ(ok->request.inputs.size(), 2u);
+  EXPECT_EQ(ok->request.inputs[1].tensor.byte_size(), 8u);
+  EXPECT_EQ(ok->request.outputs, std::vector<std::string>{"output"});
+}
+
+TEST(DecodeValidationTest, PaddedBodiesAreReadInPlace) {
+  auto body = std::make_shared<std::string>();
+  body->reserve(200);
+  *body = R"({"inputs":[{"name":"x","shape":[2],"datatype":"FP64","data":[1.5,-2]}]})";
+  auto r = DecodeInferRequest(body, -1, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->request.inputs[0].tensor.byte_size(), 16u);
+}
+
+TEST(DecodeValidationTest, DuplicateKeysAndTrailingBytesAreRefused) {
+  ExpectInvalid(Decode(R"({"inputs":[],"inputs":[]})"), "duplicate key 'inputs'");
+  ExpectInvalid(Decode(R"({"inputs":[{"name":"a","name":"b","datatype":"FP32","shape":[1],)"
+                       R"("data":[1]}]})"),
+                "one string 'name'");
+  ExpectInvalid(Decode(R"({"inputs":[]} {"inputs":[]})"), "malformed JSON");
+  ExpectInvalid(Decode("{\"inputs\":[],\"id\":\"\xff\"}"), "malformed JSON");
+}
+
 TEST(DecodeValidationTest, BinaryBodyWithoutTheHeaderNamesTheHeader) {
   std::string json =
       R"({"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}]})";

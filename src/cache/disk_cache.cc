@@ -3,6 +3,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
@@ -10,6 +11,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <ctime>
 #include <filesystem>
 #include <mutex>
 #include <system_error>
@@ -86,6 +88,13 @@ std::unique_ptr<rocksdb::Options> MakeDbOptions(const DiskCache::Options& o) {
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(kBlockCacheBytes);
   table.checksum = rocksdb::kXXH3;  // verified on every read (ReadOptions below)
+  if (o.bloom_bits_per_key > 0) {
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(o.bloom_bits_per_key));
+    table.whole_key_filtering = true;
+    // Filters and indexes stay in memory beside the block cache, not in it,
+    // so that a burst of data blocks never evicts them.
+    table.cache_index_and_filter_blocks = false;
+  }
   db->table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
 
   // Keep RocksDB's own files small: its LOG and MANIFEST count on disk too.
@@ -167,6 +176,41 @@ Status DiskCache::OpenDb(const std::string& path, const rocksdb::Options& db_opt
   return Status::OK();
 }
 
+// Opens the database; if RocksDB finds it damaged (a truncated or corrupt
+// SST file, a bad CURRENT or MANIFEST), moves the directory aside to
+// "<path>.damaged-<unix time>", logs what it did and starts empty, rather
+// than run without the tier on every restart. Other failures (permissions,
+// a lock held by another process) are returned as they are.
+Status DiskCache::OpenOrRecover(const std::string& path, const rocksdb::Options& db_options,
+                                std::unique_ptr<rocksdb::DB>* db, bool* recovered) {
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path, &raw);
+  if (s.ok()) {
+    db->reset(raw);
+    return Status::OK();
+  }
+  bool damaged = s.IsCorruption() ||
+                 (s.IsIOError() && s.ToString().find("No such file") != std::string::npos) ||
+                 s.IsNotFound();
+  if (!damaged) {
+    return UnavailableError(PathContext(path) + ": cannot open RocksDB: " + s.ToString());
+  }
+  std::string aside = path + ".damaged-" + std::to_string(std::time(nullptr));
+  std::error_code ec;
+  std::filesystem::rename(path, aside, ec);
+  if (!ec) std::filesystem::create_directories(path, ec);
+  if (ec) {
+    return UnavailableError(PathContext(path) + ": the database is damaged (" + s.ToString() +
+                            ") and could not be moved aside: " + ec.message());
+  }
+  INFERD_LOG_ERROR(
+      "{}: the database is damaged ({}); moved it to '{}' and started an empty one. Delete "
+      "that directory once inspected.",
+      PathContext(path), s.ToString(), aside);
+  *recovered = true;
+  return OpenDb(path, db_options, db);
+}
+
 StatusOr<std::unique_ptr<DiskCache>> DiskCache::Create(const Options& options) {
   if (options.path.empty()) return InvalidArgumentError("disk cache: path is empty");
   if (options.max_bytes < kMiB) {
@@ -192,12 +236,17 @@ StatusOr<std::unique_ptr<DiskCache>> DiskCache::Create(const Options& options) {
                     CompressionName(db_options->compression));
   }
   std::unique_ptr<rocksdb::DB> db;
-  INFERD_RETURN_IF_ERROR(OpenDb(options.path, *db_options, &db));
+  bool recovered = false;
+  INFERD_RETURN_IF_ERROR(OpenOrRecover(options.path, *db_options, &db, &recovered));
   INFERD_LOG_INFO("disk cache at '{}': max {} MiB, {} compression", options.path,
                   options.max_bytes / kMiB, CompressionName(db_options->compression));
   Clock* clock = options.clock ? options.clock : Clock::System();
   std::unique_ptr<DiskCache> cache(
       new DiskCache(options, clock, std::move(db_options), std::move(db), std::move(evictions)));
+  if (recovered) {
+    cache->recoveries_ = 1;
+    cache->errors_.fetch_add(1, std::memory_order_relaxed);
+  }
   WriteBehindQueue::Options q;
   q.capacity = options.write_queue_size;
   q.max_batch = kMaxBatch;
@@ -404,6 +453,7 @@ DiskCache::Stats DiskCache::GetStats() {
   st.hits = hits_.load(std::memory_order_relaxed);
   st.misses = misses_.load(std::memory_order_relaxed);
   st.errors = errors_.load(std::memory_order_relaxed);
+  st.recoveries = recoveries_;
   st.writes = writes_.load(std::memory_order_relaxed);
   st.dropped_writes = queue_->GetStats().dropped;
   st.expired = expired_.load(std::memory_order_relaxed);

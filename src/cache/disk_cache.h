@@ -12,6 +12,10 @@
 //     never stored. Value = CacheEntry::Serialize() (has its own checksum).
 //   - Compression: zstd at Options::zstd_level for every level; if this
 //     RocksDB lacks zstd, LZ4, then Snappy, then none (logged at Create).
+//   - Lookups: each SST file has a bloom filter (Options::bloom_bits_per_key,
+//     10: about 1% false positives), kept in memory with its index, so a Get
+//     reads a data block of about one file instead of one per file; a
+//     damaged file then hurts only the lookups of the keys it holds.
 //   - Integrity: RocksDB block checksums are verified on every read, and the
 //     value's own checksum by CacheEntry::Deserialize. A corrupt entry (either
 //     check) is a miss, counted in `errors`, and deleted.
@@ -97,6 +101,10 @@ class DiskCache {
     uint64_t file_ttl_s = 7 * 24 * 3600;
     // Source of wall time for TTLs; nullptr means Clock::System().
     Clock* clock = nullptr;
+    // Bits per key of each SST file's bloom filter; 0 disables the filters
+    // (for benchmarks). With FIFO compaction every file spans the whole key
+    // range, so without them a lookup reads a block of every file.
+    int bloom_bits_per_key = 10;
   };
 
   struct Stats {
@@ -109,6 +117,7 @@ class DiskCache {
     uint64_t evictions = 0;       // entries in SST files deleted by the size cap or file TTL
     uint64_t approx_bytes = 0;    // SST files + memtables
     uint64_t approx_entries = 0;  // RocksDB's estimate (counts some deleted keys)
+    uint64_t recoveries = 0;      // 1 when a damaged database was moved aside at open
   };
 
   // Fails with a Status naming the path and the reason when the directory
@@ -157,6 +166,8 @@ class DiskCache {
 
   DiskCache(const Options& options, Clock* clock, std::unique_ptr<rocksdb::Options> db_options,
             std::unique_ptr<rocksdb::DB> db, std::shared_ptr<EvictionCounter> evictions);
+  static Status OpenOrRecover(const std::string& path, const rocksdb::Options& db_options,
+                              std::unique_ptr<rocksdb::DB>* db, bool* recovered);
   static Status OpenDb(const std::string& path, const rocksdb::Options& db_options,
                        std::unique_ptr<rocksdb::DB>* db);
   // The write queue's batch writer (runs on its writer thread).
@@ -185,6 +196,7 @@ class DiskCache {
 
   RateLimitedLog error_log_;
   std::atomic<uint64_t> hits_{0}, misses_{0}, errors_{0}, writes_{0}, expired_{0};
+  uint64_t recoveries_ = 0;  // set once in Create
 
   // Set by Create once the object is built (its batch writer uses `this`);
   // shut down first by the destructor.

@@ -220,6 +220,9 @@ void RequestReader::CheckHeader() {
       return;
     }
   }
+  if (auto length = parser_.content_length(); length && *length <= options_.max_body_bytes) {
+    parser_.get().body().reserve(static_cast<size_t>(*length) + options_.body_padding);
+  }
   for (const std::string& coding : Tokens(req, beast_http::field::content_encoding)) {
     if (coding == "identity") continue;
     if (coding != "gzip" && coding != "x-gzip" && coding != "deflate") {
@@ -245,6 +248,7 @@ void RequestReader::Finish() {
       error_ = std::move(err);
       return;
     }
+    decoded.reserve(decoded.size() + options_.body_padding);
     Request& req = parser_.get();
     req.body() = std::move(decoded);
     req.erase(beast_http::field::content_encoding);

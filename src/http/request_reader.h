@@ -39,6 +39,10 @@ class RequestReader {
   struct Options {
     size_t max_body_bytes = 64u << 20;    // after decompression too
     size_t max_header_bytes = 16u << 10;  // request line and fields
+    // Spare capacity left after the body, so that a parser that reads past
+    // the end (simdjson reads up to 64 bytes) can read the body in place
+    // instead of copying it.
+    size_t body_padding = 64;
   };
   explicit RequestReader(const Options& options);
   ~RequestReader();
