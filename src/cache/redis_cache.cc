@@ -82,6 +82,7 @@ StatusOr<RedisCache::Conn> RedisCache::Connect(Outcome* outcome) {
     return UnavailableError("redis: cannot allocate a context");
   }
   if (c->err != 0) return Failure(c.get(), saved, "connect", outcome);
+  BoundRedisReplies(c->reader);
   if (redisSetTimeout(c.get(), ToTimeval(options_.op_timeout)) != REDIS_OK) {
     return Failure(c.get(), errno, "set timeout", outcome);
   }

@@ -1,8 +1,12 @@
 #include "cache/redis_support.h"
 
 #include <hiredis/hiredis.h>
+
 #include <signal.h>
 #include <zstd.h>
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include <cerrno>
 #include <charconv>
@@ -122,6 +126,75 @@ RedisReply RedisDeleteKeys(redisContext* c, const redisReply& keys, std::string_
     argv[0] = "DEL";
     lens[0] = 3;
   }
+}
+
+namespace {
+
+// hiredis 0.14's default reply builders (hiredis.c), with a bound on arrays.
+// Memory comes from malloc/calloc, as freeReplyObject expects.
+redisReply* NewReply(int type) {
+  auto* r = static_cast<redisReply*>(calloc(1, sizeof(redisReply)));
+  if (r) r->type = type;
+  return r;
+}
+
+void* Attach(const redisReadTask* task, redisReply* r) {
+  if (task->parent) {
+    auto* parent = static_cast<redisReply*>(task->parent->obj);
+    parent->element[task->idx] = r;
+  }
+  return r;
+}
+
+void* CreateString(const redisReadTask* task, char* str, size_t len) {
+  redisReply* r = NewReply(task->type);
+  if (!r) return nullptr;
+  r->str = static_cast<char*>(malloc(len + 1));
+  if (!r->str) {
+    freeReplyObject(r);
+    return nullptr;
+  }
+  std::memcpy(r->str, str, len);
+  r->str[len] = '\0';
+  r->len = len;
+  return Attach(task, r);
+}
+
+void* CreateArray(const redisReadTask* task, int elements) {
+  if (elements > kRedisMaxReplyElements) return nullptr;  // the reader reports an error
+  redisReply* r = NewReply(REDIS_REPLY_ARRAY);
+  if (!r) return nullptr;
+  if (elements > 0) {
+    r->element =
+        static_cast<redisReply**>(calloc(static_cast<size_t>(elements), sizeof(redisReply*)));
+    if (!r->element) {
+      freeReplyObject(r);
+      return nullptr;
+    }
+  }
+  r->elements = static_cast<size_t>(std::max(elements, 0));
+  return Attach(task, r);
+}
+
+void* CreateInteger(const redisReadTask* task, long long value) {
+  redisReply* r = NewReply(REDIS_REPLY_INTEGER);
+  if (!r) return nullptr;
+  r->integer = value;
+  return Attach(task, r);
+}
+
+void* CreateNil(const redisReadTask* task) {
+  redisReply* r = NewReply(REDIS_REPLY_NIL);
+  return r ? Attach(task, r) : nullptr;
+}
+
+const redisReplyObjectFunctions kBoundedReplies = {CreateString, CreateArray, CreateInteger,
+                                                   CreateNil, freeReplyObject};
+
+}  // namespace
+
+void BoundRedisReplies(redisReader* reader) {
+  reader->fn = const_cast<redisReplyObjectFunctions*>(&kBoundedReplies);
 }
 
 StatusOr<std::shared_ptr<const CacheEntry>> DecodeRedisValue(std::string_view value) {

@@ -19,6 +19,7 @@
 #include "common/status.h"
 
 struct redisContext;
+struct redisReader;
 struct redisReply;
 
 namespace inferd {
@@ -75,6 +76,16 @@ StatusOr<std::shared_ptr<const CacheEntry>> DecodeRedisValue(std::string_view va
 // (the array reply inside `reply`); false for any other shape, including
 // keys that are not strings.
 bool ParseScanReply(const redisReply& reply, std::string* cursor, const redisReply** keys);
+
+// The most elements a reply array may announce (SCAN replies hold about
+// COUNT = 1000 keys); a larger one is a reader error.
+inline constexpr int kRedisMaxReplyElements = 1 << 20;
+
+// Makes `reader` build replies as hiredis does, but refuse an array that
+// announces more than kRedisMaxReplyElements elements: hiredis 0.14
+// allocates the announced array before any element arrives (up to 16 GiB for
+// "*2147483647"). Replies stay compatible with freeReplyObject.
+void BoundRedisReplies(redisReader* reader);
 
 // Escapes the glob characters of SCAN MATCH.
 std::string GlobEscape(std::string_view s);

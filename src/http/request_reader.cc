@@ -208,6 +208,10 @@ void RequestReader::CheckHeader() {
   parser_.eager(true);  // the body in as few calls as the bytes allow
   const Request& req = parser_.get();
   if (req.count(beast_http::field::transfer_encoding) > 0) {
+    if (req.version() < 11) {  // RFC 9112 6.1: the framing is faulty
+      Fail(Status::bad_request, "Transfer-Encoding is not allowed in an HTTP/1.0 request");
+      return;
+    }
     auto codings = Tokens(req, beast_http::field::transfer_encoding);
     if (codings.size() != 1 || codings[0] != "chunked") {
       Fail(Status::not_implemented,
@@ -239,7 +243,7 @@ void RequestReader::CheckHeader() {
 }
 
 void RequestReader::Finish() {
-  if (!content_encoding_.empty()) {
+  if (!content_encoding_.empty() && !parser_.get().body().empty()) {
     std::string decoded;
     auto err = Inflate(parser_.get().body(), content_encoding_ != "deflate",
                        options_.max_body_bytes, &decoded);

@@ -90,6 +90,20 @@ TEST(RequestReaderTest, RefusesEveryTransferEncodingButChunked) {
   }
 }
 
+TEST(RequestReaderTest, RefusesTransferEncodingInHttp10) {
+  RequestReader r(SmallLimits());
+  r.Feed("POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n");
+  ASSERT_TRUE(r.error());
+  EXPECT_EQ(r.error()->status, Status::bad_request);
+}
+
+TEST(RequestReaderTest, AnEmptyCompressedBodyIsEmpty) {
+  RequestReader r(SmallLimits());
+  r.Feed("GET /v2 HTTP/1.1\r\nContent-Encoding: gzip\r\n\r\n");
+  ASSERT_TRUE(r.done());
+  EXPECT_EQ(r.Release().body(), "");
+}
+
 TEST(RequestReaderTest, RefusesTransferEncodingWithContentLength) {
   RequestReader r(SmallLimits());
   r.Feed(
