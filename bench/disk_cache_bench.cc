@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/cache_test_util.h"
 #include "cache/disk_cache.h"
 
 namespace inferd {
@@ -27,12 +28,7 @@ namespace {
 constexpr size_t kEntries = 25000;
 constexpr size_t kPayload = 4096;
 
-uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+using cache_test::Mix;
 
 CacheKey Key(uint64_t i) {
   CacheKey k;

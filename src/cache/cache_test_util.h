@@ -1,7 +1,10 @@
 #pragma once
 // Helpers shared by the cache tiers' unit tests.
 
+#include <stdlib.h>
+
 #include <cstdint>
+#include <filesystem>
 #include <string>
 
 #include "cache/cache_entry.h"
@@ -23,5 +26,25 @@ inline CacheKey Key(uint64_t i, const std::string& model = "m") {
   k.model = model;
   return k;
 }
+
+// A fresh directory under the system's temporary directory, removed with
+// everything in it when the object goes.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / (prefix + ".XXXXXX")).string();
+    if (mkdtemp(tmpl.data())) path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }  // empty if it could not be made
+
+ private:
+  std::string path_;
+};
 
 }  // namespace inferd::cache_test

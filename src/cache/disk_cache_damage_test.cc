@@ -29,14 +29,9 @@ using cache_test::Key;
 class DiskDamageTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "disk_damage_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    root_ = tmpl;
+    ASSERT_FALSE(dir_.path().empty());
+    root_ = dir_.path();
     path_ = (fs::path(root_) / "db").string();
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
   }
 
   std::unique_ptr<DiskCache> Make(int bloom_bits = 10) {
@@ -95,6 +90,7 @@ class DiskDamageTest : public ::testing::Test {
   }
 
   FakeClock clock_;
+  cache_test::TempDir dir_{"disk_damage_test"};
   std::string root_, path_;
 };
 

@@ -46,14 +46,9 @@ std::string RandomBytes(size_t n, uint64_t seed) {
 class DiskCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "disk_cache_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    root_ = tmpl;
+    ASSERT_FALSE(dir_.path().empty());
+    root_ = dir_.path();
     path_ = (fs::path(root_) / "db").string();
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
   }
 
   std::unique_ptr<DiskCache> Make(DiskCache::Options o = {}) {
@@ -103,6 +98,7 @@ class DiskCacheTest : public ::testing::Test {
   }
 
   FakeClock clock_;
+  cache_test::TempDir dir_{"disk_cache_test"};
   std::string root_, path_;
 };
 
