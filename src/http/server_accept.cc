@@ -1,0 +1,298 @@
+#include "http/server_impl.h"
+
+#include <fcntl.h>
+#include <malloc.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+namespace inferd::http {
+
+static void LogSessionEnd(std::exception_ptr e) {
+  if (!e) return;
+  static RateLimitedLog log;
+  int64_t suppressed = 0;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    if (log.ShouldLog(&suppressed)) {
+      INFERD_LOG_ERROR("connection ended by an exception: {} ({} similar suppressed)", ex.what(),
+                       suppressed);
+    }
+  } catch (...) {
+    if (log.ShouldLog(&suppressed)) INFERD_LOG_ERROR("connection ended by an unknown exception");
+  }
+}
+
+awaitable<void> Server::Impl::AcceptLoop() {
+  for (;;) {
+    IoWorker* w = workers[next_worker++ % workers.size()].get();
+    error_code ec;
+    tcp::socket socket =
+        co_await acceptor->async_accept(w->ioc, asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
+    if (ec) {
+      int64_t suppressed = 0;
+      if (accept_error_log.ShouldLog(&suppressed)) {
+        INFERD_LOG_WARN("accept failed: {} ({} similar suppressed)", ec.message(), suppressed);
+      }
+      if (ec == asio::error::no_descriptors && reserve_fd >= 0) {
+        // Out of descriptors: the client would wait unanswered in the
+        // kernel's queue. Free the spare one, take the client, refuse it.
+        ::close(reserve_fd);
+        tcp::socket refused(w->ioc);
+        error_code aec;
+        acceptor->accept(refused, aec);
+        if (!aec) RefuseNow(refused);
+        reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        continue;
+      }
+      // Back off briefly rather than spin.
+      asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+      co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+      continue;
+    }
+    if (connections.load() >= max_connections) {
+      // Make room for the next ones, at most 10 times a second: a flood of
+      // new connections must not keep closing other clients' connections.
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_reclaim >= std::chrono::milliseconds(100)) {
+        last_reclaim = now;
+        CloseIdleSessions();
+      }
+      asio::co_spawn(w->ioc, Refuse(std::move(socket)), LogSessionEnd);
+      continue;
+    }
+    StartSession(std::move(socket), w);
+    trim_peak = std::max(trim_peak, connections.load());
+  }
+}
+
+// Gives the memory of closed connections back to the OS. Each connection
+// costs a few KiB (coroutine frame, session, buffers) from the I/O threads'
+// malloc arenas, which glibc keeps after they are freed: 20,000 connections
+// that came and went left over 100 MiB behind. Every 5 s, if at least 256
+// connections closed since the peak, malloc_trim returns the free pages
+// (a few milliseconds on this thread, only after such a drop).
+awaitable<void> Server::Impl::TrimLoop() {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(std::chrono::seconds(5));
+    error_code ec;
+    co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+    int64_t now = connections.load();
+    if (trim_peak - now >= 256) {
+      malloc_trim(0);
+      trim_peak = now;
+    }
+  }
+}
+
+void Server::Impl::StartSession(tcp::socket socket, IoWorker* w) {
+  connections.fetch_add(1);
+  asio::co_spawn(w->ioc, RunSession(std::move(socket), w), LogSessionEnd);
+}
+
+// The answer to a connection over http_max_connections.
+static std::string RefusalBytes() {
+  std::string body = "{\"error\":\"too many connections (http_max_connections); retry later\"}";
+  return "HTTP/1.1 503 Service Unavailable\r\nServer: inferd\r\nContent-Type: "
+         "application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// Sends the 503 without waiting (it fits any socket buffer) and closes.
+void Server::Impl::RefuseNow(tcp::socket& socket) {
+  if (rejected_connections) rejected_connections->Increment();
+  CountResponse(503);
+  static const std::string kBytes = RefusalBytes();
+  error_code ec;
+  socket.non_blocking(true, ec);
+  socket.write_some(asio::buffer(kBytes), ec);
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  // Drop what already arrived, so that closing does not reset the answer.
+  std::array<char, 4096> sink;
+  for (int i = 0; i < 16; ++i) {
+    socket.read_some(asio::buffer(sink), ec);
+    if (ec) break;
+  }
+  socket.close(ec);
+}
+
+// Refuses a connection: the 503, then a short lingering close so that the
+// client reads it, bounded to 200 ms.
+awaitable<void> Server::Impl::Refuse(tcp::socket socket) {
+  if (rejected_connections) rejected_connections->Increment();
+  CountResponse(503);
+  static const std::string kBytes = RefusalBytes();
+  beast::tcp_stream stream(std::move(socket));
+  error_code ec;
+  stream.expires_after(std::chrono::milliseconds(200));
+  co_await asio::async_write(stream, asio::buffer(kBytes), asio::redirect_error(use_awaitable, ec));
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  std::array<char, 4096> sink;
+  for (int i = 0; i < 16 && !ec; ++i) {
+    co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
+  }
+  stream.socket().close(ec);
+}
+
+// At the connection limit: closes the longest-idle keep-alive connections
+// (up to 8 per I/O thread), as nginx reuses its idle connections.
+void Server::Impl::CloseIdleSessions() {
+  for (auto& w : workers) {
+    IoWorker* raw = w.get();
+    asio::post(raw->ioc, [raw] {
+      std::vector<Session*> idle;
+      for (Session* s : raw->sessions) {
+        if (s->idle) idle.push_back(s);
+      }
+      std::sort(idle.begin(), idle.end(),
+                [](Session* a, Session* b) { return a->idle_since < b->idle_since; });
+      if (idle.size() > 8) idle.resize(8);
+      for (Session* s : idle) {
+        error_code ignored;
+        s->stream.socket().cancel(ignored);
+      }
+    });
+  }
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() {
+  Stop();
+  if (impl_->reserve_fd >= 0) ::close(impl_->reserve_fd);
+}
+
+static int64_t DefaultMaxConnections() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 65536;
+  int64_t fds = static_cast<int64_t>(rl.rlim_cur);
+  // Headroom for the disk tier's files, Redis, upstreams, logs and models.
+  int64_t headroom = std::max<int64_t>(256, fds / 8);
+  return std::max<int64_t>(16, fds - headroom);
+}
+
+StatusOr<std::unique_ptr<Server>> Server::Create(const Options& options, const Router* router) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->reader_options.max_body_bytes = options.max_body_bytes;
+  impl->reader_options.max_header_bytes = options.max_header_bytes;
+  impl->router = router;
+  impl->max_connections =
+      options.max_connections > 0 ? options.max_connections : DefaultMaxConnections();
+  impl->reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (Registry* r = options.registry) {
+    impl->responses = r->AddCounter("inferd_http_responses_total",
+                                    "HTTP responses sent, by status code", {"code"});
+    impl->internal_errors =
+        r->AddCounter("inferd_http_internal_errors_total",
+                      "Requests answered 500 because of an unexpected exception", {})
+            ->WithLabels({});
+    impl->rejected_connections =
+        r->AddCounter("inferd_http_rejected_connections_total",
+                      "Connections refused with 503 over http_max_connections", {})
+            ->WithLabels({});
+    // Sampled when /metrics is read, so the request path writes no shared
+    // gauge (only the counts it keeps anyway).
+    Gauge* in_progress_gauge = r->AddGauge("inferd_http_requests_in_progress",
+                                           "HTTP requests read and not yet answered", {})
+                                   ->WithLabels({});
+    Gauge* connections_gauge =
+        r->AddGauge("inferd_http_connections", "Open HTTP connections", {})->WithLabels({});
+    Impl* raw = impl.get();
+    r->AddCollectHook([raw, in_progress_gauge, connections_gauge] {
+      in_progress_gauge->Set(static_cast<double>(raw->in_progress.load()));
+      connections_gauge->Set(static_cast<double>(raw->connections.load()));
+    });
+  }
+  int threads = std::max(1, options.threads);
+  for (int i = 0; i < threads; ++i) impl->workers.push_back(std::make_unique<IoWorker>());
+  error_code ec;
+  auto addr = asio::ip::make_address(options.host, ec);
+  if (ec) return InvalidArgumentError("invalid host '" + options.host + "': " + ec.message());
+  tcp::endpoint ep(addr, options.port);
+  impl->acceptor.emplace(impl->workers[0]->ioc);
+  impl->acceptor->open(ep.protocol(), ec);
+  if (!ec) impl->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl->acceptor->bind(ep, ec);
+  if (!ec) impl->acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return UnavailableError("cannot listen on " + options.host + ":" +
+                            std::to_string(options.port) + ": " + ec.message());
+  }
+  impl->port = impl->acceptor->local_endpoint().port();
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+uint16_t Server::port() const { return impl_->port; }
+
+void Server::Start() {
+  asio::co_spawn(impl_->workers[0]->ioc, impl_->AcceptLoop(), LogSessionEnd);
+  asio::co_spawn(impl_->workers[0]->ioc, impl_->TrimLoop(), LogSessionEnd);
+  for (auto& w : impl_->workers) {
+    IoWorker* raw = w.get();
+    raw->thread = std::thread([raw] {
+      auto guard = asio::make_work_guard(raw->ioc);
+      raw->ioc.run();
+    });
+  }
+}
+
+void Server::StopAccepting() {
+  std::promise<void> done;
+  auto fut = done.get_future();
+  asio::post(impl_->workers[0]->ioc, [this, &done] {
+    error_code ec;
+    if (impl_->acceptor) {
+      // Take the connections the kernel already completed (the clients
+      // think they are connected and may have sent a request), then close.
+      impl_->acceptor->non_blocking(true, ec);
+      for (int i = 0; i < 4096 && !ec; ++i) {
+        IoWorker* w = impl_->workers[impl_->next_worker++ % impl_->workers.size()].get();
+        tcp::socket socket(w->ioc);
+        impl_->acceptor->accept(socket, ec);
+        if (!ec) impl_->StartSession(std::move(socket), w);
+      }
+      impl_->acceptor->close(ec);
+    }
+    done.set_value();
+  });
+  fut.wait();
+}
+
+void Server::BeginDrain() {
+  impl_->draining = true;
+  for (auto& w : impl_->workers) {
+    IoWorker* raw = w.get();
+    asio::post(raw->ioc, [raw] {
+      for (Session* s : raw->sessions) {
+        if (s->idle) s->stream.cancel();
+      }
+    });
+  }
+}
+
+bool Server::WaitIdle(std::chrono::steady_clock::time_point deadline) {
+  MutexLock l(&impl_->mu);
+  while (impl_->in_progress.load() > 0) {
+    if (!impl_->idle_cv.WaitUntil(&impl_->mu, deadline) && impl_->in_progress.load() > 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+int64_t Server::requests_in_progress() const { return impl_->in_progress.load(); }
+
+int64_t Server::max_connections() const { return impl_->max_connections; }
+
+void Server::Stop() {
+  for (auto& w : impl_->workers) w->ioc.stop();
+  for (auto& w : impl_->workers) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
+}  // namespace inferd::http

@@ -1,0 +1,239 @@
+#pragma once
+// The internals of http::Server, shared by server.cc (one connection: read,
+// dispatch, write) and server_accept.cc (accepting, limits, lifecycle).
+// Private to the http component: nothing outside src/http includes it.
+
+#include "http/server.h"
+
+// clang-format off
+#include <utility>  // before Asio (Boost 1.74 + GCC 12)
+// clang-format on
+
+#include <array>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <future>
+#include <list>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "common/logging.h"
+#include "common/mutex.h"
+#include "http/request_reader.h"
+
+namespace inferd::http {
+namespace server_detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+using boost::system::error_code;
+
+struct Session;
+
+// One I/O thread with its own io_context; its sessions are touched only on it.
+struct IoWorker {
+  std::list<Session*> sessions;  // declared before ioc: outlives the coroutines
+  asio::io_context ioc{1};
+  std::thread thread;
+};
+
+// Shared between a request read and its deadline timer's handler, which may
+// run after the read finished (both on the connection's thread).
+struct ReadDeadline {
+  bool finished = false;
+  bool expired = false;
+};
+
+struct Session {
+  explicit Session(tcp::socket s) : stream(std::move(s)), idle_timer(stream.get_executor()) {}
+  beast::tcp_stream stream;
+  bool idle = true;
+  // Idle timeout, checked lazily: the timer is not moved per request; when
+  // it fires it closes the connection if it has been waiting for a request
+  // since `idle_since` for the whole timeout, else re-arms for what is left.
+  asio::steady_timer idle_timer;
+  std::chrono::steady_clock::time_point idle_since;
+};
+
+// A handler's answer on its way back to its connection. Handlers that
+// answer before returning (cache hits, early errors) hand it over inline and
+// the coroutine goes on without suspending; the others deliver it later,
+// from any thread, and the coroutine waits for it.
+class PendingResponse {
+ public:
+  using Resume = std::function<void(Response)>;
+
+  void Deliver(Response res) EXCLUDES(mu_) {
+    Resume resume;
+    {
+      MutexLock l(&mu_);
+      if (!resume_) {
+        response_ = std::move(res);
+        return;
+      }
+      resume = std::move(resume_);
+    }
+    resume(std::move(res));
+  }
+
+  // The response if it was delivered already.
+  std::optional<Response> Take() EXCLUDES(mu_) {
+    MutexLock l(&mu_);
+    return std::exchange(response_, std::nullopt);
+  }
+
+  // Calls `resume` with the response: now if it is there, else on delivery.
+  void OnDelivered(Resume resume) EXCLUDES(mu_) {
+    std::optional<Response> ready;
+    {
+      MutexLock l(&mu_);
+      if (!response_) {
+        resume_ = std::move(resume);
+        return;
+      }
+      ready = std::exchange(response_, std::nullopt);
+    }
+    resume(std::move(*ready));
+  }
+
+ private:
+  Mutex mu_;
+  std::optional<Response> response_ GUARDED_BY(mu_);
+  Resume resume_ GUARDED_BY(mu_);
+};
+
+// Suspends the calling coroutine until `pending` is delivered; it resumes on
+// its own executor.
+template <typename Token>
+auto AsyncAwait(std::shared_ptr<PendingResponse> pending, Token&& token) {
+  return asio::async_initiate<Token, void(Response)>(
+      [](auto completion, std::shared_ptr<PendingResponse> pending) {
+        using Completion = decltype(completion);
+        auto work = asio::prefer(asio::get_associated_executor(completion),
+                                 asio::execution::outstanding_work.tracked);
+        auto holder = std::make_shared<std::optional<Completion>>(std::move(completion));
+        pending->OnDelivered([holder, work](Response res) {
+          asio::post(work, [holder, res = std::move(res)]() mutable {
+            Completion c = std::move(**holder);
+            holder->reset();
+            std::move(c)(std::move(res));
+          });
+        });
+      },
+      token, std::move(pending));
+}
+
+}  // namespace server_detail
+
+using namespace server_detail;  // NOLINT: this header is private to server*.cc
+
+// Body reads take up to this much at a time.
+inline constexpr size_t kReadChunk = 64u << 10;
+
+struct Server::Impl {
+  Options options;
+  RequestReader::Options reader_options;
+  const Router* router = nullptr;
+  std::vector<std::unique_ptr<IoWorker>> workers;
+  std::optional<tcp::acceptor> acceptor;
+  uint16_t port = 0;
+  std::atomic<bool> draining{false};
+  std::atomic<size_t> next_worker{0};
+  // Requests being served. Counted without a lock; the last one out takes
+  // `mu` to signal, so a WaitIdle that saw a count above zero under `mu`
+  // cannot miss the wake-up.
+  std::atomic<int64_t> in_progress{0};
+  Mutex mu;
+  CondVar idle_cv;
+  Family<Counter>* responses = nullptr;  // by status code; null without a registry
+  // Optional metrics (null without a registry).
+  Counter* internal_errors = nullptr;  // exceptions turned into 500s
+  Counter* rejected_connections = nullptr;
+  RateLimitedLog internal_error_log;
+  RateLimitedLog accept_error_log;
+  // Open connections, and the limit beyond which new ones get a 503.
+  std::atomic<int64_t> connections{0};
+  int64_t max_connections = 0;
+  // A spare descriptor, given up to take (and refuse) one connection when
+  // the process has run out of descriptors; -1 while given up. Accept loop
+  // only.
+  int reserve_fd = -1;
+  // The most connections open since memory was last given back (accept
+  // loop's thread only); see TrimLoop.
+  int64_t trim_peak = 0;
+  // When CloseIdleSessions last ran (accept loop's thread only).
+  std::chrono::steady_clock::time_point last_reclaim{};
+
+  // The counters by status code, resolved once each: no lock per response.
+  std::array<std::atomic<Counter*>, 600> response_counters{};
+  void CountResponse(unsigned code) {
+    if (!responses) return;
+    if (code >= response_counters.size()) {
+      responses->WithLabels({std::to_string(code)})->Increment();
+      return;
+    }
+    Counter* c = response_counters[code].load(std::memory_order_acquire);
+    if (!c) {  // racing threads store the same pointer
+      c = responses->WithLabels({std::to_string(code)});
+      response_counters[code].store(c, std::memory_order_release);
+    }
+    c->Increment();
+  }
+
+  // Arms the session's idle timer for `at` (see Session::idle_timer). The
+  // handler holds the session weakly: a timer that already fired may still
+  // run after the session ended (cancel() cannot recall it).
+  void ArmIdleTimer(const std::shared_ptr<Session>& session,
+                    std::chrono::steady_clock::time_point at) {
+    session->idle_timer.expires_at(at);
+    session->idle_timer.async_wait([this, weak = std::weak_ptr<Session>(session)](error_code ec) {
+      auto s = weak.lock();
+      if (ec || !s) return;  // cancelled, or the session is gone
+      auto now = std::chrono::steady_clock::now();
+      if (!s->idle) {  // serving a request: look again one timeout later
+        ArmIdleTimer(s, now + options.idle_timeout);
+      } else if (now >= s->idle_since + options.idle_timeout) {
+        error_code ignored;
+        s->stream.socket().cancel(ignored);  // ends the wait for a request
+        // Armed again in case the read had completed already and the
+        // session goes on; cancelled when the session ends.
+        ArmIdleTimer(s, now + options.idle_timeout);
+      } else {
+        ArmIdleTimer(s, s->idle_since + options.idle_timeout);
+      }
+    });
+  }
+
+  awaitable<void> AcceptLoop();
+  awaitable<void> TrimLoop();
+  awaitable<void> RunSession(tcp::socket socket, IoWorker* worker);
+  awaitable<bool> ServeOne(Session& s, beast::flat_buffer& buf);
+  std::optional<Response> Dispatch(Request req, std::shared_ptr<PendingResponse>* pending);
+  Response InternalError(std::string_view what);
+  awaitable<error_code> ReadRequest(Session& s, beast::flat_buffer& buf, RequestReader& reader,
+                                    bool* expired);
+  awaitable<error_code> WriteResponse(Session& s, Response& res);
+  awaitable<void> WriteError(Session& s, Status status, std::string_view message);
+  void StartSession(tcp::socket socket, IoWorker* w);
+  awaitable<void> Refuse(tcp::socket socket);
+  void RefuseNow(tcp::socket& socket);
+  void CloseIdleSessions();
+  void RequestStarted() { in_progress.fetch_add(1); }
+  void RequestFinished() {
+    if (in_progress.fetch_sub(1) == 1) {
+      MutexLock l(&mu);
+      idle_cv.SignalAll();
+    }
+  }
+};
+
+}  // namespace inferd::http
