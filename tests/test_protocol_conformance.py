@@ -309,6 +309,36 @@ class SpaceInModelNameTest(h.ServerTestCase):
         self.assertEqual(h.decode_infer_response(r).outputs["output"].shape, (1, 4))
 
 
+class ResponseCompressionTest(h.ServerTestCase):
+    """Accept-Encoding: gzip compresses JSON responses over
+    --http-gzip-min-bytes; other responses and other clients are untouched."""
+    models = ("mlp",)
+    server_args = ("--http-gzip-min-bytes", 64)
+
+    def test_gzip_when_asked_for(self):
+        body = infer_body(mlp_input([1, 16], [0.5] * 16))
+        with self.client() as c:
+            plain = c.request("POST", MLP, body, {"Content-Type": "application/json"})
+            self.assertEqual(plain.status, 200, plain.describe())
+            self.assertIsNone(plain.header("Content-Encoding"))
+            for accept in ("gzip", "deflate, gzip;q=0.8", "*"):
+                r = c.request("POST", MLP, body, {"Content-Type": "application/json",
+                                                  "Accept-Encoding": accept})
+                self.assertEqual(r.status, 200, r.describe())
+                self.assertEqual(r.header("Content-Encoding"), "gzip", accept)
+                self.assertEqual(r.header("Vary"), "Accept-Encoding")
+                self.assertEqual(json.loads(gzip.decompress(r.body)), json.loads(plain.body))
+            for accept in ("gzip;q=0", "identity", "br"):
+                r = c.request("POST", MLP, body, {"Content-Type": "application/json",
+                                                  "Accept-Encoding": accept})
+                self.assertIsNone(r.header("Content-Encoding"), accept)
+                self.assertEqual(r.body, plain.body)
+            # /metrics is text, not JSON: never compressed.
+            r = c.request("GET", "/metrics", None, {"Accept-Encoding": "gzip"})
+            self.assertEqual(r.status, 200)
+            self.assertIsNone(r.header("Content-Encoding"))
+
+
 class CommandLineTest(unittest.TestCase):
     def run_inferd(self, *args):
         if not os.path.exists(h.INFERD_BIN):

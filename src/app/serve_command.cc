@@ -148,6 +148,7 @@ int RunServe(const ServeFlags& flags) {
   ho.read_timeout = std::chrono::milliseconds(s.GetInt("http_read_timeout_ms"));
   ho.idle_timeout = std::chrono::milliseconds(s.GetInt("http_idle_timeout_ms"));
   ho.max_connections = s.GetInt("http_max_connections");
+  ho.gzip_min_bytes = static_cast<size_t>(std::max<int64_t>(0, s.GetInt("http_gzip_min_bytes")));
   ho.registry = &registry;
   auto http_server = http::Server::Create(ho, &router);
   if (!http_server.ok()) {
@@ -204,6 +205,9 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
        "a request must arrive completely within this many ms of its first byte, else 408"},
       {"http_idle_timeout_ms", Type::kInt, "60000",
        "idle keep-alive connections are closed after this"},
+      {"http_gzip_min_bytes", Type::kInt, "16384",
+       "JSON responses of at least this size are gzip-compressed for clients that accept gzip; "
+       "0: never"},
       {"http_max_connections", Type::kInt, "0",
        "open connections beyond which a new one gets 503 and is closed; 0: the file-descriptor "
        "limit less max(256, limit/8)"},

@@ -49,6 +49,9 @@ class Server {
     // 0: the file-descriptor limit less max(256, limit / 8) for the disk
     // tier, Redis and upstreams.
     int64_t max_connections = 0;
+    // JSON responses of at least this many bytes are gzip-compressed (level
+    // 1) for clients whose Accept-Encoding takes gzip; 0: never.
+    size_t gzip_min_bytes = 16384;
     // Optional: counts every response as inferd_http_responses_total{code}.
     Registry* registry = nullptr;
   };
