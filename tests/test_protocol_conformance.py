@@ -108,7 +108,8 @@ class OversizedShapeTest(h.ServerTestCase):
 
 class LargeBodyTest(h.ServerTestCase):
     """With --max-body-bytes 64000000, 200,000 unknown inputs (~25 MB) are
-    rejected while peak memory grows by less than 12 times the body."""
+    rejected while peak memory grows by less than 6 times the body (5x is the
+    bound for a body refused before decoding, docs/operations.md)."""
 
     models = ("mlp",)
     server_args = ("--max-body-bytes", 64000000)
@@ -121,7 +122,7 @@ class LargeBodyTest(h.ServerTestCase):
         r = exchange(self, h.request_bytes("POST", MLP, payload, JSON_CT), timeout=h.HTTP_TIMEOUT_S)
         h.assert_json_error(self, r, 400, "unknown input", "200,000 unknown inputs")
         growth = h.proc_status_bytes(pid, "VmHWM") - before
-        self.assertLess(growth, 12 * len(payload), "peak RSS grew by %d bytes for a %d-byte body"
+        self.assertLess(growth, 6 * len(payload), "peak RSS grew by %d bytes for a %d-byte body"
                         % (growth, len(payload)))
         assert_still_serving(self)
 

@@ -348,7 +348,9 @@ void DiskCache::WriteBatchToDb(const std::vector<PendingWrite>& batch) {
     // Through the write-ahead log, not synced: a process crash loses
     // nothing written, a power loss what the OS had not yet written out
     // (see header). The writer thread pays for it, not the request path.
-    s = db_->Write(rocksdb::WriteOptions(), &wb);
+    rocksdb::WriteOptions wo;
+    wo.disableWAL = !options_.write_ahead_log;
+    s = db_->Write(wo, &wb);
   }
   if (s.ok()) {
     writes_.fetch_add(batch.size(), std::memory_order_relaxed);

@@ -105,6 +105,10 @@ class DiskCache {
     // (for benchmarks). With FIFO compaction every file spans the whole key
     // range, so without them a lookup reads a block of every file.
     int bloom_bits_per_key = 10;
+    // Batches go through RocksDB's write-ahead log (not synced), so a
+    // process crash keeps every written batch. false: the memtable only, as
+    // before (for benchmarks: a crash then loses everything not yet flushed).
+    bool write_ahead_log = true;
   };
 
   struct Stats {
