@@ -144,30 +144,34 @@ class RequestDecoder {
     uint64_t binary_size = 0;
   };
 
+  // Keys are compared as written (raw): `data` is found again below with
+  // find_field_unordered, which compares raw keys, so a key spelled with
+  // escapes ("d\u0061ta") is an unknown key in both places.
   Status ReadHeader(ond::object& obj, InputHeader* h) {
     for (auto field : obj) {
-      std::string_view key;
-      INFERD_JSON(field.unescaped_key().get(key));
+      ond::raw_json_string raw;
+      INFERD_JSON(field.key().get(raw));
+      auto key = [&raw](const char* name) { return raw.unsafe_is_equal(name); };
       ond::value v;
       INFERD_JSON(field.value().get(v));
-      if (key == "name") {
+      if (key("name")) {
         std::string_view s;
         if (h->has_name || v.get_string().get(s) != simdjson::SUCCESS) {
           return InvalidArgumentError("every input needs one string 'name'");
         }
         h->name = std::string(s), h->has_name = true;
-      } else if (key == "datatype") {
+      } else if (key("datatype")) {
         if (h->has_datatype || v.get_string().get(h->datatype) != simdjson::SUCCESS) {
           return InvalidArgumentError("input '" + h->name + "' needs one string 'datatype'");
         }
         h->has_datatype = true;
-      } else if (key == "shape") {
+      } else if (key("shape")) {
         if (h->has_shape) return InvalidArgumentError("input '" + h->name + "' has two 'shape's");
         INFERD_ASSIGN_OR_RETURN(h->shape, DecodeShape(h->name, v));
         h->has_shape = true;
-      } else if (key == "data") {
+      } else if (key("data")) {
         h->has_data = true;  // decoded once the header is checked
-      } else if (key == "parameters") {
+      } else if (key("parameters")) {
         ond::object params;
         if (v.get_object().get(params) != simdjson::SUCCESS) {
           return InvalidArgumentError("input '" + h->name + "': 'parameters' must be an object");

@@ -153,6 +153,13 @@ TEST(DecodeValidationTest, DuplicateKeysAndTrailingBytesAreRefused) {
   ExpectInvalid(Decode("{\"inputs\":[],\"id\":\"\xff\"}"), "malformed JSON");
 }
 
+TEST(DecodeValidationTest, InputKeysAreReadAsWritten) {
+  // An escaped key is not the key it spells (consistently: never half-read).
+  ExpectInvalid(
+      Decode(R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1],"d\u0061ta":[1]}]})"),
+      "needs 'data'");
+}
+
 TEST(DecodeValidationTest, BinaryBodyWithoutTheHeaderNamesTheHeader) {
   std::string json =
       R"({"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}]})";

@@ -160,7 +160,9 @@ bool RequestReader::header_done() const { return parser_.is_header_done(); }
 Verb RequestReader::method() const { return parser_.get().method(); }
 
 bool RequestReader::wants_continue() const {
-  if (!parser_.is_header_done() || parser_.is_done()) return false;
+  // Never to an HTTP/1.0 client, which would read it as the final answer
+  // (RFC 9110 10.1.1).
+  if (!parser_.is_header_done() || parser_.is_done() || parser_.get().version() < 11) return false;
   auto expect = parser_.get()[beast_http::field::expect];
   return Lower(std::string_view(expect.data(), expect.size())) == "100-continue" &&
          parser_.content_length().value_or(0) <= options_.max_body_bytes;

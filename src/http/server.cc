@@ -157,7 +157,7 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
     failure = "unknown exception";
   }
   if (!failure.empty()) res = InternalError(failure);
-  keep_alive = keep_alive && !draining.load();
+  keep_alive = keep_alive && !draining.load() && !s.closing;
   res.version(version == 10 ? 10 : 11);
   res.keep_alive(keep_alive);
   res.set(beast_http::field::server, "inferd");
@@ -253,8 +253,9 @@ awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
       size_t n = co_await s.stream.socket().async_read_some(
           buf.prepare(8192), asio::redirect_error(use_awaitable, ec));
       s.idle = false;
-      if (ec == asio::error::operation_aborted && draining.load()) {
-        // A drain cancelled the wait; if a request had already arrived,
+      if (ec == asio::error::operation_aborted && (s.closing || draining.load())) {
+        // The server cancelled the wait to close (drain, idle timeout,
+        // room at the connection limit); if a request had already arrived,
         // serve it (with Connection: close) rather than drop it.
         error_code aec;
         if (s.stream.socket().available(aec) > 0 && !aec) {

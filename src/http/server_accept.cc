@@ -71,8 +71,8 @@ awaitable<void> Server::Impl::AcceptLoop() {
 // costs a few KiB (coroutine frame, session, buffers) from the I/O threads'
 // malloc arenas, which glibc keeps after they are freed: 20,000 connections
 // that came and went left over 100 MiB behind. Every 5 s, if at least 256
-// connections closed since the peak, malloc_trim returns the free pages
-// (a few milliseconds on this thread, only after such a drop).
+// connections closed since the peak, the trimmer thread runs malloc_trim,
+// which returns the free pages.
 awaitable<void> Server::Impl::TrimLoop() {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
@@ -82,9 +82,25 @@ awaitable<void> Server::Impl::TrimLoop() {
     if (ec) co_return;
     int64_t now = connections.load();
     if (trim_peak - now >= 256) {
-      malloc_trim(0);
       trim_peak = now;
+      {
+        MutexLock l(&trim_mu);
+        trim_requested = true;
+      }
+      trim_cv.Signal();
     }
+  }
+}
+
+void Server::Impl::TrimThread() {
+  for (;;) {
+    {
+      MutexLock l(&trim_mu);
+      while (!trim_requested && !trim_stop) trim_cv.Wait(&trim_mu);
+      if (trim_stop) return;
+      trim_requested = false;
+    }
+    malloc_trim(0);
   }
 }
 
@@ -151,6 +167,7 @@ void Server::Impl::CloseIdleSessions() {
                 [](Session* a, Session* b) { return a->idle_since < b->idle_since; });
       if (idle.size() > 8) idle.resize(8);
       for (Session* s : idle) {
+        s->closing = true;
         error_code ignored;
         s->stream.socket().cancel(ignored);
       }
@@ -162,6 +179,9 @@ Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Server::~Server() {
   Stop();
+  // The io_contexts go first: destroying them destroys the suspended
+  // coroutines, whose guards still touch the counters and `mu`.
+  impl_->workers.clear();
   if (impl_->reserve_fd >= 0) ::close(impl_->reserve_fd);
 }
 
@@ -231,6 +251,7 @@ uint16_t Server::port() const { return impl_->port; }
 void Server::Start() {
   asio::co_spawn(impl_->workers[0]->ioc, impl_->AcceptLoop(), LogSessionEnd);
   asio::co_spawn(impl_->workers[0]->ioc, impl_->TrimLoop(), LogSessionEnd);
+  impl_->trimmer = std::thread([impl = impl_.get()] { impl->TrimThread(); });
   for (auto& w : impl_->workers) {
     IoWorker* raw = w.get();
     raw->thread = std::thread([raw] {
@@ -268,7 +289,10 @@ void Server::BeginDrain() {
     IoWorker* raw = w.get();
     asio::post(raw->ioc, [raw] {
       for (Session* s : raw->sessions) {
-        if (s->idle) s->stream.cancel();
+        if (s->idle) {
+          s->closing = true;
+          s->stream.cancel();
+        }
       }
     });
   }
@@ -289,6 +313,12 @@ int64_t Server::requests_in_progress() const { return impl_->in_progress.load();
 int64_t Server::max_connections() const { return impl_->max_connections; }
 
 void Server::Stop() {
+  {
+    MutexLock l(&impl_->trim_mu);
+    impl_->trim_stop = true;
+  }
+  impl_->trim_cv.Signal();
+  if (impl_->trimmer.joinable()) impl_->trimmer.join();
   for (auto& w : impl_->workers) w->ioc.stop();
   for (auto& w : impl_->workers) {
     if (w->thread.joinable()) w->thread.join();

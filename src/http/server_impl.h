@@ -57,6 +57,10 @@ struct Session {
   explicit Session(tcp::socket s) : stream(std::move(s)), idle_timer(stream.get_executor()) {}
   beast::tcp_stream stream;
   bool idle = true;
+  // Set when the server cancels the idle wait to close the connection (idle
+  // timeout, reclaiming at the connection limit, drain): a request that
+  // arrived at that moment is still served, with Connection: close.
+  bool closing = false;
   // Idle timeout, checked lazily: the timer is not moved per request; when
   // it fires it closes the connection if it has been waiting for a request
   // since `idle_since` for the whole timeout, else re-arms for what is left.
@@ -170,6 +174,14 @@ struct Server::Impl {
   // The most connections open since memory was last given back (accept
   // loop's thread only); see TrimLoop.
   int64_t trim_peak = 0;
+  // malloc_trim runs on its own thread, never an I/O thread: it locks each
+  // malloc arena in turn and may take a while on a large heap.
+  std::thread trimmer;
+  Mutex trim_mu;
+  CondVar trim_cv;
+  bool trim_requested GUARDED_BY(trim_mu) = false;
+  bool trim_stop GUARDED_BY(trim_mu) = false;
+  void TrimThread() EXCLUDES(trim_mu);
   // When CloseIdleSessions last ran (accept loop's thread only).
   std::chrono::steady_clock::time_point last_reclaim{};
 
@@ -203,6 +215,7 @@ struct Server::Impl {
         ArmIdleTimer(s, now + options.idle_timeout);
       } else if (now >= s->idle_since + options.idle_timeout) {
         error_code ignored;
+        s->closing = true;
         s->stream.socket().cancel(ignored);  // ends the wait for a request
         // Armed again in case the read had completed already and the
         // session goes on; cancelled when the session ends.
