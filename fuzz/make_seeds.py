@@ -30,7 +30,7 @@ def http_seeds():
         "chunked": b"POST /v2/models/m/infer HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
                    b"4\r\n{\"in\r\n3;ext=1\r\nputs\r\n0\r\nTrailer: x\r\n\r\n",
         "gzip": b"POST /v2/models/m/infer HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: %d"
-                b"\r\n\r\n" % len(gzip.compress(body)) + gzip.compress(body),
+                b"\r\n\r\n" % len(gzip.compress(body, mtime=0)) + gzip.compress(body, mtime=0),
         "deflate": b"POST /x HTTP/1.1\r\nContent-Encoding: deflate\r\nContent-Length: %d\r\n\r\n"
                    % len(zlib.compress(body)) + zlib.compress(body),
         "smuggle": b"POST /x HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n"
@@ -79,6 +79,19 @@ def kserve_seeds():
     for flags in (2, 3):
         write("kserve_request_fuzz", "binary-%d" % flags,
               bytes([flags, len(header) & 0xff, len(header) >> 8]) + header + binary)
+
+
+def binary_seeds():
+    """kserve_binary_fuzz reads: inputs-1, then per input a datatype index,
+    a rank, per dimension a selector byte (high bit: 8-byte dim) and the dim,
+    a selector and the declared binary_data_size; the rest is binary data."""
+    write("kserve_binary_fuzz", "fp32", bytes([0, 6, 1, 0, 2, 0, 8, 0]) + struct.pack("<ff", 1.5, -2.0))
+    write("kserve_binary_fuzz", "bytes_int64",
+          bytes([1, 8, 1, 0, 1, 0, 9, 0, 4, 0, 0, 8, 0]) + struct.pack("<I", 5) + b"hello"
+          + struct.pack("<q", 7))
+    write("kserve_binary_fuzz", "wrap",
+          bytes([0, 6, 2, 0x80]) + struct.pack("<Q", 1537228672809129302) + bytes([0, 3, 0, 8, 0])
+          + bytes(8))
 
 
 def config_seeds():
@@ -149,6 +162,7 @@ def redis_seeds():
 if __name__ == "__main__":
     http_seeds()
     kserve_seeds()
+    binary_seeds()
     config_seeds()
     cache_seeds()
     redis_seeds()
