@@ -36,7 +36,6 @@ Usage, from the repository root (nothing is built; uses build/inferd):
 
 import argparse
 import datetime
-import hashlib
 import http.client
 import json
 import os
@@ -58,11 +57,7 @@ ANSWER_END = b'{"live":true}'
 
 
 def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+    return h.proc_status_bytes(pid, "VmRSS")
 
 
 def tcp_mem_pages():
@@ -172,13 +167,6 @@ def run_once(n, send_request, rounds):
     }
 
 
-def binary_info():
-    with open(h.INFERD_BIN, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    mtime = datetime.datetime.fromtimestamp(os.stat(h.INFERD_BIN).st_mtime)
-    return {"path": h.INFERD_BIN, "sha256": digest, "mtime": mtime.isoformat(timespec="seconds")}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--connections", type=int, default=5000)
@@ -219,7 +207,7 @@ def main():
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": "build/inferd serve --model-repository examples/models --host 127.0.0.1 "
                    "--http-port 0",
-        "binary": binary_info(),
+        "binary": h.binary_info(),
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                     "rlimit_nofile_client": resource.getrlimit(resource.RLIMIT_NOFILE),
                     "note": "the client (this script) shares the cores with the server"},

@@ -46,7 +46,6 @@ Usage, from the repository root (nothing is built; uses build/inferd):
 
 import argparse
 import datetime
-import hashlib
 import gzip
 import http.client
 import json
@@ -306,13 +305,6 @@ def run_once(case, size):
     }
 
 
-def binary_info():
-    with open(h.INFERD_BIN, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    mtime = datetime.datetime.fromtimestamp(os.stat(h.INFERD_BIN).st_mtime)
-    return {"path": h.INFERD_BIN, "sha256": digest, "mtime": mtime.isoformat(timespec="seconds")}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -352,7 +344,7 @@ def main():
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": "build/inferd serve --model-repository examples/models --host 127.0.0.1 "
                    "--http-port 0 --max-body-bytes %d" % MAX_BODY,
-        "binary": binary_info(),
+        "binary": h.binary_info(),
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                     "note": "the load generator (this script) shares the cores with the server"},
         "method": "fresh server per run; warm-up request; baseline VmRSS; VmHWM reset via "

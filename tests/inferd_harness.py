@@ -702,6 +702,16 @@ def proc_status_bytes(pid, field):
     raise AssertionError("no %s in /proc/%d/status" % (field, pid))
 
 
+def binary_info():
+    """Which inferd binary a benchmark measured: path, SHA-256 and mtime."""
+    import datetime
+    import hashlib
+    with open(INFERD_BIN, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    mtime = datetime.datetime.fromtimestamp(os.stat(INFERD_BIN).st_mtime)
+    return {"path": INFERD_BIN, "sha256": digest, "mtime": mtime.isoformat(timespec="seconds")}
+
+
 def wait_until(predicate, timeout, what, interval=0.01):
     """Polls `predicate` (which returns a truthy value when done) until it
     holds or `timeout` seconds pass; the interval only paces the polling."""

@@ -6,6 +6,7 @@
 // touched; values that are never needed are skipped, not decoded.
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -36,18 +37,20 @@ class RequestDecoder {
       return InvalidArgumentError("request body must be a JSON object");
     }
     bool have_inputs = false;
-    std::string seen_keys;  // for duplicates: at most four names matter
+    static constexpr std::string_view kKeys[] = {"id", "parameters", "inputs", "outputs"};
+    unsigned seen_keys = 0;  // bit i: kKeys[i] was read (a duplicate is refused)
     for (auto field : top) {
       std::string_view key;
       INFERD_JSON(field.unescaped_key().get(key));
       ond::value v;
       INFERD_JSON(field.value().get(v));
-      if (key != "id" && key != "parameters" && key != "inputs" && key != "outputs") continue;
-      std::string mark = "|" + std::string(key) + "|";
-      if (seen_keys.find(mark) != std::string::npos) {
+      auto known = std::find(std::begin(kKeys), std::end(kKeys), key);
+      if (known == std::end(kKeys)) continue;
+      unsigned bit = 1u << (known - std::begin(kKeys));
+      if (seen_keys & bit) {
         return InvalidArgumentError("duplicate key '" + std::string(key) + "' in the request");
       }
-      seen_keys += mark;
+      seen_keys |= bit;
       if (key == "id") {
         std::string_view s;
         if (v.get_string().get(s) != simdjson::SUCCESS)
@@ -362,19 +365,9 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
     json = copy.data();
     capacity = jlen + simdjson::SIMDJSON_PADDING;
   }
-  ond::document doc;
-  if (auto err = parser.iterate(json, jlen, capacity).get(doc); err) {
-    if (json_length < 0 && b.find("\"binary_data_size\"") != std::string::npos) {
-      return InvalidArgumentError(
-          "the body is not all JSON and declares binary_data_size, but the request has no "
-          "Inference-Header-Content-Length header (the length of its JSON part)");
-    }
-    return JsonError(err);
-  }
-  DecodedRequest out;
-  RequestDecoder decoder(body, jlen, json_length, model);
-  Status st = decoder.Run(doc, &out);
-  if (!st.ok()) {
+  // Malformed JSON in a body that declares binary data most likely means
+  // the client forgot the header that says where the JSON ends.
+  auto explain = [&](Status st) {
     if (json_length < 0 && st.message().starts_with("malformed JSON") &&
         b.find("\"binary_data_size\"") != std::string::npos) {
       return InvalidArgumentError(
@@ -382,7 +375,12 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
           "Inference-Header-Content-Length header (the length of its JSON part)");
     }
     return st;
-  }
+  };
+  ond::document doc;
+  if (auto err = parser.iterate(json, jlen, capacity).get(doc); err) return explain(JsonError(err));
+  DecodedRequest out;
+  RequestDecoder decoder(body, jlen, json_length, model);
+  if (Status st = decoder.Run(doc, &out); !st.ok()) return explain(std::move(st));
   return out;
 }
 
