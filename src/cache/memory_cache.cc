@@ -2,75 +2,42 @@
 
 #include <time.h>
 
+#include <algorithm>
+#include <new>
 #include <random>
-#include <shared_mutex>
 #include <string>
-#include <unordered_map>
 #include <utility>
 
-#include "cache/eviction.h"
-#include "common/mutex.h"
-
-#define ACQUIRE_SHARED(...) INFERD_TSA(acquire_shared_capability(__VA_ARGS__))
-#define RELEASE_SHARED(...) INFERD_TSA(release_shared_capability(__VA_ARGS__))
-#define REQUIRES_SHARED(...) INFERD_TSA(requires_shared_capability(__VA_ARGS__))
+#include "cache/record_table.h"
+#include "cache/shard_lock.h"
+#include "cache/tinylfu_policy.h"
 
 namespace inferd {
 namespace {
 
-// std::shared_mutex with clang thread-safety annotations (common/mutex.h
-// has only exclusive locks; libstdc++'s std::shared_mutex is unannotated).
-class CAPABILITY("mutex") SharedMutex {
- public:
-  void Lock() ACQUIRE() { mu_.lock(); }
-  void Unlock() RELEASE() { mu_.unlock(); }
-  void LockShared() ACQUIRE_SHARED() { mu_.lock_shared(); }
-  void UnlockShared() RELEASE_SHARED() { mu_.unlock_shared(); }
-
- private:
-  std::shared_mutex mu_;
-};
-
-class SCOPED_CAPABILITY WriterLock {
- public:
-  explicit WriterLock(SharedMutex* mu) ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
-  ~WriterLock() RELEASE() { mu_->Unlock(); }
-  WriterLock(const WriterLock&) = delete;
-  WriterLock& operator=(const WriterLock&) = delete;
-
- private:
-  SharedMutex* mu_;
-};
-
-class SCOPED_CAPABILITY ReaderLock {
- public:
-  explicit ReaderLock(SharedMutex* mu) ACQUIRE_SHARED(mu) : mu_(mu) { mu_->LockShared(); }
-  ~ReaderLock() RELEASE() { mu_->UnlockShared(); }
-  ReaderLock(const ReaderLock&) = delete;
-  ReaderLock& operator=(const ReaderLock&) = delete;
-
- private:
-  SharedMutex* mu_;
-};
-
-// One resident entry. Lives in its shard's hash table node (stable address).
+// One resident entry, with a copy of its check in the same allocation: a
+// hit compares the check without touching the entry (one cache miss less).
 struct Record : EvictionNode {
   Digest128 digest;
-  int64_t expires_us = 0;  // entry->expires_us, kept here to spare a cache miss
+  int64_t expires_us = 0;  // entry->expires_us
   std::shared_ptr<const CacheEntry> entry;
-};
+  uint32_t check_size = 0;
 
-// The digest is already uniform; the seeded mix keeps crafted partial
-// collisions (equal `lo`) from piling into one bucket.
-struct DigestHash {
-  uint64_t seed = 0;
-  size_t operator()(const Digest128& d) const noexcept {
-    uint64_t x = (d.lo ^ seed) * 0x9E3779B97F4A7C15ull;
-    return static_cast<size_t>((x ^ (x >> 32)) + d.hi);
+  std::string_view check() const { return {reinterpret_cast<const char*>(this + 1), check_size}; }
+  static Record* New(std::string_view check) {
+    void* p = ::operator new(sizeof(Record) + check.size());
+    Record* r = new (p) Record;
+    r->check_size = static_cast<uint32_t>(check.size());
+    std::copy(check.begin(), check.end(), reinterpret_cast<char*>(r + 1));
+    return r;
+  }
+  static void Delete(Record* r) {
+    r->~Record();
+    ::operator delete(r);
   }
 };
 
-using Table = std::unordered_map<Digest128, Record, DigestHash>;
+using Table = RecordTable<Record>;
 using Garbage = std::vector<std::shared_ptr<const CacheEntry>>;
 
 // Wall time from CLOCK_REALTIME_COARSE: the kernel's last tick (1-4 ms
@@ -84,45 +51,68 @@ int64_t CoarseWallMicros() {
 
 enum class Outcome { kHit, kStaleHit, kMiss, kCollision, kDrop, kExpired };
 
+constexpr uint8_t kMaxPendingHits = 15;  // TinyLfuPolicy's saturation
+
 }  // namespace
 
-// Hash node (pair + next pointer), a bucket slot (load factor <= 1), the
-// shared_ptr control block and allocator headers: an upper estimate.
-const size_t MemoryCache::kEntryOverhead = sizeof(Table::value_type) + 3 * sizeof(void*) + 48;
+// The record with its inline check (charged separately), its two table
+// slots at the worst load factor, the shared_ptr control block and
+// allocator headers: an upper estimate.
+const size_t MemoryCache::kEntryOverhead = sizeof(Record) + 4 * sizeof(void*) + 48;
 
-// One lock domain. Counters written under the exclusive lock (entries,
-// bytes, ...) are atomics too, so GetStats reads them without locking.
+// One lock domain. Counters of reads live in the lock's reader slots;
+// those written under the exclusive lock are atomics too, so GetStats
+// reads them without locking.
 struct alignas(64) MemoryCache::Shard {
-  Shard(const S3FifoPolicy::Options& policy_options, uint64_t seed)
-      : hasher{seed}, map(16, hasher), policy(policy_options) {}
+  Shard(size_t budget, uint64_t seed) : table(seed), policy(PolicyOptions(budget, seed)) {}
 
-  // Looks `key` up; on kHit / kStaleHit sets *out.
+  static TinyLfuPolicy::Options PolicyOptions(size_t budget, uint64_t seed) {
+    TinyLfuPolicy::Options o;
+    o.capacity = budget;
+    o.seed = seed;
+    return o;
+  }
+
+  // Looks `key` up; on kHit / kStaleHit sets *out. A hit adds to the
+  // record's pending hits (see TinyLfuPolicy::OnHit) and, the first time
+  // since the policy last saw it, records it in the reader's buffer.
   Outcome Lookup(const CacheKey& key, int64_t now, bool allow_stale, int64_t max_stale,
-                 std::shared_ptr<const CacheEntry>* out) REQUIRES_SHARED(mu) {
-    auto it = map.find(key.digest);
-    if (it == map.end()) return Outcome::kMiss;
-    Record& r = it->second;
-    if (r.entry->check != key.check) return Outcome::kCollision;
-    if (now <= r.expires_us) {
-      S3FifoPolicy::OnHit(&r);
-      *out = r.entry;
+                 ShardLock::Slot& slot, std::shared_ptr<const CacheEntry>* out)
+      REQUIRES_SHARED(mu) {
+    Record* r = table.Find(key.digest);
+    if (r == nullptr) return Outcome::kMiss;
+    if (r->check() != key.check) return Outcome::kCollision;
+    if (now <= r->expires_us) {
+      const uint8_t f = r->freq.load(std::memory_order_relaxed);
+      if (f < kMaxPendingHits) {
+        r->freq.store(f + 1, std::memory_order_relaxed);
+        if (f == 0) RecordTouch(slot, r);
+      }
+      *out = r->entry;
       return Outcome::kHit;
     }
-    if (now - r.expires_us > max_stale) return Outcome::kDrop;
+    if (now - r->expires_us > max_stale) return Outcome::kDrop;
     if (!allow_stale) return Outcome::kExpired;
-    *out = r.entry;
+    *out = r->entry;
     return Outcome::kStaleHit;
   }
 
-  // Unlinks and erases `r`, moving its entry to `garbage` (freed unlocked).
-  void RemoveLocked(Record* r, bool remember, Garbage* garbage) REQUIRES(mu) {
-    policy.Remove(r, remember);
+  // Replays the hits buffered under the shared lock; first in every
+  // exclusive section, before any record can go away.
+  void DrainLocked() REQUIRES(mu) {
+    mu.DrainTouched([this](EvictionNode* n) REQUIRES(mu) { policy.Touch(n); });
+  }
+
+  // Unlinks and frees `r`, moving its entry to `garbage` (freed unlocked).
+  void RemoveLocked(Record* r, Garbage* garbage) REQUIRES(mu) {
+    policy.Remove(r);
+    table.Erase(r->digest);
     garbage->push_back(std::move(r->entry));
-    map.erase(r->digest);
+    Record::Delete(r);
   }
 
   void PublishSizeLocked() REQUIRES(mu) {
-    entries.store(map.size(), std::memory_order_relaxed);
+    entries.store(table.size(), std::memory_order_relaxed);
     bytes.store(policy.charge(), std::memory_order_relaxed);
   }
 
@@ -130,29 +120,30 @@ struct alignas(64) MemoryCache::Shard {
     c.fetch_add(n, std::memory_order_relaxed);
   }
 
-  const DigestHash hasher;
-  SharedMutex mu;
-  Table map GUARDED_BY(mu);
-  S3FifoPolicy policy GUARDED_BY(mu);
+  ShardLock mu;
+  Table table GUARDED_BY(mu);
+  TinyLfuPolicy policy GUARDED_BY(mu);
 
-  std::atomic<uint64_t> hits{0}, misses{0}, stale_hits{0}, collisions{0};
   std::atomic<uint64_t> inserts{0}, evictions{0}, expirations{0}, rejected{0};
   std::atomic<uint64_t> entries{0}, bytes{0};
 };
+
+size_t MemoryCache::ShardCount(const Options& options) {
+  const size_t by_size =
+      std::max<size_t>(1, options.max_bytes / std::max<size_t>(1, options.min_shard_bytes));
+  return std::min(static_cast<size_t>(options.shards), by_size);
+}
 
 StatusOr<std::unique_ptr<MemoryCache>> MemoryCache::Create(const Options& options) {
   if (options.shards < 1 || options.shards > 1024) {
     return InvalidArgumentError("memory cache: shards must be in [1, 1024], got " +
                                 std::to_string(options.shards));
   }
-  if (!(options.small_queue_fraction > 0 && options.small_queue_fraction < 1)) {
-    return InvalidArgumentError("memory cache: small_queue_fraction must be in (0, 1)");
-  }
   if (options.max_stale_us < 0) {
     return InvalidArgumentError(
         "memory cache: the stale window (cache.memory.max_stale_s) must be >= 0");
   }
-  if (options.max_bytes / static_cast<size_t>(options.shards) <= kEntryOverhead) {
+  if (options.max_bytes / ShardCount(options) <= kEntryOverhead) {
     return InvalidArgumentError("memory cache: max_bytes " + std::to_string(options.max_bytes) +
                                 " is too small for " + std::to_string(options.shards) + " shards");
   }
@@ -160,21 +151,22 @@ StatusOr<std::unique_ptr<MemoryCache>> MemoryCache::Create(const Options& option
 }
 
 MemoryCache::MemoryCache(const Options& options, Clock* clock)
-    : options_(options),
-      clock_(clock),
-      shard_budget_(options.max_bytes / static_cast<size_t>(options.shards)) {
-  S3FifoPolicy::Options policy;
-  policy.capacity = shard_budget_;
-  policy.small_fraction = options.small_queue_fraction;
+    : options_(options), clock_(clock), shard_budget_(options.max_bytes / ShardCount(options)) {
   std::random_device rd;
   const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) | rd();
-  shards_.reserve(static_cast<size_t>(options.shards));
-  for (int i = 0; i < options.shards; ++i) {
-    shards_.push_back(std::make_unique<Shard>(policy, seed));
-  }
+  const size_t n = ShardCount(options);
+  shards_.reserve(n);
+  for (size_t i = 0; i < n; ++i)
+    shards_.push_back(std::make_unique<Shard>(shard_budget_, seed + i));
 }
 
-MemoryCache::~MemoryCache() = default;
+MemoryCache::~MemoryCache() {
+  for (auto& shard : shards_) {
+    Shard& s = *shard;
+    ShardWriterLock l(&s.mu);
+    s.table.ForEach([](Record* r) { Record::Delete(r); });
+  }
+}
 
 int64_t MemoryCache::WallNow() const {
   return clock_ != nullptr ? clock_->WallMicros() : CoarseWallMicros();
@@ -199,33 +191,35 @@ std::shared_ptr<const CacheEntry> MemoryCache::Probe(const CacheKey& key) {
 std::optional<MemoryCache::Hit> MemoryCache::GetImpl(const CacheKey& key, bool allow_stale,
                                                      bool count_miss) {
   Shard& s = ShardFor(key.digest);
+  ShardLock::Slot& slot = s.mu.ReaderSlot();
   const int64_t now = WallNow();
   std::shared_ptr<const CacheEntry> entry;
   Outcome outcome;
   if (options_.exclusive_reads) {
-    WriterLock l(&s.mu);
-    outcome = s.Lookup(key, now, allow_stale, options_.max_stale_us, &entry);
+    ShardWriterLock l(&s.mu);
+    outcome = s.Lookup(key, now, allow_stale, options_.max_stale_us, slot, &entry);
   } else {
-    ReaderLock l(&s.mu);
-    outcome = s.Lookup(key, now, allow_stale, options_.max_stale_us, &entry);
+    ShardReaderLock l(&s.mu, &slot);
+    outcome = s.Lookup(key, now, allow_stale, options_.max_stale_us, slot, &entry);
   }
   switch (outcome) {
     case Outcome::kHit:
-      Shard::Bump(s.hits);
+      Shard::Bump(slot.hits);
       return Hit{std::move(entry), false};
     case Outcome::kStaleHit:
-      Shard::Bump(s.stale_hits);
+      Shard::Bump(slot.stale_hits);
       return Hit{std::move(entry), true};
     case Outcome::kCollision:
-      Shard::Bump(s.collisions);
+      Shard::Bump(slot.collisions);
       break;
     case Outcome::kDrop: {
       Garbage garbage;
-      WriterLock l(&s.mu);
-      auto it = s.map.find(key.digest);
+      ShardWriterLock l(&s.mu);
+      s.DrainLocked();
+      Record* r = s.table.Find(key.digest);
       // Re-check: another thread may have replaced it meanwhile.
-      if (it != s.map.end() && now - it->second.expires_us > options_.max_stale_us) {
-        s.RemoveLocked(&it->second, /*remember=*/false, &garbage);
+      if (r != nullptr && now - r->expires_us > options_.max_stale_us) {
+        s.RemoveLocked(r, &garbage);
         s.PublishSizeLocked();
         Shard::Bump(s.expirations);
       }
@@ -235,56 +229,58 @@ std::optional<MemoryCache::Hit> MemoryCache::GetImpl(const CacheKey& key, bool a
     case Outcome::kExpired:
       break;
   }
-  if (count_miss) Shard::Bump(s.misses);
+  if (count_miss) Shard::Bump(slot.misses);
   return std::nullopt;
 }
 
 void MemoryCache::Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) {
   Shard& s = ShardFor(key.digest);
   const bool valid = entry != nullptr && entry->check == key.check;
-  const size_t charge = valid ? entry->charge() + kEntryOverhead : 0;
+  const size_t charge = valid ? Charge(*entry) : 0;
   Garbage garbage;  // declared before the lock: freed after unlocking
-  WriterLock l(&s.mu);
-  auto it = s.map.find(key.digest);
-  if (it != s.map.end()) {
-    // A replaced entry was evidently wanted again: remembering its id sends
-    // the new one straight to the main queue.
-    s.RemoveLocked(&it->second, /*remember=*/true, &garbage);
-  }
+  ShardWriterLock l(&s.mu);
+  s.DrainLocked();
+  if (Record* old = s.table.Find(key.digest)) s.RemoveLocked(old, &garbage);
   if (!valid || charge > shard_budget_) {
     Shard::Bump(s.rejected);
     s.PublishSizeLocked();
     return;
   }
+  Record* r = Record::New(key.check);
+  r->id = key.digest.lo;
+  r->charge = charge;
+  r->digest = key.digest;
+  r->expires_us = entry->expires_us;
+  r->entry = std::move(entry);
+  s.table.Insert(r);
+  s.policy.Insert(r);
+  bool admitted = true;
   uint64_t evicted = 0;
-  while (s.policy.charge() + charge > shard_budget_) {
-    EvictionNode* victim = s.policy.EvictOne();
+  while (s.policy.charge() > shard_budget_) {
+    auto* victim = static_cast<Record*>(s.policy.EvictOne());
     if (victim == nullptr) break;  // unreachable: charge <= budget
-    Record* r = static_cast<Record*>(victim);
-    garbage.push_back(std::move(r->entry));
-    s.map.erase(r->digest);
-    ++evicted;
+    if (victim == r) {
+      admitted = false;  // lost its admission contest at once
+    } else {
+      ++evicted;
+    }
+    s.table.Erase(victim->digest);
+    garbage.push_back(std::move(victim->entry));
+    Record::Delete(victim);
   }
-  auto [pos, inserted] = s.map.try_emplace(key.digest);
-  Record& r = pos->second;
-  r.id = key.digest.lo;
-  r.charge = charge;
-  r.digest = key.digest;
-  r.expires_us = entry->expires_us;
-  r.entry = std::move(entry);
-  s.policy.Insert(&r);
   s.PublishSizeLocked();
-  Shard::Bump(s.inserts);
+  Shard::Bump(admitted ? s.inserts : s.rejected);
   if (evicted > 0) Shard::Bump(s.evictions, evicted);
 }
 
 bool MemoryCache::Erase(const CacheKey& key) {
   Shard& s = ShardFor(key.digest);
   Garbage garbage;
-  WriterLock l(&s.mu);
-  auto it = s.map.find(key.digest);
-  if (it == s.map.end()) return false;
-  s.RemoveLocked(&it->second, /*remember=*/false, &garbage);
+  ShardWriterLock l(&s.mu);
+  s.DrainLocked();
+  Record* r = s.table.Find(key.digest);
+  if (r == nullptr) return false;
+  s.RemoveLocked(r, &garbage);
   s.PublishSizeLocked();
   return true;
 }
@@ -294,15 +290,14 @@ size_t MemoryCache::EraseModel(std::string_view model) {
   for (auto& shard : shards_) {
     Shard& s = *shard;
     Garbage garbage;
-    WriterLock l(&s.mu);
-    for (auto it = s.map.begin(); it != s.map.end();) {
-      Record& r = it->second;
-      ++it;  // RemoveLocked erases r's node
-      if (r.entry->model == model) {
-        s.RemoveLocked(&r, /*remember=*/false, &garbage);
-        ++removed;
-      }
-    }
+    std::vector<Record*> doomed;
+    ShardWriterLock l(&s.mu);
+    s.DrainLocked();
+    s.table.ForEach([&](Record* r) {
+      if (r->entry->model == model) doomed.push_back(r);
+    });
+    for (Record* r : doomed) s.RemoveLocked(r, &garbage);
+    removed += doomed.size();
     s.PublishSizeLocked();
   }
   return removed;
@@ -311,10 +306,15 @@ size_t MemoryCache::EraseModel(std::string_view model) {
 void MemoryCache::Clear() {
   for (auto& shard : shards_) {
     Shard& s = *shard;
-    Table old(0, s.hasher);  // destroyed after unlocking
-    WriterLock l(&s.mu);
-    for (auto& [digest, r] : s.map) s.policy.Remove(&r);
-    old.swap(s.map);
+    Garbage garbage;
+    ShardWriterLock l(&s.mu);
+    s.DrainLocked();
+    s.table.ForEach([&](Record* r) REQUIRES(s.mu) {
+      s.policy.Remove(r);
+      garbage.push_back(std::move(r->entry));
+      Record::Delete(r);
+    });
+    s.table.Clear();
     s.PublishSizeLocked();
   }
 }
@@ -324,10 +324,13 @@ MemoryCache::Stats MemoryCache::GetStats() const {
   auto get = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
   for (const auto& shard : shards_) {
     const Shard& s = *shard;
-    st.hits += get(s.hits);
-    st.misses += get(s.misses);
-    st.stale_hits += get(s.stale_hits);
-    st.collisions += get(s.collisions);
+    for (unsigned i = 0; i < ShardLock::kSlots; ++i) {
+      const ShardLock::Slot& slot = s.mu.slots()[i];
+      st.hits += get(slot.hits);
+      st.misses += get(slot.misses);
+      st.stale_hits += get(slot.stale_hits);
+      st.collisions += get(slot.collisions);
+    }
     st.inserts += get(s.inserts);
     st.evictions += get(s.evictions);
     st.expirations += get(s.expirations);

@@ -5,22 +5,36 @@
 // memory speed, within a hard byte budget.
 //
 // Design:
-//   - Sharded by digest (`digest.hi % shards`). Each shard has its own lock,
-//     hash table (digest -> record), S3-FIFO policy (cache/eviction.h) and
-//     counters. The budget `max_bytes` is split evenly: each shard keeps at
-//     most max_bytes / shards bytes, so the total is never exceeded.
-//   - A record charges CacheEntry::charge() + kEntryOverhead (hash node,
-//     policy links, shared_ptr control block). An entry whose charge exceeds
-//     a shard's budget is not stored (counted as `rejected`). Ghost ids of
-//     the policy (about 40 bytes each, at most one per resident entry) are
-//     metadata outside the budget.
-//   - Hits: Get takes the shard lock *shared* and bumps the entry's atomic
-//     2-bit frequency, so concurrent hits (even on one key) run in parallel;
-//     Put, Erase, eviction and dropping expired entries take it exclusive.
+//   - Sharded by digest (the high half picks the shard). Each shard has its
+//     own lock (cache/shard_lock.h), open-addressing table (digest ->
+//     record, cache/record_table.h), eviction policy (an adaptive W-TinyLFU,
+//     cache/tinylfu_policy.h) and counters. The budget `max_bytes` is split
+//     evenly: each shard keeps at most max_bytes / shards bytes, so the
+//     total is never exceeded. `shards` is an upper bound: every shard gets
+//     at least `min_shard_bytes`, so a small cache has fewer, larger shards
+//     (an entry up to the shard budget fits, and the policy sees enough
+//     entries to rank them).
+//   - A record charges Charge(entry): CacheEntry::charge(), a second copy of
+//     the check (kept in the record so that a hit does not touch the entry)
+//     and kEntryOverhead (record, table slots, shared_ptr control block).
+//     An entry whose charge exceeds a shard's budget is not stored (counted
+//     as `rejected`), nor is one that loses its admission contest at once.
+//     The policy's metadata outside the budget: a 4-bit frequency sketch
+//     (8 bytes per resident entry, rounded up to a power of two) and two
+//     ghost lists of evicted ids, each bounded by 10% of the shard budget
+//     in charge (about 70 bytes per id).
+//   - Hits: Get takes the shard lock *shared*. A reader writes only its own
+//     thread's slot of the lock (its count, its hit counters, its buffer of
+//     touched records) and the record's 4-bit pending-hit count (skipped
+//     once saturated), so concurrent hits, even on one key, write no shared
+//     cache line but the returned entry's reference count. The policy
+//     replays the buffered hits at the next exclusive section (Put, Erase,
+//     eviction, dropping expired entries), as Caffeine replays its read
+//     buffers.
 //   - Correctness: a record is found by digest, but served only if its
-//     entry's `check` equals the key's `check`; a mismatch is a miss and is
-//     counted as a collision. A Put whose entry->check differs from the
-//     key's is rejected.
+//     check equals the key's `check`; a mismatch is a miss and is counted
+//     as a collision. A Put whose entry->check differs from the key's is
+//     rejected.
 //   - Time: entries carry wall-clock `expires_us`; Get compares it with
 //     the wall time of Options::clock (by default a coarse system clock,
 //     see Options::clock). Past it, the entry is stale: a miss,
@@ -28,8 +42,9 @@
 //     most `max_stale_us` past; beyond that, Get drops it.
 //
 // Counting: every Get adds exactly one of hits, stale_hits, misses
-// (collisions are a subset of misses). Counters are per shard, relaxed
-// atomics, summed by GetStats (so a snapshot may be slightly torn).
+// (collisions are a subset of misses). Counters are per shard and reader
+// slot, relaxed atomics, summed by GetStats (so a snapshot may be slightly
+// torn).
 //
 // Threading: every method is safe from any thread. Returned entries are
 // immutable and shared; they stay valid after eviction.
@@ -53,11 +68,12 @@ class MemoryCache {
   struct Options {
     // Byte budget over all shards (cache.memory.max_bytes); never exceeded.
     size_t max_bytes = 256 << 20;
-    // Independent locks; 1..1024. More shards, less contention, but a
-    // smaller per-shard budget (the largest storable entry).
+    // At most this many independent locks; 1..1024. More shards, less
+    // contention among writers (readers do not contend), but a smaller
+    // per-shard budget (the largest storable entry).
     int shards = 16;
-    // S3-FIFO small queue target, fraction of each shard's budget, (0, 1).
-    double small_queue_fraction = 0.1;
+    // Fewer shards when the budget is small: each gets at least this much.
+    size_t min_shard_bytes = 4 << 20;
     // Keep expired entries up to this long for stale-if-error; >= 0.
     int64_t max_stale_us = 0;
     // Source of wall time for TTLs. nullptr: the system's coarse real-time
@@ -87,8 +103,10 @@ class MemoryCache {
     uint64_t bytes = 0;        // charged now; <= max_bytes
   };
 
-  // Bytes charged per entry on top of CacheEntry::charge().
+  // Bytes charged per entry on top of CacheEntry::charge() and the check.
   static const size_t kEntryOverhead;
+  // What an entry costs in the budget.
+  static size_t Charge(const CacheEntry& e) { return e.charge() + e.check.size() + kEntryOverhead; }
 
   static StatusOr<std::unique_ptr<MemoryCache>> Create(const Options& options);
   ~MemoryCache();
@@ -110,12 +128,14 @@ class MemoryCache {
   void Clear();
 
   Stats GetStats() const;
-  // Largest charge (entry->charge() + kEntryOverhead) a Put can store.
+  // Largest Charge(entry) a Put can store.
   size_t max_entry_charge() const { return shard_budget_; }
+  size_t shard_count() const { return shards_.size(); }
 
  private:
   struct Shard;
   MemoryCache(const Options& options, Clock* clock);
+  static size_t ShardCount(const Options& options);
   Shard& ShardFor(const Digest128& d) const;
   int64_t WallNow() const;
   std::optional<Hit> GetImpl(const CacheKey& key, bool allow_stale, bool count_miss);

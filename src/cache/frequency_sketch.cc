@@ -1,0 +1,79 @@
+#include "cache/frequency_sketch.h"
+
+#include <algorithm>
+#include <bit>
+
+namespace inferd {
+namespace {
+
+uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+FrequencySketch::FrequencySketch(size_t expected_ids) { EnsureCapacity(expected_ids); }
+
+void FrequencySketch::EnsureCapacity(size_t expected_ids) {
+  // One word (16 counters) per expected id, at least 8 blocks of 8 words.
+  sample_size_ = std::max(sample_size_, 10 * std::max<size_t>(expected_ids, 1));
+  const size_t words = std::bit_ceil(std::max<size_t>(expected_ids, 64));
+  if (words <= table_.size()) return;
+  // An id's block is the low bits of its hash; one more bit splits each
+  // old block into two new ones. Copying every old block to both keeps
+  // every estimate as it was (the counters within a block depend on the
+  // high bits only), so growing forgets nothing.
+  std::vector<uint64_t> grown(words);
+  if (!table_.empty()) {
+    for (size_t w = 0; w < words; ++w) grown[w] = table_[w & (table_.size() - 1)];
+  }
+  table_.swap(grown);
+  block_mask_ = (words >> 3) - 1;
+}
+
+// Depth i uses word block + 2i + (bit 0 of its byte of the counter hash) and
+// the counter given by the next four bits, as in Caffeine's blocked sketch.
+void FrequencySketch::Increment(uint64_t id, unsigned times) {
+  const uint64_t h = Mix(id);
+  const size_t block = BlockOf(h);
+  const auto counter_hash = static_cast<uint32_t>(h >> 32);
+  bool added = false;
+  for (unsigned i = 0; i < 4; ++i) {
+    const uint32_t b = counter_hash >> (i << 3);
+    uint64_t& word = table_[block + (i << 1) + (b & 1)];
+    const unsigned shift = ((b >> 1) & 15) << 2;
+    const unsigned count = static_cast<unsigned>(word >> shift) & 15;
+    if (count == 15) continue;
+    const unsigned next = std::min(15u, count + times);
+    word += static_cast<uint64_t>(next - count) << shift;
+    added = true;
+  }
+  if (added) {
+    additions_ += times;
+    if (additions_ >= sample_size_) Reset();
+  }
+}
+
+unsigned FrequencySketch::Frequency(uint64_t id) const {
+  const uint64_t h = Mix(id);
+  const size_t block = BlockOf(h);
+  const auto counter_hash = static_cast<uint32_t>(h >> 32);
+  unsigned frequency = 15;
+  for (unsigned i = 0; i < 4; ++i) {
+    const uint32_t b = counter_hash >> (i << 3);
+    const uint64_t word = table_[block + (i << 1) + (b & 1)];
+    frequency = std::min(frequency, static_cast<unsigned>(word >> (((b >> 1) & 15) << 2)) & 15);
+  }
+  return frequency;
+}
+
+void FrequencySketch::Reset() {
+  for (uint64_t& w : table_) w = (w >> 1) & kResetMask;
+  additions_ /= 2;
+  ++resets_;
+}
+
+}  // namespace inferd

@@ -1,0 +1,55 @@
+#pragma once
+// FrequencySketch: an approximate, aging count of how often each id was
+// seen recently, for TinyLFU admission (Einziger, Friedman & Manes, "TinyLFU:
+// A Highly Efficient Cache Admission Policy", ACM ToS 2017).
+//
+// A count-min sketch of 4-bit counters (saturating at 15), depth 4, packed
+// sixteen to a 64-bit word; the four counters of one id lie in one 64-byte
+// block of eight words, so an increment or estimate touches one cache line.
+// Width: the next power of two of the expected number of ids (at least 64
+// words), so that the counters are not shared by too many ids.
+//
+// Aging ("reset"): after `sample_size` increments (10 x the largest number
+// of expected ids so far),
+// every counter is halved, so what was popular long ago fades and the
+// sketch follows a changing workload.
+//
+// Not thread-safe: the owner serializes every call.
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace inferd {
+
+class FrequencySketch {
+ public:
+  // `expected_ids`: how many ids the owner keeps resident; see EnsureCapacity.
+  explicit FrequencySketch(size_t expected_ids = 0);
+
+  // Grows the table (it never shrinks) when `expected_ids` outgrew it,
+  // keeping every estimate.
+  void EnsureCapacity(size_t expected_ids);
+
+  // Adds `times` (>= 1) sightings of `id`; saturates at 15.
+  void Increment(uint64_t id, unsigned times = 1);
+  // The estimated count of `id` in [0, 15]: the minimum of its counters.
+  unsigned Frequency(uint64_t id) const;
+
+  size_t sample_size() const { return sample_size_; }
+  size_t resets() const { return resets_; }
+
+ private:
+  static constexpr uint64_t kResetMask = 0x7777777777777777ull;
+  void Reset();
+  // The block (8 words) of `id`, and its four counter positions.
+  size_t BlockOf(uint64_t h) const { return (h & block_mask_) << 3; }
+
+  std::vector<uint64_t> table_;
+  size_t block_mask_ = 0;
+  size_t sample_size_ = 0;
+  size_t additions_ = 0;
+  size_t resets_ = 0;
+};
+
+}  // namespace inferd
