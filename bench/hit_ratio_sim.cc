@@ -1,22 +1,28 @@
-// Hit-ratio simulator (issue 3, item 8b): replays synthetic traces through
-// the serving eviction policy (S3FifoPolicy, the very class MemoryCache uses)
-// and through LruPolicy, at cache sizes of 1%, 5% and 10% of the distinct
-// keys of each trace, and prints a Markdown table.
+// Hit-ratio simulator (issue 3, item 8b; issue 8, item 2): replays a
+// trace through LRU, through the real MemoryCache (what inferd serves),
+// through the old S3-FIFO policy on its own and through OPT, at cache sizes
+// given as fractions of the trace's distinct keys, and prints a Markdown
+// table of miss ratios per trace.
 //
-// Workloads (deterministic for a given --seed):
-//   zipf-0.8        Zipf(0.8) over --keys keys
-//   zipf-1.0        Zipf(1.0) over --keys keys
-//   zipf-1.0+scans  Zipf(1.0), with every fifth block of --scan-length
-//                   requests replaced by a scan of never-repeated keys
-//                   (20% of requests are one-off keys)
-// Every object has size 1, so the capacity is in entries and the hit ratio
-// is by count; it is measured over the whole trace (cold start included).
+//   hit_ratio_sim [--trace FILE --format oracle|be64|be32] [--name NAME]
+//                 [--sizes 0.001,0.01,0.05,0.1] [--shards N] [--memo]
+//                 [--bytes] [--check-libcachesim] [--json FILE]
+//                 [--requests N] [--keys N] [--seed S] [--scan-length N]
 //
-//   hit_ratio_sim [--requests N] [--keys N] [--seed S] [--scan-length N]
-//                 [--small-fraction F] [--ghost-fraction F]
-//                 [--promote-threshold N] [--json FILE]
+// Without --trace: the synthetic workloads zipf-0.8, zipf-1.0 and
+// zipf-1.0+scans (bench/trace_reader.h; --requests, --keys, --seed and
+// --scan-length shape them). Unit mode (default): every object has the same
+// size and a row's capacity is C = round(fraction × distinct keys) entries;
+// rows with C < 64 are computed but excepted (†). --bytes (oracle traces):
+// sizes are bytes and the capacity is fraction × the bytes of the distinct
+// objects. --memo adds the column "inferd+memo": MemoryCache with the
+// exact-repeat memo sharing its budget. --check-libcachesim: compare our
+// byte-mode LRU, S3-FIFO and OPT with libCacheSim's published numbers for
+// cloudPhysicsIO (nothing else runs). The contenders: bench/replay.h.
 //
-// Exit status: 0 when S3-FIFO beats LRU on every row, 2 otherwise.
+// Exit status: 0 on success (the ratios pass or fail in the docs, not
+// here); 1 on a usage or I/O error, or when --check-libcachesim finds that
+// LRU does not match libCacheSim exactly.
 
 #include <algorithm>
 #include <chrono>
@@ -24,206 +30,498 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
-#include <random>
+#include <optional>
+#include <sstream>
 #include <string>
-#include <unordered_map>
+#include <type_traits>
 #include <vector>
 
 #include "cache/eviction.h"
+#include "cache/memory_cache.h"
+#include "replay.h"
+#include "trace_reader.h"
 
 namespace inferd {
 namespace {
 
 struct Config {
-  size_t requests = 2'000'000;
-  size_t keys = 200'000;
-  uint64_t seed = 42;
-  size_t scan_length = 2000;
-  S3FifoPolicy::Options s3fifo;  // capacity set per row
-  std::string json;
-};
-
-uint64_t Mix(uint64_t x) {  // splitmix64 finalizer: rank -> key id
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-// Samples ranks 0..n-1 with P(r) proportional to 1 / (r + 1)^alpha.
-class ZipfSampler {
- public:
-  ZipfSampler(size_t n, double alpha) : cdf_(n) {
-    double sum = 0;
-    for (size_t r = 0; r < n; ++r) cdf_[r] = (sum += std::pow(static_cast<double>(r + 1), -alpha));
-    for (double& c : cdf_) c /= sum;
-  }
-  template <typename Rng>
-  size_t operator()(Rng& rng) {
-    double u = std::uniform_real_distribution<double>(0, 1)(rng);
-    return std::min<size_t>(std::lower_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin(),
-                            cdf_.size() - 1);
-  }
-
- private:
-  std::vector<double> cdf_;
-};
-
-struct Trace {
+  std::string trace_path;
+  std::string format_name;
+  TraceFormat format = TraceFormat::kOracle;
   std::string name;
-  std::vector<uint64_t> ids;
-  size_t distinct = 0;
+  std::vector<double> sizes = {0.001, 0.01, 0.05, 0.1};
+  int shards = 16;
+  uint64_t cache_seed = 42;  // MemoryCache::Options::seed
+  bool memo = false;
+  bool bytes = false;
+  bool check = false;
+  std::string json;
+  ZipfSpec zipf;
 };
 
-Trace MakeTrace(const Config& c, double alpha, bool scans) {
-  Trace t;
-  t.name = "zipf-" + std::string(alpha == 1.0 ? "1.0" : "0.8") + (scans ? "+scans" : "");
-  ZipfSampler zipf(c.keys, alpha);
-  std::mt19937_64 rng(c.seed ^ static_cast<uint64_t>(alpha * 1000) ^ (scans ? 0x5CA9 : 0));
-  t.ids.reserve(c.requests);
-  uint64_t next_scan_id = 0;
-  const uint64_t scan_tag = 1ull << 63;  // scan ids never equal a Zipf id's Mix
-  for (size_t i = 0; i < c.requests; ++i) {
-    bool in_scan = scans && (i / c.scan_length) % 5 == 4;
-    t.ids.push_back(in_scan ? (scan_tag | next_scan_id++) : (Mix(zipf(rng)) & ~scan_tag));
-  }
-  std::vector<uint64_t> sorted = t.ids;
-  std::sort(sorted.begin(), sorted.end());
-  t.distinct = static_cast<size_t>(std::unique(sorted.begin(), sorted.end()) - sorted.begin());
-  return t;
-}
+constexpr uint64_t kMinEntries = 64;  // smaller caches are excepted by the goal
 
-// Replays `trace` through `policy` with room for `capacity` unit-size
-// entries; returns the hit ratio.
-template <EvictionPolicy Policy>
-double Replay(const std::vector<uint64_t>& trace, size_t capacity, Policy& policy) {
-  std::unordered_map<uint64_t, EvictionNode> resident;
-  resident.reserve(capacity * 2);
-  uint64_t hits = 0;
-  for (uint64_t id : trace) {
-    auto it = resident.find(id);
-    if (it != resident.end()) {
-      policy.OnHit(&it->second);
-      ++hits;
-      continue;
-    }
-    while (policy.size() >= capacity) {
-      EvictionNode* victim = policy.EvictOne();
-      resident.erase(victim->id);
-    }
-    EvictionNode& n = resident.try_emplace(id).first->second;
-    n.id = id;
-    n.charge = 1;
-    policy.Insert(&n);
-  }
-  return static_cast<double>(hits) / static_cast<double>(trace.size());
+// "S3-FIFO (old)": S3FifoPolicy as it served before issue 8 (its defaults
+// then, spelled out so a change of defaults cannot move this column).
+S3FifoPolicy::Options OldS3Fifo() {
+  S3FifoPolicy::Options o;
+  o.small_fraction = 0.1;
+  o.ghost_fraction = 1.0;
+  o.promote_threshold = 1;
+  return o;
 }
 
 struct Row {
-  std::string workload;
-  double fraction;
-  size_t capacity;
-  size_t distinct;
-  double lru;
-  double s3fifo;
+  std::string trace;
+  double fraction = 0;
+  uint64_t capacity = 0;  // entries, or bytes in bytes mode
+  uint64_t entries = 0;   // capacity in entries (bytes mode: / mean object size)
+  bool excepted = false;
+  size_t distinct = 0;
+  size_t requests = 0;
+  uint64_t requested_bytes = 0;  // = requests in unit mode
+  Misses lru, s3fifo, opt;
+  std::optional<Misses> inferd, memo;  // empty when MemoryCache refused the budget
 };
+
+std::string Ratio(std::optional<Misses> m, uint64_t total, bool bytes) {
+  if (!m) return "n/a";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.4f",
+                static_cast<double>(bytes ? m->bytes : m->count) / static_cast<double>(total));
+  return buf;
+}
+
+// (inferd - lru) / lru, by count or by bytes; nullopt when undefined.
+std::optional<double> Relative(const Row& r, bool bytes) {
+  if (!r.inferd) return std::nullopt;
+  const double lru = static_cast<double>(bytes ? r.lru.bytes : r.lru.count);
+  const double inferd = static_cast<double>(bytes ? r.inferd->bytes : r.inferd->count);
+  if (lru == 0) return std::nullopt;
+  return (inferd - lru) / lru;
+}
+
+std::string SizeLabel(const Row& r) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g%%%s", r.fraction * 100, r.excepted ? "†" : "");
+  return buf;
+}
+
+// The summary line over the non-excepted rows: the worst (largest) excess
+// of inferd's miss ratio over LRU's, and the median reduction.
+void PrintSummary(const std::vector<Row>& rows, bool bytes, const char* what) {
+  std::vector<double> rel;
+  const Row* worst = nullptr;
+  for (const Row& r : rows) {
+    auto v = Relative(r, bytes);
+    if (r.excepted || !v) continue;
+    rel.push_back(*v);
+    if (worst == nullptr || *v > *Relative(*worst, bytes)) worst = &r;
+  }
+  if (rel.empty()) {
+    std::printf("\ninferd vs LRU (%s): no non-excepted rows.\n", what);
+    return;
+  }
+  std::sort(rel.begin(), rel.end());
+  const size_t n = rel.size();
+  const double median = n % 2 ? rel[n / 2] : (rel[n / 2 - 1] + rel[n / 2]) / 2;
+  std::printf(
+      "\ninferd vs LRU (%s), %zu non-excepted rows: worst excess %+.2f%% (%s at %g%%), median "
+      "reduction %.2f%%.\n",
+      what, n, *Relative(*worst, bytes) * 100, worst->trace.c_str(), worst->fraction * 100,
+      -median * 100);
+}
+
+void PrintTable(const std::vector<Row>& rows, const Config& c, bool bytes) {
+  std::printf("| size | %s | LRU | inferd |%s S3-FIFO (old) | OPT | inferd vs LRU |\n",
+              c.bytes ? "capacity (~entries)" : "entries", c.memo ? " inferd+memo |" : "");
+  std::printf("|---:|---:|---:|---:|%s---:|---:|---:|\n", c.memo ? "---:|" : "");
+  for (const Row& r : rows) {
+    const uint64_t total = bytes ? r.requested_bytes : r.requests;
+    char cap[64];
+    if (c.bytes) {
+      std::snprintf(cap, sizeof(cap), "%.1f MiB (%llu)", static_cast<double>(r.capacity) / 1048576,
+                    static_cast<unsigned long long>(r.entries));
+    } else {
+      std::snprintf(cap, sizeof(cap), "%llu", static_cast<unsigned long long>(r.capacity));
+    }
+    auto rel = Relative(r, bytes);
+    char change[32] = "n/a";
+    if (rel) std::snprintf(change, sizeof(change), "%+.2f%%", *rel * 100);
+    std::string memo;
+    if (c.memo) memo.append(" ").append(Ratio(r.memo, total, bytes)).append(" |");
+    std::printf("| %s | %s | %s | %s |%s %s | %s | %s |\n", SizeLabel(r).c_str(), cap,
+                Ratio(r.lru, total, bytes).c_str(), Ratio(r.inferd, total, bytes).c_str(),
+                memo.c_str(), Ratio(r.s3fifo, total, bytes).c_str(),
+                Ratio(r.opt, total, bytes).c_str(), change);
+  }
+  bool any_excepted = false;
+  for (const Row& r : rows) any_excepted = any_excepted || r.excepted;
+  if (any_excepted) {
+    std::printf("\n† excepted: fewer than %llu entries%s (computed, but the goal excepts them).\n",
+                static_cast<unsigned long long>(kMinEntries),
+                c.bytes ? " of the mean object size" : "");
+  }
+}
+
+std::vector<Row> RunTrace(const Trace& t, const Config& c) {
+  auto start = std::chrono::steady_clock::now();
+  std::vector<Row> rows;
+  const uint64_t total = c.bytes ? t.distinct_bytes : t.distinct();
+  const double mean_size =
+      c.bytes ? static_cast<double>(t.distinct_bytes) / static_cast<double>(t.distinct()) : 1.0;
+  for (double fraction : c.sizes) {
+    Row r;
+    r.trace = t.name;
+    r.fraction = fraction;
+    r.capacity = std::max<uint64_t>(1, std::llround(fraction * static_cast<double>(total)));
+    r.entries = static_cast<uint64_t>(std::llround(static_cast<double>(r.capacity) / mean_size));
+    r.excepted = r.entries < kMinEntries;
+    r.distinct = t.distinct();
+    r.requests = t.requests();
+    r.requested_bytes = c.bytes ? t.requested_bytes : t.requests();
+    r.lru = ReplayLru(t, r.capacity, c.bytes);
+    r.s3fifo = ReplayS3Fifo(t, r.capacity, c.bytes, OldS3Fifo());
+    r.opt = ReplayOpt(t, r.capacity, c.bytes);
+    InferdSetup setup{r.capacity, c.bytes, c.shards, false, c.cache_seed};
+    for (bool memo : {false, true}) {
+      if (memo && !c.memo) break;
+      setup.memo = memo;
+      StatusOr<Misses> m = ReplayInferd(t, setup);
+      if (!m.ok()) {
+        std::fprintf(stderr, "%s at %g: inferd%s: %s\n", t.name.c_str(), fraction,
+                     memo ? "+memo" : "", m.status().ToString().c_str());
+        continue;
+      }
+      (memo ? r.memo : r.inferd) = *m;
+    }
+    rows.push_back(std::move(r));
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  std::printf("\n### %s\n\n%zu requests, %zu distinct keys; ", t.name.c_str(), t.requests(),
+              t.distinct());
+  if (c.bytes) {
+    std::printf(
+        "bytes mode: %llu requested bytes, %llu distinct bytes; capacity = size × distinct "
+        "bytes. inferd: MemoryCache with max_bytes = capacity, so its per-entry overhead "
+        "(kEntryOverhead = %zu bytes, plus the entry's fields) is charged inside the budget; ",
+        static_cast<unsigned long long>(t.requested_bytes),
+        static_cast<unsigned long long>(t.distinct_bytes), MemoryCache::kEntryOverhead);
+  } else {
+    std::printf(
+        "unit size: capacity = size × distinct keys entries; inferd: MemoryCache with "
+        "max_bytes = entries × %zu (one entry's charge); ",
+        UnitEntryCharge());
+  }
+  std::printf("Options.shards = %d%s; cold start, all requests counted; %.1f s.\n\n", c.shards,
+              c.memo ? "; inferd+memo: the exact-repeat memo shares the L1 budget" : "", seconds);
+  if (c.bytes) std::printf("Object miss ratio:\n\n");
+  PrintTable(rows, c, false);
+  PrintSummary(rows, false, c.bytes ? "objects" : "miss ratio");
+  if (c.bytes) {
+    std::printf("\nByte miss ratio (missed bytes / requested bytes):\n\n");
+    PrintTable(rows, c, true);
+    PrintSummary(rows, true, "bytes");
+  }
+  std::fflush(stdout);
+  return rows;
+}
+
+void JsonMisses(std::ostream& out, const char* name, std::optional<Misses> m, const Row& r) {
+  out << ", \"" << name << "\": ";
+  if (!m) {
+    out << "null";
+    return;
+  }
+  out << "{\"misses\": " << m->count
+      << ", \"miss_ratio\": " << static_cast<double>(m->count) / static_cast<double>(r.requests)
+      << ", \"miss_bytes\": " << m->bytes << ", \"byte_miss_ratio\": "
+      << static_cast<double>(m->bytes) / static_cast<double>(r.requested_bytes) << "}";
+}
+
+bool WriteJson(const Config& c, const std::vector<Row>& rows, const std::string& check) {
+  std::ofstream out(c.json);
+  out.precision(6);
+  out << "{\n  \"mode\": \"" << (c.bytes || c.check ? "bytes" : "unit")
+      << "\",\n  \"shards\": " << c.shards << ",\n  \"memo\": " << (c.memo ? "true" : "false")
+      << ",\n  \"unit_entry_charge\": " << UnitEntryCharge()
+      << ",\n  \"entry_overhead\": " << MemoryCache::kEntryOverhead << ",\n  \"rows\": [\n";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    out << "    {\"trace\": \"" << r.trace << "\", \"fraction\": " << r.fraction
+        << ", \"capacity\": " << r.capacity << ", \"capacity_unit\": \""
+        << (c.bytes ? "bytes" : "entries") << "\", \"entries\": " << r.entries
+        << ", \"excepted\": " << (r.excepted ? "true" : "false") << ", \"distinct\": " << r.distinct
+        << ", \"requests\": " << r.requests << ", \"requested_bytes\": " << r.requested_bytes;
+    JsonMisses(out, "lru", r.lru, r);
+    JsonMisses(out, "inferd", r.inferd, r);
+    if (c.memo) JsonMisses(out, "inferd_memo", r.memo, r);
+    JsonMisses(out, "s3fifo_old", r.s3fifo, r);
+    JsonMisses(out, "opt", r.opt, r);
+    out << "}" << (i + 1 < rows.size() ? ",\n" : "\n");
+  }
+  out << "  ]" << (check.empty() ? "" : ",\n  \"libcachesim_check\": [\n" + check + "  ]")
+      << "\n}\n";
+  out.close();
+  if (!out) std::fprintf(stderr, "%s: cannot write\n", c.json.c_str());
+  return static_cast<bool>(out);
+}
+
+// ---- --check-libcachesim -------------------------------------------------
+//
+// libCacheSim's test/test_evictionAlgo.c replays cloudPhysicsIO (oracleGeneral)
+// at cache sizes k × 128 MiB, k = 1..8, and asserts these counts.
+//
+// LRU matches exactly, with nothing special: what had to agree with
+// libCacheSim (checked in its cache.c / LRU.c) is
+//   - the cache size counts object sizes only: libCacheSim charges per-object
+//     metadata only when asked (obj_md_size is 0 by default);
+//   - MiB is 2^20, and "evict from the LRU end while occupied + size > cache
+//     size" (a miss inserts after evicting);
+//   - an object larger than the whole cache is not admitted but still counts
+//     as a miss with its bytes (cache_can_insert); it never happens here (the
+//     largest object is 69,632 bytes);
+//   - sizes: the uint32 field is the size as is; there are no size-0 objects
+//     in this trace, and every object keeps one size throughout (oracleGeneral
+//     stores the size of its last appearance), so the requested bytes agree
+//     (4,368,040,448) whichever appearance one reads.
+//
+// S3-FIFO is expected to differ. The published "S3-FIFO" numbers come from
+// libCacheSim's S3FIFO.c (move-to-main-threshold=2, small 0.10, ghost 0.90),
+// which adds a warm-up rule to the original algorithm: until its first
+// eviction, a newcomer that finds S full goes straight to M, so a cache that
+// fills slowly (the large sizes here) starts with an M of unproven objects;
+// that is most of the gap (ours +26% misses at 1 GiB). Its original version,
+// S3FIFOv0.c (also published, also compared below), has no such rule and is
+// what our S3FifoPolicy implements: with the same parameters it matches
+// exactly at 640 MiB and 1 GiB, within 4 misses at 512-896 MiB, +0.2% at
+// 128-256 MiB and +2.3% at 384 MiB. What still
+// differs from S3FIFOv0: it evicts from M whenever M exceeds its 90% share
+// (ours evicts from S whenever S holds >= 10%), which differs after
+// promotions; it refuses objects at least as large as S (10% of the cache),
+// ours admits anything up to the capacity; a ghost hit removes the ghost
+// record at once, while our taken ghost records keep their bytes until they
+// reach the FIFO's front (a slightly shorter effective ghost). Its counter is
+// not clamped in S (the same thing for a threshold of 2).
+//
+// OPT is expected to differ too: libCacheSim's Belady always inserts the
+// newcomer and evicts the furthest-next-access residents until it fits (the
+// newcomer may be the next victim); ours bypasses the newcomer when it is
+// needed no sooner than the residents it would displace, which spares those.
+// At 1 GiB both reach the floor (48,974 = only cold misses).
+
+struct Published {
+  const char* policy;
+  uint64_t count[8];
+  uint64_t bytes[8];
+};
+constexpr uint64_t kTheirRequests = 113872, kTheirRequestBytes = 4368040448;
+constexpr Published kLru = {"LRU",
+                            {93374, 89783, 83572, 81722, 72494, 72104, 71972, 71704},
+                            {4214303232, 4061242368, 3778040320, 3660569600, 3100927488, 3078128640,
+                             3075403776, 3061662720}};
+constexpr Published kS3Fifo = {"S3-FIFO",
+                               {90117, 80915, 75060, 72191, 69815, 65542, 60799, 56045},
+                               {4058576896, 3573827584, 3244417024, 3061737984, 2898109952,
+                                2628363776, 2425027072, 2327934464}};
+constexpr Published kS3FifoV0 = {"S3-FIFOv0",
+                                 {89307, 82387, 77041, 76791, 71300, 70343, 70455, 70355},
+                                 {4040718336, 3703628800, 3353047552, 3282235904, 3038256128,
+                                  2980646912, 2984458752, 2979649536}};
+constexpr Published kBelady = {"Belady",
+                               {79256, 70724, 65481, 61594, 59645, 57599, 50873, 48974},
+                               {3472532480, 2995165696, 2726689792, 2537648128, 2403427840,
+                                2269212672, 2134992896, 2029769728}};
+
+// Prints one comparison table; appends JSON records to *json. Returns
+// whether every count and byte total matched.
+bool Compare(const char* title, const Published& theirs, const std::vector<Misses>& ours,
+             const std::vector<Misses>* extra, const char* extra_name, std::ostringstream* json) {
+  std::printf(
+      "\n%s\n\n| cache | misses (ours) | libCacheSim %s | diff | miss bytes (ours) | "
+      "libCacheSim | diff |%s\n|---:|---:|---:|---:|---:|---:|---:|%s\n",
+      title, theirs.policy, extra ? (std::string(" ") + extra_name + " |").c_str() : "",
+      extra ? "---:|" : "");
+  bool match = true;
+  for (int k = 0; k < 8; ++k) {
+    const Misses& m = ours[k];
+    match = match && m.count == theirs.count[k] && m.bytes == theirs.bytes[k];
+    auto diff = [](uint64_t a, uint64_t b) {
+      return (static_cast<double>(a) - static_cast<double>(b)) / static_cast<double>(b) * 100;
+    };
+    std::printf("| %d MiB | %llu | %llu | %+.2f%% | %llu | %llu | %+.2f%% |", (k + 1) * 128,
+                static_cast<unsigned long long>(m.count),
+                static_cast<unsigned long long>(theirs.count[k]), diff(m.count, theirs.count[k]),
+                static_cast<unsigned long long>(m.bytes),
+                static_cast<unsigned long long>(theirs.bytes[k]), diff(m.bytes, theirs.bytes[k]));
+    if (extra) {
+      std::printf(" %llu / %llu |", static_cast<unsigned long long>((*extra)[k].count),
+                  static_cast<unsigned long long>((*extra)[k].bytes));
+    }
+    std::printf("\n");
+    *json << "    {\"policy\": \"" << title << "\", \"cache_mib\": " << (k + 1) * 128
+          << ", \"misses\": " << m.count << ", \"theirs\": " << theirs.count[k]
+          << ", \"miss_bytes\": " << m.bytes << ", \"theirs_bytes\": " << theirs.bytes[k] << "},\n";
+  }
+  return match;
+}
+
+int CheckLibCacheSim(const Trace& t, const Config& c) {
+  std::vector<Misses> lru, s3_lcs, s3_default, opt;
+  S3FifoPolicy::Options lcs;  // configured like libCacheSim's test
+  lcs.small_fraction = 0.1;
+  lcs.ghost_fraction = 0.9;
+  lcs.promote_threshold = 2;
+  for (uint64_t k = 1; k <= 8; ++k) {
+    const uint64_t capacity = k * 128 * (uint64_t{1} << 20);
+    lru.push_back(ReplayLru(t, capacity, true));
+    s3_lcs.push_back(ReplayS3Fifo(t, capacity, true, lcs));
+    s3_default.push_back(ReplayS3Fifo(t, capacity, true, OldS3Fifo()));
+    opt.push_back(ReplayOpt(t, capacity, true));
+  }
+  const bool totals = t.requests() == kTheirRequests && t.requested_bytes == kTheirRequestBytes;
+  std::printf(
+      "\n### libCacheSim cross-check: %s, bytes mode, caches of k × 128 MiB\n\n"
+      "Requests %zu (libCacheSim %llu), requested bytes %llu (libCacheSim %llu): %s.\n",
+      t.name.c_str(), t.requests(), static_cast<unsigned long long>(kTheirRequests),
+      static_cast<unsigned long long>(t.requested_bytes),
+      static_cast<unsigned long long>(kTheirRequestBytes), totals ? "match" : "MISMATCH");
+  std::ostringstream json;
+  const bool lru_ok = Compare("LRU (policy-only)", kLru, lru, nullptr, nullptr, &json);
+  std::printf("\nLRU matches libCacheSim exactly: %s\n", lru_ok ? "yes" : "NO");
+  Compare("S3-FIFO (our S3FifoPolicy: small 0.1, ghost 0.9, promote at 2, as libCacheSim's test)",
+          kS3Fifo, s3_lcs, &s3_default, "S3-FIFO (old) (0.1, 1.0, 1): misses / bytes", &json);
+  Compare("S3-FIFO (the same replay of ours) vs libCacheSim's original S3-FIFO (S3FIFOv0.c)",
+          kS3FifoV0, s3_lcs, nullptr, nullptr, &json);
+  Compare("OPT (ours, with bypass) vs libCacheSim Belady", kBelady, opt, nullptr, nullptr, &json);
+  std::printf("\nS3-FIFO and OPT differ by design (see the comment in hit_ratio_sim.cc).\n");
+  std::string records = json.str();
+  if (!records.empty()) records.erase(records.size() - 2, 1);  // the last comma
+  if (!c.json.empty() && !WriteJson(c, {}, records)) return 1;
+  return lru_ok && totals ? 0 : 1;
+}
+
+// ---- arguments ------------------------------------------------------------
+
+bool ParseSizes(const std::string& text, std::vector<double>* sizes) {
+  sizes->clear();
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    char* end = nullptr;
+    double f = std::strtod(item.c_str(), &end);
+    if (item.empty() || *end != '\0' || !(f > 0 && f <= 1)) return false;
+    sizes->push_back(f);
+  }
+  return !sizes->empty();
+}
 
 bool ParseArgs(int argc, char** argv, Config* c) {
   for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-    const char* v = nullptr;
-    if (a == "--help" || a == "-h") return false;
-    if ((v = value()) == nullptr) return false;
-    if (a == "--requests") {
-      c->requests = std::strtoull(v, nullptr, 10);
-    } else if (a == "--keys") {
-      c->keys = std::strtoull(v, nullptr, 10);
-    } else if (a == "--seed") {
-      c->seed = std::strtoull(v, nullptr, 10);
-    } else if (a == "--scan-length") {
-      c->scan_length = std::strtoull(v, nullptr, 10);
-    } else if (a == "--small-fraction") {
-      c->s3fifo.small_fraction = std::strtod(v, nullptr);
-    } else if (a == "--ghost-fraction") {
-      c->s3fifo.ghost_fraction = std::strtod(v, nullptr);
-    } else if (a == "--promote-threshold") {
-      c->s3fifo.promote_threshold = static_cast<uint8_t>(std::strtoul(v, nullptr, 10));
+    const std::string a = argv[i];
+    if (a == "--memo") {
+      c->memo = true;
+      continue;
+    }
+    if (a == "--bytes") {
+      c->bytes = true;
+      continue;
+    }
+    if (a == "--check-libcachesim") {
+      c->check = true;
+      continue;
+    }
+    if (a == "--help" || a == "-h" || i + 1 >= argc) return false;
+    const std::string v = argv[++i];
+    auto number = [&](auto* out) {
+      char* end = nullptr;
+      unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+      *out = static_cast<std::remove_pointer_t<decltype(out)>>(n);
+      return !v.empty() && *end == '\0';
+    };
+    bool ok = true;
+    if (a == "--trace") {
+      c->trace_path = v;
+    } else if (a == "--format") {
+      c->format_name = v;
+      ok = ParseTraceFormat(v, &c->format);
+    } else if (a == "--name") {
+      c->name = v;
+    } else if (a == "--sizes") {
+      ok = ParseSizes(v, &c->sizes);
+    } else if (a == "--shards") {
+      ok = number(&c->shards) && c->shards >= 1 && c->shards <= 1024;
     } else if (a == "--json") {
       c->json = v;
+    } else if (a == "--requests") {
+      ok = number(&c->zipf.requests) && c->zipf.requests > 0;
+    } else if (a == "--keys") {
+      ok = number(&c->zipf.keys) && c->zipf.keys > 0;
+    } else if (a == "--seed") {
+      ok = number(&c->zipf.seed);
+    } else if (a == "--cache-seed") {
+      ok = number(&c->cache_seed) && c->cache_seed != 0;
+    } else if (a == "--scan-length") {
+      ok = number(&c->zipf.scan_length) && c->zipf.scan_length > 0;
     } else {
+      ok = false;
+    }
+    if (!ok) {
+      std::fprintf(stderr, "bad argument: %s %s\n", a.c_str(), v.c_str());
       return false;
     }
   }
-  return c->requests > 0 && c->keys > 0 && c->scan_length > 0 && c->s3fifo.promote_threshold >= 1;
-}
-
-void WriteJson(const Config& c, const std::vector<Row>& rows) {
-  std::ofstream out(c.json);
-  out << "{\n  \"requests\": " << c.requests << ",\n  \"keys\": " << c.keys
-      << ",\n  \"seed\": " << c.seed << ",\n  \"scan_length\": " << c.scan_length
-      << ",\n  \"small_fraction\": " << c.s3fifo.small_fraction
-      << ",\n  \"ghost_fraction\": " << c.s3fifo.ghost_fraction
-      << ",\n  \"promote_threshold\": " << int{c.s3fifo.promote_threshold} << ",\n  \"rows\": [\n";
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const Row& r = rows[i];
-    out << "    {\"workload\": \"" << r.workload << "\", \"size_fraction\": " << r.fraction
-        << ", \"capacity\": " << r.capacity << ", \"distinct_keys\": " << r.distinct
-        << ", \"lru_hit_ratio\": " << r.lru << ", \"s3fifo_hit_ratio\": " << r.s3fifo << "}"
-        << (i + 1 < rows.size() ? ",\n" : "\n");
+  if (c->trace_path.empty() != c->format_name.empty()) {
+    std::fprintf(stderr, "--trace and --format go together\n");
+    return false;
   }
-  out << "  ]\n}\n";
+  const bool oracle = !c->trace_path.empty() && c->format == TraceFormat::kOracle;
+  if ((c->bytes || c->check) && !oracle) {
+    std::fprintf(stderr, "--bytes and --check-libcachesim need an oracle trace (sizes)\n");
+    return false;
+  }
+  return true;
 }
 
 int Main(int argc, char** argv) {
   Config c;
   if (!ParseArgs(argc, argv, &c)) {
     std::fprintf(stderr,
-                 "usage: hit_ratio_sim [--requests N] [--keys N] [--seed S] [--scan-length N]\n"
-                 "  [--small-fraction F] [--ghost-fraction F] [--promote-threshold N]"
-                 " [--json FILE]\n");
+                 "usage: hit_ratio_sim [--trace FILE --format oracle|be64|be32] [--name NAME]\n"
+                 "  [--sizes 0.001,0.01,0.05,0.1] [--shards N] [--memo] [--bytes]\n"
+                 "  [--check-libcachesim] [--cache-seed N] [--json FILE]\n"
+                 "  synthetic (no --trace): [--requests N] [--keys N] [--seed S]"
+                 " [--scan-length N]\n");
     return 1;
   }
-  auto start = std::chrono::steady_clock::now();
-  std::vector<Row> rows;
-  const struct {
-    double alpha;
-    bool scans;
-  } workloads[] = {{0.8, false}, {1.0, false}, {1.0, true}};
-  for (const auto& w : workloads) {
-    Trace t = MakeTrace(c, w.alpha, w.scans);
-    for (double fraction : {0.01, 0.05, 0.10}) {
-      size_t capacity = std::max<size_t>(10, static_cast<size_t>(fraction * t.distinct));
-      LruPolicy lru;
-      S3FifoPolicy::Options o = c.s3fifo;
-      o.capacity = capacity;
-      S3FifoPolicy s3(o);
-      rows.push_back({t.name, fraction, capacity, t.distinct, Replay(t.ids, capacity, lru),
-                      Replay(t.ids, capacity, s3)});
+  std::vector<Trace> traces;
+  if (c.trace_path.empty()) {
+    for (auto [alpha, scans] : {std::pair{0.8, false}, {1.0, false}, {1.0, true}}) {
+      traces.push_back(MakeZipfTrace(c.zipf, alpha, scans));
     }
+  } else {
+    std::string name = c.name;
+    if (name.empty()) name = c.trace_path.substr(c.trace_path.find_last_of('/') + 1);
+    StatusOr<Trace> t = LoadTrace(c.trace_path, c.format, name);
+    if (!t.ok()) {
+      std::fprintf(stderr, "%s\n", t.status().message().c_str());
+      return 1;
+    }
+    traces.push_back(std::move(t).value());
   }
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (c.check) return CheckLibCacheSim(traces[0], c);
 
-  std::printf(
-      "Requests per trace: %zu, Zipf keys: %zu, seed %llu; S3-FIFO small %.2f, ghost "
-      "%.2f, promote at freq >= %d; %.1f s\n\n",
-      c.requests, c.keys, static_cast<unsigned long long>(c.seed), c.s3fifo.small_fraction,
-      c.s3fifo.ghost_fraction, int{c.s3fifo.promote_threshold}, seconds);
-  std::printf(
-      "| workload | size (%% of distinct keys) | entries | LRU hit ratio | S3-FIFO hit "
-      "ratio | difference |\n|---|---:|---:|---:|---:|---:|\n");
-  bool all_better = true;
-  for (const Row& r : rows) {
-    all_better = all_better && r.s3fifo > r.lru;
-    std::printf("| %s | %.0f%% | %zu | %.2f%% | %.2f%% | %+.2f pp |\n", r.workload.c_str(),
-                r.fraction * 100, r.capacity, r.lru * 100, r.s3fifo * 100,
-                (r.s3fifo - r.lru) * 100);
+  std::vector<Row> all;
+  for (const Trace& t : traces) {
+    std::vector<Row> rows = RunTrace(t, c);
+    all.insert(all.end(), rows.begin(), rows.end());
   }
-  std::printf("\nS3-FIFO beats LRU on every row: %s\n", all_better ? "yes" : "NO");
-  if (!c.json.empty()) WriteJson(c, rows);
-  return all_better ? 0 : 2;
+  if (traces.size() > 1) PrintSummary(all, false, "all traces of this run");
+  if (!c.json.empty() && !WriteJson(c, all, "")) return 1;
+  return 0;
 }
 
 }  // namespace

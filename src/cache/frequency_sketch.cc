@@ -15,11 +15,13 @@ uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
 
 }  // namespace
 
-FrequencySketch::FrequencySketch(size_t expected_ids) { EnsureCapacity(expected_ids); }
+FrequencySketch::FrequencySketch(size_t expected_ids, uint64_t seed) : seed_(seed) {
+  EnsureCapacity(expected_ids);
+}
 
 void FrequencySketch::EnsureCapacity(size_t expected_ids) {
   // One word (16 counters) per expected id, at least 8 blocks of 8 words.
-  sample_size_ = std::max(sample_size_, 10 * std::max<size_t>(expected_ids, 1));
+  sample_size_ = std::max(sample_size_, kSamplePerId * std::max<size_t>(expected_ids, 1));
   const size_t words = std::bit_ceil(std::max<size_t>(expected_ids, 64));
   if (words <= table_.size()) return;
   // An id's block is the low bits of its hash; one more bit splits each
@@ -36,19 +38,39 @@ void FrequencySketch::EnsureCapacity(size_t expected_ids) {
 
 // Depth i uses word block + 2i + (bit 0 of its byte of the counter hash) and
 // the counter given by the next four bits, as in Caffeine's blocked sketch.
-void FrequencySketch::Increment(uint64_t id, unsigned times) {
-  const uint64_t h = Mix(id);
+FrequencySketch::Counters FrequencySketch::Locate(uint64_t id) const {
+  const uint64_t h = Mix(id ^ seed_);
   const size_t block = BlockOf(h);
   const auto counter_hash = static_cast<uint32_t>(h >> 32);
-  bool added = false;
+  Counters c;
   for (unsigned i = 0; i < 4; ++i) {
     const uint32_t b = counter_hash >> (i << 3);
-    uint64_t& word = table_[block + (i << 1) + (b & 1)];
-    const unsigned shift = ((b >> 1) & 15) << 2;
-    const unsigned count = static_cast<unsigned>(word >> shift) & 15;
-    if (count == 15) continue;
-    const unsigned next = std::min(15u, count + times);
-    word += static_cast<uint64_t>(next - count) << shift;
+    c.word[i] = block + (i << 1) + (b & 1);
+    c.shift[i] = ((b >> 1) & 15) << 2;
+  }
+  return c;
+}
+
+unsigned FrequencySketch::Min(const Counters& c) const {
+  unsigned m = 15;
+  for (unsigned i = 0; i < 4; ++i) {
+    m = std::min(m, static_cast<unsigned>(table_[c.word[i]] >> c.shift[i]) & 15);
+  }
+  return m;
+}
+
+// Conservative update (Estan & Varghese, SIGCOMM 2002): only the counters
+// below the new estimate rise, to it, so ids that share a counter with a
+// popular one are overestimated less than with a plain count-min.
+void FrequencySketch::Increment(uint64_t id, unsigned times) {
+  const Counters c = Locate(id);
+  const unsigned target = std::min(15u, Min(c) + times);
+  bool added = false;
+  for (unsigned i = 0; i < 4; ++i) {
+    uint64_t& word = table_[c.word[i]];
+    const unsigned count = static_cast<unsigned>(word >> c.shift[i]) & 15;
+    if (count >= target) continue;
+    word += static_cast<uint64_t>(target - count) << c.shift[i];
     added = true;
   }
   if (added) {
@@ -57,18 +79,7 @@ void FrequencySketch::Increment(uint64_t id, unsigned times) {
   }
 }
 
-unsigned FrequencySketch::Frequency(uint64_t id) const {
-  const uint64_t h = Mix(id);
-  const size_t block = BlockOf(h);
-  const auto counter_hash = static_cast<uint32_t>(h >> 32);
-  unsigned frequency = 15;
-  for (unsigned i = 0; i < 4; ++i) {
-    const uint32_t b = counter_hash >> (i << 3);
-    const uint64_t word = table_[block + (i << 1) + (b & 1)];
-    frequency = std::min(frequency, static_cast<unsigned>(word >> (((b >> 1) & 15) << 2)) & 15);
-  }
-  return frequency;
-}
+unsigned FrequencySketch::Frequency(uint64_t id) const { return Min(Locate(id)); }
 
 void FrequencySketch::Reset() {
   for (uint64_t& w : table_) w = (w >> 1) & kResetMask;

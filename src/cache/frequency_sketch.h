@@ -9,7 +9,11 @@
 // Width: the next power of two of the expected number of ids (at least 64
 // words), so that the counters are not shared by too many ids.
 //
-// Aging ("reset"): after `sample_size` increments (10 x the largest number
+// Increments are conservative (only the counters below the new estimate
+// rise), which keeps ids that share counters with a popular one from
+// looking popular themselves.
+//
+// Aging ("reset"): after `sample_size` increments (20 x the largest number
 // of expected ids so far),
 // every counter is halved, so what was popular long ago fades and the
 // sketch follows a changing workload.
@@ -24,8 +28,10 @@ namespace inferd {
 
 class FrequencySketch {
  public:
-  // `expected_ids`: how many ids the owner keeps resident; see EnsureCapacity.
-  explicit FrequencySketch(size_t expected_ids = 0);
+  // `expected_ids`: how many ids the owner keeps resident; see
+  // EnsureCapacity. `seed` keys the hash, so that which ids share counters
+  // cannot be predicted from outside.
+  explicit FrequencySketch(size_t expected_ids = 0, uint64_t seed = 0);
 
   // Grows the table (it never shrinks) when `expected_ids` outgrew it,
   // keeping every estimate.
@@ -41,10 +47,21 @@ class FrequencySketch {
 
  private:
   static constexpr uint64_t kResetMask = 0x7777777777777777ull;
+  // Increments between two halvings, per expected id (Caffeine: 10; with
+  // conservative update 20 measured better on the traces of
+  // docs/benchmarks.md).
+  static constexpr size_t kSamplePerId = 20;
+  struct Counters {  // where an id's four counters are
+    size_t word[4];
+    unsigned shift[4];
+  };
+  Counters Locate(uint64_t id) const;
+  unsigned Min(const Counters& c) const;
   void Reset();
   // The block (8 words) of `id`, and its four counter positions.
   size_t BlockOf(uint64_t h) const { return (h & block_mask_) << 3; }
 
+  const uint64_t seed_;
   std::vector<uint64_t> table_;
   size_t block_mask_ = 0;
   size_t sample_size_ = 0;

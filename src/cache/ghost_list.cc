@@ -1,10 +1,13 @@
 #include "cache/ghost_list.h"
 
+#include <algorithm>
+
 namespace inferd {
 
 void GhostList::Add(uint64_t id, size_t charge) {
-  if (charge > capacity_) return;
   Take(id);
+  charge = std::max<size_t>(charge, 1);  // every id counts: none stays forever
+  if (charge > capacity_) return;
   const Record r{id, charge, ++seq_};
   fifo_.push_back(r);
   index_.emplace(id, r);

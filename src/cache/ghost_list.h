@@ -23,7 +23,8 @@ class GhostList {
  public:
   explicit GhostList(size_t capacity) : capacity_(capacity) {}
 
-  // Remembers `id` with `charge`, forgetting the oldest ids beyond capacity.
+  // Remembers `id` with `charge` (at least 1), forgetting the oldest ids
+  // beyond capacity; an id larger than the capacity is only forgotten.
   void Add(uint64_t id, size_t charge);
   // Forgets `id`; returns whether it was remembered.
   bool Take(uint64_t id);

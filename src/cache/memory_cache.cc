@@ -152,8 +152,11 @@ StatusOr<std::unique_ptr<MemoryCache>> MemoryCache::Create(const Options& option
 
 MemoryCache::MemoryCache(const Options& options, Clock* clock)
     : options_(options), clock_(clock), shard_budget_(options.max_bytes / ShardCount(options)) {
-  std::random_device rd;
-  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) | rd();
+  uint64_t seed = options.seed;
+  if (seed == 0) {
+    std::random_device rd;
+    seed = (static_cast<uint64_t>(rd()) << 32) | rd();
+  }
   const size_t n = ShardCount(options);
   shards_.reserve(n);
   for (size_t i = 0; i < n; ++i)
@@ -234,6 +237,11 @@ std::optional<MemoryCache::Hit> MemoryCache::GetImpl(const CacheKey& key, bool a
 }
 
 void MemoryCache::Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) {
+  PutImpl(key, std::move(entry), 0);
+}
+
+void MemoryCache::PutImpl(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
+                          unsigned inherit) {
   Shard& s = ShardFor(key.digest);
   const bool valid = entry != nullptr && entry->check == key.check;
   const size_t charge = valid ? Charge(*entry) : 0;
@@ -253,6 +261,7 @@ void MemoryCache::Put(const CacheKey& key, std::shared_ptr<const CacheEntry> ent
   r->expires_us = entry->expires_us;
   r->entry = std::move(entry);
   s.table.Insert(r);
+  s.policy.Inherit(r, inherit);
   s.policy.Insert(r);
   bool admitted = true;
   uint64_t evicted = 0;
@@ -283,6 +292,21 @@ bool MemoryCache::Erase(const CacheKey& key) {
   s.RemoveLocked(r, &garbage);
   s.PublishSizeLocked();
   return true;
+}
+
+void MemoryCache::PutCopy(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
+                          const Digest128& original) {
+  unsigned frequency = 0;
+  {
+    Shard& s = ShardFor(original);
+    ShardWriterLock l(&s.mu);
+    s.DrainLocked();
+    if (Record* r = s.table.Find(original)) {
+      frequency = s.policy.Frequency(r);
+      s.policy.Demote(r);
+    }
+  }
+  PutImpl(key, std::move(entry), frequency);  // maybe another shard: one lock at a time
 }
 
 size_t MemoryCache::EraseModel(std::string_view model) {

@@ -80,6 +80,10 @@ class MemoryCache {
     // clock (CLOCK_REALTIME_COARSE, 1-4 ms resolution, a few ns per read
     // instead of ~25 ns for Clock::System(); TTLs are seconds).
     Clock* clock = nullptr;
+    // Seeds the table hashes and the admission lottery. 0 (the default): a
+    // random seed, so that clients cannot aim collisions; simulations set
+    // one to be repeatable.
+    uint64_t seed = 0;
     // Benchmark knob: take the shard lock exclusively in Get too (to
     // measure what shared locking buys). Leave false.
     bool exclusive_reads = false;
@@ -123,6 +127,15 @@ class MemoryCache {
   void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
   // Returns true if an entry with key's digest was removed.
   bool Erase(const CacheKey& key);
+  // Put for an entry that copies the resident entry with digest `original`
+  // in another form (the exact-repeat memo stores a request's encoded
+  // response beside its canonical entry). So that the pair does not take
+  // twice the room of one, the original first becomes the first entry
+  // evicted when room is needed (until a hit takes it back), and the copy
+  // inherits the original's frequency in the admission policy. Without a
+  // resident original, a plain Put.
+  void PutCopy(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
+               const Digest128& original);
   // Removes every entry of `model`; returns how many.
   size_t EraseModel(std::string_view model);
   void Clear();
@@ -139,6 +152,7 @@ class MemoryCache {
   Shard& ShardFor(const Digest128& d) const;
   int64_t WallNow() const;
   std::optional<Hit> GetImpl(const CacheKey& key, bool allow_stale, bool count_miss);
+  void PutImpl(const CacheKey& key, std::shared_ptr<const CacheEntry> entry, unsigned inherit);
 
   const Options options_;
   Clock* const clock_;  // nullptr: coarse system wall clock

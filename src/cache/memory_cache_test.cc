@@ -210,6 +210,30 @@ TEST_F(MemoryCacheTest, FrequentKeysSurviveOneOffScan) {
   EXPECT_LE(cache->GetStats().entries, 100u);
 }
 
+TEST_F(MemoryCacheTest, PutCopyMakesTheOriginalTheFirstToGo) {
+  const size_t charge = MemoryCache::Charge(*Entry(Key(0), 100, 0));
+  MemoryCache::Options o;
+  o.shards = 1;
+  o.max_bytes = 10 * charge + charge / 2;  // 10 entries (ids differ in length)
+  auto cache = Make(o);
+  const int64_t exp = Later(3600 * kSecond);
+  for (int i = 0; i < 9; ++i) cache->Put(Key(i), Entry(Key(i), 100, exp));
+  for (int i = 0; i < 9; ++i) ASSERT_TRUE(cache->Get(Key(i)).has_value());
+  const CacheKey original = Key(0), copy = Key(100);
+  cache->PutCopy(copy, Entry(copy, 100, exp), original.digest);
+  EXPECT_EQ(cache->GetStats().entries, 10u);  // room: nothing evicted yet
+  cache->Put(Key(50), Entry(Key(50), 100, exp));
+  EXPECT_FALSE(cache->Get(original).has_value()) << "the demoted original goes first";
+  EXPECT_TRUE(cache->Get(copy).has_value());
+  for (int i = 1; i < 9; ++i) EXPECT_TRUE(cache->Get(Key(i)).has_value()) << i;
+  EXPECT_EQ(cache->GetStats().evictions, 1u);
+
+  // Without a resident original, PutCopy is a Put.
+  auto empty = Make(o);
+  empty->PutCopy(Key(200), Entry(Key(200), 100, exp), Key(999).digest);
+  EXPECT_TRUE(empty->Get(Key(200)).has_value());
+}
+
 TEST_F(MemoryCacheTest, EraseEraseModelAndClear) {
   auto cache = Make();
   const int64_t exp = Later(60 * kSecond);

@@ -166,9 +166,13 @@ std::shared_ptr<const CacheEntry> ResponseCache::Probe(const CacheKey& key) {
 }
 
 void ResponseCache::StoreMemory(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
-                                uint64_t generation) {
+                                uint64_t generation, const Digest128* copy_of) {
   if (this->generation() != generation) return;
-  memory_->Put(key, std::move(entry));
+  if (copy_of != nullptr) {
+    memory_->PutCopy(key, std::move(entry), *copy_of);
+  } else {
+    memory_->Put(key, std::move(entry));
+  }
   // An invalidation that started meanwhile may have erased L1 before the Put.
   if (this->generation() != generation) memory_->Erase(key);
 }

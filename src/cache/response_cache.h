@@ -90,9 +90,10 @@ class ResponseCache {
   // Stores in L1 unless an invalidation (InvalidateModel, Clear) ran since
   // `generation` was read: an entry derived from one read before an
   // invalidation must not outlive it. A store that races an invalidation is
-  // undone.
+  // undone. `copy_of`: the digest of the entry this one copies in another
+  // form (see MemoryCache::PutCopy), or null.
   void StoreMemory(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
-                   uint64_t generation);
+                   uint64_t generation, const Digest128* copy_of = nullptr);
   void EraseMemory(const CacheKey& key);
   // Moves when an invalidation starts and when it ends.
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }

@@ -77,7 +77,7 @@ class CAPABILITY("mutex") ShardLock {
     writer_.lock();
     writing_.store(true, std::memory_order_seq_cst);
     for (Slot& s : slots_) {
-      for (unsigned spins = 0; s.readers.load(std::memory_order_acquire) != 0; ++spins) {
+      for (unsigned spins = 0; s.readers.load(std::memory_order_seq_cst) != 0; ++spins) {
         if (spins > 64) std::this_thread::yield();
       }
     }

@@ -18,6 +18,7 @@ size_t GhostCapacity(const TinyLfuPolicy::Options& o) {
 
 TinyLfuPolicy::TinyLfuPolicy(const Options& options)
     : options_(options),
+      sketch_(0, options.seed),
       ghost_window_(GhostCapacity(options)),
       ghost_main_(GhostCapacity(options)),
       lottery_(options.seed | 1) {
@@ -27,7 +28,16 @@ TinyLfuPolicy::TinyLfuPolicy(const Options& options)
 
 NodeList& TinyLfuPolicy::ListOf(uint8_t queue) {
   assert(queue != kNone);
-  return queue == kWindow ? window_ : queue == kProbation ? probation_ : protected_;
+  switch (queue) {
+    case kWindow:
+      return window_;
+    case kProbation:
+      return probation_;
+    case kProtected:
+      return protected_;
+    default:
+      return demoted_;
+  }
 }
 
 void TinyLfuPolicy::Unlink(EvictionNode* n) {
@@ -49,9 +59,32 @@ void TinyLfuPolicy::Remove(EvictionNode* n, bool /*remember*/) {
   Unlink(n);
 }
 
+void TinyLfuPolicy::Demote(EvictionNode* n) {
+  if (n->queue == kNone || n->queue == kDemoted) return;
+  Fold(n);
+  Unlink(n);
+  n->queue = kDemoted;
+  demoted_.PushFront(n);
+}
+
+unsigned TinyLfuPolicy::Frequency(EvictionNode* n) {
+  Fold(n);
+  return sketch_.Frequency(n->id);
+}
+
+void TinyLfuPolicy::Inherit(EvictionNode* n, unsigned times) {
+  if (times > 0) sketch_.Increment(n->id, times);
+}
+
 void TinyLfuPolicy::Touch(EvictionNode* n) {
   if (n->queue == kNone) return;
   Fold(n);
+  if (n->queue == kDemoted) {
+    demoted_.Unlink(n);
+    n->queue = kWindow;
+    window_.PushFront(n);
+    return;
+  }
   if (n->queue == kProbation) {
     probation_.Unlink(n);
     n->queue = kProtected;
@@ -117,6 +150,11 @@ bool TinyLfuPolicy::Admit(EvictionNode* candidate, EvictionNode* victim) {
 }
 
 EvictionNode* TinyLfuPolicy::EvictOne() {
+  if (!demoted_.empty()) {  // not the policy's choice: no ghost
+    EvictionNode* d = demoted_.back();
+    Unlink(d);
+    return d;
+  }
   for (;;) {
     if (!window_.empty() && window_.bytes() > window_max_) {
       EvictionNode* c = window_.back();

@@ -78,12 +78,25 @@ class TinyLfuPolicy {
   // counts go into the sketch. MemoryCache calls it for the hits it
   // buffered under the shared lock.
   void Touch(EvictionNode* n);
+  // Marks n as the first to go when room is needed: its owner knows a copy
+  // of it is stored elsewhere (MemoryCache::Demote). A later Touch (a hit)
+  // takes it back, as a new entry of W.
+  void Demote(EvictionNode* n);
+  // The sketch's estimate for n (its pending hits included).
+  unsigned Frequency(EvictionNode* n);
+  // Adds `times` sightings of n to the sketch: it inherits the standing of
+  // the entry it copies (MemoryCache::Supersede).
+  void Inherit(EvictionNode* n, unsigned times);
   // `remember` is meaningless here: the sketch remembers every id.
   void Remove(EvictionNode* n, bool remember = false);
   EvictionNode* EvictOne();
 
-  size_t charge() const { return window_.bytes() + probation_.bytes() + protected_.bytes(); }
-  size_t size() const { return window_.count() + probation_.count() + protected_.count(); }
+  size_t charge() const {
+    return demoted_.bytes() + window_.bytes() + probation_.bytes() + protected_.bytes();
+  }
+  size_t size() const {
+    return demoted_.count() + window_.count() + probation_.count() + protected_.count();
+  }
   size_t window_max() const { return window_max_; }
   size_t window_bytes() const { return window_.bytes(); }
   size_t protected_bytes() const { return protected_.bytes(); }
@@ -91,7 +104,7 @@ class TinyLfuPolicy {
 
  private:
   static constexpr uint8_t kMaxPendingHits = 15;
-  enum Queue : uint8_t { kNone = 0, kWindow = 1, kProbation = 2, kProtected = 3 };
+  enum Queue : uint8_t { kNone = 0, kWindow = 1, kProbation = 2, kProtected = 3, kDemoted = 4 };
   NodeList& ListOf(uint8_t queue);
   // Moves n's pending hits into the sketch; returns whether it had any.
   bool Fold(EvictionNode* n);
@@ -109,6 +122,7 @@ class TinyLfuPolicy {
 
   const Options options_;
   NodeList window_, probation_, protected_;
+  NodeList demoted_;  // evicted before anything else, oldest first
   size_t window_max_ = 0;
   size_t protected_max_ = 0;
   FrequencySketch sketch_;

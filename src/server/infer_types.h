@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/cache_entry.h"
 #include "common/status.h"
 #include "tensor/tensor.h"
 
@@ -46,6 +47,10 @@ struct InferResponse {
   // the response went through the cache; 0 otherwise.
   int64_t cache_created_us = 0;
   int64_t cache_expires_us = 0;
+  // The digest of the canonical cache key, when the response went through
+  // the cache: an encoded copy of it (the exact-repeat memo) is stored as
+  // a copy of that entry (MemoryCache::PutCopy).
+  Digest128 cache_digest;
 };
 
 // Called exactly once per request, from any thread.

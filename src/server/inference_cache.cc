@@ -93,6 +93,7 @@ StatusOr<InferResponse> InferenceServer::FromEntry(const Call& call,
   r.cache = status;
   r.cache_created_us = created;
   r.cache_expires_us = entry_expires;
+  r.cache_digest = call.key.digest;
   if (status != CacheStatus::kCoalesced) {
     r.age_s = std::max<int64_t>(0, (options_.clock->WallMicros() - created) / 1000000);
   }
@@ -117,6 +118,7 @@ void InferenceServer::AfterExecution(Call& call, StatusOr<InferResponse>* result
     entry->payload = EncodeOutputs((*result)->outputs);
     (*result)->cache_created_us = entry->created_us;
     (*result)->cache_expires_us = entry->expires_us;
+    (*result)->cache_digest = call.key.digest;
     std::shared_ptr<const CacheEntry> shared = std::move(entry);
     if (!call.request.no_store) cache->Store(call.key, shared);
     if (call.leader) cache->coalescer().Complete(call.key, shared);

@@ -68,7 +68,8 @@ void InferenceServer::StoreEncoded(const CacheKey& key, uint64_t generation,
   entry->created_us = response.cache_created_us;
   entry->expires_us = response.cache_expires_us;
   entry->payload = std::move(encoded);
-  options_.cache->StoreMemory(key, std::move(entry), generation);
+  // A copy of the canonical entry: the pair takes the room of one.
+  options_.cache->StoreMemory(key, std::move(entry), generation, &response.cache_digest);
 }
 
 }  // namespace inferd

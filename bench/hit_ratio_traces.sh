@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Hit ratios on the recorded traces (issue 8, item 2): runs hit_ratio_sim on
+# the four traces of /work/shared/traces (unit size, with the exact-repeat
+# memo column), on the synthetic Zipf workloads, on cloudPhysicsIO in bytes
+# mode, and the libCacheSim cross-check. Markdown to stdout; one JSON file
+# per run into OUT_DIR.
+#
+#   bench/hit_ratio_traces.sh [OUT_DIR]    (default bench/results/hit_ratio-DATE/)
+#
+# Environment: TRACES_DIR (default ../../shared/traces from this script),
+# SIM (default build/bench/hit_ratio_sim; build it with
+# `ninja -C build hit_ratio_sim`). Traces are decompressed once into
+# build/traces/. Exit status: the simulator's (1 when the libCacheSim LRU
+# check fails).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+TRACES_DIR=${TRACES_DIR:-$(dirname "$0")/../../shared/traces}
+SIM=${SIM:-$root/build/bench/hit_ratio_sim}
+out=${1:-$root/bench/results/hit_ratio-$(date +%F)}
+plain=$root/build/traces
+
+if [ ! -x "$SIM" ]; then
+  echo "no simulator at $SIM; build it: ninja -C build hit_ratio_sim" >&2
+  exit 1
+fi
+mkdir -p "$out" "$plain"
+
+# name format file
+traces=(
+  "cloudPhysicsIO oracle cloudPhysicsIO.oracleGeneral.bin"
+  "scarab-recs be64 scarab-recs.trace"
+  "orm-busy be32 orm-busy.trace"
+  "web12 be32 web12.trace"
+)
+for t in "${traces[@]}"; do
+  read -r _ _ file <<<"$t"
+  if [ ! -f "$plain/$file" ]; then
+    xz -dc "$TRACES_DIR/$file.xz" >"$plain/$file.tmp"
+    mv "$plain/$file.tmp" "$plain/$file"
+  fi
+done
+
+start=$(date +%s)
+echo "# Hit ratios: LRU, inferd (MemoryCache), S3-FIFO (old), OPT"
+echo
+echo "$(date -u +%FT%TZ); commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown);" \
+  "$SIM; miss ratios (lower is better), cold start, every request counted."
+for t in "${traces[@]}"; do
+  read -r name format file <<<"$t"
+  "$SIM" --trace "$plain/$file" --format "$format" --name "$name" --memo --json "$out/$name.json"
+done
+"$SIM" --memo --json "$out/synthetic.json"
+"$SIM" --trace "$plain/cloudPhysicsIO.oracleGeneral.bin" --format oracle --name cloudPhysicsIO \
+  --bytes --memo --json "$out/cloudPhysicsIO-bytes.json"
+"$SIM" --trace "$plain/cloudPhysicsIO.oracleGeneral.bin" --format oracle --name cloudPhysicsIO \
+  --check-libcachesim --json "$out/libcachesim-check.json"
+# The goal of issue 8 is over every unit-size row of every trace at once.
+python3 - "$out" <<'PY'
+import json, pathlib, statistics, sys
+rows = []
+for name in ["cloudPhysicsIO", "scarab-recs", "orm-busy", "web12", "synthetic"]:
+    for r in json.loads((pathlib.Path(sys.argv[1]) / f"{name}.json").read_text())["rows"]:
+        if not r["excepted"]:
+            lru, ours = r["lru"]["miss_ratio"], r["inferd"]["miss_ratio"]
+            rows.append(((ours - lru) / lru * 100, f'{r["trace"]} at {r["fraction"] * 100:g}%'))
+worst = max(rows)
+median = statistics.median(-change for change, _ in rows)
+print(f"\n## All unit-size rows ({len(rows)}, excepted rows left out)\n")
+print(f"inferd vs LRU: worst excess {worst[0]:+.2f}% ({worst[1]}), "
+      f"median miss-ratio reduction {median:.2f}%; goal: at most +1% on every row, median at least 10%.")
+PY
+echo
+echo "Total: $(($(date +%s) - start)) s; JSON in $out"
