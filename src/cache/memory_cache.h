@@ -73,7 +73,7 @@ class MemoryCache {
     // per-shard budget (the largest storable entry).
     int shards = 16;
     // Fewer shards when the budget is small: each gets at least this much.
-    size_t min_shard_bytes = 4 << 20;
+    size_t min_shard_bytes = 1 << 20;
     // Keep expired entries up to this long for stale-if-error; >= 0.
     int64_t max_stale_us = 0;
     // Source of wall time for TTLs. nullptr: the system's coarse real-time
