@@ -54,6 +54,9 @@ struct Config {
   int shards = 16;
   uint64_t cache_seed = 42;  // MemoryCache::Options::seed
   bool memo = false;
+  bool memo_plain = false;         // the memo's copy stored with Put (before PutCopy)
+  std::string variant = "served";  // --variant: the inferd column's policy tuning
+  MemoryCache::Options::PolicyTuning tuning;
   bool bytes = false;
   bool check = false;
   std::string json;
@@ -184,7 +187,7 @@ std::vector<Row> RunTrace(const Trace& t, const Config& c) {
     r.lru = ReplayLru(t, r.capacity, c.bytes);
     r.s3fifo = ReplayS3Fifo(t, r.capacity, c.bytes, OldS3Fifo());
     r.opt = ReplayOpt(t, r.capacity, c.bytes);
-    InferdSetup setup{r.capacity, c.bytes, c.shards, false, c.cache_seed};
+    InferdSetup setup{r.capacity, c.bytes, c.shards, false, c.cache_seed, c.memo_plain, c.tuning};
     for (bool memo : {false, true}) {
       if (memo && !c.memo) break;
       setup.memo = memo;
@@ -216,8 +219,16 @@ std::vector<Row> RunTrace(const Trace& t, const Config& c) {
         "max_bytes = entries × %zu (one entry's charge); ",
         UnitEntryCharge());
   }
-  std::printf("Options.shards = %d%s; cold start, all requests counted; %.1f s.\n\n", c.shards,
-              c.memo ? "; inferd+memo: the exact-repeat memo shares the L1 budget" : "", seconds);
+  const std::string variant =
+      c.variant == "served" ? "" : "; inferd: policy variant `" + c.variant + "`";
+  std::printf("Options.shards = %d%s%s; cold start, all requests counted; %.1f s.\n\n", c.shards,
+              variant.c_str(),
+              !c.memo ? ""
+              : c.memo_plain
+                  ? "; inferd+memo: the exact-repeat memo shares the L1 budget, its copies"
+                    " stored with a plain Put (as before PutCopy)"
+                  : "; inferd+memo: the exact-repeat memo shares the L1 budget",
+              seconds);
   if (c.bytes) std::printf("Object miss ratio:\n\n");
   PrintTable(rows, c, false);
   PrintSummary(rows, false, c.bytes ? "objects" : "miss ratio");
@@ -247,6 +258,8 @@ bool WriteJson(const Config& c, const std::vector<Row>& rows, const std::string&
   out.precision(6);
   out << "{\n  \"mode\": \"" << (c.bytes || c.check ? "bytes" : "unit")
       << "\",\n  \"shards\": " << c.shards << ",\n  \"memo\": " << (c.memo ? "true" : "false")
+      << ",\n  \"memo_plain\": " << (c.memo_plain ? "true" : "false") << ",\n  \"variant\": \""
+      << c.variant << "\""
       << ",\n  \"unit_entry_charge\": " << UnitEntryCharge()
       << ",\n  \"entry_overhead\": " << MemoryCache::kEntryOverhead << ",\n  \"rows\": [\n";
   for (size_t i = 0; i < rows.size(); ++i) {
@@ -419,9 +432,30 @@ bool ParseSizes(const std::string& text, std::vector<double>* sizes) {
   return !sizes->empty();
 }
 
+// The served policy and the alternatives it was chosen against.
+bool ParseVariant(const std::string& name, MemoryCache::Options::PolicyTuning* t) {
+  *t = {};
+  if (name == "served") return true;
+  if (name == "static-window") {  // no adaptation: the window stays at 1%
+    t->adaptive_window = false;
+  } else if (name == "caffeine-sketch") {  // plain count-min, halved every 10 x ids
+    t->conservative_sketch = false;
+    t->sketch_sample_per_id = 10;
+  } else if (name == "arc-ghosts") {  // ghost lists as large as the cache, as in ARC
+    t->ghost_fraction = 1.0;
+  } else {
+    return false;
+  }
+  return true;
+}
+
 bool ParseArgs(int argc, char** argv, Config* c) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--memo-plain") {
+      c->memo = c->memo_plain = true;
+      continue;
+    }
     if (a == "--memo") {
       c->memo = true;
       continue;
@@ -462,6 +496,9 @@ bool ParseArgs(int argc, char** argv, Config* c) {
       ok = number(&c->zipf.keys) && c->zipf.keys > 0;
     } else if (a == "--seed") {
       ok = number(&c->zipf.seed);
+    } else if (a == "--variant") {
+      c->variant = v;
+      ok = ParseVariant(v, &c->tuning);
     } else if (a == "--cache-seed") {
       ok = number(&c->cache_seed) && c->cache_seed != 0;
     } else if (a == "--scan-length") {
@@ -492,7 +529,8 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: hit_ratio_sim [--trace FILE --format oracle|be64|be32] [--name NAME]\n"
                  "  [--sizes 0.001,0.01,0.05,0.1] [--shards N] [--memo] [--bytes]\n"
-                 "  [--check-libcachesim] [--cache-seed N] [--json FILE]\n"
+                 "  [--memo-plain] [--check-libcachesim] [--cache-seed N] [--json FILE]\n"
+                 "  [--variant served|static-window|caffeine-sketch|arc-ghosts]\n"
                  "  synthetic (no --trace): [--requests N] [--keys N] [--seed S]"
                  " [--scan-length N]\n");
     return 1;

@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "cache/eviction.h"
+#include "cache/memory_cache.h"
 #include "common/status.h"
 #include "trace_reader.h"
 
@@ -43,6 +44,10 @@ struct InferdSetup {
   // stores a second entry per repeated request in the same L1 budget.
   bool memo = false;
   uint64_t seed = 42;  // MemoryCache::Options::seed: repeatable runs
+  // Store the memo's copy with a plain Put, as the server did before
+  // MemoryCache::PutCopy (to measure what PutCopy changed).
+  bool memo_plain = false;
+  MemoryCache::Options::PolicyTuning tuning;  // --variant
 };
 
 // Payload bytes of every entry in unit mode.

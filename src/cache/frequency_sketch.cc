@@ -15,13 +15,14 @@ uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
 
 }  // namespace
 
-FrequencySketch::FrequencySketch(size_t expected_ids, uint64_t seed) : seed_(seed) {
+FrequencySketch::FrequencySketch(size_t expected_ids, uint64_t seed, const Tuning& tuning)
+    : seed_(seed), tuning_(tuning) {
   EnsureCapacity(expected_ids);
 }
 
 void FrequencySketch::EnsureCapacity(size_t expected_ids) {
   // One word (16 counters) per expected id, at least 8 blocks of 8 words.
-  sample_size_ = std::max(sample_size_, kSamplePerId * std::max<size_t>(expected_ids, 1));
+  sample_size_ = std::max(sample_size_, tuning_.sample_per_id * std::max<size_t>(expected_ids, 1));
   const size_t words = std::bit_ceil(std::max<size_t>(expected_ids, 64));
   if (words <= table_.size()) return;
   // An id's block is the low bits of its hash; one more bit splits each
@@ -69,8 +70,10 @@ void FrequencySketch::Increment(uint64_t id, unsigned times) {
   for (unsigned i = 0; i < 4; ++i) {
     uint64_t& word = table_[c.word[i]];
     const unsigned count = static_cast<unsigned>(word >> c.shift[i]) & 15;
-    if (count >= target) continue;
-    word += static_cast<uint64_t>(target - count) << c.shift[i];
+    // Plain count-min: every counter rises by `times` (up to 15).
+    const unsigned next = tuning_.conservative ? target : std::min(15u, count + times);
+    if (count >= next) continue;
+    word += static_cast<uint64_t>(next - count) << c.shift[i];
     added = true;
   }
   if (added) {

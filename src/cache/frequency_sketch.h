@@ -14,7 +14,8 @@
 // looking popular themselves.
 //
 // Aging ("reset"): after `sample_size` increments (20 x the largest number
-// of expected ids so far),
+// of expected ids so far; Caffeine halves after 10 x, which measured worse
+// with conservative increments, docs/benchmarks.md),
 // every counter is halved, so what was popular long ago fades and the
 // sketch follows a changing workload.
 //
@@ -26,12 +27,21 @@
 
 namespace inferd {
 
+// The defaults serve; the alternatives exist to measure them
+// (bench/hit_ratio_sim --variant).
+struct SketchTuning {
+  bool conservative = true;   // false: every counter rises (Caffeine)
+  size_t sample_per_id = 20;  // increments between halvings, per id (Caffeine: 10)
+};
+
 class FrequencySketch {
  public:
+  using Tuning = SketchTuning;
+
   // `expected_ids`: how many ids the owner keeps resident; see
   // EnsureCapacity. `seed` keys the hash, so that which ids share counters
   // cannot be predicted from outside.
-  explicit FrequencySketch(size_t expected_ids = 0, uint64_t seed = 0);
+  explicit FrequencySketch(size_t expected_ids = 0, uint64_t seed = 0, const Tuning& tuning = {});
 
   // Grows the table (it never shrinks) when `expected_ids` outgrew it,
   // keeping every estimate.
@@ -47,10 +57,6 @@ class FrequencySketch {
 
  private:
   static constexpr uint64_t kResetMask = 0x7777777777777777ull;
-  // Increments between two halvings, per expected id (Caffeine: 10; with
-  // conservative update 20 measured better on the traces of
-  // docs/benchmarks.md).
-  static constexpr size_t kSamplePerId = 20;
   struct Counters {  // where an id's four counters are
     size_t word[4];
     unsigned shift[4];
@@ -62,6 +68,7 @@ class FrequencySketch {
   size_t BlockOf(uint64_t h) const { return (h & block_mask_) << 3; }
 
   const uint64_t seed_;
+  const Tuning tuning_;
   std::vector<uint64_t> table_;
   size_t block_mask_ = 0;
   size_t sample_size_ = 0;

@@ -15,20 +15,31 @@
 namespace inferd {
 namespace {
 
-// One resident entry, with a copy of its check in the same allocation: a
-// hit compares the check without touching the entry (one cache miss less).
+// One resident entry. A short check (at most MemoryCache::kInlineCheckMax
+// bytes: a SHA-256 check, a small canonical request) is copied into the
+// same allocation, so that a hit compares it without touching the entry
+// (one cache miss less); a longer one (an exact-repeat memo's request body)
+// is compared in the entry rather than stored twice.
 struct Record : EvictionNode {
   Digest128 digest;
   int64_t expires_us = 0;  // entry->expires_us
   std::shared_ptr<const CacheEntry> entry;
   uint32_t check_size = 0;
+  bool check_inline = false;
 
-  std::string_view check() const { return {reinterpret_cast<const char*>(this + 1), check_size}; }
+  std::string_view check() const {
+    if (!check_inline) return entry->check;
+    return {reinterpret_cast<const char*>(this + 1), check_size};
+  }
   static Record* New(std::string_view check) {
-    void* p = ::operator new(sizeof(Record) + check.size());
+    const bool inline_copy = check.size() <= MemoryCache::kInlineCheckMax;
+    void* p = ::operator new(sizeof(Record) + (inline_copy ? check.size() : 0));
     Record* r = new (p) Record;
-    r->check_size = static_cast<uint32_t>(check.size());
-    std::copy(check.begin(), check.end(), reinterpret_cast<char*>(r + 1));
+    r->check_inline = inline_copy;
+    if (inline_copy) {
+      r->check_size = static_cast<uint32_t>(check.size());
+      std::copy(check.begin(), check.end(), reinterpret_cast<char*>(r + 1));
+    }
     return r;
   }
   static void Delete(Record* r) {
@@ -55,21 +66,28 @@ constexpr uint8_t kMaxPendingHits = 15;  // TinyLfuPolicy's saturation
 
 }  // namespace
 
-// The record with its inline check (charged separately), its two table
-// slots at the worst load factor, the shared_ptr control block and
-// allocator headers: an upper estimate.
-const size_t MemoryCache::kEntryOverhead = sizeof(Record) + 4 * sizeof(void*) + 48;
+// The record (its inline check is charged separately), its table slots
+// (16 bytes each; up to 4 per entry just after the table doubled, load
+// 1/4), the shared_ptr control block and allocator headers: an upper
+// estimate.
+const size_t MemoryCache::kEntryOverhead = sizeof(Record) + 4 * 16 + 48;
 
 // One lock domain. Counters of reads live in the lock's reader slots;
 // those written under the exclusive lock are atomics too, so GetStats
 // reads them without locking.
 struct alignas(64) MemoryCache::Shard {
-  Shard(size_t budget, uint64_t seed) : table(seed), policy(PolicyOptions(budget, seed)) {}
+  Shard(size_t budget, uint64_t seed, const Options::PolicyTuning& tuning)
+      : table(seed), policy(PolicyOptions(budget, seed, tuning)) {}
 
-  static TinyLfuPolicy::Options PolicyOptions(size_t budget, uint64_t seed) {
+  static TinyLfuPolicy::Options PolicyOptions(size_t budget, uint64_t seed,
+                                              const Options::PolicyTuning& tuning) {
     TinyLfuPolicy::Options o;
     o.capacity = budget;
     o.seed = seed;
+    o.adaptive = tuning.adaptive_window;
+    o.ghost_fraction = tuning.ghost_fraction;
+    o.sketch.conservative = tuning.conservative_sketch;
+    o.sketch.sample_per_id = tuning.sketch_sample_per_id;
     return o;
   }
 
@@ -139,6 +157,10 @@ StatusOr<std::unique_ptr<MemoryCache>> MemoryCache::Create(const Options& option
     return InvalidArgumentError("memory cache: shards must be in [1, 1024], got " +
                                 std::to_string(options.shards));
   }
+  if (!(options.policy.ghost_fraction >= 0 && options.policy.ghost_fraction <= 1) ||
+      options.policy.sketch_sample_per_id < 1) {
+    return InvalidArgumentError("memory cache: bad policy tuning");
+  }
   if (options.max_stale_us < 0) {
     return InvalidArgumentError(
         "memory cache: the stale window (cache.memory.max_stale_s) must be >= 0");
@@ -160,7 +182,7 @@ MemoryCache::MemoryCache(const Options& options, Clock* clock)
   const size_t n = ShardCount(options);
   shards_.reserve(n);
   for (size_t i = 0; i < n; ++i)
-    shards_.push_back(std::make_unique<Shard>(shard_budget_, seed + i));
+    shards_.push_back(std::make_unique<Shard>(shard_budget_, seed + i, options.policy));
 }
 
 MemoryCache::~MemoryCache() {
@@ -213,7 +235,7 @@ std::optional<MemoryCache::Hit> MemoryCache::GetImpl(const CacheKey& key, bool a
       Shard::Bump(slot.stale_hits);
       return Hit{std::move(entry), true};
     case Outcome::kCollision:
-      Shard::Bump(slot.collisions);
+      if (count_miss) Shard::Bump(slot.collisions);  // a subset of misses
       break;
     case Outcome::kDrop: {
       Garbage garbage;
@@ -237,11 +259,11 @@ std::optional<MemoryCache::Hit> MemoryCache::GetImpl(const CacheKey& key, bool a
 }
 
 void MemoryCache::Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) {
-  PutImpl(key, std::move(entry), 0);
+  PutImpl(key, std::move(entry), 0, nullptr);
 }
 
-void MemoryCache::PutImpl(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
-                          unsigned inherit) {
+bool MemoryCache::PutImpl(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
+                          unsigned inherit, const uint64_t* policy_id) {
   Shard& s = ShardFor(key.digest);
   const bool valid = entry != nullptr && entry->check == key.check;
   const size_t charge = valid ? Charge(*entry) : 0;
@@ -252,10 +274,13 @@ void MemoryCache::PutImpl(const CacheKey& key, std::shared_ptr<const CacheEntry>
   if (!valid || charge > shard_budget_) {
     Shard::Bump(s.rejected);
     s.PublishSizeLocked();
-    return;
+    return false;
   }
   Record* r = Record::New(key.check);
-  r->id = key.digest.lo;
+  // The policy's id for the key (its sketch counters, its ghost records):
+  // the table's seeded hash of both halves, so that crafted digests that
+  // share a half do not share counters.
+  r->id = policy_id != nullptr ? *policy_id : s.table.HashOf(key.digest);
   r->charge = charge;
   r->digest = key.digest;
   r->expires_us = entry->expires_us;
@@ -280,6 +305,7 @@ void MemoryCache::PutImpl(const CacheKey& key, std::shared_ptr<const CacheEntry>
   s.PublishSizeLocked();
   Shard::Bump(admitted ? s.inserts : s.rejected);
   if (evicted > 0) Shard::Bump(s.evictions, evicted);
+  return admitted;
 }
 
 bool MemoryCache::Erase(const CacheKey& key) {
@@ -296,17 +322,35 @@ bool MemoryCache::Erase(const CacheKey& key) {
 
 void MemoryCache::PutCopy(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
                           const Digest128& original) {
+  Shard& home = ShardFor(original);
+  bool demoted = false;
+  uint64_t id = 0;
   unsigned frequency = 0;
   {
-    Shard& s = ShardFor(original);
-    ShardWriterLock l(&s.mu);
-    s.DrainLocked();
-    if (Record* r = s.table.Find(original)) {
-      frequency = s.policy.Frequency(r);
-      s.policy.Demote(r);
+    ShardWriterLock l(&home.mu);
+    home.DrainLocked();
+    if (Record* r = home.table.Find(original)) {
+      // Demoted before the copy goes in, so that the copy's insertion
+      // evicts the original rather than another entry.
+      frequency = home.policy.Frequency(r);
+      id = r->id;
+      home.policy.Demote(r);
+      demoted = true;
     }
   }
-  PutImpl(key, std::move(entry), frequency);  // maybe another shard: one lock at a time
+  if (!demoted) {
+    PutImpl(key, std::move(entry), 0, nullptr);
+    return;
+  }
+  // The copy takes the original's policy id: to the sketch and the ghost
+  // lists they are one key. In another shard (another sketch), it also
+  // inherits the original's count. One lock at a time.
+  const bool same_shard = &ShardFor(key.digest) == &home;
+  if (PutImpl(key, std::move(entry), same_shard ? 0 : frequency, &id)) return;
+  // The copy was not stored: the original is not to go first after all.
+  ShardWriterLock l(&home.mu);
+  home.DrainLocked();
+  if (Record* r = home.table.Find(original); r != nullptr && r->id == id) home.policy.Touch(r);
 }
 
 size_t MemoryCache::EraseModel(std::string_view model) {

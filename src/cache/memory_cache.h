@@ -15,8 +15,9 @@
 //     (an entry up to the shard budget fits, and the policy sees enough
 //     entries to rank them).
 //   - A record charges Charge(entry): CacheEntry::charge(), a second copy of
-//     the check (kept in the record so that a hit does not touch the entry)
-//     and kEntryOverhead (record, table slots, shared_ptr control block).
+//     a check of at most 128 bytes (kept in the record so that a hit does not
+//     touch the entry) and kEntryOverhead (record, table slots, shared_ptr
+//     control block).
 //     An entry whose charge exceeds a shard's budget is not stored (counted
 //     as `rejected`), nor is one that loses its admission contest at once.
 //     The policy's metadata outside the budget: a 4-bit frequency sketch
@@ -87,6 +88,15 @@ class MemoryCache {
     // Benchmark knob: take the shard lock exclusively in Get too (to
     // measure what shared locking buys). Leave false.
     bool exclusive_reads = false;
+    // Benchmark knobs: the policy's alternatives, to measure what the
+    // served choices buy (bench/hit_ratio_sim --variant). Leave them.
+    struct PolicyTuning {
+      bool adaptive_window = true;  // false: the window stays at 1%
+      double ghost_fraction = 0.1;  // each ghost list, of a shard's budget
+      bool conservative_sketch = true;
+      size_t sketch_sample_per_id = 20;
+    };
+    PolicyTuning policy;
   };
 
   struct Hit {
@@ -109,8 +119,12 @@ class MemoryCache {
 
   // Bytes charged per entry on top of CacheEntry::charge() and the check.
   static const size_t kEntryOverhead;
+  // A check up to this long is copied into the index record (charged).
+  static constexpr size_t kInlineCheckMax = 128;
   // What an entry costs in the budget.
-  static size_t Charge(const CacheEntry& e) { return e.charge() + e.check.size() + kEntryOverhead; }
+  static size_t Charge(const CacheEntry& e) {
+    return e.charge() + (e.check.size() <= kInlineCheckMax ? e.check.size() : 0) + kEntryOverhead;
+  }
 
   static StatusOr<std::unique_ptr<MemoryCache>> Create(const Options& options);
   ~MemoryCache();
@@ -131,8 +145,9 @@ class MemoryCache {
   // in another form (the exact-repeat memo stores a request's encoded
   // response beside its canonical entry). So that the pair does not take
   // twice the room of one, the original first becomes the first entry
-  // evicted when room is needed (until a hit takes it back), and the copy
-  // inherits the original's frequency in the admission policy. Without a
+  // evicted when room is needed (until a hit takes it back; and not at all
+  // if the copy is not stored), and the copy takes the original's identity
+  // in the admission policy (its frequency, its ghost records). Without a
   // resident original, a plain Put.
   void PutCopy(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
                const Digest128& original);
@@ -152,7 +167,10 @@ class MemoryCache {
   Shard& ShardFor(const Digest128& d) const;
   int64_t WallNow() const;
   std::optional<Hit> GetImpl(const CacheKey& key, bool allow_stale, bool count_miss);
-  void PutImpl(const CacheKey& key, std::shared_ptr<const CacheEntry> entry, unsigned inherit);
+  // Returns whether the entry was stored. `inherit`: sightings to add to
+  // the sketch; `policy_id`: the policy's id for it (null: its own).
+  bool PutImpl(const CacheKey& key, std::shared_ptr<const CacheEntry> entry, unsigned inherit,
+               const uint64_t* policy_id);
 
   const Options options_;
   Clock* const clock_;  // nullptr: coarse system wall clock

@@ -234,6 +234,42 @@ TEST_F(MemoryCacheTest, PutCopyMakesTheOriginalTheFirstToGo) {
   EXPECT_TRUE(empty->Get(Key(200)).has_value());
 }
 
+TEST_F(MemoryCacheTest, PutCopyThatIsNotStoredLeavesTheOriginalInPlace) {
+  const size_t charge = MemoryCache::Charge(*Entry(Key(0), 100, 0));
+  MemoryCache::Options o;
+  o.shards = 1;
+  o.max_bytes = 10 * charge + charge / 2;  // 10 entries
+  auto cache = Make(o);
+  const int64_t exp = Later(3600 * kSecond);
+  for (int i = 0; i < 10; ++i) cache->Put(Key(i), Entry(Key(i), 100, exp));
+  for (int round = 0; round < 3; ++round) ASSERT_TRUE(cache->Get(Key(0)).has_value());
+  // A copy too large for the shard is refused: the original must not stay
+  // the first to go.
+  cache->PutCopy(Key(100), Entry(Key(100), o.max_bytes, exp), Key(0).digest);
+  EXPECT_FALSE(cache->Get(Key(100)).has_value());
+  for (int i = 20; i < 22; ++i) cache->Put(Key(i), Entry(Key(i), 100, exp));
+  EXPECT_TRUE(cache->Get(Key(0)).has_value()) << "the frequent original was evicted";
+}
+
+TEST_F(MemoryCacheTest, LongChecksAreComparedInTheEntry) {
+  auto cache = Make();
+  CacheKey a = Key(1);
+  a.check = "C" + std::string(300, 'q');  // longer than kInlineCheckMax
+  auto e = Entry(a, 10, Later(60 * kSecond));
+  cache->Put(a, e);
+  ASSERT_TRUE(cache->Get(a).has_value());
+  EXPECT_EQ(cache->GetStats().bytes, e->charge() + MemoryCache::kEntryOverhead);  // not twice
+  CacheKey forged = a;
+  forged.check.back() = 'r';
+  EXPECT_FALSE(cache->Get(forged).has_value());
+  EXPECT_EQ(cache->GetStats().collisions, 1u);
+  // A probe (the memo's) that collides is not a counted lookup: no miss,
+  // so no collision either (collisions are a subset of misses).
+  EXPECT_EQ(cache->Probe(forged), nullptr);
+  EXPECT_EQ(cache->GetStats().collisions, 1u);
+  EXPECT_EQ(cache->GetStats().misses, 1u);
+}
+
 TEST_F(MemoryCacheTest, EraseEraseModelAndClear) {
   auto cache = Make();
   const int64_t exp = Later(60 * kSecond);

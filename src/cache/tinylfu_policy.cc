@@ -18,7 +18,7 @@ size_t GhostCapacity(const TinyLfuPolicy::Options& o) {
 
 TinyLfuPolicy::TinyLfuPolicy(const Options& options)
     : options_(options),
-      sketch_(0, options.seed),
+      sketch_(0, options.seed, options.sketch),
       ghost_window_(GhostCapacity(options)),
       ghost_main_(GhostCapacity(options)),
       lottery_(options.seed | 1) {
@@ -152,6 +152,7 @@ bool TinyLfuPolicy::Admit(EvictionNode* candidate, EvictionNode* victim) {
 EvictionNode* TinyLfuPolicy::EvictOne() {
   if (!demoted_.empty()) {  // not the policy's choice: no ghost
     EvictionNode* d = demoted_.back();
+    Fold(d);
     Unlink(d);
     return d;
   }

@@ -62,7 +62,8 @@ class TinyLfuPolicy {
     double initial_window = 0.01;  // W's first share of the capacity
     bool adaptive = true;          // move W's share by the ghosts' verdicts
     double ghost_fraction = 0.1;   // each ghost list, of the capacity
-    uint64_t seed = 0x5EED;        // the 1/128 admission lottery
+    uint64_t seed = 0x5EED;        // keys the sketch; the admission lottery
+    SketchTuning sketch;
   };
   explicit TinyLfuPolicy(const Options& options);
   TinyLfuPolicy(const TinyLfuPolicy&) = delete;
