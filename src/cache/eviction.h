@@ -53,7 +53,7 @@ struct EvictionNode {
 
   uint64_t id = 0;               // identity for the ghost queue (e.g. digest.lo)
   size_t charge = 0;             // bytes (or 1 per entry in the simulator)
-  std::atomic<uint8_t> freq{0};  // hits since last considered, saturates at 3
+  std::atomic<uint8_t> freq{0};  // hits not yet seen by the policy (saturating)
   uint8_t queue = 0;             // owned by the policy: which list holds it
   EvictionNode* prev = nullptr;  // owned by the policy
   EvictionNode* next = nullptr;

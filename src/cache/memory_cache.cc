@@ -62,8 +62,6 @@ int64_t CoarseWallMicros() {
 
 enum class Outcome { kHit, kStaleHit, kMiss, kCollision, kDrop, kExpired };
 
-constexpr uint8_t kMaxPendingHits = 15;  // TinyLfuPolicy's saturation
-
 }  // namespace
 
 // The record (its inline check is charged separately), its table slots
@@ -102,7 +100,7 @@ struct alignas(64) MemoryCache::Shard {
     if (r->check() != key.check) return Outcome::kCollision;
     if (now <= r->expires_us) {
       const uint8_t f = r->freq.load(std::memory_order_relaxed);
-      if (f < kMaxPendingHits) {
+      if (f < TinyLfuPolicy::kMaxPendingHits) {
         r->freq.store(f + 1, std::memory_order_relaxed);
         if (f == 0) RecordTouch(slot, r);
       }
@@ -167,7 +165,8 @@ StatusOr<std::unique_ptr<MemoryCache>> MemoryCache::Create(const Options& option
   }
   if (options.max_bytes / ShardCount(options) <= kEntryOverhead) {
     return InvalidArgumentError("memory cache: max_bytes " + std::to_string(options.max_bytes) +
-                                " is too small for " + std::to_string(options.shards) + " shards");
+                                " is too small for " + std::to_string(ShardCount(options)) +
+                                " shards");
   }
   return std::unique_ptr<MemoryCache>(new MemoryCache(options, options.clock));
 }

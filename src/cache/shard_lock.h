@@ -17,8 +17,12 @@
 // sequentially consistent (Dekker): either the writer sees the reader's
 // count, or the reader sees the flag.
 //
-// Threads beyond kSlots share slots: still correct (slot counts are
-// atomic read-modify-writes), with the lines shared again.
+// Threads take slots round robin for their lifetime (a slot is not reused
+// when its thread exits), so threads beyond kSlots, or live threads after
+// many have come and gone, may share a slot: still correct (slot counts are
+// atomic read-modify-writes), with the lines shared again, and the touch
+// buffer of a shared slot may lose or repeat records (it is lossy anyway;
+// every record in it is resident, since writers drain before removing).
 
 #include <atomic>
 #include <cstddef>

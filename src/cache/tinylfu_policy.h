@@ -27,7 +27,7 @@
 // climber, which compares the hit ratios of successive samples, was tried
 // first and rejected: on the real traces the sample-to-sample hit ratio
 // swings by tens of points with the workload's phases, so the climber
-// wandered (orm-busy at 1%: 15% more misses than LRU; docs/benchmarks.md).
+// wandered instead of converging (on orm-busy it stayed well above LRU).
 // The small ghosts (10%, not ARC's 100%) make the verdicts *marginal*:
 // whether a little more W or a little more main would have hit.
 //
@@ -69,6 +69,9 @@ class TinyLfuPolicy {
   TinyLfuPolicy(const TinyLfuPolicy&) = delete;
   TinyLfuPolicy& operator=(const TinyLfuPolicy&) = delete;
 
+  // A node's pending hits saturate here (OnHit skips the store after).
+  static constexpr uint8_t kMaxPendingHits = 15;
+
   void Insert(EvictionNode* n);
   static void OnHit(EvictionNode* n) {
     uint8_t f = n->freq.load(std::memory_order_relaxed);
@@ -80,13 +83,13 @@ class TinyLfuPolicy {
   // buffered under the shared lock.
   void Touch(EvictionNode* n);
   // Marks n as the first to go when room is needed: its owner knows a copy
-  // of it is stored elsewhere (MemoryCache::Demote). A later Touch (a hit)
+  // of it is stored elsewhere (MemoryCache::PutCopy). A later Touch (a hit)
   // takes it back, as a new entry of W.
   void Demote(EvictionNode* n);
   // The sketch's estimate for n (its pending hits included).
   unsigned Frequency(EvictionNode* n);
   // Adds `times` sightings of n to the sketch: it inherits the standing of
-  // the entry it copies (MemoryCache::Supersede).
+  // the entry it copies (MemoryCache::PutCopy).
   void Inherit(EvictionNode* n, unsigned times);
   // `remember` is meaningless here: the sketch remembers every id.
   void Remove(EvictionNode* n, bool remember = false);
@@ -104,7 +107,6 @@ class TinyLfuPolicy {
   const FrequencySketch& sketch() const { return sketch_; }
 
  private:
-  static constexpr uint8_t kMaxPendingHits = 15;
   enum Queue : uint8_t { kNone = 0, kWindow = 1, kProbation = 2, kProtected = 3, kDemoted = 4 };
   NodeList& ListOf(uint8_t queue);
   // Moves n's pending hits into the sketch; returns whether it had any.
