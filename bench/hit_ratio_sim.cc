@@ -56,6 +56,7 @@ struct Config {
   bool memo = false;
   bool memo_plain = false;         // the memo's copy stored with Put (before PutCopy)
   std::string variant = "served";  // --variant: the inferd column's policy tuning
+  double copy_share = -1;          // --copy-share: MemoryCache::Options::copy_share (< 0: default)
   MemoryCache::Options::PolicyTuning tuning;
   bool bytes = false;
   bool check = false;
@@ -187,7 +188,8 @@ std::vector<Row> RunTrace(const Trace& t, const Config& c) {
     r.lru = ReplayLru(t, r.capacity, c.bytes);
     r.s3fifo = ReplayS3Fifo(t, r.capacity, c.bytes, OldS3Fifo());
     r.opt = ReplayOpt(t, r.capacity, c.bytes);
-    InferdSetup setup{r.capacity, c.bytes, c.shards, false, c.cache_seed, c.memo_plain, c.tuning};
+    InferdSetup setup{r.capacity,   c.bytes,      c.shards, false,
+                      c.cache_seed, c.memo_plain, c.tuning, c.copy_share};
     for (bool memo : {false, true}) {
       if (memo && !c.memo) break;
       setup.memo = memo;
@@ -496,6 +498,10 @@ bool ParseArgs(int argc, char** argv, Config* c) {
       ok = number(&c->zipf.keys) && c->zipf.keys > 0;
     } else if (a == "--seed") {
       ok = number(&c->zipf.seed);
+    } else if (a == "--copy-share") {
+      char* end = nullptr;
+      c->copy_share = std::strtod(v.c_str(), &end);
+      ok = !v.empty() && *end == '\0' && c->copy_share >= 0 && c->copy_share <= 1;
     } else if (a == "--variant") {
       c->variant = v;
       ok = ParseVariant(v, &c->tuning);
@@ -530,7 +536,7 @@ int Main(int argc, char** argv) {
                  "usage: hit_ratio_sim [--trace FILE --format oracle|be64|be32] [--name NAME]\n"
                  "  [--sizes 0.001,0.01,0.05,0.1] [--shards N] [--memo] [--bytes]\n"
                  "  [--memo-plain] [--check-libcachesim] [--cache-seed N] [--json FILE]\n"
-                 "  [--variant served|static-window|caffeine-sketch|arc-ghosts]\n"
+                 "  [--variant served|static-window|caffeine-sketch|arc-ghosts] [--copy-share F]\n"
                  "  synthetic (no --trace): [--requests N] [--keys N] [--seed S]"
                  " [--scan-length N]\n");
     return 1;

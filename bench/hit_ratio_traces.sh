@@ -57,9 +57,13 @@ done
   --check-libcachesim --json "$out/libcachesim-check.json"
 # What the served choices buy: the same unit-size rows with one choice
 # changed (`--variant`), and the memo's copy stored with a plain Put.
-for variant in static-window caffeine-sketch arc-ghosts memo-plain; do
+for variant in static-window caffeine-sketch arc-ghosts memo-plain memo-unbounded; do
   mkdir -p "$out/$variant"
-  if [ "$variant" = memo-plain ]; then args=(--memo-plain); else args=(--variant "$variant"); fi
+  case "$variant" in
+    memo-plain) args=(--memo-plain) ;;
+    memo-unbounded) args=(--memo --copy-share 1) ;;
+    *) args=(--variant "$variant") ;;
+  esac
   for t in "${traces[@]}"; do
     read -r name format file <<<"$t"
     "$SIM" --trace "$plain/$file" --format "$format" --name "$name" "${args[@]}" \
@@ -94,6 +98,7 @@ for variant, text in [("static-window", "window fixed at 1% (no adaptation)"),
                       ("caffeine-sketch", "Caffeine's sketch: plain count-min, halved every 10 x ids"),
                       ("arc-ghosts", "ghost lists as large as the cache (ARC)")]:
     print(f"| {text} | {summary(out / variant, 'inferd')} |")
+print(f"| memo copies stored with PutCopy but no share limit (copy share 1.0) | {summary(out / 'memo-unbounded', 'inferd_memo')} |")
 print(f"| memo copies stored with a plain Put (before PutCopy) | {summary(out / 'memo-plain', 'inferd_memo')} |")
 PY
 echo

@@ -182,8 +182,9 @@ StatusOr<Misses> ReplayInferd(const Trace& trace, const InferdSetup& setup) {
   options.max_bytes = setup.bytes ? setup.capacity : setup.capacity * UnitEntryCharge();
   options.shards = setup.shards;
   options.clock = nullptr;
-  options.seed = setup.seed;
-  options.policy = setup.tuning;  // repeatable (the server draws a random seed)
+  options.seed = setup.seed;  // repeatable (the server draws a random seed)
+  options.policy = setup.tuning;
+  if (setup.copy_share >= 0) options.copy_share = setup.copy_share;
   INFERD_ASSIGN_OR_RETURN(std::unique_ptr<MemoryCache> cache, MemoryCache::Create(options));
 
   std::vector<CacheKey> keys(trace.distinct());

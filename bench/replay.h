@@ -48,6 +48,7 @@ struct InferdSetup {
   // MemoryCache::PutCopy (to measure what PutCopy changed).
   bool memo_plain = false;
   MemoryCache::Options::PolicyTuning tuning;  // --variant
+  double copy_share = -1;                     // < 0: MemoryCache's default
 };
 
 // Payload bytes of every entry in unit mode.

@@ -152,6 +152,9 @@ class BadSettingsTest(ConfigTestCase):
     def test_unknown_flag(self):
         self.fails_to_start(["--no-such-flag", "1"], mentions=["no-such-flag"])
 
+    def test_exact_repeat_share_out_of_range(self):
+        self.fails_to_start(["--cache-exact-repeat-share", "1.5"], mentions=["cache.exact_repeat_share"])
+
     def test_missing_model_repository(self):
         server = h.ServerProcess(os.path.join(self.tmp, "no-such-dir"))
         self.addCleanup(server.kill)

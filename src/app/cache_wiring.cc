@@ -15,6 +15,7 @@ StatusOr<std::unique_ptr<ResponseCache>> BuildResponseCache(const Settings& s, R
   o.memory.max_bytes = static_cast<size_t>(max_bytes);
   o.memory.shards = static_cast<int>(s.GetInt("cache.memory.shards"));
   o.memory.max_stale_us = s.GetInt("cache.memory.max_stale_s") * 1000000;
+  o.memory.copy_share = s.GetDouble("cache.exact_repeat_share");
   o.registry = registry;
   if (std::string path = s.GetString("cache.disk.path"); !path.empty()) {
     DiskCache::Options d;

@@ -232,6 +232,9 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
       {"cache.exact_repeat_max_bytes", Type::kInt, "4096",
        "request bodies up to this size are also keyed by their bytes, so that an exact repeat "
        "is answered without decoding the request or encoding the response; 0: off"},
+      {"cache.exact_repeat_share", Type::kDouble, "0.1",
+       "at most this share of L1 (0-1) holds exact-repeat responses: they are larger than the "
+       "entries they copy, so an unbounded share costs hit ratio"},
       {"cache_warm", Type::kString, "", "file of requests (JSON lines) replayed before serving"},
   };
   return specs;

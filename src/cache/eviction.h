@@ -55,6 +55,7 @@ struct EvictionNode {
   size_t charge = 0;             // bytes (or 1 per entry in the simulator)
   std::atomic<uint8_t> freq{0};  // hits not yet seen by the policy (saturating)
   uint8_t queue = 0;             // owned by the policy: which list holds it
+  uint8_t home = 0;              // owned by the policy: the list it left (demotion)
   EvictionNode* prev = nullptr;  // owned by the policy
   EvictionNode* next = nullptr;
 };

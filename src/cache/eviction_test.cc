@@ -462,6 +462,29 @@ void WarmUp(PolicyDriver& d, uint64_t ids, int hits) {
   d.evicted.clear();
 }
 
+// A demoted node that is restored (its copy was not stored) or hit goes back
+// to the segment it left, not to the window.
+TEST(TinyLfuPolicyTest, RestoreAndTouchReturnADemotedNodeToItsSegment) {
+  PolicyDriver d(PolicyOptions(100));
+  const uint64_t hot = 100 - d.policy.window_max();
+  WarmUp(d, hot, 3);  // the hot ids are in main (probation)
+  for (uint64_t id = 0; id < hot; ++id) ASSERT_TRUE(d.Access(id));  // the last ones protected
+  EvictionNode* n = d.Node(hot - 1);
+  const size_t in_protected = d.policy.protected_bytes();
+  ASSERT_GT(in_protected, 0u);
+  d.policy.Demote(n);
+  EXPECT_EQ(d.policy.protected_bytes(), in_protected - n->charge);
+  d.policy.Restore(n);
+  EXPECT_EQ(d.policy.protected_bytes(), in_protected);
+  d.policy.Demote(n);
+  TinyLfuPolicy::OnHit(n);
+  d.policy.Touch(n);
+  EXPECT_EQ(d.policy.protected_bytes(), in_protected);
+  d.policy.Restore(n);  // not demoted: nothing to do
+  EXPECT_EQ(d.policy.protected_bytes(), in_protected);
+  d.ExpectConsistent();
+}
+
 // A one-off is an id the sketch counts at most once before its request. (A
 // count-min sketch overestimates an unseen id whose four counters all
 // collide with those of frequent ids: about 0.15% of ids with 99 frequent

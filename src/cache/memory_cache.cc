@@ -26,6 +26,7 @@ struct Record : EvictionNode {
   std::shared_ptr<const CacheEntry> entry;
   uint32_t check_size = 0;
   bool check_inline = false;
+  bool is_copy = false;  // stored by PutCopy: counts against the copy share
 
   std::string_view check() const {
     if (!check_inline) return entry->check;
@@ -122,6 +123,12 @@ struct alignas(64) MemoryCache::Shard {
   // Unlinks and frees `r`, moving its entry to `garbage` (freed unlocked).
   void RemoveLocked(Record* r, Garbage* garbage) REQUIRES(mu) {
     policy.Remove(r);
+    FreeLocked(r, garbage);
+  }
+
+  // Frees `r`, already out of the policy.
+  void FreeLocked(Record* r, Garbage* garbage) REQUIRES(mu) {
+    if (r->is_copy) copy_bytes -= r->charge;
     table.Erase(r->digest);
     garbage->push_back(std::move(r->entry));
     Record::Delete(r);
@@ -139,6 +146,7 @@ struct alignas(64) MemoryCache::Shard {
   ShardLock mu;
   Table table GUARDED_BY(mu);
   TinyLfuPolicy policy GUARDED_BY(mu);
+  size_t copy_bytes GUARDED_BY(mu) = 0;  // charged by records with is_copy
 
   std::atomic<uint64_t> inserts{0}, evictions{0}, expirations{0}, rejected{0};
   std::atomic<uint64_t> entries{0}, bytes{0};
@@ -154,6 +162,10 @@ StatusOr<std::unique_ptr<MemoryCache>> MemoryCache::Create(const Options& option
   if (options.shards < 1 || options.shards > 1024) {
     return InvalidArgumentError("memory cache: shards must be in [1, 1024], got " +
                                 std::to_string(options.shards));
+  }
+  if (!(options.copy_share >= 0 && options.copy_share <= 1)) {
+    return InvalidArgumentError(
+        "memory cache: the copy share (cache.exact_repeat_share) must be in [0, 1]");
   }
   if (!(options.policy.ghost_fraction >= 0 && options.policy.ghost_fraction <= 1) ||
       options.policy.sketch_sample_per_id < 1) {
@@ -172,7 +184,10 @@ StatusOr<std::unique_ptr<MemoryCache>> MemoryCache::Create(const Options& option
 }
 
 MemoryCache::MemoryCache(const Options& options, Clock* clock)
-    : options_(options), clock_(clock), shard_budget_(options.max_bytes / ShardCount(options)) {
+    : options_(options),
+      clock_(clock),
+      shard_budget_(options.max_bytes / ShardCount(options)),
+      copy_budget_(static_cast<size_t>(options.copy_share * static_cast<double>(shard_budget_))) {
   uint64_t seed = options.seed;
   if (seed == 0) {
     std::random_device rd;
@@ -263,6 +278,7 @@ void MemoryCache::Put(const CacheKey& key, std::shared_ptr<const CacheEntry> ent
 
 bool MemoryCache::PutImpl(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
                           unsigned inherit, const uint64_t* policy_id) {
+  const bool copy = policy_id != nullptr;
   Shard& s = ShardFor(key.digest);
   const bool valid = entry != nullptr && entry->check == key.check;
   const size_t charge = valid ? Charge(*entry) : 0;
@@ -270,12 +286,14 @@ bool MemoryCache::PutImpl(const CacheKey& key, std::shared_ptr<const CacheEntry>
   ShardWriterLock l(&s.mu);
   s.DrainLocked();
   if (Record* old = s.table.Find(key.digest)) s.RemoveLocked(old, &garbage);
-  if (!valid || charge > shard_budget_) {
+  if (!valid || charge > shard_budget_ || (copy && s.copy_bytes + charge > copy_budget_)) {
     Shard::Bump(s.rejected);
     s.PublishSizeLocked();
     return false;
   }
   Record* r = Record::New(key.check);
+  r->is_copy = copy;
+  if (copy) s.copy_bytes += charge;
   // The policy's id for the key (its sketch counters, its ghost records):
   // the table's seeded hash of both halves, so that crafted digests that
   // share a half do not share counters.
@@ -297,9 +315,7 @@ bool MemoryCache::PutImpl(const CacheKey& key, std::shared_ptr<const CacheEntry>
     } else {
       ++evicted;
     }
-    s.table.Erase(victim->digest);
-    garbage.push_back(std::move(victim->entry));
-    Record::Delete(victim);
+    s.FreeLocked(victim, &garbage);
   }
   s.PublishSizeLocked();
   Shard::Bump(admitted ? s.inserts : s.rejected);
@@ -322,6 +338,17 @@ bool MemoryCache::Erase(const CacheKey& key) {
 void MemoryCache::PutCopy(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
                           const Digest128& original) {
   Shard& home = ShardFor(original);
+  Shard& target = ShardFor(key.digest);
+  if (entry == nullptr) return Put(key, std::move(entry));  // counted as rejected
+  {
+    // No room left for copies in the copy's shard: leave the original be
+    // (PutImpl checks again under its lock; this spares the demotion).
+    ShardWriterLock l(&target.mu);
+    if (target.copy_bytes + Charge(*entry) > copy_budget_) {
+      Shard::Bump(target.rejected);
+      return;
+    }
+  }
   bool demoted = false;
   uint64_t id = 0;
   unsigned frequency = 0;
@@ -344,12 +371,11 @@ void MemoryCache::PutCopy(const CacheKey& key, std::shared_ptr<const CacheEntry>
   // The copy takes the original's policy id: to the sketch and the ghost
   // lists they are one key. In another shard (another sketch), it also
   // inherits the original's count. One lock at a time.
-  const bool same_shard = &ShardFor(key.digest) == &home;
-  if (PutImpl(key, std::move(entry), same_shard ? 0 : frequency, &id)) return;
+  if (PutImpl(key, std::move(entry), &target == &home ? 0 : frequency, &id)) return;
   // The copy was not stored: the original is not to go first after all.
   ShardWriterLock l(&home.mu);
   home.DrainLocked();
-  if (Record* r = home.table.Find(original); r != nullptr && r->id == id) home.policy.Touch(r);
+  if (Record* r = home.table.Find(original); r != nullptr && r->id == id) home.policy.Restore(r);
 }
 
 size_t MemoryCache::EraseModel(std::string_view model) {
@@ -382,6 +408,7 @@ void MemoryCache::Clear() {
       Record::Delete(r);
     });
     s.table.Clear();
+    s.copy_bytes = 0;
     s.PublishSizeLocked();
   }
 }

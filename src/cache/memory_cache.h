@@ -81,6 +81,11 @@ class MemoryCache {
     // clock (CLOCK_REALTIME_COARSE, 1-4 ms resolution, a few ns per read
     // instead of ~25 ns for Clock::System(); TTLs are seconds).
     Clock* clock = nullptr;
+    // At most this share of each shard's budget holds copies (PutCopy: the
+    // exact-repeat memo's encoded responses); a copy beyond it is not
+    // stored. Bounds what the copies, larger than the entries they copy,
+    // can take from the cache's hit ratio.
+    double copy_share = 0.1;
     // Seeds the table hashes and the admission lottery. 0 (the default): a
     // random seed, so that clients cannot aim collisions; simulations set
     // one to be repeatable.
@@ -175,6 +180,7 @@ class MemoryCache {
   const Options options_;
   Clock* const clock_;  // nullptr: coarse system wall clock
   const size_t shard_budget_;
+  const size_t copy_budget_;  // per shard, for PutCopy's copies
   std::vector<std::unique_ptr<Shard>> shards_;
 };
 

@@ -251,6 +251,29 @@ TEST_F(MemoryCacheTest, PutCopyThatIsNotStoredLeavesTheOriginalInPlace) {
   EXPECT_TRUE(cache->Get(Key(0)).has_value()) << "the frequent original was evicted";
 }
 
+TEST_F(MemoryCacheTest, CopiesBeyondTheirShareAreNotStored) {
+  const size_t charge = MemoryCache::Charge(*Entry(Key(0), 100, 0));
+  MemoryCache::Options o;
+  o.shards = 1;
+  o.max_bytes = 20 * charge;
+  o.copy_share = 0.25;  // room for 5 copies
+  auto cache = Make(o);
+  const int64_t exp = Later(3600 * kSecond);
+  for (int i = 0; i < 10; ++i) cache->Put(Key(i), Entry(Key(i), 100, exp));
+  for (int i = 0; i < 10; ++i) {
+    cache->PutCopy(Key(100 + i), Entry(Key(100 + i), 100, exp), Key(i).digest);
+  }
+  int copies = 0;
+  for (int i = 0; i < 10; ++i) copies += cache->Get(Key(100 + i)).has_value() ? 1 : 0;
+  EXPECT_GE(copies, 4);
+  EXPECT_LE(copies, 5);
+  EXPECT_EQ(cache->GetStats().rejected, static_cast<uint64_t>(10 - copies));
+  // An original whose copy was refused is untouched: still resident, and
+  // not first in line (nothing was evicted: there is room).
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(cache->Get(Key(i)).has_value()) << i;
+  EXPECT_EQ(cache->GetStats().evictions, 0u);
+}
+
 TEST_F(MemoryCacheTest, LongChecksAreComparedInTheEntry) {
   auto cache = Make();
   CacheKey a = Key(1);

@@ -62,9 +62,18 @@ void TinyLfuPolicy::Remove(EvictionNode* n, bool /*remember*/) {
 void TinyLfuPolicy::Demote(EvictionNode* n) {
   if (n->queue == kNone || n->queue == kDemoted) return;
   Fold(n);
+  n->home = n->queue;
   Unlink(n);
   n->queue = kDemoted;
   demoted_.PushFront(n);
+}
+
+void TinyLfuPolicy::Restore(EvictionNode* n) {
+  if (n->queue != kDemoted) return;
+  demoted_.Unlink(n);
+  n->queue = n->home;
+  ListOf(n->queue).PushFront(n);
+  if (n->queue == kProtected) BalanceProtected();
 }
 
 unsigned TinyLfuPolicy::Frequency(EvictionNode* n) {
@@ -79,12 +88,7 @@ void TinyLfuPolicy::Inherit(EvictionNode* n, unsigned times) {
 void TinyLfuPolicy::Touch(EvictionNode* n) {
   if (n->queue == kNone) return;
   Fold(n);
-  if (n->queue == kDemoted) {
-    demoted_.Unlink(n);
-    n->queue = kWindow;
-    window_.PushFront(n);
-    return;
-  }
+  Restore(n);  // a demoted node is hit: back where it was, then as below
   if (n->queue == kProbation) {
     probation_.Unlink(n);
     n->queue = kProtected;

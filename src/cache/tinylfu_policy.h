@@ -84,8 +84,11 @@ class TinyLfuPolicy {
   void Touch(EvictionNode* n);
   // Marks n as the first to go when room is needed: its owner knows a copy
   // of it is stored elsewhere (MemoryCache::PutCopy). A later Touch (a hit)
-  // takes it back, as a new entry of W.
+  // takes it back to the segment it left, as a hit there.
   void Demote(EvictionNode* n);
+  // Undoes Demote (the copy was not stored after all): back to the head of
+  // the segment it left.
+  void Restore(EvictionNode* n);
   // The sketch's estimate for n (its pending hits included).
   unsigned Frequency(EvictionNode* n);
   // Adds `times` sightings of n to the sketch: it inherits the standing of
