@@ -116,9 +116,7 @@ struct alignas(64) MemoryCache::Shard {
 
   // Replays the hits buffered under the shared lock; first in every
   // exclusive section, before any record can go away.
-  void DrainLocked() REQUIRES(mu) {
-    mu.DrainTouched([this](EvictionNode* n) REQUIRES(mu) { policy.Touch(n); });
-  }
+  void DrainLocked() REQUIRES(mu) { mu.DrainTouchedInto(policy); }
 
   // Unlinks and frees `r`, moving its entry to `garbage` (freed unlocked).
   void RemoveLocked(Record* r, Garbage* garbage) REQUIRES(mu) {
@@ -402,11 +400,14 @@ void MemoryCache::Clear() {
     Garbage garbage;
     ShardWriterLock l(&s.mu);
     s.DrainLocked();
-    s.table.ForEach([&](Record* r) REQUIRES(s.mu) {
+    std::vector<Record*> all;
+    all.reserve(s.table.size());
+    s.table.ForEach([&](Record* r) { all.push_back(r); });
+    for (Record* r : all) {
       s.policy.Remove(r);
       garbage.push_back(std::move(r->entry));
       Record::Delete(r);
-    });
+    }
     s.table.Clear();
     s.copy_bytes = 0;
     s.PublishSizeLocked();
