@@ -271,12 +271,11 @@ std::optional<MemoryCache::Hit> MemoryCache::GetImpl(const CacheKey& key, bool a
 }
 
 void MemoryCache::Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) {
-  PutImpl(key, std::move(entry), 0, nullptr);
+  PutImpl(key, std::move(entry), 0, nullptr, false);
 }
 
 bool MemoryCache::PutImpl(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
-                          unsigned inherit, const uint64_t* policy_id) {
-  const bool copy = policy_id != nullptr;
+                          unsigned inherit, const uint64_t* policy_id, bool copy) {
   Shard& s = ShardFor(key.digest);
   const bool valid = entry != nullptr && entry->check == key.check;
   const size_t charge = valid ? Charge(*entry) : 0;
@@ -362,14 +361,14 @@ void MemoryCache::PutCopy(const CacheKey& key, std::shared_ptr<const CacheEntry>
       demoted = true;
     }
   }
-  if (!demoted) {
-    PutImpl(key, std::move(entry), 0, nullptr);
+  if (!demoted) {  // nothing to stand in for; still a copy, within the share
+    PutImpl(key, std::move(entry), 0, nullptr, true);
     return;
   }
   // The copy takes the original's policy id: to the sketch and the ghost
   // lists they are one key. In another shard (another sketch), it also
   // inherits the original's count. One lock at a time.
-  if (PutImpl(key, std::move(entry), &target == &home ? 0 : frequency, &id)) return;
+  if (PutImpl(key, std::move(entry), &target == &home ? 0 : frequency, &id, true)) return;
   // The copy was not stored: the original is not to go first after all.
   ShardWriterLock l(&home.mu);
   home.DrainLocked();

@@ -153,7 +153,7 @@ class MemoryCache {
   // evicted when room is needed (until a hit takes it back; and not at all
   // if the copy is not stored), and the copy takes the original's identity
   // in the admission policy (its frequency, its ghost records). Without a
-  // resident original, a plain Put.
+  // resident original, a Put of a copy (still within the copies' share).
   void PutCopy(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
                const Digest128& original);
   // Removes every entry of `model`; returns how many.
@@ -173,9 +173,10 @@ class MemoryCache {
   int64_t WallNow() const;
   std::optional<Hit> GetImpl(const CacheKey& key, bool allow_stale, bool count_miss);
   // Returns whether the entry was stored. `inherit`: sightings to add to
-  // the sketch; `policy_id`: the policy's id for it (null: its own).
+  // the sketch; `policy_id`: the policy's id for it (null: its own);
+  // `copy`: stored by PutCopy, within the copies' share.
   bool PutImpl(const CacheKey& key, std::shared_ptr<const CacheEntry> entry, unsigned inherit,
-               const uint64_t* policy_id);
+               const uint64_t* policy_id, bool copy);
 
   const Options options_;
   Clock* const clock_;  // nullptr: coarse system wall clock
