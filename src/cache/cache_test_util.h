@@ -8,15 +8,11 @@
 #include <string>
 
 #include "cache/cache_entry.h"
+#include "cache/mix64.h"
 
 namespace inferd::cache_test {
 
-inline uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+inline uint64_t Mix(uint64_t x) { return Mix64(x); }
 
 // A distinct, well-spread key per `i`, with a check that names it.
 inline CacheKey Key(uint64_t i, const std::string& model = "m") {

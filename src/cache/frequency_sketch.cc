@@ -1,20 +1,11 @@
 #include "cache/frequency_sketch.h"
 
+#include "cache/mix64.h"
+
 #include <algorithm>
 #include <bit>
 
 namespace inferd {
-namespace {
-
-uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
-
 FrequencySketch::FrequencySketch(size_t expected_ids, uint64_t seed, const Tuning& tuning)
     : seed_(seed), tuning_(tuning) {
   EnsureCapacity(expected_ids);
@@ -40,7 +31,7 @@ void FrequencySketch::EnsureCapacity(size_t expected_ids) {
 // Depth i uses word block + 2i + (bit 0 of its byte of the counter hash) and
 // the counter given by the next four bits, as in Caffeine's blocked sketch.
 FrequencySketch::Counters FrequencySketch::Locate(uint64_t id) const {
-  const uint64_t h = Mix(id ^ seed_);
+  const uint64_t h = Mix64(id ^ seed_);
   const size_t block = BlockOf(h);
   const auto counter_hash = static_cast<uint32_t>(h >> 32);
   Counters c;

@@ -100,11 +100,7 @@ struct alignas(64) MemoryCache::Shard {
     if (r == nullptr) return Outcome::kMiss;
     if (r->check() != key.check) return Outcome::kCollision;
     if (now <= r->expires_us) {
-      const uint8_t f = r->freq.load(std::memory_order_relaxed);
-      if (f < TinyLfuPolicy::kMaxPendingHits) {
-        r->freq.store(f + 1, std::memory_order_relaxed);
-        if (f == 0) RecordTouch(slot, r);
-      }
+      if (TinyLfuPolicy::OnHit(r)) RecordTouch(slot, r);
       *out = r->entry;
       return Outcome::kHit;
     }

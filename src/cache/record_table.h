@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "cache/cache_entry.h"
+#include "cache/mix64.h"
 
 namespace inferd {
 
@@ -36,7 +37,7 @@ class RecordTable {
   // The seeded 64-bit hash of a digest (also a good policy id: see
   // MemoryCache).
   uint64_t HashOf(const Digest128& d) const {
-    return Mix(d.lo ^ seed_) ^ Mix(d.hi ^ (seed_ * 0x9E3779B97F4A7C15ull));
+    return Mix64(d.lo ^ seed_) ^ Mix64(d.hi ^ (seed_ * 0x9E3779B97F4A7C15ull));
   }
 
   Record* Find(const Digest128& d) const {
@@ -110,12 +111,6 @@ class RecordTable {
   };
   static constexpr size_t kMinSlots = 16;
 
-  static uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-  }
   size_t Home(uint64_t hash) const { return static_cast<size_t>(hash >> shift_); }
   void Place(uint64_t hash, Record* r) {
     size_t i = Home(hash);

@@ -91,20 +91,9 @@ class CAPABILITY("mutex") ShardLock {
     writer_.unlock();
   }
 
-  // Under Lock(): calls f(node) for every touched record, oldest first per
-  // slot, and empties the buffers. (A callback that touches members guarded
-  // by this lock is not analysed as holding it: pass DrainTouchedInto a
-  // policy instead.)
-  template <typename F>
-  void DrainTouched(F&& f) REQUIRES(this) {
-    for (Slot& s : slots_) {
-      const uint32_t n = s.touched_count.load(std::memory_order_relaxed);
-      for (uint32_t i = 0; i < n; ++i) f(s.touched[i].load(std::memory_order_relaxed));
-      s.touched_count.store(0, std::memory_order_relaxed);
-    }
-  }
-
-  // Under Lock(): policy.Touch(node) for every touched record.
+  // Under Lock(): policy.Touch(node) for every touched record, oldest first
+  // per slot, and empties the buffers. (A policy, not a callback: a lambda
+  // that touches members guarded by this lock is not analysed as holding it.)
   template <typename Policy>
   void DrainTouchedInto(Policy& policy) REQUIRES(this) {
     for (Slot& s : slots_) {

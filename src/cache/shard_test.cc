@@ -213,10 +213,13 @@ TEST(ShardLockTest, ReadersNeverSeeAHalfWrite) {
 }
 
 std::vector<EvictionNode*> Drain(ShardLock& mu) NO_THREAD_SAFETY_ANALYSIS {
-  std::vector<EvictionNode*> drained;
+  struct Recorder {
+    void Touch(EvictionNode* n) { drained.push_back(n); }
+    std::vector<EvictionNode*> drained;
+  } recorder;
   ShardWriterLock l(&mu);
-  mu.DrainTouched([&](EvictionNode* n) { drained.push_back(n); });
-  return drained;
+  mu.DrainTouchedInto(recorder);
+  return recorder.drained;
 }
 
 TEST(ShardLockTest, TouchedRecordsDrainInOrderAndAreBounded) {

@@ -73,9 +73,12 @@ class TinyLfuPolicy {
   static constexpr uint8_t kMaxPendingHits = 15;
 
   void Insert(EvictionNode* n);
-  static void OnHit(EvictionNode* n) {
+  // Returns whether this is n's first hit since the policy last saw it
+  // (MemoryCache then records n for Touch).
+  static bool OnHit(EvictionNode* n) {
     uint8_t f = n->freq.load(std::memory_order_relaxed);
     if (f < kMaxPendingHits) n->freq.store(f + 1, std::memory_order_relaxed);
+    return f == 0;
   }
   // Applies a hit now, in order (the owner holds its exclusive lock): the
   // node moves to the head of its queue (a P node to R's head) and its hit
