@@ -86,9 +86,10 @@ int RunServe(const ServeFlags& flags) {
     }
   }
   if (s.GetInt("drain_timeout_s") < 0 || s.GetInt("max_body_bytes") < 0 ||
-      s.GetInt("cache.exact_repeat_max_bytes") < 0 || s.GetInt("http_max_connections") < 0) {
-    std::cerr << "inferd serve: drain_timeout_s, max_body_bytes, cache.exact_repeat_max_bytes and "
-                 "http_max_connections must be >= 0\n";
+      s.GetInt("request_timeout_ms") < 0 || s.GetInt("cache.exact_repeat_max_bytes") < 0 ||
+      s.GetInt("http_max_connections") < 0) {
+    std::cerr << "inferd serve: drain_timeout_s, max_body_bytes, request_timeout_ms, "
+                 "cache.exact_repeat_max_bytes and http_max_connections must be >= 0\n";
     return 2;
   }
   int64_t port = s.GetInt("http_port");
@@ -120,6 +121,7 @@ int RunServe(const ServeFlags& flags) {
   so.metrics = &metrics;
   so.cache = cache->get();
   so.coalesce_timeout = std::chrono::milliseconds(s.GetInt("cache.coalesce_timeout_ms"));
+  so.default_timeout = std::chrono::milliseconds(s.GetInt("request_timeout_ms"));
   so.encoded_max_bytes = static_cast<size_t>(s.GetInt("cache.exact_repeat_max_bytes"));
   auto server = InferenceServer::Create(so);
   if (!server.ok()) {
@@ -213,6 +215,9 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
        "limit less max(256, limit/8)"},
       {"drain_timeout_s", Type::kInt, "30", "on SIGTERM/SIGINT, time to finish in-flight requests"},
       {"log_level", Type::kString, "info", "trace, debug, info, warn, error or off"},
+      {"request_timeout_ms", Type::kInt, "0",
+       "deadline of an inference request that sets no parameters.timeout, from its arrival; a "
+       "request still queued at its deadline is answered 504 without running; 0: none"},
       {"cache.memory.max_bytes", Type::kInt, "268435456",
        "L1 response cache budget in bytes, never exceeded; 0 disables the response cache"},
       {"cache.memory.shards", Type::kInt, "16", "L1 shards (independent locks)"},

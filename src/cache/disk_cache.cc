@@ -274,7 +274,7 @@ DiskCache::DiskCache(const Options& options, Clock* clock,
 
 DiskCache::~DiskCache() {
   if (queue_) queue_->Shutdown();  // drains: the batch writer needs db_
-  std::unique_lock lock(db_mu_);
+  WriterLock lock(&db_mu_);
   if (!db_) return;
   // Puts skip the WAL: persist the memtables so a restart sees them.
   rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
@@ -300,7 +300,7 @@ Status DiskCache::Miss(Status status, bool error) {
 StatusOr<std::shared_ptr<const CacheEntry>> DiskCache::Get(const CacheKey& key) {
   if (key.model.find('\0') != std::string::npos) return Miss(NotFoundError("not cached"));
   const std::string skey = StorageKey(key);
-  std::shared_lock lock(db_mu_);
+  ReaderLock lock(&db_mu_);
   if (!db_) return Miss(UnavailableError("database is closed"));
   rocksdb::PinnableSlice value;
   rocksdb::Status s = db_->Get(VerifyingReadOptions(), db_->DefaultColumnFamily(), skey, &value);
@@ -342,7 +342,7 @@ void DiskCache::Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry
 void DiskCache::WriteBatchToDb(const std::vector<PendingWrite>& batch) {
   rocksdb::WriteBatch wb;
   for (const PendingWrite& w : batch) wb.Put(StorageKey(w.key), w.entry->Serialize());
-  std::shared_lock lock(db_mu_);
+  ReaderLock lock(&db_mu_);
   rocksdb::Status s = db_ ? rocksdb::Status::OK() : rocksdb::Status::Aborted("database is closed");
   if (db_) {
     // Through the write-ahead log, not synced: a process crash loses
@@ -377,7 +377,7 @@ size_t DiskCache::EraseStoredModel(std::string_view model) {
   begin.push_back('\0');
   end.push_back('\1');  // keys of `model` are exactly [model\0, model\1)
   size_t erased = 0;
-  std::shared_lock lock(db_mu_);
+  ReaderLock lock(&db_mu_);
   if (!db_) return erased;
   rocksdb::ReadOptions ro = VerifyingReadOptions();
   ro.fill_cache = false;
@@ -413,7 +413,7 @@ void DiskCache::Clear() {
 }
 
 void DiskCache::RecreateDb() {
-  std::unique_lock lock(db_mu_);
+  WriterLock lock(&db_mu_);
   // Destroying the database frees its space at once (a DeleteRange would
   // leave the files until FIFO compaction ages them out).
   if (db_) {
@@ -438,7 +438,7 @@ void DiskCache::RecreateDb() {
 void DiskCache::Flush() { queue_->Flush(); }
 
 Status DiskCache::Compact() {
-  std::shared_lock lock(db_mu_);
+  ReaderLock lock(&db_mu_);
   if (!db_) return UnavailableError(PathContext(path()) + ": database is closed");
   rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
   // An exclusive manual FIFO compaction first waits for the background
@@ -460,7 +460,7 @@ DiskCache::Stats DiskCache::GetStats() {
   st.dropped_writes = queue_->GetStats().dropped;
   st.expired = expired_.load(std::memory_order_relaxed);
   st.evictions = evictions_->evicted();
-  std::shared_lock lock(db_mu_);
+  ReaderLock lock(&db_mu_);
   if (!db_) return st;
   uint64_t sst = 0, mem = 0, keys = 0;
   db_->GetIntProperty(rocksdb::DB::Properties::kTotalSstFilesSize, &sst);

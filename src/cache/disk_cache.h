@@ -67,7 +67,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,6 +75,7 @@
 #include "cache/write_behind.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace rocksdb {
@@ -182,9 +182,9 @@ class DiskCache {
   void RecreateDb();
   // Deletes `storage_key` (through the WAL); requires db_mu_ (shared) and
   // a non-null db_.
-  void DeleteKey(const std::string& storage_key);
+  void DeleteKey(const std::string& storage_key) REQUIRES_SHARED(db_mu_);
   // Deletes every stored key (through the WAL); same requirements.
-  void DeleteAll();
+  void DeleteAll() REQUIRES_SHARED(db_mu_);
   // Counts a Get's miss (and an error if `error`); returns `status`.
   Status Miss(Status status, bool error = false);
 
@@ -195,8 +195,8 @@ class DiskCache {
 
   // Shared by readers and writers of db_; exclusive only in Clear, which
   // replaces the database. db_ is null if reopening failed in Clear.
-  std::shared_mutex db_mu_;
-  std::unique_ptr<rocksdb::DB> db_;  // guarded by db_mu_
+  SharedMutex db_mu_;
+  std::unique_ptr<rocksdb::DB> db_ GUARDED_BY(db_mu_);
 
   RateLimitedLog error_log_;
   std::atomic<uint64_t> hits_{0}, misses_{0}, errors_{0}, writes_{0}, expired_{0};

@@ -150,7 +150,7 @@ void ResponseCache::Lookup(const CacheKey& key, LookupCallback done) {
   {
     MutexLock l(&mu_);
     if (!stopping_ && pending_.size() - pending_head_ < max_pending_) {
-      pending_.push_back({key, std::move(done)});
+      pending_.push_back({key, std::move(done), nullptr});
       cv_.Signal();
       return;
     }

@@ -33,10 +33,6 @@
 #include "cache/eviction.h"
 #include "common/mutex.h"
 
-#define ACQUIRE_SHARED(...) INFERD_TSA(acquire_shared_capability(__VA_ARGS__))
-#define RELEASE_SHARED(...) INFERD_TSA(release_shared_capability(__VA_ARGS__))
-#define REQUIRES_SHARED(...) INFERD_TSA(requires_shared_capability(__VA_ARGS__))
-
 namespace inferd {
 
 class CAPABILITY("mutex") ShardLock {
@@ -119,16 +115,7 @@ inline void RecordTouch(ShardLock::Slot& slot, EvictionNode* n) {
   slot.touched_count.store(i + 1, std::memory_order_relaxed);
 }
 
-class SCOPED_CAPABILITY ShardWriterLock {
- public:
-  explicit ShardWriterLock(ShardLock* mu) ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
-  ~ShardWriterLock() RELEASE() { mu_->Unlock(); }
-  ShardWriterLock(const ShardWriterLock&) = delete;
-  ShardWriterLock& operator=(const ShardWriterLock&) = delete;
-
- private:
-  ShardLock* mu_;
-};
+using ShardWriterLock = ScopedLock<ShardLock>;
 
 class SCOPED_CAPABILITY ShardReaderLock {
  public:

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <shared_mutex>
 
 #if defined(__clang__)
 #define INFERD_TSA(x) __attribute__((x))
@@ -21,6 +22,9 @@
 #define EXCLUDES(...) INFERD_TSA(locks_excluded(__VA_ARGS__))
 #define ACQUIRE(...) INFERD_TSA(acquire_capability(__VA_ARGS__))
 #define RELEASE(...) INFERD_TSA(release_capability(__VA_ARGS__))
+#define ACQUIRE_SHARED(...) INFERD_TSA(acquire_shared_capability(__VA_ARGS__))
+#define RELEASE_SHARED(...) INFERD_TSA(release_shared_capability(__VA_ARGS__))
+#define REQUIRES_SHARED(...) INFERD_TSA(requires_shared_capability(__VA_ARGS__))
 #define NO_THREAD_SAFETY_ANALYSIS INFERD_TSA(no_thread_safety_analysis)
 
 namespace inferd {
@@ -39,15 +43,50 @@ class CAPABILITY("mutex") Mutex {
   std::mutex mu_;
 };
 
-class SCOPED_CAPABILITY MutexLock {
+// A readers-writer lock: many holders of the shared side or one of the
+// exclusive side.
+class CAPABILITY("shared_mutex") SharedMutex {
  public:
-  explicit MutexLock(Mutex* mu) ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
-  ~MutexLock() RELEASE() { mu_->Unlock(); }
-  MutexLock(const MutexLock&) = delete;
-  MutexLock& operator=(const MutexLock&) = delete;
+  SharedMutex() = default;
+  SharedMutex(const SharedMutex&) = delete;
+  SharedMutex& operator=(const SharedMutex&) = delete;
+
+  void Lock() ACQUIRE() { mu_.lock(); }
+  void Unlock() RELEASE() { mu_.unlock(); }
+  void LockShared() ACQUIRE_SHARED() { mu_.lock_shared(); }
+  void UnlockShared() RELEASE_SHARED() { mu_.unlock_shared(); }
 
  private:
-  Mutex* mu_;
+  std::shared_mutex mu_;
+};
+
+// Holds any capability with Lock()/Unlock() (Mutex, SharedMutex, the
+// cache's ShardLock) for its scope.
+template <typename M>
+class SCOPED_CAPABILITY ScopedLock {
+ public:
+  explicit ScopedLock(M* mu) ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
+  ~ScopedLock() RELEASE() { mu_->Unlock(); }
+  ScopedLock(const ScopedLock&) = delete;
+  ScopedLock& operator=(const ScopedLock&) = delete;
+
+ private:
+  M* mu_;
+};
+
+using MutexLock = ScopedLock<Mutex>;
+using WriterLock = ScopedLock<SharedMutex>;
+
+// Holds the shared side of a SharedMutex for its scope.
+class SCOPED_CAPABILITY ReaderLock {
+ public:
+  explicit ReaderLock(SharedMutex* mu) ACQUIRE_SHARED(mu) : mu_(mu) { mu_->LockShared(); }
+  ~ReaderLock() RELEASE() { mu_->UnlockShared(); }
+  ReaderLock(const ReaderLock&) = delete;
+  ReaderLock& operator=(const ReaderLock&) = delete;
+
+ private:
+  SharedMutex* mu_;
 };
 
 // Condition variable used with a held Mutex.

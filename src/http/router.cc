@@ -28,6 +28,7 @@ std::vector<std::string_view> Split(std::string_view path) {
 struct Responder::State {
   Sink sink;
   std::atomic<bool> sent{false};
+  Cancellation cancel;
   ~State() {
     if (!sent.load()) sink(MakeErrorResponse(Status::internal_server_error, "request was dropped"));
   }
@@ -40,6 +41,10 @@ Responder::Responder(Sink sink) : state_(std::make_shared<State>()) {
 void Responder::Send(Response response) const {
   if (state_->sent.exchange(true)) return;
   state_->sink(std::move(response));
+}
+
+std::shared_ptr<Cancellation> Responder::cancellation() const {
+  return std::shared_ptr<Cancellation>(state_, &state_->cancel);
 }
 
 namespace {

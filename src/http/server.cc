@@ -149,7 +149,10 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
     if (auto ready = Dispatch(std::move(req), &pending)) {
       res = std::move(*ready);
     } else {
+      WatchForDisconnect(s, pending->cancel);
       res = co_await AsyncAwait(std::move(pending), use_awaitable);
+      error_code ignored;
+      s.stream.socket().cancel(ignored);  // ends the watch
     }
   } catch (const std::exception& e) {
     failure = e.what();
@@ -196,6 +199,7 @@ std::optional<Response> Server::Impl::Dispatch(Request req,
     // Held only around the call: if the handler drops its copy unsent, the
     // Responder's last copy goes and answers 500 instead of hanging.
     Responder responder([waiting](Response r) { waiting->Deliver(std::move(r)); });
+    waiting->cancel = responder.cancellation();
     try {
       (*m.handler)(std::move(req), m.params, responder);
     } catch (const std::exception& e) {
@@ -207,6 +211,23 @@ std::optional<Response> Server::Impl::Dispatch(Request req,
   if (auto ready = waiting->Take()) return ready;
   *pending = std::move(waiting);
   return std::nullopt;
+}
+
+void Server::Impl::WatchForDisconnect(Session& s, std::shared_ptr<Cancellation> cancel) {
+  s.stream.socket().async_wait(
+      tcp::socket::wait_read, [weak = s.self, cancel = std::move(cancel)](error_code ec) {
+        auto session = weak.lock();
+        if (ec || !session) return;  // the answer came first
+        char byte;
+        error_code peek_ec;
+        size_t n = session->stream.socket().receive(asio::buffer(&byte, 1),
+                                                    tcp::socket::message_peek, peek_ec);
+        if (peek_ec == asio::error::would_block) {
+          WatchForDisconnect(*session, cancel);  // spurious wake-up
+        } else if (peek_ec || n == 0) {
+          cancel->Cancel(CancelledError("the client closed the connection"));
+        }
+      });
 }
 
 Response Server::Impl::InternalError(std::string_view what) {
@@ -226,6 +247,7 @@ awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
   // Shared only with the idle timer's handler, which holds it weakly.
   auto session = std::make_shared<Session>(std::move(socket));
   Session& s = *session;
+  s.self = session;
   auto it = worker->sessions.insert(worker->sessions.end(), &s);
   struct Unlink {
     Impl* impl;

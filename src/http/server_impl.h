@@ -66,6 +66,8 @@ struct Session {
   // since `idle_since` for the whole timeout, else re-arms for what is left.
   asio::steady_timer idle_timer;
   std::chrono::steady_clock::time_point idle_since;
+  // The session itself, for handlers that may outlive it (set by RunSession).
+  std::weak_ptr<Session> self;
 };
 
 // A handler's answer on its way back to its connection. Handlers that
@@ -74,6 +76,10 @@ struct Session {
 // from any thread, and the coroutine waits for it.
 class PendingResponse {
  public:
+  // The request's cancellation (Responder::cancellation()), raised when the
+  // client leaves while the answer is pending.
+  std::shared_ptr<Cancellation> cancel;
+
   using Resume = std::function<void(Response)>;
 
   void Deliver(Response res) EXCLUDES(mu_) {
@@ -231,6 +237,10 @@ struct Server::Impl {
   awaitable<void> RunSession(tcp::socket socket, IoWorker* worker);
   awaitable<bool> ServeOne(Session& s, beast::flat_buffer& buf);
   std::optional<Response> Dispatch(Request req, std::shared_ptr<PendingResponse>* pending);
+  // While an answer is pending: when the connection becomes readable and
+  // the client has closed it (a peek reads end of file or an error), raises
+  // `cancel`. Data from a pipelining client ends the watch unconsumed.
+  static void WatchForDisconnect(Session& s, std::shared_ptr<Cancellation> cancel);
   Response InternalError(std::string_view what);
   awaitable<error_code> ReadRequest(Session& s, beast::flat_buffer& buf, RequestReader& reader,
                                     bool* expired);

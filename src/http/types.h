@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/cancellation.h"
+
 namespace inferd::http {
 
 namespace beast_http = boost::beast::http;
@@ -48,6 +50,10 @@ class Responder {
   using Sink = std::function<void(Response)>;
   explicit Responder(Sink sink);
   void Send(Response response) const;
+  // Raised by the server when the client closes its connection before the
+  // answer is sent (a Send afterwards is dropped): work for this request
+  // may stop. Lives as long as any copy of the Responder or of this pointer.
+  std::shared_ptr<Cancellation> cancellation() const;
 
  private:
   struct State;

@@ -44,6 +44,8 @@ class ModelVersion {
   size_t queue_depth();
   void Shutdown();
   void Flush() { batcher_->Flush(); }
+  // Answers queued requests whose cancellation fired or deadline passed.
+  void DropCancelled() { batcher_->DropCancelled(); }
 
  private:
   ModelVersion(ModelConfig config, int64_t version)

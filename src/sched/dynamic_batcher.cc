@@ -1,5 +1,7 @@
 #include "sched/dynamic_batcher.h"
 
+#include <algorithm>
+
 namespace inferd {
 
 StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(Options options,
@@ -73,12 +75,52 @@ void DynamicBatcher::Shutdown() {
   }
 }
 
-TaskBatch DynamicBatcher::FormBatch(Time now, Time* wake_at) {
+Time DynamicBatcher::TakeDropped(Time now, TaskBatch* dropped) {
+  Time earliest = Time::max();
+  size_t kept = 0;
+  for (size_t i = 0; i < queue_.size(); ++i) {
+    if (!queue_[i]->DropReason(now).ok()) {
+      dropped->push_back(std::move(queue_[i]));
+      continue;
+    }
+    earliest = std::min(earliest, queue_[i]->deadline());
+    if (kept != i) queue_[kept] = std::move(queue_[i]);
+    ++kept;
+  }
+  queue_.resize(kept);
+  dropped_ += dropped->size();
+  return earliest;
+}
+
+void DynamicBatcher::CompleteDropped(TaskBatch& dropped, Time now) {
+  for (auto& t : dropped) t->Complete(t->DropReason(now));
+}
+
+void DynamicBatcher::DropCancelled() {
+  TaskBatch dropped;
+  Time now = clock_->Now();
+  {
+    MutexLock l(&mu_);
+    TakeDropped(now, &dropped);
+  }
+  CompleteDropped(dropped, now);
+}
+
+uint64_t DynamicBatcher::dropped() {
+  MutexLock l(&mu_);
+  return dropped_;
+}
+
+TaskBatch DynamicBatcher::FormBatch(Time now, Time* wake_at, TaskBatch* dropped) {
+  // Work that may no longer run leaves first; the wait below ends at the
+  // earliest deadline still queued, so expired work is answered on time
+  // while a worker is idle.
+  const Time earliest_deadline = TakeDropped(now, dropped);
   BatchPolicy policy{options_.batching, options_.max_batch_size, options_.max_queue_delay,
                      options_.preferred_batch_sizes};
   BatchChoice choice =
       ChooseBatch(queue_, now, policy, idle_workers_, stopping_ || flushing_ || handoffs_ > 0);
-  *wake_at = choice.wake_at;
+  *wake_at = std::min(choice.wake_at, earliest_deadline);
   if (!choice.picked.empty()) {
     if (choice.share_left) {
       handoffs_ = idle_workers_ - 1;  // the others idle now take their shares at once
@@ -99,13 +141,16 @@ TaskBatch DynamicBatcher::FormBatch(Time now, Time* wake_at) {
 void DynamicBatcher::WorkerLoop(int index) {
   for (;;) {
     TaskBatch batch;
+    TaskBatch dropped;
+    Time now;
     {
       MutexLock l(&mu_);
       ++idle_workers_;
       for (;;) {
         Time wake_at;
-        batch = FormBatch(clock_->Now(), &wake_at);
-        if (!batch.empty()) break;
+        now = clock_->Now();
+        batch = FormBatch(now, &wake_at, &dropped);
+        if (!batch.empty() || !dropped.empty()) break;
         if (stopping_ && queue_.empty()) {
           --idle_workers_;
           return;
@@ -120,6 +165,8 @@ void DynamicBatcher::WorkerLoop(int index) {
       // Others may be able to form a batch from what is left.
       if (!queue_.empty()) cv_.SignalAll();
     }
+    CompleteDropped(dropped, now);  // outside the lock: callbacks answer requests
+    if (batch.empty()) continue;
     Time started = clock_->Now();
     int64_t items = 0;
     for (auto& t : batch) items += t->batch_size();

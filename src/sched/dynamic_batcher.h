@@ -52,6 +52,13 @@ class DynamicBatcher {
   // drain); Enqueue still accepts work.
   void Flush() EXCLUDES(mu_);
   size_t queue_depth() EXCLUDES(mu_);
+  // Answers every queued task whose cancellation fired or whose deadline
+  // passed (without running it); the pipeline calls it when a request's
+  // cancellation fires. Workers also drop such tasks whenever they look for
+  // a batch, and wake for the earliest queued deadline.
+  void DropCancelled() EXCLUDES(mu_);
+  // Tasks dropped so far.
+  uint64_t dropped() EXCLUDES(mu_);
 
  private:
   DynamicBatcher(Options options, Executor executor);
@@ -59,7 +66,13 @@ class DynamicBatcher {
   // Takes the next batch off the queue if one is due; otherwise leaves the
   // queue alone and sets *wake_at to when one will be due (Time::max() if it
   // only depends on new arrivals).
-  TaskBatch FormBatch(Time now, Time* wake_at) REQUIRES(mu_);
+  // Tasks that may no longer run are moved to *dropped, to be completed
+  // (CompleteDropped) once the lock is released.
+  TaskBatch FormBatch(Time now, Time* wake_at, TaskBatch* dropped) REQUIRES(mu_);
+  // Moves the tasks that may no longer run to *dropped; returns the earliest
+  // deadline among the rest.
+  Time TakeDropped(Time now, TaskBatch* dropped) REQUIRES(mu_);
+  static void CompleteDropped(TaskBatch& dropped, Time now);
 
   const Options options_;
   const Executor executor_;
@@ -73,6 +86,7 @@ class DynamicBatcher {
   // Batches still to dispatch at once because a worker took its fair share
   // of a queue that several idle workers split (BatchChoice::share_left).
   int handoffs_ GUARDED_BY(mu_) = 0;
+  uint64_t dropped_ GUARDED_BY(mu_) = 0;
   std::vector<std::thread> workers_;
 };
 

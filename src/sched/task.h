@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cancellation.h"
 #include "common/clock.h"
 #include "common/status.h"
 #include "tensor/tensor.h"
@@ -48,6 +49,15 @@ class Task {
   const std::string& shape_signature() const { return signature_; }
   TaskTimings& timings() { return timings_; }
 
+  // The request's deadline and cancellation (RequestContext): a task still
+  // queued when either fires is dropped and answered without running.
+  void set_deadline(Time deadline) { deadline_ = deadline; }
+  void set_cancellation(std::shared_ptr<Cancellation> cancel) { cancel_ = std::move(cancel); }
+  Time deadline() const { return deadline_; }
+  // Why the task must not run now (its cancellation's reason, or
+  // DeadlineExceeded), or OK.
+  Status DropReason(Time now) const;
+
   // Runs the callback; later calls are ignored.
   void Complete(StatusOr<std::vector<Tensor>> outputs);
   bool completed() const { return !done_; }
@@ -58,6 +68,8 @@ class Task {
   std::string signature_;
   Callback done_;
   TaskTimings timings_;
+  Time deadline_ = Time::max();
+  std::shared_ptr<Cancellation> cancel_;
 };
 
 using TaskBatch = std::vector<std::unique_ptr<Task>>;

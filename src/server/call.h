@@ -3,6 +3,7 @@
 // pipeline. Private to src/server/; shared by the pipeline's .cc files.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,8 +13,8 @@
 namespace inferd {
 
 struct InferenceServer::Call {
-  InferRequest request;  // its inputs are moved into `inputs`
-  InferCallback done;    // called once, by Finish
+  std::unique_ptr<InferExchange> x;  // answered once, by Finish
+  InferRequest request;              // its inputs are moved into `inputs`
   Time start;
   std::shared_ptr<ModelVersion> mv;
   ModelMetrics* mm = nullptr;
@@ -23,6 +24,10 @@ struct InferenceServer::Call {
   bool cached = false;  // the model caches its responses
   bool leader = false;  // leads the coalesced flight for `key`
   CacheKey key;
+  // The exact-repeat memo's key for this request's bytes, if it may be memoized.
+  std::optional<CacheKey> memo_key;
+  uint64_t memo_generation = 0;
+  uint64_t cancel_registration = 0;  // on x->context.cancel, while queued
 };
 
 }  // namespace inferd

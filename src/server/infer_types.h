@@ -29,7 +29,9 @@ struct InferRequest {
   // the entry), no_store keeps the response out of the cache.
   bool no_cache = false;
   bool no_store = false;
-  int64_t timeout_us = 0;  // 0: the server's default; bounds coalesced waits
+  // parameters.timeout: the deadline, counted from arrival; 0: the server's
+  // default (InferenceServer::Options::default_timeout).
+  int64_t timeout_us = 0;
 };
 
 // Where a response came from (X-Inferd-Cache).

@@ -60,11 +60,12 @@ void InferenceServer::CacheStage(std::shared_ptr<Call> call) {
 }
 
 void InferenceServer::JoinOrLead(std::shared_ptr<Call> call) {
-  Duration timeout = call->request.timeout_us > 0
-                         ? std::chrono::microseconds(call->request.timeout_us)
-                         : options_.coalesce_timeout;
-  bool leader = options_.cache->coalescer().Join(
-      call->key, options_.clock->Now() + timeout, [this, call](Coalescer::Result r) {
+  // A waiter waits until its deadline, and never longer than
+  // coalesce_timeout for one leader.
+  Time until =
+      std::min(call->x->context.deadline, options_.clock->Now() + options_.coalesce_timeout);
+  bool leader =
+      options_.cache->coalescer().Join(call->key, until, [this, call](Coalescer::Result r) {
         if (r.ok()) {
           // A leader that failed may pass on an expired entry (stale-if-error).
           bool expired = (*r)->expires_us <= options_.clock->WallMicros();

@@ -7,7 +7,6 @@
 #include "common/logging.h"
 
 namespace inferd {
-namespace {}  // namespace
 
 const char* CacheStatusName(CacheStatus s) {
   switch (s) {
@@ -42,6 +41,10 @@ Outcome OutcomeOf(const Status& st) {
     case StatusCode::kResourceExhausted:
     case StatusCode::kUnavailable:
       return Outcome::kRejected;
+    case StatusCode::kDeadlineExceeded:
+      return Outcome::kDeadlineExceeded;
+    case StatusCode::kCancelled:
+      return Outcome::kCancelled;
     default:
       return Outcome::kError;
   }
@@ -140,45 +143,133 @@ Status InferenceServer::Validate(const ModelConfig& config, InferRequest& reques
   return Status::OK();
 }
 
-void InferenceServer::Infer(InferRequest request, InferCallback done,
-                            std::shared_ptr<ModelVersion> resolved) {
-  ServerMetrics* metrics = options_.metrics;
-  metrics->inflight()->Add(1);
-  auto call = std::make_shared<Call>();
-  call->start = options_.clock->Now();
-  call->done = std::move(done);
-  call->mm = metrics->For("", 0);
+namespace {
 
-  // 1. admission: no-op until tenants and rate limits exist.
-  // 3. model (resolved first: the cache key needs the resolved version).
-  if (resolved) {
-    call->mv = std::move(resolved);
-  } else {
-    auto version = options_.models->Get(request.model, request.version);
-    if (!version.ok()) {
-      Finish(*call, version.status());
+// Infer()'s exchange: a decoded request in, the decoded response out.
+class DecodedExchange final : public InferExchange {
+ public:
+  DecodedExchange(InferRequest request, InferCallback done)
+      : request_(std::move(request)), done_(std::move(done)) {
+    model = request_.model;
+    version = request_.version;
+    no_cache = request_.no_cache;
+    no_store = request_.no_store;
+  }
+  std::string_view body() const override { return {}; }
+  std::string_view encoding() const override { return {}; }
+  StatusOr<InferRequest> Decode(const ModelConfig&) override { return std::move(request_); }
+  Status Encode(const InferResponse& response, EncodedReply*) override {
+    response_ = response;
+    return Status::OK();
+  }
+  void Complete(StatusOr<EncodedReply> reply) override {
+    if (!reply.ok()) {
+      done_(reply.status());
       return;
     }
-    call->mv = std::move(version).value();
+    response_.cache = reply->cache;
+    response_.age_s = reply->age_s;
+    done_(std::move(response_));
   }
-  call->mm = metrics->For(call->mv->config().name, call->mv->version());
+
+ private:
+  InferRequest request_;
+  InferCallback done_;
+  InferResponse response_;
+};
+
+}  // namespace
+
+void InferenceServer::Infer(InferRequest request, InferCallback done, RequestContext context) {
+  auto x = std::make_unique<DecodedExchange>(std::move(request), std::move(done));
+  x->context = std::move(context);
+  Submit(std::move(x));
+}
+
+void InferenceServer::Submit(std::unique_ptr<InferExchange> x) {
+  const Time start = options_.clock->Now();
+  options_.metrics->inflight()->Add(1);
+  RequestContext& ctx = x->context;
+  if (!ctx.cancel) ctx.cancel = std::make_shared<Cancellation>();
+
+  // 1. admission: a no-op stage until tenants, rate limits and overload
+  //    control exist (the next issue fills it).
+  // 3. model, resolved first: every cache key names the resolved version.
+  auto version = options_.models->Get(x->model, x->version);
+  if (!version.ok()) {
+    Reply(*x, nullptr, start, version.status());
+    return;
+  }
+  std::shared_ptr<ModelVersion> mv = std::move(version).value();
+  const ModelConfig& config = mv->config();
+  ModelMetrics* mm = options_.metrics->For(config.name, mv->version());
+
+  // 2a. cache, first step: the exact-repeat memo answers without decoding.
+  MemoProbe memo = ProbeMemo(*x, *mv);
+  if (memo.hit) {
+    EncodedReply reply;
+    if (ReplyFromMemo(*memo.hit, &reply)) {
+      Reply(*x, mm, start, std::move(reply));
+      return;
+    }
+  }
+  auto request = x->Decode(config);
+  if (!request.ok()) {
+    Reply(*x, mm, start, request.status());
+    return;
+  }
+  // The deadline: the request's own timeout, else the server's default.
+  if (request->timeout_us > 0) {
+    ctx.deadline = std::min(ctx.deadline, start + std::chrono::microseconds(request->timeout_us));
+  } else if (options_.default_timeout > Duration::zero()) {
+    ctx.deadline = std::min(ctx.deadline, start + options_.default_timeout);
+  }
+  auto call = std::make_shared<Call>();
+  call->start = start;
+  call->mv = std::move(mv);
+  call->mm = mm;
   if (Status st =
-          Validate(call->mv->config(), request, &call->inputs, &call->batch, &call->signature);
+          Validate(call->mv->config(), *request, &call->inputs, &call->batch, &call->signature);
       !st.ok()) {
+    call->x = std::move(x);
     Finish(*call, std::move(st));
     return;
   }
-  call->request = std::move(request);
-  // 2. cache, then 4-6.
+  call->request = std::move(request).value();
+  call->request.no_cache = x->no_cache;
+  call->request.no_store = x->no_store;
+  if (!x->no_store) call->memo_key = std::move(memo.key);
+  call->memo_generation = memo.generation;
+  call->x = std::move(x);
+  // 2b. the canonical cache, then 4-6.
   CacheStage(std::move(call));
 }
 
 void InferenceServer::Execute(std::shared_ptr<Call> call) {
+  const RequestContext& ctx = call->x->context;
+  // Work that may no longer run is answered here, without a queue slot.
+  if (ctx.cancel->cancelled()) {
+    OnExecuted(std::move(call), ctx.cancel->reason(), TaskTimings{});
+    return;
+  }
+  if (ctx.expired(options_.clock->Now())) {
+    OnExecuted(std::move(call),
+               DeadlineExceededError("the request's deadline passed before it was scheduled"),
+               TaskTimings{});
+    return;
+  }
   auto task = std::make_unique<Task>(
       std::move(call->inputs), call->batch, std::move(call->signature),
       [this, call](StatusOr<std::vector<Tensor>> outputs, const TaskTimings& timings) {
         OnExecuted(call, std::move(outputs), timings);
       });
+  task->set_deadline(ctx.deadline);
+  task->set_cancellation(ctx.cancel);
+  // A client that leaves while its request is queued frees the slot at once.
+  std::weak_ptr<ModelVersion> weak = call->mv;
+  call->cancel_registration = ctx.cancel->OnCancel([weak](const Status&) {
+    if (auto mv = weak.lock()) mv->DropCancelled();
+  });
   if (Status st = call->mv->Submit(task); !st.ok()) {
     // Ownership stayed here: answer through the task, exactly once.
     task->Complete(st);
@@ -187,6 +278,7 @@ void InferenceServer::Execute(std::shared_ptr<Call> call) {
 
 void InferenceServer::OnExecuted(std::shared_ptr<Call> call, StatusOr<std::vector<Tensor>> outputs,
                                  const TaskTimings& timings) {
+  call->x->context.cancel->Remove(call->cancel_registration);
   const ModelConfig& config = call->mv->config();
   StatusOr<InferResponse> result = outputs.status();
   if (outputs.ok()) {
@@ -213,13 +305,48 @@ void InferenceServer::OnExecuted(std::shared_ptr<Call> call, StatusOr<std::vecto
 }
 
 void InferenceServer::Finish(Call& call, StatusOr<InferResponse> result) {
-  Status st = result.status();
-  call.mm->outcomes[static_cast<int>(OutcomeOf(st))]->Increment();
-  if (call.mv) call.mm->request_duration->Observe(Seconds(options_.clock->Now() - call.start));
+  std::unique_ptr<InferExchange> x = std::move(call.x);
+  if (!result.ok()) {
+    Reply(*x, call.mm, call.start, result.status());
+    return;
+  }
+  EncodedReply reply;
+  reply.cache = result->cache;
+  reply.age_s = result->age_s;
+  Status encoded;
+  // On a worker thread: nothing may escape (std::bad_alloc while encoding a
+  // large response, say); the client gets a 500 instead.
+  try {
+    encoded = x->Encode(*result, &reply);
+  } catch (const std::exception& e) {
+    encoded = InternalError(std::string("encoding the response failed: ") + e.what());
+  }
+  if (!encoded.ok()) {
+    Reply(*x, call.mm, call.start, std::move(encoded));
+    return;
+  }
+  // Stored before answering, like the canonical entry: a client that reads
+  // the answer and then invalidates must not see it stored after.
+  if (call.memo_key) {
+    try {
+      MaybeMemoize(*call.memo_key, call.memo_generation, *result, reply);
+    } catch (const std::bad_alloc&) {  // the memo is an optimization: answer anyway
+    }
+  }
+  Reply(*x, call.mm, call.start, std::move(reply));
+}
+
+void InferenceServer::Reply(InferExchange& x, ModelMetrics* mm, Time start,
+                            StatusOr<EncodedReply> reply) {
+  ModelMetrics* counted = mm ? mm : options_.metrics->For("", 0);
+  counted->outcomes[static_cast<int>(OutcomeOf(reply.status()))]->Increment();
+  if (mm) mm->request_duration->Observe(Seconds(options_.clock->Now() - start));
   options_.metrics->inflight()->Add(-1);
-  InferCallback done = std::move(call.done);
-  call.done = nullptr;
-  if (done) done(std::move(result));
+  try {
+    x.Complete(std::move(reply));
+  } catch (const std::exception& e) {
+    LogFailure(x.model, InternalError(std::string("completing the request failed: ") + e.what()));
+  }
 }
 
 void InferenceServer::CollectGauges() {

@@ -5,8 +5,10 @@
 // until tenants exist; the cache for models that do not enable it) is a
 // no-op, not a branch elsewhere. The cache stage lives in inference_cache.cc.
 //
-// Guarantees: `done` is called exactly once per Infer() call, from any
-// thread (the caller's for early errors, a backend worker's otherwise).
+// Guarantees: every submitted exchange is completed exactly once, from any
+// thread (the caller's for early errors and memo hits, a cache or backend
+// worker's otherwise); memo hits are counted and accounted like any other
+// request.
 //
 // Threading: Infer is safe from any thread and never blocks on model
 // execution.
@@ -19,6 +21,7 @@
 #include "cache/response_cache.h"
 #include "common/clock.h"
 #include "model/model_manager.h"
+#include "server/infer_exchange.h"
 #include "server/infer_types.h"
 #include "server/server_metrics.h"
 
@@ -33,56 +36,24 @@ class InferenceServer {
     // Optional response cache; used for models whose config enables it.
     ResponseCache* cache = nullptr;
     std::string cache_namespace = "default";               // the tenant, once tenants exist
-    Duration coalesce_timeout = std::chrono::seconds(30);  // when the request sets none
-    // Largest request (bytes as received) that LookupEncoded keys; 0
-    // turns the encoded-response memo off.
+    Duration coalesce_timeout = std::chrono::seconds(30);  // longest wait for a coalesced answer
+    // A request's deadline when it sets none (parameters.timeout); zero:
+    // no deadline.
+    Duration default_timeout{0};
+    // Largest request (bytes as received) that the exact-repeat memo keys;
+    // 0 turns the memo off.
     size_t encoded_max_bytes = 4096;
   };
   static StatusOr<std::unique_ptr<InferenceServer>> Create(const Options& options);
 
-  // `resolved`: the model version the caller already resolved for this
-  // request (LookupEncoded's), so that it is not looked up twice; null:
-  // resolved here from request.model and request.version.
-  void Infer(InferRequest request, InferCallback done,
-             std::shared_ptr<ModelVersion> resolved = nullptr);
+  // The one entry: runs the request through every stage and answers it
+  // through exchange->Complete(), exactly once, from any thread.
+  void Submit(std::unique_ptr<InferExchange> exchange);
 
-  // Exact repeats (inference_encoded.cc). A protocol adapter may keep its
-  // encoded response to a request, keyed by the request's bytes as received,
-  // in the cache's memory tier; a byte-identical repeat to the same model
-  // version is then answered without decoding the request or encoding the
-  // response. The entry shares the canonical entry's TTL and creation time,
-  // the memory budget and the invalidation by model; it is never served
-  // stale and never written to the lower tiers.
-  struct EncodedRequest {
-    std::string_view model;
-    std::string_view version;   // as requested; empty: the default version
-    std::string_view encoding;  // protocol and framing, e.g. "kserve-v2;json"
-    std::string_view bytes;     // the request body as received
-    bool no_cache = false;      // Cache-Control: no-cache (no lookup)
-  };
-  struct EncodedLookup {
-    std::shared_ptr<ModelVersion> version;  // the resolved model version
-    std::optional<CacheKey> key;            // set when the request may be memoized
-    uint64_t generation = 0;                // the cache's, before any lookup
-    std::shared_ptr<const CacheEntry> hit;  // the stored encoded response
-    int64_t age_s = 0;                      // of a hit
-  };
-  // NotFound for an unknown model. A hit is counted as a served request
-  // (metrics) and an L1 hit; otherwise the caller goes on with Infer. This
-  // is the cache stage taken early: admission (tenants, rate limits), once
-  // it exists, must run before it as it does before Infer's.
-  StatusOr<EncodedLookup> LookupEncoded(const EncodedRequest& request);
-  // Whether to memoize the encoded `response` to the request keyed `key`
-  // (then build the encoding and call StoreEncoded). Yes only when the
-  // response was answered from the cache (a hit or coalesced, not stale)
-  // and these exact bytes were seen before: so the memo starts at a
-  // request's first byte-identical repeat, and requests that never repeat
-  // byte for byte (a fresh "id" each time) never take L1 space twice.
-  bool AdmitEncoded(const CacheKey& key, const InferResponse& response);
-  // L1 only; dropped if the cache was invalidated since `generation`
-  // (EncodedLookup::generation) was read.
-  void StoreEncoded(const CacheKey& key, uint64_t generation, const InferResponse& response,
-                    std::string encoded);
+  // The same path for in-process callers holding a decoded request (cache
+  // warming, tests): an exchange whose Decode returns `request` and whose
+  // answer is the decoded response. Not memoized (it has no bytes).
+  void Infer(InferRequest request, InferCallback done, RequestContext context = {});
 
   // Refreshes gauges that are sampled rather than counted (queue depths).
   void CollectGauges();
@@ -97,8 +68,11 @@ class InferenceServer {
   void Execute(std::shared_ptr<Call> call);
   void OnExecuted(std::shared_ptr<Call> call, StatusOr<std::vector<Tensor>> outputs,
                   const TaskTimings& timings);
-  // 6: metrics and the one answer.
+  // 6: encoding, the memo, then Reply.
   void Finish(Call& call, StatusOr<InferResponse> result);
+  // The one answer of every request: metrics, in-flight accounting, then
+  // exchange.Complete(). `mm` is null when no model was resolved.
+  void Reply(InferExchange& exchange, ModelMetrics* mm, Time start, StatusOr<EncodedReply> reply);
   // The cache stage (inference_cache.cc).
   void CacheStage(std::shared_ptr<Call> call);
   void JoinOrLead(std::shared_ptr<Call> call);
@@ -113,9 +87,31 @@ class InferenceServer {
   Status Validate(const ModelConfig& config, InferRequest& request, std::vector<Tensor>* inputs,
                   int64_t* batch, std::string* signature) const;
 
+  // The exact-repeat memo (inference_memo.cc). A response, as its adapter
+  // encoded it, kept in the cache's memory tier under the request's bytes
+  // as received: a byte-identical repeat to the same model version is
+  // answered without decoding or encoding. The entry shares the canonical
+  // entry's TTL and creation time, the memory budget and the invalidation
+  // by model; it is never served stale and never written to lower tiers.
+  struct MemoProbe {
+    std::optional<CacheKey> key;            // set when the request may be memoized
+    uint64_t generation = 0;                // the cache's, before any lookup
+    std::shared_ptr<const CacheEntry> hit;  // the stored reply
+  };
+  MemoProbe ProbeMemo(const InferExchange& x, const ModelVersion& mv);
+  // The reply a memo hit answers with; false if the entry is damaged.
+  bool ReplyFromMemo(const CacheEntry& entry, EncodedReply* reply) const;
+  // Whether to memoize `response`: only when it was answered from the
+  // cache (a hit or coalesced, not stale) and these exact bytes were seen
+  // before, so requests that never repeat byte for byte never take L1
+  // space twice. Then stores `reply` (L1 only; dropped if the cache was
+  // invalidated since `generation`).
+  void MaybeMemoize(const CacheKey& key, uint64_t generation, const InferResponse& response,
+                    const EncodedReply& reply);
+
   Options options_;
   // Exact-repeat doorkeeper: a direct-mapped table of recently seen memo
-  // digests (AdmitEncoded); 512 KiB, allocated when the memo is on.
+  // digests (MaybeMemoize); 512 KiB, allocated when the memo is on.
   static constexpr size_t kSeenSlots = size_t{1} << 16;
   std::unique_ptr<std::atomic<uint64_t>[]> seen_;
 };

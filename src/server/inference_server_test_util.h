@@ -323,10 +323,12 @@ class InferenceServerCacheTest : public ::testing::Test {
   using Result = StatusOr<InferResponse>;
 
   // Sends `request`; the future is fulfilled by the pipeline's callback.
-  std::future<Result> Send(InferRequest request) {
+  std::future<Result> Send(InferRequest request, RequestContext context = {}) {
     auto promise = std::make_shared<std::promise<Result>>();
     std::future<Result> f = promise->get_future();
-    server_->Infer(std::move(request), [promise](Result r) { promise->set_value(std::move(r)); });
+    server_->Infer(
+        std::move(request), [promise](Result r) { promise->set_value(std::move(r)); },
+        std::move(context));
     return f;
   }
 
@@ -353,6 +355,15 @@ class InferenceServerCacheTest : public ::testing::Test {
   }
 
   Coalescer& coalescer() { return cache_->coalescer(); }
+
+  // inferd_requests_total{model, version, outcome} as exposed.
+  double OutcomeCount(const std::string& model, int version, const std::string& outcome) {
+    std::string text = registry_.ExposeText();
+    std::string key = "inferd_requests_total{model=\"" + model + "\",version=\"" +
+                      std::to_string(version) + "\",outcome=\"" + outcome + "\"} ";
+    size_t at = text.find(key);
+    return at == std::string::npos ? 0 : std::stod(text.substr(at + key.size()));
+  }
 
   // Declared first: destroyed last, after everything that reads it.
   FakeClock clock_;

@@ -1,7 +1,5 @@
 #include "server/server_metrics.h"
 
-#include <mutex>
-
 namespace inferd {
 
 double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
@@ -37,17 +35,20 @@ ServerMetrics::ServerMetrics(Registry* registry) : registry_(registry) {
 ModelMetrics* ServerMetrics::For(const std::string& model, int64_t version) {
   auto key = std::make_pair(model, version);
   {
-    std::shared_lock l(mu_);
+    ReaderLock l(&mu_);
     auto it = by_model_.find(key);
     if (it != by_model_.end()) return it->second.get();
   }
-  std::unique_lock l(mu_);
+  WriterLock l(&mu_);
   auto& slot = by_model_[key];
   if (!slot) {
     auto m = std::make_unique<ModelMetrics>();
     std::string v = version > 0 ? std::to_string(version) : "";
-    static const char* kOutcome[5] = {"success", "invalid", "not_found", "rejected", "error"};
-    for (int i = 0; i < 5; ++i) m->outcomes[i] = requests_->WithLabels({model, v, kOutcome[i]});
+    static const char* kOutcome[] = {"success", "invalid",           "not_found", "rejected",
+                                     "error",   "deadline_exceeded", "cancelled"};
+    static_assert(std::size(kOutcome) == static_cast<size_t>(Outcome::kCount));
+    for (int i = 0; i < static_cast<int>(Outcome::kCount); ++i)
+      m->outcomes[i] = requests_->WithLabels({model, v, kOutcome[i]});
     m->request_duration = request_duration_->WithLabels({model, v});
     m->queue_duration = queue_duration_->WithLabels({model, v});
     m->compute_duration = compute_duration_->WithLabels({model, v});

@@ -8,20 +8,29 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <shared_mutex>
 #include <string>
 #include <utility>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "metrics/metrics.h"
 #include "model/model_version.h"
 
 namespace inferd {
 
-enum class Outcome { kSuccess, kInvalid, kNotFound, kRejected, kError };
+enum class Outcome {
+  kSuccess,
+  kInvalid,
+  kNotFound,
+  kRejected,
+  kError,
+  kDeadlineExceeded,  // answered 504 without running (or coalesced past it)
+  kCancelled,         // the client left; nothing was sent
+  kCount
+};
 
 struct ModelMetrics {
-  Counter* outcomes[5] = {};
+  Counter* outcomes[static_cast<int>(Outcome::kCount)] = {};
   Histogram* request_duration = nullptr;
   Histogram* queue_duration = nullptr;
   Histogram* compute_duration = nullptr;
@@ -35,7 +44,7 @@ class ServerMetrics {
 
   // Label set for (model, version); version 0 and model "" are used for
   // requests that named no servable model.
-  ModelMetrics* For(const std::string& model, int64_t version);
+  ModelMetrics* For(const std::string& model, int64_t version) EXCLUDES(mu_);
   // The batch observer the model layer calls after each executed batch.
   ModelVersion::BatchObserver ObserverFor(const std::string& model, int64_t version);
 
@@ -52,9 +61,9 @@ class ServerMetrics {
   Family<Gauge>* queue_depth_;
   Gauge* inflight_;
   Gauge* rss_;
-  std::shared_mutex mu_;
-  std::map<std::pair<std::string, int64_t>, std::unique_ptr<ModelMetrics>>
-      by_model_;  // guarded by mu_
+  SharedMutex mu_;
+  std::map<std::pair<std::string, int64_t>, std::unique_ptr<ModelMetrics>> by_model_
+      GUARDED_BY(mu_);
 };
 
 double Seconds(Duration d);

@@ -1,0 +1,170 @@
+#include "api/kserve_infer.h"
+
+#include <cctype>
+#include <charconv>
+#include <cstdio>
+#include <memory>
+
+#include "api/kserve_codec.h"
+
+namespace inferd::api {
+namespace {
+
+using http::Request;
+using http::Responder;
+using http::Response;
+namespace bh = http::beast_http;
+
+// Cache-Control request directives: no-cache (skip the lookup, refresh the
+// entry) and no-store (keep the response out of the cache).
+struct CacheControl {
+  bool no_cache = false;
+  bool no_store = false;
+};
+
+CacheControl ParseCacheControl(boost::beast::string_view value) {
+  CacheControl cc;
+  if (value.empty()) return cc;
+  std::string v(value.data(), value.size());
+  for (char& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  size_t pos = 0;
+  while (pos < v.size()) {
+    size_t end = v.find(',', pos);
+    if (end == std::string::npos) end = v.size();
+    std::string token = v.substr(pos, end - pos);
+    token.erase(0, token.find_first_not_of(" \t"));
+    token.erase(token.find_last_not_of(" \t") + 1);
+    if (token == "no-cache") cc.no_cache = true;
+    if (token == "no-store") cc.no_store = true;
+    pos = end + 1;
+  }
+  return cc;
+}
+
+// Inference-Header-Content-Length, -1 when absent. Repeated fields must
+// agree: which one a proxy or the server honours must never matter.
+StatusOr<int64_t> JsonLength(const Request& req) {
+  int64_t json_length = -1;
+  std::string_view first;
+  auto [begin, end] = req.equal_range("Inference-Header-Content-Length");
+  for (auto it = begin; it != end; ++it) {
+    std::string_view hdr(it->value().data(), it->value().size());
+    if (it != begin) {
+      if (hdr != first) {
+        return InvalidArgumentError("conflicting Inference-Header-Content-Length headers ('" +
+                                    std::string(first) + "' and '" + std::string(hdr) + "')");
+      }
+      continue;
+    }
+    first = hdr;
+    auto [p, ec] = std::from_chars(hdr.data(), hdr.data() + hdr.size(), json_length);
+    if (ec != std::errc() || p != hdr.data() + hdr.size() || json_length < 0) {
+      return InvalidArgumentError("invalid Inference-Header-Content-Length '" + std::string(hdr) +
+                                  "'");
+    }
+  }
+  return json_length;
+}
+
+std::string_view HeaderValue(const Request& req, std::string_view name) {
+  auto v = req[boost::beast::string_view(name.data(), name.size())];
+  return {v.data(), v.size()};
+}
+
+// One infer request on its way through the pipeline. The reply's framing
+// is the binary extension's JSON header length, as text ("" for JSON).
+class KServeExchange final : public InferExchange {
+ public:
+  KServeExchange(Request&& req, int64_t json_length, Responder respond)
+      : body_(std::move(req.body())), json_length_(json_length), respond_(std::move(respond)) {
+    encoding_len_ = json_length < 0
+                        ? std::snprintf(encoding_, sizeof(encoding_), "kserve-v2;json")
+                        : std::snprintf(encoding_, sizeof(encoding_), "kserve-v2;binary;%lld",
+                                        static_cast<long long>(json_length));
+  }
+
+  std::string_view body() const override { return body_; }
+  std::string_view encoding() const override {
+    return {encoding_, static_cast<size_t>(encoding_len_)};
+  }
+
+  StatusOr<InferRequest> Decode(const ModelConfig& config) override {
+    // Tensors borrow from the body: it moves into shared storage.
+    auto shared = std::make_shared<const std::string>(std::move(body_));
+    INFERD_ASSIGN_OR_RETURN(auto decoded,
+                            kserve::DecodeInferRequest(shared, json_length_, &config));
+    InferRequest request = std::move(decoded.request);
+    decoded.request = InferRequest();
+    prefs_ = std::move(decoded);  // output preferences, for Encode
+    return request;
+  }
+
+  Status Encode(const InferResponse& response, EncodedReply* reply) override {
+    kserve::EncodedResponse enc = kserve::EncodeInferResponse(response, prefs_);
+    reply->body = std::move(enc.body);
+    if (enc.json_length >= 0) reply->framing = std::to_string(enc.json_length);
+    return Status::OK();
+  }
+
+  void Complete(StatusOr<EncodedReply> reply) override {
+    Response res = reply.ok() ? ToHttp(std::move(reply).value()) : ErrorResponse(reply.status());
+    res.set("X-Request-Id", context.request_id);
+    res.set("traceparent", context.trace.Traceparent());
+    respond_.Send(std::move(res));
+  }
+
+ private:
+  static Response ToHttp(EncodedReply reply) {
+    Response res{bh::status::ok, 11};
+    if (!reply.framing.empty()) {
+      res.set(bh::field::content_type, "application/octet-stream");
+      res.set("Inference-Header-Content-Length", reply.framing);
+    } else {
+      res.set(bh::field::content_type, "application/json");
+    }
+    res.body() = std::move(reply.body);
+    if (reply.cache != CacheStatus::kNone) {
+      res.set("X-Inferd-Cache", CacheStatusName(reply.cache));
+      if (reply.age_s >= 0) res.set(bh::field::age, std::to_string(reply.age_s));
+      if (reply.cache == CacheStatus::kStale)
+        res.set(bh::field::warning, "110 - \"Response is Stale\"");
+    }
+    return res;
+  }
+
+  std::string body_;
+  const int64_t json_length_;
+  Responder respond_;
+  char encoding_[48];
+  int encoding_len_ = 0;
+  kserve::DecodedRequest prefs_;
+};
+
+}  // namespace
+
+void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::string version,
+                 Responder respond) {
+  TraceContext trace = TraceContext::Continue(HeaderValue(req, "traceparent"));
+  std::string request_id = ChooseRequestId(HeaderValue(req, "X-Request-Id"), trace);
+  auto json_length = JsonLength(req);
+  if (!json_length.ok()) {
+    Response res = ErrorResponse(json_length.status());
+    res.set("X-Request-Id", request_id);
+    res.set("traceparent", trace.Traceparent());
+    respond.Send(std::move(res));
+    return;
+  }
+  const CacheControl cc = ParseCacheControl(req[bh::field::cache_control]);
+  auto cancel = respond.cancellation();
+  auto x = std::make_unique<KServeExchange>(std::move(req), *json_length, std::move(respond));
+  x->model = std::move(model);
+  x->version = std::move(version);
+  x->no_cache = cc.no_cache;
+  x->no_store = cc.no_store;
+  x->context.cancel = std::move(cancel);
+  x->context.trace = trace;
+  x->context.request_id = std::move(request_id);
+  ctx->server->Submit(std::move(x));
+}
+
+}  // namespace inferd::api
