@@ -34,7 +34,8 @@ struct TraceContext {
   // Parses a traceparent value; false if it is malformed (out untouched).
   static bool Parse(std::string_view header, TraceContext* out);
 
-  // "00-<trace-id>-<span_id>-<flags>": what this server sends on.
+  // "00-<trace-id>-<span_id>-<flags>": what this server sends on (after
+  // Generate or Continue; a merely parsed context has no span of its own).
   std::string Traceparent() const;
   std::string TraceIdHex() const;
 };
