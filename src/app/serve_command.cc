@@ -86,9 +86,10 @@ int RunServe(const ServeFlags& flags) {
     }
   }
   if (s.GetInt("drain_timeout_s") < 0 || s.GetInt("max_body_bytes") < 0 ||
-      s.GetInt("request_timeout_ms") < 0 || s.GetInt("cache.exact_repeat_max_bytes") < 0 ||
+      s.GetInt("request_timeout_ms") < 0 || s.GetInt("executor_threads") < 0 || s.GetInt("cache.exact_repeat_max_bytes") < 0 ||
       s.GetInt("http_max_connections") < 0) {
     std::cerr << "inferd serve: drain_timeout_s, max_body_bytes, request_timeout_ms, "
+                 "executor_threads, "
                  "cache.exact_repeat_max_bytes and http_max_connections must be >= 0\n";
     return 2;
   }
@@ -103,6 +104,7 @@ int RunServe(const ServeFlags& flags) {
   ModelManager::Options mo;
   mo.repository = s.GetString("model_repository");
   mo.backends["torchscript"] = TorchScriptBackendFactory();
+  mo.executor_threads = static_cast<int>(s.GetInt("executor_threads"));
   mo.observer_for = [&metrics](const std::string& m, int64_t v) {
     return metrics.ObserverFor(m, v);
   };
@@ -215,6 +217,8 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
        "limit less max(256, limit/8)"},
       {"drain_timeout_s", Type::kInt, "30", "on SIGTERM/SIGINT, time to finish in-flight requests"},
       {"log_level", Type::kString, "info", "trace, debug, info, warn, error or off"},
+      {"executor_threads", Type::kInt, "0",
+       "threads of the one executor that runs every model's batches; 0: one per core"},
       {"request_timeout_ms", Type::kInt, "0",
        "deadline of an inference request that sets no parameters.timeout, from its arrival; a "
        "request still queued at its deadline is answered 504 without running; 0: none"},

@@ -8,7 +8,12 @@ namespace inferd {
 
 StatusOr<std::unique_ptr<ModelManager>> ModelManager::Create(Options options) {
   INFERD_ASSIGN_OR_RETURN(auto entries, ScanRepository(options.repository));
+  Executor::Options eo;
+  eo.threads = options.executor_threads;
+  eo.clock = options.clock;
+  INFERD_ASSIGN_OR_RETURN(auto executor, Executor::Create(eo));
   std::unique_ptr<ModelManager> m(new ModelManager(std::move(options)));
+  m->executor_ = std::move(executor);
   m->LoadAll(std::move(entries));
   return m;
 }
@@ -28,6 +33,7 @@ void ModelManager::LoadAll(std::vector<RepositoryEntry> entries) {
         vo.version_dir = dir;
         vo.backends = &options_.backends;
         vo.clock = options_.clock;
+        vo.executor = executor_.get();
         if (options_.observer_for) vo.on_batch = options_.observer_for(entry.name, version);
         auto loaded = ModelVersion::Load(vo);
         if (loaded.ok()) {

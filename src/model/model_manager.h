@@ -39,6 +39,9 @@ class ModelManager {
     // Optional: gives each loaded version its batch observer (metrics).
     std::function<ModelVersion::BatchObserver(const std::string& model, int64_t version)>
         observer_for;
+    // Threads of the one executor every model's batches run on; 0: one
+    // per core.
+    int executor_threads = 0;
   };
   static StatusOr<std::unique_ptr<ModelManager>> Create(Options options);
   ~ModelManager();
@@ -55,7 +58,9 @@ class ModelManager {
   // Makes every batcher dispatch without waiting for its queue delay, so a
   // drain is not held up by partly filled batches. Requests still come in.
   void BeginDrain() EXCLUDES(mu_);
-  // Drains every model's queue and stops the workers; Get fails afterwards.
+  int executor_threads() const { return executor_->threads(); }
+  // Drains every model's queue and waits for running batches; Get fails
+  // afterwards.
   void Shutdown() EXCLUDES(mu_);
 
  private:
@@ -68,6 +73,8 @@ class ModelManager {
   void LoadAll(std::vector<RepositoryEntry> entries) EXCLUDES(mu_);
 
   const Options options_;
+  // Declared before the models: destroyed after every version it serves.
+  std::unique_ptr<Executor> executor_;
   Mutex mu_;
   std::map<std::string, Model, std::less<>> models_ GUARDED_BY(mu_);
   bool shut_down_ GUARDED_BY(mu_) = false;

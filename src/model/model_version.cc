@@ -1,8 +1,41 @@
 #include "model/model_version.h"
 
 #include "sched/batch_tensors.h"
+#include "sched/dynamic_batcher.h"
+#include "tensor/buffer_pool.h"
 
 namespace inferd {
+
+// The backend instances and what running a batch on one needs. Shared by
+// the version and its scheduler's runner: it outlives the version while a
+// batch still runs.
+struct ModelVersion::Runtime {
+  explicit Runtime(const ModelConfig& c) : config(c) {}
+  const ModelConfig config;  // instances may keep pointers to it
+  Clock* clock = nullptr;
+  BatchObserver on_batch;
+  BufferPool pool;
+  std::vector<std::unique_ptr<BackendInstance>> instances;  // one per instance_count
+
+  void ExecuteBatch(int instance, TaskBatch& batch) {
+    auto inputs = ConcatBatchInputs(batch, &pool);
+    if (!inputs.ok()) {
+      CompleteBatch(batch, inputs.status());
+      return;
+    }
+    Time start = clock->Now();
+    auto outputs = instances[static_cast<size_t>(instance)]->Execute(*inputs);
+    Time end = clock->Now();
+    int64_t items = 0;
+    for (auto& t : batch) {
+      t->timings().compute_started = start;
+      t->timings().finished = end;
+      items += t->batch_size();
+    }
+    if (on_batch) on_batch(items, end - start);
+    CompleteBatch(batch, std::move(outputs));
+  }
+};
 
 StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& options) {
   const ModelConfig& config = *options.config;
@@ -10,13 +43,14 @@ StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& option
   if (factory == options.backends->end()) {
     return InvalidArgumentError("unknown backend '" + config.backend + "'");
   }
-  std::unique_ptr<ModelVersion> mv(new ModelVersion(config, options.version));
-  mv->clock_ = options.clock ? options.clock : Clock::System();
-  mv->on_batch_ = options.on_batch;
+  std::unique_ptr<ModelVersion> mv(new ModelVersion(options.version));
+  auto runtime = std::make_shared<Runtime>(config);
+  runtime->clock = options.clock ? options.clock : Clock::System();
+  runtime->on_batch = options.on_batch;
   for (int i = 0; i < config.instance_count; ++i) {
-    BackendInstanceSpec spec{&mv->config_, options.version_dir, i};
+    BackendInstanceSpec spec{&runtime->config, options.version_dir, i};
     INFERD_ASSIGN_OR_RETURN(auto instance, factory->second(spec));
-    mv->instances_.push_back(std::move(instance));
+    runtime->instances.push_back(std::move(instance));
   }
   DynamicBatcher::Options bo;
   bo.batching = config.max_batch_size > 0 && config.dynamic_batching.enabled;
@@ -25,42 +59,22 @@ StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& option
   bo.preferred_batch_sizes = config.dynamic_batching.preferred_batch_sizes;
   bo.max_queue_size = static_cast<size_t>(config.max_queue_size);
   bo.num_workers = static_cast<int>(config.instance_count);
-  bo.clock = mv->clock_;
-  ModelVersion* raw = mv.get();
-  INFERD_ASSIGN_OR_RETURN(mv->batcher_,
-                          DynamicBatcher::Create(bo, [raw](int worker, TaskBatch& batch) {
-                            raw->ExecuteBatch(worker, batch);
+  bo.clock = runtime->clock;
+  bo.executor = options.executor;
+  mv->runtime_ = runtime;
+  INFERD_ASSIGN_OR_RETURN(mv->scheduler_,
+                          DynamicBatcher::Create(bo, [runtime](int instance, TaskBatch& batch) {
+                            runtime->ExecuteBatch(instance, batch);
                           }));
   return mv;
 }
 
 ModelVersion::~ModelVersion() { Shutdown(); }
 
-Status ModelVersion::Submit(std::unique_ptr<Task>& task) { return batcher_->Enqueue(task); }
-
-size_t ModelVersion::queue_depth() { return batcher_->queue_depth(); }
+const ModelConfig& ModelVersion::config() const { return runtime_->config; }
 
 void ModelVersion::Shutdown() {
-  if (batcher_) batcher_->Shutdown();
-}
-
-void ModelVersion::ExecuteBatch(int worker, TaskBatch& batch) {
-  auto inputs = ConcatBatchInputs(batch, &pool_);
-  if (!inputs.ok()) {
-    CompleteBatch(batch, inputs.status());
-    return;
-  }
-  Time start = clock_->Now();
-  auto outputs = instances_[static_cast<size_t>(worker)]->Execute(*inputs);
-  Time end = clock_->Now();
-  int64_t items = 0;
-  for (auto& t : batch) {
-    t->timings().compute_started = start;
-    t->timings().finished = end;
-    items += t->batch_size();
-  }
-  if (on_batch_) on_batch_(items, end - start);
-  CompleteBatch(batch, std::move(outputs));
+  if (scheduler_) scheduler_->Shutdown();
 }
 
 }  // namespace inferd

@@ -1,10 +1,15 @@
 #pragma once
 // ModelVersion: one loaded version of a model, ready to serve: its config,
-// one backend instance per configured instance_count, and the dynamic
-// batcher whose workers drive those instances.
+// one backend instance per configured instance_count, and its scheduler (a
+// DynamicBatcher on the shared Executor) that runs batches on them.
+//
+// Lifetime: the instances live in a runtime shared with the scheduler's
+// queue, so a version may be released anywhere, even by the last request
+// it completes on an executor thread: the batch still running keeps the
+// instances alive and nothing joins itself.
 //
 // Threading: Submit and queue_depth from any thread. Shutdown() drains the
-// queue (every queued task still runs) and joins the workers.
+// queue (every queued task still runs) and waits for running batches.
 
 #include <cstdint>
 #include <functional>
@@ -15,8 +20,8 @@
 #include "common/clock.h"
 #include "model/backend.h"
 #include "model/model_config.h"
-#include "sched/dynamic_batcher.h"
-#include "tensor/buffer_pool.h"
+#include "sched/executor.h"
+#include "sched/scheduler.h"
 
 namespace inferd {
 
@@ -32,33 +37,31 @@ class ModelVersion {
     const BackendRegistry* backends = nullptr;
     Clock* clock = nullptr;  // default: Clock::System()
     BatchObserver on_batch;  // optional
+    // The shared executor; null: the version's batcher makes its own
+    // (instance_count threads).
+    Executor* executor = nullptr;
   };
   static StatusOr<std::unique_ptr<ModelVersion>> Load(const Options& options);
   ~ModelVersion();
 
-  const ModelConfig& config() const { return config_; }
+  const ModelConfig& config() const;
   int64_t version() const { return version_; }
 
-  // See DynamicBatcher::Enqueue: ownership moves only on success.
-  Status Submit(std::unique_ptr<Task>& task);
-  size_t queue_depth();
+  // See Scheduler::Schedule: ownership moves only on success.
+  Status Submit(std::unique_ptr<Task>& task) { return scheduler_->Schedule(task); }
+  size_t queue_depth() { return scheduler_->queue_depth(); }
   void Shutdown();
-  void Flush() { batcher_->Flush(); }
+  void Flush() { scheduler_->Flush(); }
   // Answers queued requests whose cancellation fired or deadline passed.
-  void DropCancelled() { batcher_->DropCancelled(); }
+  void DropCancelled() { scheduler_->DropCancelled(); }
 
  private:
-  ModelVersion(ModelConfig config, int64_t version)
-      : config_(std::move(config)), version_(version) {}
-  void ExecuteBatch(int worker, TaskBatch& batch);
+  struct Runtime;  // what running a batch needs (model_version.cc)
+  explicit ModelVersion(int64_t version) : version_(version) {}
 
-  const ModelConfig config_;
   const int64_t version_;
-  Clock* clock_ = nullptr;
-  BatchObserver on_batch_;
-  BufferPool pool_;
-  std::vector<std::unique_ptr<BackendInstance>> instances_;  // one per worker
-  std::unique_ptr<DynamicBatcher> batcher_;
+  std::shared_ptr<Runtime> runtime_;
+  std::unique_ptr<Scheduler> scheduler_;
 };
 
 }  // namespace inferd

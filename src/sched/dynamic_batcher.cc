@@ -1,11 +1,188 @@
 #include "sched/dynamic_batcher.h"
 
 #include <algorithm>
+#include <deque>
+#include <thread>
+
+#include "common/mutex.h"
+#include "sched/batch_policy.h"
 
 namespace inferd {
 
-StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(Options options,
-                                                                 Executor executor) {
+// The queue the executor serves. Holds the tasks, the free instances and
+// the batching state; shared between the DynamicBatcher (its owner) and the
+// executor threads running its batches.
+class DynamicBatcher::Queue final : public Executor::Queue {
+ public:
+  Queue(Options options, RunBatch run, Executor* executor, Clock* clock)
+      : options_(std::move(options)), run_(std::move(run)), executor_(executor), clock_(clock) {
+    for (int i = options_.num_workers - 1; i >= 0; --i) free_.push_back(i);
+  }
+
+  Status Enqueue(std::unique_ptr<Task>& task) EXCLUDES(mu_) {
+    if (options_.batching && task->batch_size() > options_.max_batch_size) {
+      return InvalidArgumentError("batch size " + std::to_string(task->batch_size()) +
+                                  " exceeds max_batch_size " +
+                                  std::to_string(options_.max_batch_size));
+    }
+    {
+      MutexLock l(&mu_);
+      if (stopping_) return UnavailableError("the server is shutting down");
+      if (queue_.size() >= options_.max_queue_size) {
+        return ResourceExhaustedError("queue is full (" + std::to_string(options_.max_queue_size) +
+                                      " requests)");
+      }
+      task->timings().enqueued = clock_->Now();
+      queue_.push_back(std::move(task));
+    }
+    executor_->Notify();
+    return Status::OK();
+  }
+
+  bool TakeWork(Time now, Time* wake_at, Executor::Work* work) override EXCLUDES(mu_) {
+    MutexLock l(&mu_);
+    // Work that may no longer run leaves first; the executor wakes at the
+    // earliest deadline still queued, so expired work is answered on time.
+    const Time earliest_deadline = TakeDropped(now, &work->dropped);
+    *wake_at = earliest_deadline;
+    if (!free_.empty() && !queue_.empty()) {
+      BatchPolicy policy{options_.batching, options_.max_batch_size, options_.max_queue_delay,
+                         options_.preferred_batch_sizes};
+      const int idle = static_cast<int>(free_.size());
+      BatchChoice choice =
+          ChooseBatch(queue_, now, policy, idle, stopping_ || flushing_ || handoffs_ > 0);
+      *wake_at = std::min(choice.wake_at, earliest_deadline);
+      if (!choice.picked.empty()) {
+        if (choice.share_left) {
+          handoffs_ = idle - 1;  // the other free instances take their shares at once
+        } else if (handoffs_ > 0) {
+          --handoffs_;
+        }
+        for (size_t idx : choice.picked) work->batch.push_back(std::move(queue_[idx]));
+        // Erase the moved-out slots, back to front to keep positions valid.
+        for (auto it = choice.picked.rbegin(); it != choice.picked.rend(); ++it) {
+          queue_.erase(queue_.begin() + static_cast<long>(*it));
+        }
+        if (queue_.empty()) handoffs_ = 0;
+        work->instance = free_.back();
+        free_.pop_back();
+      }
+    }
+    if (work->batch.empty() && work->dropped.empty()) return false;
+    ++running_;
+    return true;
+  }
+
+  void RunWork(Executor::Work& work) override EXCLUDES(mu_) {
+    const Time now = clock_->Now();
+    CompleteDropped(work.dropped, now);  // outside the lock: callbacks answer requests
+    if (!work.batch.empty()) {
+      int64_t items = 0;
+      for (auto& t : work.batch) items += t->batch_size();
+      for (auto& t : work.batch) {
+        t->timings().started = now;
+        t->timings().executed_batch_size = items;
+      }
+      run_(work.instance, work.batch);
+      for (auto& t : work.batch) {
+        if (t && !t->completed())
+          t->Complete(InternalError("executor did not complete the request"));
+      }
+    }
+    {
+      MutexLock l(&mu_);
+      if (work.instance >= 0) free_.push_back(work.instance);
+      --running_;
+      if (queue_.empty() && running_ == 0) idle_cv_.SignalAll();
+    }
+    if (work.instance >= 0) executor_->Notify();  // an instance is free again
+  }
+
+  size_t depth() EXCLUDES(mu_) {
+    MutexLock l(&mu_);
+    return queue_.size();
+  }
+
+  void DropCancelled() EXCLUDES(mu_) {
+    TaskBatch dropped;
+    const Time now = clock_->Now();
+    {
+      MutexLock l(&mu_);
+      TakeDropped(now, &dropped);
+      if (queue_.empty() && running_ == 0) idle_cv_.SignalAll();
+    }
+    CompleteDropped(dropped, now);
+  }
+
+  void Flush() EXCLUDES(mu_) {
+    {
+      MutexLock l(&mu_);
+      flushing_ = true;
+    }
+    executor_->Notify();
+  }
+
+  // Refuses new work; with `wait`, returns once the queue is empty and
+  // nothing runs.
+  void Stop(bool wait) EXCLUDES(mu_) {
+    {
+      MutexLock l(&mu_);
+      stopping_ = true;
+    }
+    executor_->Notify();
+    if (!wait) return;
+    MutexLock l(&mu_);
+    while (!queue_.empty() || running_ > 0) idle_cv_.Wait(&mu_);
+  }
+
+  uint64_t dropped() EXCLUDES(mu_) {
+    MutexLock l(&mu_);
+    return dropped_;
+  }
+
+ private:
+  // Moves the tasks that may no longer run to *dropped; returns the
+  // earliest deadline among the rest.
+  Time TakeDropped(Time now, TaskBatch* dropped) REQUIRES(mu_) {
+    Time earliest = Time::max();
+    size_t kept = 0;
+    const size_t before = dropped->size();
+    for (size_t i = 0; i < queue_.size(); ++i) {
+      if (!queue_[i]->DropReason(now).ok()) {
+        dropped->push_back(std::move(queue_[i]));
+        continue;
+      }
+      earliest = std::min(earliest, queue_[i]->deadline());
+      if (kept != i) queue_[kept] = std::move(queue_[i]);
+      ++kept;
+    }
+    queue_.resize(kept);
+    dropped_ += dropped->size() - before;
+    return earliest;
+  }
+
+  static void CompleteDropped(TaskBatch& dropped, Time now) {
+    for (auto& t : dropped) t->Complete(t->DropReason(now));
+  }
+
+  const Options options_;
+  const RunBatch run_;
+  Executor* const executor_;
+  Clock* const clock_;
+  Mutex mu_;
+  CondVar idle_cv_;
+  std::deque<std::unique_ptr<Task>> queue_ GUARDED_BY(mu_);
+  std::vector<int> free_ GUARDED_BY(mu_);  // instances not running a batch
+  int running_ GUARDED_BY(mu_) = 0;        // units of work taken and not yet finished
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool flushing_ GUARDED_BY(mu_) = false;
+  // Batches still to dispatch at once because an instance took its fair
+  // share of a queue that several free instances split (share_left).
+  int handoffs_ GUARDED_BY(mu_) = 0;
+  uint64_t dropped_ GUARDED_BY(mu_) = 0;
+};
+
+StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(Options options, RunBatch run) {
   if (options.max_batch_size < 1) return InvalidArgumentError("max_batch_size must be >= 1");
   if (options.num_workers < 1) return InvalidArgumentError("num_workers must be >= 1");
   if (options.max_queue_size < 1) return InvalidArgumentError("max_queue_size must be >= 1");
@@ -15,170 +192,46 @@ StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(Options options
                                   " is outside [1, max_batch_size]");
     }
   }
-  if (!executor) return InvalidArgumentError("executor is required");
-  return std::unique_ptr<DynamicBatcher>(
-      new DynamicBatcher(std::move(options), std::move(executor)));
+  if (!run) return InvalidArgumentError("a batch runner is required");
+  std::unique_ptr<Executor> own;
+  Executor* executor = options.executor;
+  if (!executor) {
+    Executor::Options eo;
+    eo.threads = options.num_workers;
+    eo.clock = options.clock;
+    INFERD_ASSIGN_OR_RETURN(own, Executor::Create(eo));
+    executor = own.get();
+  }
+  Clock* clock = options.clock ? options.clock : executor->clock();
+  auto queue = std::make_shared<Queue>(std::move(options), std::move(run), executor, clock);
+  executor->Add(queue);
+  return std::unique_ptr<DynamicBatcher>(new DynamicBatcher(std::move(own), executor, queue));
 }
 
-DynamicBatcher::DynamicBatcher(Options options, Executor executor)
-    : options_(std::move(options)),
-      executor_(std::move(executor)),
-      clock_(options_.clock ? options_.clock : Clock::System()) {
-  for (int i = 0; i < options_.num_workers; ++i) {
-    workers_.emplace_back([this, i] { WorkerLoop(i); });
+DynamicBatcher::DynamicBatcher(std::unique_ptr<Executor> own, Executor* executor,
+                               std::shared_ptr<Queue> queue)
+    : own_executor_(std::move(own)), executor_(executor), queue_(std::move(queue)) {}
+
+DynamicBatcher::~DynamicBatcher() {
+  Shutdown();
+  executor_->Remove(queue_.get());
+  if (own_executor_ && Executor::OnExecutorThread()) {
+    // Released by a batch running on our own executor: joining its threads
+    // here would join this one. Another thread stops it; this thread
+    // returns from the batch and then sees the stop.
+    std::thread([e = std::move(own_executor_)]() mutable { e.reset(); }).detach();
   }
 }
 
-DynamicBatcher::~DynamicBatcher() { Shutdown(); }
-
-Status DynamicBatcher::Enqueue(std::unique_ptr<Task>& task) {
-  if (options_.batching && task->batch_size() > options_.max_batch_size) {
-    return InvalidArgumentError("batch size " + std::to_string(task->batch_size()) +
-                                " exceeds max_batch_size " +
-                                std::to_string(options_.max_batch_size));
-  }
-  {
-    MutexLock l(&mu_);
-    if (stopping_) return UnavailableError("the server is shutting down");
-    if (queue_.size() >= options_.max_queue_size) {
-      return ResourceExhaustedError("queue is full (" + std::to_string(options_.max_queue_size) +
-                                    " requests)");
-    }
-    task->timings().enqueued = clock_->Now();
-    queue_.push_back(std::move(task));
-  }
-  cv_.SignalAll();
-  return Status::OK();
-}
-
-void DynamicBatcher::Flush() {
-  {
-    MutexLock l(&mu_);
-    flushing_ = true;
-  }
-  cv_.SignalAll();
-}
-
-size_t DynamicBatcher::queue_depth() {
-  MutexLock l(&mu_);
-  return queue_.size();
-}
+Status DynamicBatcher::Schedule(std::unique_ptr<Task>& task) { return queue_->Enqueue(task); }
+size_t DynamicBatcher::queue_depth() { return queue_->depth(); }
+void DynamicBatcher::DropCancelled() { queue_->DropCancelled(); }
+void DynamicBatcher::Flush() { queue_->Flush(); }
+uint64_t DynamicBatcher::dropped() { return queue_->dropped(); }
 
 void DynamicBatcher::Shutdown() {
-  {
-    MutexLock l(&mu_);
-    stopping_ = true;
-  }
-  cv_.SignalAll();
-  for (auto& w : workers_) {
-    if (w.joinable()) w.join();
-  }
-}
-
-Time DynamicBatcher::TakeDropped(Time now, TaskBatch* dropped) {
-  Time earliest = Time::max();
-  size_t kept = 0;
-  for (size_t i = 0; i < queue_.size(); ++i) {
-    if (!queue_[i]->DropReason(now).ok()) {
-      dropped->push_back(std::move(queue_[i]));
-      continue;
-    }
-    earliest = std::min(earliest, queue_[i]->deadline());
-    if (kept != i) queue_[kept] = std::move(queue_[i]);
-    ++kept;
-  }
-  queue_.resize(kept);
-  dropped_ += dropped->size();
-  return earliest;
-}
-
-void DynamicBatcher::CompleteDropped(TaskBatch& dropped, Time now) {
-  for (auto& t : dropped) t->Complete(t->DropReason(now));
-}
-
-void DynamicBatcher::DropCancelled() {
-  TaskBatch dropped;
-  Time now = clock_->Now();
-  {
-    MutexLock l(&mu_);
-    TakeDropped(now, &dropped);
-  }
-  CompleteDropped(dropped, now);
-}
-
-uint64_t DynamicBatcher::dropped() {
-  MutexLock l(&mu_);
-  return dropped_;
-}
-
-TaskBatch DynamicBatcher::FormBatch(Time now, Time* wake_at, TaskBatch* dropped) {
-  // Work that may no longer run leaves first; the wait below ends at the
-  // earliest deadline still queued, so expired work is answered on time
-  // while a worker is idle.
-  const Time earliest_deadline = TakeDropped(now, dropped);
-  BatchPolicy policy{options_.batching, options_.max_batch_size, options_.max_queue_delay,
-                     options_.preferred_batch_sizes};
-  BatchChoice choice =
-      ChooseBatch(queue_, now, policy, idle_workers_, stopping_ || flushing_ || handoffs_ > 0);
-  *wake_at = std::min(choice.wake_at, earliest_deadline);
-  if (!choice.picked.empty()) {
-    if (choice.share_left) {
-      handoffs_ = idle_workers_ - 1;  // the others idle now take their shares at once
-    } else if (handoffs_ > 0) {
-      --handoffs_;
-    }
-  }
-  TaskBatch batch;
-  for (size_t idx : choice.picked) batch.push_back(std::move(queue_[idx]));
-  // Erase the moved-out slots, back to front to keep positions valid.
-  for (auto it = choice.picked.rbegin(); it != choice.picked.rend(); ++it) {
-    queue_.erase(queue_.begin() + static_cast<long>(*it));
-  }
-  if (queue_.empty()) handoffs_ = 0;
-  return batch;
-}
-
-void DynamicBatcher::WorkerLoop(int index) {
-  for (;;) {
-    TaskBatch batch;
-    TaskBatch dropped;
-    Time now;
-    {
-      MutexLock l(&mu_);
-      ++idle_workers_;
-      for (;;) {
-        Time wake_at;
-        now = clock_->Now();
-        batch = FormBatch(now, &wake_at, &dropped);
-        if (!batch.empty() || !dropped.empty()) break;
-        if (stopping_ && queue_.empty()) {
-          --idle_workers_;
-          return;
-        }
-        if (wake_at == Time::max()) {
-          cv_.Wait(&mu_);
-        } else {
-          clock_->WaitUntil(&cv_, &mu_, wake_at);
-        }
-      }
-      --idle_workers_;
-      // Others may be able to form a batch from what is left.
-      if (!queue_.empty()) cv_.SignalAll();
-    }
-    CompleteDropped(dropped, now);  // outside the lock: callbacks answer requests
-    if (batch.empty()) continue;
-    Time started = clock_->Now();
-    int64_t items = 0;
-    for (auto& t : batch) items += t->batch_size();
-    for (auto& t : batch) {
-      t->timings().started = started;
-      t->timings().executed_batch_size = items;
-    }
-    executor_(index, batch);
-    for (auto& t : batch) {
-      if (t && !t->completed()) t->Complete(InternalError("executor did not complete the request"));
-    }
-  }
+  // An executor thread must not wait for the queue it may be running.
+  queue_->Stop(/*wait=*/!Executor::OnExecutorThread());
 }
 
 }  // namespace inferd

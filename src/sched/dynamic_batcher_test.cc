@@ -15,7 +15,7 @@ using std::chrono::milliseconds;
 // Records the batches the batcher hands out (as task ids) and completes them.
 class Recorder {
  public:
-  DynamicBatcher::Executor Executor() {
+  DynamicBatcher::RunBatch Run() {
     return [this](int, TaskBatch& batch) {
       std::vector<int> ids;
       for (auto& t : batch) {
@@ -70,7 +70,7 @@ TEST(DynamicBatcherTest, WithoutBatchingEachTaskRunsAlone) {
   Recorder rec;
   DynamicBatcher::Options o;
   o.clock = &clock;
-  auto b = DynamicBatcher::Create(o, rec.Executor()).value();
+  auto b = DynamicBatcher::Create(o, rec.Run()).value();
   for (int i = 1; i <= 3; ++i) Enqueue(b.get(), MakeTask(i));
   auto batches = rec.WaitFor(3);
   EXPECT_EQ(batches, (std::vector<std::vector<int>>{{1}, {2}, {3}}));
@@ -79,7 +79,7 @@ TEST(DynamicBatcherTest, WithoutBatchingEachTaskRunsAlone) {
 TEST(DynamicBatcherTest, WaitsForTheDelayThenDispatchesEverything) {
   FakeClock clock;
   Recorder rec;
-  auto b = DynamicBatcher::Create(BatchingOptions(&clock), rec.Executor()).value();
+  auto b = DynamicBatcher::Create(BatchingOptions(&clock), rec.Run()).value();
   for (int i = 1; i <= 3; ++i) Enqueue(b.get(), MakeTask(i));
   clock.Advance(microseconds(999));
   EXPECT_EQ(b->queue_depth(), 3u);  // not due yet: time has not reached the delay
@@ -93,7 +93,7 @@ TEST(DynamicBatcherTest, FullBatchDispatchesWithoutWaiting) {
   Recorder rec;
   auto o = BatchingOptions(&clock);
   o.max_batch_size = 4;
-  auto b = DynamicBatcher::Create(o, rec.Executor()).value();
+  auto b = DynamicBatcher::Create(o, rec.Run()).value();
   for (int i = 1; i <= 4; ++i) Enqueue(b.get(), MakeTask(i));
   EXPECT_EQ(rec.WaitFor(1)[0], (std::vector<int>{1, 2, 3, 4}));  // the clock never moved
 }
@@ -103,7 +103,7 @@ TEST(DynamicBatcherTest, TasksCountByTheirBatchSize) {
   Recorder rec;
   auto o = BatchingOptions(&clock);
   o.max_batch_size = 4;
-  auto b = DynamicBatcher::Create(o, rec.Executor()).value();
+  auto b = DynamicBatcher::Create(o, rec.Run()).value();
   Enqueue(b.get(), MakeTask(1, "a", 3));
   Enqueue(b.get(), MakeTask(2, "a", 2));  // 3 + 2 > 4: must wait for the next batch
   clock.Advance(milliseconds(1));
@@ -116,7 +116,7 @@ TEST(DynamicBatcherTest, PreferredSizeDispatchesEarly) {
   Recorder rec;
   auto o = BatchingOptions(&clock);
   o.preferred_batch_sizes = {2};
-  auto b = DynamicBatcher::Create(o, rec.Executor()).value();
+  auto b = DynamicBatcher::Create(o, rec.Run()).value();
   Enqueue(b.get(), MakeTask(1));
   Enqueue(b.get(), MakeTask(2));
   EXPECT_EQ(rec.WaitFor(1)[0], (std::vector<int>{1, 2}));
@@ -125,7 +125,7 @@ TEST(DynamicBatcherTest, PreferredSizeDispatchesEarly) {
 TEST(DynamicBatcherTest, DifferentShapesAreNeverMixed) {
   FakeClock clock;
   Recorder rec;
-  auto b = DynamicBatcher::Create(BatchingOptions(&clock), rec.Executor()).value();
+  auto b = DynamicBatcher::Create(BatchingOptions(&clock), rec.Run()).value();
   Enqueue(b.get(), MakeTask(1, "x"));
   Enqueue(b.get(), MakeTask(2, "y"));
   Enqueue(b.get(), MakeTask(3, "x"));
@@ -140,7 +140,7 @@ TEST(DynamicBatcherTest, FullQueueRejectsAndKeepsOwnership) {
   Recorder rec;
   auto o = BatchingOptions(&clock);
   o.max_queue_size = 2;
-  auto b = DynamicBatcher::Create(o, rec.Executor()).value();
+  auto b = DynamicBatcher::Create(o, rec.Run()).value();
   Enqueue(b.get(), MakeTask(1));
   Enqueue(b.get(), MakeTask(2));
   std::atomic<int> done{0};
@@ -156,7 +156,7 @@ TEST(DynamicBatcherTest, FullQueueRejectsAndKeepsOwnership) {
 TEST(DynamicBatcherTest, OversizedTaskIsRejected) {
   FakeClock clock;
   Recorder rec;
-  auto b = DynamicBatcher::Create(BatchingOptions(&clock), rec.Executor()).value();
+  auto b = DynamicBatcher::Create(BatchingOptions(&clock), rec.Run()).value();
   auto t = MakeTask(1, "a", 9);
   EXPECT_EQ(b->Enqueue(t).code(), StatusCode::kInvalidArgument);
 }
@@ -166,7 +166,7 @@ TEST(DynamicBatcherTest, ShutdownDrainsQueuedTasksWithoutWaitingForTheDelay) {
   Recorder rec;
   auto o = BatchingOptions(&clock);
   o.max_queue_delay = std::chrono::hours(1);
-  auto b = DynamicBatcher::Create(o, rec.Executor()).value();
+  auto b = DynamicBatcher::Create(o, rec.Run()).value();
   std::atomic<int> done{0};
   for (int i = 1; i <= 3; ++i) Enqueue(b.get(), MakeTask(i, "a", 1, &done));
   b->Shutdown();
@@ -180,7 +180,7 @@ TEST(DynamicBatcherTest, FlushDispatchesAtOnceAndStillAccepts) {
   Recorder rec;
   auto o = BatchingOptions(&clock);
   o.max_queue_delay = std::chrono::hours(1);
-  auto b = DynamicBatcher::Create(o, rec.Executor()).value();
+  auto b = DynamicBatcher::Create(o, rec.Run()).value();
   Enqueue(b.get(), MakeTask(1));
   Enqueue(b.get(), MakeTask(2));
   b->Flush();
@@ -243,7 +243,7 @@ TEST(DynamicBatcherTest, ManyThreadsEveryTaskCompletesOnce) {
   o.max_queue_delay = microseconds(100);
   o.max_queue_size = 100000;
   o.num_workers = 2;
-  auto b = DynamicBatcher::Create(o, rec.Executor()).value();
+  auto b = DynamicBatcher::Create(o, rec.Run()).value();
   std::atomic<int> done{0};
   std::vector<std::thread> producers;
   for (int p = 0; p < 4; ++p) {

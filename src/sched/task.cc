@@ -17,7 +17,9 @@ void Task::Complete(StatusOr<std::vector<Tensor>> outputs) {
   if (!done_) return;
   Callback cb = std::move(done_);
   done_ = nullptr;
+  std::function<void()> hook = std::move(hook_);
   cb(std::move(outputs), timings_);
+  if (hook) hook();
 }
 
 }  // namespace inferd

@@ -58,6 +58,10 @@ class Task {
   // DeadlineExceeded), or OK.
   Status DropReason(Time now) const;
 
+  // Runs `hook` once, right after the callback (whoever completes the task,
+  // the destructor included). One hook per task.
+  void AddCompletionHook(std::function<void()> hook) { hook_ = std::move(hook); }
+
   // Runs the callback; later calls are ignored.
   void Complete(StatusOr<std::vector<Tensor>> outputs);
   bool completed() const { return !done_; }
@@ -67,6 +71,7 @@ class Task {
   int64_t batch_size_;
   std::string signature_;
   Callback done_;
+  std::function<void()> hook_;
   TaskTimings timings_;
   Time deadline_ = Time::max();
   std::shared_ptr<Cancellation> cancel_;
