@@ -86,8 +86,8 @@ int RunServe(const ServeFlags& flags) {
     }
   }
   if (s.GetInt("drain_timeout_s") < 0 || s.GetInt("max_body_bytes") < 0 ||
-      s.GetInt("request_timeout_ms") < 0 || s.GetInt("executor_threads") < 0 || s.GetInt("cache.exact_repeat_max_bytes") < 0 ||
-      s.GetInt("http_max_connections") < 0) {
+      s.GetInt("request_timeout_ms") < 0 || s.GetInt("executor_threads") < 0 ||
+      s.GetInt("cache.exact_repeat_max_bytes") < 0 || s.GetInt("http_max_connections") < 0) {
     std::cerr << "inferd serve: drain_timeout_s, max_body_bytes, request_timeout_ms, "
                  "executor_threads, "
                  "cache.exact_repeat_max_bytes and http_max_connections must be >= 0\n";

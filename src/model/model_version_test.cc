@@ -91,10 +91,9 @@ dims = [2]
 std::unique_ptr<Task> MakeTask(std::function<void(const Status&)> done) {
   std::string bytes(8, '\0');
   std::vector<Tensor> in = {Tensor::FromBytes(DataType::kFp32, {2}, std::move(bytes))};
-  return std::make_unique<Task>(std::move(in), 1, "",
-                                [done](StatusOr<std::vector<Tensor>> r, const TaskTimings&) {
-                                  done(r.status());
-                                });
+  return std::make_unique<Task>(
+      std::move(in), 1, "",
+      [done](StatusOr<std::vector<Tensor>> r, const TaskTimings&) { done(r.status()); });
 }
 
 class ModelVersionTest : public ::testing::Test {

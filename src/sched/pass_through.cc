@@ -4,8 +4,8 @@
 
 namespace inferd {
 
-StatusOr<std::unique_ptr<PassThroughScheduler>> PassThroughScheduler::Create(
-    const Options& options, Start start) {
+StatusOr<std::unique_ptr<PassThroughScheduler>> PassThroughScheduler::Create(const Options& options,
+                                                                             Start start) {
   if (options.max_in_flight < 1) return InvalidArgumentError("max_in_flight must be >= 1");
   if (!start) return InvalidArgumentError("a start function is required");
   return std::unique_ptr<PassThroughScheduler>(new PassThroughScheduler(options, std::move(start)));
