@@ -17,6 +17,7 @@ StatusOr<std::unique_ptr<ResponseCache>> BuildResponseCache(const Settings& s, R
   o.memory.max_stale_us = s.GetInt("cache.memory.max_stale_s") * 1000000;
   o.memory.copy_share = s.GetDouble("cache.exact_repeat_share");
   o.registry = registry;
+  // Lower tiers in lookup order: L2 disk, then L3 Redis.
   if (std::string path = s.GetString("cache.disk.path"); !path.empty()) {
     DiskCache::Options d;
     d.path = path;
@@ -24,7 +25,7 @@ StatusOr<std::unique_ptr<ResponseCache>> BuildResponseCache(const Settings& s, R
     d.file_ttl_s = static_cast<uint64_t>(std::max<int64_t>(0, s.GetInt("cache.disk.file_ttl_s")));
     auto disk = DiskCache::Create(d);
     if (disk.ok()) {
-      o.disk = MakeDiskTier(std::move(disk).value());
+      o.lower_tiers.push_back(MakeDiskTier(std::move(disk).value()));
       INFERD_LOG_INFO("response cache: disk tier at {} (cap {} bytes)", path, d.max_bytes);
     } else {
       INFERD_LOG_ERROR("response cache: disk tier disabled: {}", disk.status().message());
@@ -40,7 +41,7 @@ StatusOr<std::unique_ptr<ResponseCache>> BuildResponseCache(const Settings& s, R
     r.op_timeout = timeout;
     auto redis = RedisCache::Create(r);
     if (redis.ok()) {
-      o.redis = MakeRedisTier(std::move(redis).value());
+      o.lower_tiers.push_back(MakeRedisTier(std::move(redis).value()));
       // The URL may carry a password: log only what follows the '@'.
       std::string shown = url.substr(url.find('@') == std::string::npos ? 0 : url.find('@') + 1);
       INFERD_LOG_INFO("response cache: Redis tier at {} (prefix '{}')", shown, r.key_prefix);

@@ -13,7 +13,6 @@
 
 #include "api/api.h"
 #include "app/cache_wiring.h"
-#include "backends/torchscript/torchscript_backend.h"
 #include "common/logging.h"
 #include "http/server.h"
 #include "metrics/metrics.h"
@@ -103,7 +102,7 @@ int RunServe(const ServeFlags& flags) {
   ServerMetrics metrics(&registry);
   ModelManager::Options mo;
   mo.repository = s.GetString("model_repository");
-  mo.backends["torchscript"] = TorchScriptBackendFactory();
+  mo.backend_directory = s.GetString("backend_directory");
   mo.executor_threads = static_cast<int>(s.GetInt("executor_threads"));
   mo.observer_for = [&metrics](const std::string& m, int64_t v) {
     return metrics.ObserverFor(m, v);
@@ -217,6 +216,9 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
        "limit less max(256, limit/8)"},
       {"drain_timeout_s", Type::kInt, "30", "on SIGTERM/SIGINT, time to finish in-flight requests"},
       {"log_level", Type::kString, "info", "trace, debug, info, warn, error or off"},
+      {"backend_directory", Type::kString, "",
+       "where backend plugins (libinferd_backend_<name>.so) are loaded from when a model needs "
+       "one; empty: backends/ beside the inferd executable"},
       {"executor_threads", Type::kInt, "0",
        "threads of the one executor that runs every model's batches; 0: one per core"},
       {"request_timeout_ms", Type::kInt, "0",

@@ -1,14 +1,17 @@
 #pragma once
 // Helpers shared by the cache tiers' unit tests.
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <type_traits>
 
 #include "cache/cache_entry.h"
 #include "cache/mix64.h"
+#include "common/status.h"
 
 namespace inferd::cache_test {
 
@@ -21,6 +24,15 @@ inline CacheKey Key(uint64_t i, const std::string& model = "m") {
   k.check = "request-" + std::to_string(i);
   k.model = model;
   return k;
+}
+
+// EXPECT_TRUE(Holds(cache->EraseModel("a"), 6u)): OK and equal to `want`,
+// else a failure that shows the status or the value.
+template <typename T>
+::testing::AssertionResult Holds(const StatusOr<T>& got, const std::type_identity_t<T>& want) {
+  if (!got.ok()) return ::testing::AssertionFailure() << got.status().ToString();
+  if (!(*got == want)) return ::testing::AssertionFailure() << *got << " != " << want;
+  return ::testing::AssertionSuccess();
 }
 
 // A fresh directory under the system's temporary directory, removed with

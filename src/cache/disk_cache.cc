@@ -59,6 +59,7 @@ const char* CompressionName(rocksdb::CompressionType t) {
 std::unique_ptr<rocksdb::Options> MakeDbOptions(const DiskCache::Options& o) {
   auto db = std::make_unique<rocksdb::Options>();
   db->create_if_missing = true;
+  if (o.env != nullptr) db->env = o.env;
   // Size cap (see the header): FIFO compaction deletes the oldest SST files
   // once they exceed max_bytes minus the memtables. allow_compaction merges
   // small L0 files (never ones larger than a memtable).
@@ -364,59 +365,77 @@ void DiskCache::WriteBatchToDb(const std::vector<PendingWrite>& batch) {
   }
 }
 
-size_t DiskCache::EraseModel(std::string_view model) {
-  if (model.find('\0') != std::string_view::npos) return 0;
-  size_t stored = 0;
+StatusOr<size_t> DiskCache::EraseModel(std::string_view model) {
+  // Such a model is never stored (see Put): nothing to delete.
+  if (model.find('\0') != std::string_view::npos) return size_t{0};
+  StatusOr<size_t> stored = size_t{0};
   size_t queued = queue_->DropIf([model](const PendingWrite& w) { return w.key.model == model; },
                                  [&] { stored = EraseStoredModel(model); });
-  return queued + stored;
+  if (!stored.ok()) return stored.status();
+  return queued + *stored;
 }
 
-size_t DiskCache::EraseStoredModel(std::string_view model) {
+Status DiskCache::DeleteFailed(const std::string& what, const std::string& why) {
+  errors_.fetch_add(1, std::memory_order_relaxed);
+  std::string msg = PathContext(path()) + ": " + what + " failed: " + why;
+  INFERD_LOG_WARN("{}", msg);
+  return UnavailableError(std::move(msg));
+}
+
+StatusOr<size_t> DiskCache::EraseStoredModel(std::string_view model) {
+  const std::string what = "erasing model '" + std::string(model) + "'";
   std::string begin(model), end(model);
   begin.push_back('\0');
   end.push_back('\1');  // keys of `model` are exactly [model\0, model\1)
-  size_t erased = 0;
   ReaderLock lock(&db_mu_);
-  if (!db_) return erased;
+  if (!db_) return DeleteFailed(what, "the database is closed (a Clear could not reopen it)");
+  // The count is informative: a failed scan is logged, not an error of the
+  // deletion.
+  size_t erased = 0;
   rocksdb::ReadOptions ro = VerifyingReadOptions();
   ro.fill_cache = false;
   rocksdb::Slice upper(end);
   ro.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   for (it->Seek(begin); it->Valid(); it->Next()) ++erased;
+  if (!it->status().ok()) {
+    INFERD_LOG_WARN("{}: counting the entries of model '{}': {}", PathContext(path()), model,
+                    it->status().ToString());
+  }
   it.reset();
   rocksdb::Status s = db_->DeleteRange(SyncedWrite(), db_->DefaultColumnFamily(), begin, end);
-  if (!s.ok()) {
-    errors_.fetch_add(1, std::memory_order_relaxed);
-    INFERD_LOG_WARN("{}: erasing model '{}' failed: {}", PathContext(path()), model, s.ToString());
-  }
+  if (!s.ok()) return DeleteFailed(what, s.ToString());
   return erased;
 }
 
-void DiskCache::DeleteAll() {
+Status DiskCache::DeleteAll() {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   it->SeekToLast();
-  if (!it->Valid()) return;
+  if (!it->Valid()) {
+    // Empty, unless the seek itself failed.
+    if (!it->status().ok()) return DeleteFailed("finding the last key", it->status().ToString());
+    return Status::OK();
+  }
   std::string end = it->key().ToString() + '\0';  // just past the last key
   it.reset();
   rocksdb::Status s =
       db_->DeleteRange(SyncedWrite(), db_->DefaultColumnFamily(), rocksdb::Slice(), end);
-  if (!s.ok()) {
-    errors_.fetch_add(1, std::memory_order_relaxed);
-    INFERD_LOG_WARN("{}: clear failed: {}", PathContext(path()), s.ToString());
-  }
+  if (!s.ok()) return DeleteFailed("deleting every entry", s.ToString());
+  return Status::OK();
 }
 
-void DiskCache::Clear() {
-  queue_->DropIf([](const PendingWrite&) { return true; }, [this] { RecreateDb(); });
+Status DiskCache::Clear() {
+  Status st;
+  queue_->DropIf([](const PendingWrite&) { return true; }, [&] { st = RecreateDb(); });
+  return st;
 }
 
-void DiskCache::RecreateDb() {
+Status DiskCache::RecreateDb() {
   WriterLock lock(&db_mu_);
   // Destroying the database frees its space at once (a DeleteRange would
   // leave the files until FIFO compaction ages them out).
   if (db_) {
+    // A failed close loses nothing that matters here: the files go next.
     rocksdb::Status s = db_->Close();
     if (!s.ok()) INFERD_LOG_WARN("{}: close: {}", PathContext(path()), s.ToString());
     db_.reset();
@@ -425,14 +444,16 @@ void DiskCache::RecreateDb() {
   Status opened = OpenDb(path(), *db_options_, &db_);
   if (!opened.ok()) {
     errors_.fetch_add(1, std::memory_order_relaxed);
-    INFERD_LOG_ERROR("{}; the disk cache is disabled until restart", opened.message());
-    return;
+    std::string msg = opened.message() + "; the disk cache is closed until a Clear reopens it";
+    if (!destroyed.ok())
+      msg += " (and its files could not be deleted: " + destroyed.ToString() + ")";
+    INFERD_LOG_ERROR("{}", msg);
+    return UnavailableError(std::move(msg));
   }
-  if (!destroyed.ok()) {
-    INFERD_LOG_WARN("{}: destroy failed ({}); deleting entries instead", PathContext(path()),
-                    destroyed.ToString());
-    DeleteAll();
-  }
+  if (destroyed.ok()) return Status::OK();
+  INFERD_LOG_WARN("{}: destroy failed ({}); deleting entries instead", PathContext(path()),
+                  destroyed.ToString());
+  return DeleteAll();
 }
 
 void DiskCache::Flush() { queue_->Flush(); }

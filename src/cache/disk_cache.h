@@ -48,7 +48,9 @@
 // batches; when the queue is full, the write is dropped and counted.
 // EraseModel and Clear also remove matching writes still in the queue, and
 // are ordered against the writer (WriteBehindQueue::DropIf): no write queued
-// before them survives them.
+// before them survives them. They return what RocksDB said of the deletion
+// (DeleteRange, or destroying and reopening the database): OK only when it
+// is done and durable.
 //
 // Counting: every Get adds exactly one of `hits` or `misses`; `errors`
 // (corrupt entries, I/O failures, failed batch writes) and `expired` are
@@ -80,6 +82,7 @@
 
 namespace rocksdb {
 class DB;
+class Env;
 struct Options;
 }  // namespace rocksdb
 
@@ -109,6 +112,9 @@ class DiskCache {
     // process crash keeps every written batch. false: the memtable only, as
     // before (for benchmarks: a crash then loses everything not yet flushed).
     bool write_ahead_log = true;
+    // RocksDB's environment (files, threads); nullptr means the default.
+    // For tests that inject I/O faults; must outlive the cache.
+    rocksdb::Env* env = nullptr;
   };
 
   struct Stats {
@@ -139,10 +145,18 @@ class DiskCache {
   // Entries whose check differs from key.check, or already expired, are not
   // stored.
   void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
-  // Deletes every entry of `model` (stored or queued); returns how many.
-  size_t EraseModel(std::string_view model);
-  // Deletes everything and frees the disk space.
-  void Clear();
+  // Deletes every entry of `model` (stored or queued); returns how many
+  // (the stored ones as counted just before the deletion). Blocking (a
+  // synced write). Unavailable, with RocksDB's message, when the deletion
+  // failed or the database is closed (a failed Clear); the entries may
+  // then still be stored.
+  StatusOr<size_t> EraseModel(std::string_view model);
+  // Deletes everything and frees the disk space: destroys the database and
+  // opens a new one (falling back to deleting every key if it cannot be
+  // destroyed). Unavailable, with RocksDB's message, when that failed; if
+  // the new database could not be opened, the tier stays closed (Gets
+  // fail) until a later Clear manages to open it.
+  Status Clear();
   // Waits until every Put queued before the call has been written (or
   // dropped by EraseModel/Clear). Must not be called while the writer is
   // paused.
@@ -177,14 +191,18 @@ class DiskCache {
   // The write queue's batch writer (runs on its writer thread).
   void WriteBatchToDb(const std::vector<PendingWrite>& batch);
   // The stored part of EraseModel and Clear; run by the write queue's
-  // DropIf, ordered against the batch writes.
-  size_t EraseStoredModel(std::string_view model);
-  void RecreateDb();
+  // DropIf, ordered against the batch writes. Failures are counted in
+  // `errors` and logged here.
+  StatusOr<size_t> EraseStoredModel(std::string_view model);
+  Status RecreateDb();
   // Deletes `storage_key` (through the WAL); requires db_mu_ (shared) and
   // a non-null db_.
   void DeleteKey(const std::string& storage_key) REQUIRES_SHARED(db_mu_);
-  // Deletes every stored key (through the WAL); same requirements.
-  void DeleteAll() REQUIRES_SHARED(db_mu_);
+  // Deletes every stored key (synced); same requirements.
+  Status DeleteAll() REQUIRES_SHARED(db_mu_);
+  // Counts and logs a failed deletion (`what`: "erasing model 'm'",
+  // `why`: RocksDB's message); returns it as Unavailable.
+  Status DeleteFailed(const std::string& what, const std::string& why);
   // Counts a Get's miss (and an error if `error`); returns `status`.
   Status Miss(Status status, bool error = false);
 

@@ -7,20 +7,15 @@ namespace {
 class DiskTier final : public LowerTier {
  public:
   explicit DiskTier(std::unique_ptr<DiskCache> disk) : disk_(std::move(disk)) {}
+  CacheTier tier() const override { return CacheTier::kDisk; }
   StatusOr<std::shared_ptr<const CacheEntry>> Get(const CacheKey& key) override {
     return disk_->Get(key);
   }
   void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) override {
-    disk_->Put(key, std::move(entry));
+    disk_->Put(key, std::move(entry));  // counts its own drops
   }
-  Status EraseModel(std::string_view model) override {
-    disk_->EraseModel(model);
-    return Status::OK();
-  }
-  Status Clear() override {
-    disk_->Clear();
-    return Status::OK();
-  }
+  Status EraseModel(std::string_view model) override { return disk_->EraseModel(model).status(); }
+  Status Clear() override { return disk_->Clear(); }
   void Flush() override { disk_->Flush(); }
   Stats GetStats() override {
     DiskCache::Stats d = disk_->GetStats();

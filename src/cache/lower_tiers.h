@@ -1,11 +1,11 @@
 #pragma once
-// Adapters from the concrete lower tiers to ResponseCache's LowerTier
-// interface. Kept apart so that response_cache.h needs neither RocksDB's
-// nor hiredis' headers.
+// Adapters from the concrete lower tiers to the LowerTier interface
+// (cache_tier.h). Kept apart so that response_cache.h needs neither
+// RocksDB's nor hiredis' headers.
 
 #include <memory>
 
-#include "cache/response_cache.h"
+#include "cache/cache_tier.h"
 
 namespace inferd {
 

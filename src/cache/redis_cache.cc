@@ -348,55 +348,71 @@ void RedisCache::PauseWriterForTesting(bool paused) { queue_->PauseForTesting(pa
 
 // ---- invalidation ----
 
-size_t RedisCache::EraseModel(std::string_view model) {
+StatusOr<size_t> RedisCache::EraseModel(std::string_view model) {
   // Exactly 32 characters after "model:", so model "a" never matches the
   // keys of model "a:b".
   const std::string pattern =
       GlobEscape(options_.key_prefix + std::string(model) + ":") + std::string(32, '?');
-  size_t stored = 0;
+  StatusOr<size_t> stored = size_t{0};
   size_t queued = queue_->DropIf([model](const PendingWrite& w) { return w.key.model == model; },
                                  [&] { stored = DeleteMatching(pattern); });
-  return queued + stored;
+  if (!stored.ok()) return stored.status();
+  return queued + *stored;
 }
 
-void RedisCache::Clear() {
+Status RedisCache::Clear() {
   const std::string pattern = GlobEscape(options_.key_prefix) + "*";
-  queue_->DropIf([](const PendingWrite&) { return true; }, [&] { DeleteMatching(pattern); });
+  Status st;
+  queue_->DropIf([](const PendingWrite&) { return true; },
+                 [&] { st = DeleteMatching(pattern).status(); });
+  return st;
 }
 
-size_t RedisCache::DeleteMatching(const std::string& pattern) {
-  if (!circuit_.Admit()) return 0;
+StatusOr<size_t> RedisCache::DeleteMatching(const std::string& pattern) {
+  const std::string server = endpoint_.host + ":" + std::to_string(endpoint_.port);
+  if (!circuit_.Admit()) {
+    return UnavailableError("redis " + server +
+                            ": circuit open after recent failures, nothing deleted");
+  }
   Outcome outcome = Outcome::kOk;
   Status status;
   Conn c = Acquire(&outcome, &status);
   if (!c) {
     circuit_.Report(outcome);
-    return 0;
+    return status;
   }
   size_t deleted = 0;
+  // No reply: an I/O error or a timeout (the connection is dropped).
+  auto io_failure = [&](std::string_view what, int saved) -> Status {
+    Status st = Failure(c.get(), saved, what, &outcome);
+    Release(std::move(c), false);
+    circuit_.Report(outcome);
+    return st;
+  };
+  // A reply of the wrong type, or an error reply (NOPERM, LOADING, ...).
+  auto bad_reply = [&](std::string_view what, const redisReply& r) -> Status {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    Release(std::move(c), true);
+    circuit_.Report(Outcome::kError);
+    std::string why = r.type == REDIS_REPLY_ERROR
+                          ? std::string(r.str, r.len)
+                          : "unexpected reply type " + std::to_string(r.type);
+    return UnavailableError("redis " + server + ": " + std::string(what) + ": " + why + " (" +
+                            std::to_string(deleted) + " keys deleted before)");
+  };
   std::string cursor = "0";
   std::string_view del_cmd = "UNLINK";  // DEL on servers older than 4.0
   int saved = 0;
   do {
     Reply r = RedisCommand(c.get(), {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"}, &saved);
+    if (!r) return io_failure("SCAN", saved);
     const redisReply* keys = nullptr;
-    if (r && ParseScanReply(*r, &cursor, &keys)) {
-      if (keys->elements == 0) continue;
-      r = RedisDeleteKeys(c.get(), *keys, &del_cmd, &saved);
-    }
-    if (!r) {
-      static_cast<void>(Failure(c.get(), saved, "SCAN/UNLINK", &outcome));
-      Release(std::move(c), false);
-      circuit_.Report(outcome);
-      return deleted;
-    }
-    if (r->type != REDIS_REPLY_INTEGER) {
-      errors_.fetch_add(1, std::memory_order_relaxed);
-      Release(std::move(c), true);
-      circuit_.Report(Outcome::kError);
-      return deleted;
-    }
-    deleted += static_cast<size_t>(r->integer);
+    if (!ParseScanReply(*r, &cursor, &keys)) return bad_reply("SCAN", *r);
+    if (keys->elements == 0) continue;
+    Reply d = RedisDeleteKeys(c.get(), *keys, &del_cmd, &saved);
+    if (!d) return io_failure(del_cmd, saved);
+    if (d->type != REDIS_REPLY_INTEGER) return bad_reply(del_cmd, *d);
+    deleted += static_cast<size_t>(d->integer);
   } while (cursor != "0");
   Release(std::move(c), true);
   circuit_.Report(Outcome::kOk);

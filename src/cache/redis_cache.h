@@ -38,7 +38,9 @@
 // `dropped_writes`, as are queued writes lost to a failed batch). EraseModel
 // and Clear also drop matching queued writes and are ordered against the
 // writer (WriteBehindQueue::DropIf), so no write queued before them survives
-// them.
+// them. They return the status of the commands they issued themselves (SCAN,
+// UNLINK or DEL), or Unavailable when the open circuit let them issue none;
+// a concurrent Get's failure never changes their result.
 //
 // Counting: every Get adds exactly one of `hits` or `misses` (errors,
 // timeouts and circuit skips are misses too); `errors`, `timeouts` and
@@ -125,10 +127,13 @@ class RedisCache {
   // Never blocks: queues the write, or drops it.
   void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
   // Deletes every entry of `model` (SCAN + UNLINK, queued writes too);
-  // returns how many. 0 while the circuit is open.
-  size_t EraseModel(std::string_view model);
-  // Deletes every key under key_prefix (and the queued writes).
-  void Clear();
+  // returns how many. Blocking, each command bounded as Get's. Unavailable
+  // while the circuit is open (nothing tried), on an I/O or error reply;
+  // DeadlineExceeded on a timeout. On a failure some keys may be left.
+  StatusOr<size_t> EraseModel(std::string_view model);
+  // Deletes every key under key_prefix (and the queued writes); results as
+  // for EraseModel.
+  Status Clear();
   // Waits until every Put queued before the call is written or dropped.
   void Flush();
 
@@ -166,8 +171,9 @@ class RedisCache {
   // returns how many were appended.
   size_t AppendSets(redisContext* c, const std::vector<PendingWrite>& batch);
   // Deletes the keys matching `pattern` (a SCAN MATCH glob); returns how
-  // many. Run by the write queue's DropIf, ordered against batch writes.
-  size_t DeleteMatching(const std::string& pattern);
+  // many, or the first failure. Run by the write queue's DropIf, ordered
+  // against batch writes.
+  StatusOr<size_t> DeleteMatching(const std::string& pattern);
 
   const Options options_;
   const Endpoint endpoint_;

@@ -3,192 +3,33 @@
 
 #include "cache/redis_cache.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "cache/cache_test_util.h"
+#include "cache/redis_test_server.h"
+
 namespace inferd {
 namespace {
 
+using cache_test::Holds;
+using redis_test::PickFreePort;
+using redis_test::Raw;
+using redis_test::RawConn;
+using redis_test::RawConnect;
+using redis_test::RawReply;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-std::string FindRedisServer() {
-  const char* path = std::getenv("PATH");
-  std::string dirs = std::string(path != nullptr ? path : "") + ":/usr/bin:/usr/local/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    std::string candidate = dirs.substr(start, end - start) + "/redis-server";
-    if (end > start && access(candidate.c_str(), X_OK) == 0) return candidate;
-    start = end + 1;
-  }
-  return "";
-}
+using redis_test::Entry;
+using redis_test::Key;
 
-// A port that was free a moment ago (bound to port 0, then closed).
-int PickFreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
-struct ContextFree {
-  void operator()(redisContext* c) const { redisFree(c); }
-};
-using RawConn = std::unique_ptr<redisContext, ContextFree>;
-struct ReplyFree {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using RawReply = std::unique_ptr<redisReply, ReplyFree>;
-
-RawConn RawConnect(int port) {
-  RawConn c(redisConnectWithTimeout("127.0.0.1", port, timeval{1, 0}));
-  if (c && c->err == 0) redisSetTimeout(c.get(), timeval{2, 0});
-  return c;
-}
-
-RawReply Raw(redisContext* c, std::vector<std::string> args) {
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
-  for (const std::string& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  return RawReply(static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data())));
-}
-
-// One redis-server child process on a fixed port.
-class RedisServer {
- public:
-  RedisServer(std::string binary, int port) : binary_(std::move(binary)), port_(port) {}
-  ~RedisServer() { Kill(); }
-
-  // Starts the server and waits (bounded) until it answers PING.
-  bool Start() {
-    std::string port = std::to_string(port_);
-    std::vector<std::string> args = {binary_,     "--port",       port,  "--save",
-                                     "",          "--appendonly", "no",  "--bind",
-                                     "127.0.0.1", "--dir",        "/tmp"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ < 0) return false;
-    if (pid_ == 0) {  // child: async-signal-safe calls only
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      int devnull = open("/dev/null", O_RDWR);
-      dup2(devnull, 1);
-      dup2(devnull, 2);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    const auto deadline = steady_clock::now() + std::chrono::seconds(10);
-    while (steady_clock::now() < deadline) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return false;
-      }
-      if (RawConn c = RawConnect(port_); c && c->err == 0) {
-        RawReply r = Raw(c.get(), {"PING"});
-        if (r && r->type == REDIS_REPLY_STATUS) return true;
-      }
-      std::this_thread::sleep_for(milliseconds(5));  // polling, bounded by the deadline
-    }
-    return false;
-  }
-  void Kill() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  void Pause() { kill(pid_, SIGSTOP); }
-  void Resume() { kill(pid_, SIGCONT); }
-  int port() const { return port_; }
-
- private:
-  std::string binary_;
-  int port_;
-  pid_t pid_ = -1;
-};
-
-CacheKey Key(const std::string& model, uint64_t n) {
-  CacheKey k;
-  k.digest = {n, n * 31 + 7};
-  k.check = "Creq-" + std::to_string(n);
-  k.model = model;
-  return k;
-}
-
-std::shared_ptr<const CacheEntry> Entry(const CacheKey& k, int64_t expires_us,
-                                        std::string payload = "response bytes") {
-  auto e = std::make_shared<CacheEntry>();
-  e->check = k.check;
-  e->model = k.model;
-  e->created_us = 1;
-  e->expires_us = expires_us;
-  e->payload = std::move(payload);
-  return e;
-}
-
-class RedisCacheTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string binary = FindRedisServer();
-    if (binary.empty()) GTEST_SKIP() << "redis-server is not installed; Redis tier not tested";
-    server_ = std::make_unique<RedisServer>(binary, PickFreePort());
-    ASSERT_TRUE(server_->Start()) << "redis-server did not answer PING on " << server_->port();
-    raw_ = RawConnect(server_->port());
-    ASSERT_TRUE(raw_ && raw_->err == 0);
-  }
-
-  RedisCache::Options Opts() {
-    RedisCache::Options o;
-    o.url = "redis://127.0.0.1:" + std::to_string(server_->port());
-    o.clock = &clock_;
-    // Generous on a loaded test machine; the timeout tests shorten them.
-    o.connect_timeout = milliseconds(1000);
-    o.op_timeout = milliseconds(1000);
-    return o;
-  }
-  std::unique_ptr<RedisCache> Make(const RedisCache::Options& o) {
-    auto c = RedisCache::Create(o);
-    EXPECT_TRUE(c.ok()) << c.status().ToString();
-    return c.ok() ? std::move(c).value() : nullptr;
-  }
-  int64_t In(std::chrono::seconds s) { return clock_.WallMicros() + s.count() * 1'000'000; }
-
-  FakeClock clock_;
-  std::unique_ptr<RedisServer> server_;
-  RawConn raw_;
-};
+class RedisCacheTest : public redis_test::RedisFixture {};
 
 TEST(RedisCacheCreateTest, ValidatesUrlWithoutConnecting) {
   for (const char* bad : {"", "http://h:1", "redis://", "redis://h:0", "redis://h:99999",
@@ -353,7 +194,7 @@ TEST_F(RedisCacheTest, EraseModelAndClear) {
   Raw(raw_.get(), {"SET", "other:key", "v"});
   cache->Flush();
 
-  EXPECT_EQ(cache->EraseModel("m1"), 3u);
+  EXPECT_TRUE(Holds(cache->EraseModel("m1"), 3u));
   for (uint64_t i = 0; i < 3; ++i) EXPECT_FALSE(cache->Get(Key("m1", i)).ok());
   for (uint64_t i = 0; i < 2; ++i) EXPECT_TRUE(cache->Get(Key("m1:x", i)).ok()) << i;
   for (uint64_t i = 0; i < 2; ++i) EXPECT_TRUE(cache->Get(Key("m2", i)).ok()) << i;
@@ -361,12 +202,12 @@ TEST_F(RedisCacheTest, EraseModelAndClear) {
   // A write still queued is erased with the model's stored entries.
   cache->PauseWriterForTesting(true);
   cache->Put(Key("m2", 9), Entry(Key("m2", 9), exp));
-  EXPECT_EQ(cache->EraseModel("m2"), 3u);
+  EXPECT_TRUE(Holds(cache->EraseModel("m2"), 3u));
   cache->PauseWriterForTesting(false);
   cache->Flush();
   EXPECT_FALSE(cache->Get(Key("m2", 9)).ok());
 
-  cache->Clear();
+  ASSERT_TRUE(cache->Clear().ok());
   for (uint64_t i = 0; i < 2; ++i) EXPECT_FALSE(cache->Get(Key("m1:x", i)).ok());
   RawReply n = Raw(raw_.get(), {"DBSIZE"});
   ASSERT_TRUE(n && n->type == REDIS_REPLY_INTEGER);
@@ -383,10 +224,76 @@ TEST_F(RedisCacheTest, EraseModelScansManyPages) {
   }
   cache->Flush();
   EXPECT_EQ(cache->GetStats().writes, 2500u);
-  EXPECT_EQ(cache->EraseModel("big"), 2500u);
+  EXPECT_TRUE(Holds(cache->EraseModel("big"), 2500u));
   RawReply n = Raw(raw_.get(), {"DBSIZE"});
   ASSERT_TRUE(n && n->type == REDIS_REPLY_INTEGER);
   EXPECT_EQ(n->integer, 0);
+}
+
+TEST_F(RedisCacheTest, EraseAndClearReturnTheFailureOfTheirCommands) {
+  RedisCache::Options o = Opts();
+  o.failures_to_open = 3;
+  auto cache = Make(o);
+  ASSERT_TRUE(cache);
+  CacheKey k = Key("m", 1);
+  cache->Put(k, Entry(k, In(std::chrono::seconds(60))));
+  cache->Flush();
+  ASSERT_TRUE(cache->Get(k).ok());  // leaves a pooled connection
+
+  server_->Kill();
+  StatusOr<size_t> erased = cache->EraseModel("m");  // on the pooled connection
+  ASSERT_FALSE(erased.ok());
+  EXPECT_EQ(erased.status().code(), StatusCode::kUnavailable) << erased.status().ToString();
+  EXPECT_NE(erased.status().message().find("SCAN"), std::string::npos)
+      << erased.status().ToString();
+  Status cleared = cache->Clear();  // a new connection, refused
+  EXPECT_EQ(cleared.code(), StatusCode::kUnavailable) << cleared.ToString();
+  EXPECT_NE(cleared.message().find("connect"), std::string::npos) << cleared.ToString();
+
+  // The third failure in a row opens the circuit: then nothing is tried.
+  EXPECT_FALSE(cache->Get(k).ok());
+  ASSERT_TRUE(cache->GetStats().circuit_open);
+  const uint64_t errors = cache->GetStats().errors;
+  erased = cache->EraseModel("m");
+  EXPECT_EQ(erased.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(erased.status().message().find("circuit open"), std::string::npos)
+      << erased.status().ToString();
+  EXPECT_EQ(cache->GetStats().errors, errors);
+
+  // Back (empty): the erase is the circuit's probe, and succeeds.
+  ASSERT_TRUE(server_->Start());
+  clock_.Advance(o.circuit_open);
+  EXPECT_TRUE(Holds(cache->EraseModel("m"), 0u));
+  EXPECT_FALSE(cache->GetStats().circuit_open);
+  EXPECT_TRUE(cache->Clear().ok());
+}
+
+TEST_F(RedisCacheTest, EraseAndClearReturnAnErrorReply) {
+  // A user that may SCAN but neither UNLINK nor DEL: the server refuses the
+  // deletions (NOPERM), whatever the other replies were.
+  RawReply acl =
+      Raw(raw_.get(), {"ACL", "SETUSER", "nodel", "on", ">pw", "~*", "+@all", "-unlink", "-del"});
+  ASSERT_TRUE(acl && acl->type == REDIS_REPLY_STATUS) << (acl ? acl->str : "no reply");
+  auto writer = Make(Opts());
+  ASSERT_TRUE(writer);
+  const int64_t exp = In(std::chrono::seconds(60));
+  for (uint64_t i = 0; i < 3; ++i) writer->Put(Key("m", i), Entry(Key("m", i), exp));
+  writer->Flush();
+
+  RedisCache::Options o = Opts();
+  o.url = "redis://nodel:pw@127.0.0.1:" + std::to_string(server_->port());
+  auto cache = Make(o);
+  ASSERT_TRUE(cache);
+  StatusOr<size_t> erased = cache->EraseModel("m");
+  ASSERT_FALSE(erased.ok());
+  EXPECT_EQ(erased.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(erased.status().message().find("DEL: NOPERM"), std::string::npos)
+      << erased.status().ToString();
+  Status cleared = cache->Clear();
+  EXPECT_NE(cleared.message().find("DEL: NOPERM"), std::string::npos) << cleared.ToString();
+  for (uint64_t i = 0; i < 3; ++i) EXPECT_TRUE(writer->Get(Key("m", i)).ok()) << i;
+  // The same user's erase of a model without keys issues no deletion.
+  EXPECT_TRUE(Holds(cache->EraseModel("none"), 0u));
 }
 
 TEST_F(RedisCacheTest, FullQueueDropsWrites) {

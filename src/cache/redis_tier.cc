@@ -7,36 +7,18 @@ namespace {
 class RedisTier final : public LowerTier {
  public:
   explicit RedisTier(std::unique_ptr<RedisCache> redis) : redis_(std::move(redis)) {}
+  CacheTier tier() const override { return CacheTier::kRedis; }
   StatusOr<std::shared_ptr<const CacheEntry>> Get(const CacheKey& key) override {
     return redis_->Get(key);
   }
   void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) override {
-    redis_->Put(key, std::move(entry));
+    redis_->Put(key, std::move(entry));  // counts its own drops
   }
-  // RedisCache skips deletions while its circuit is open and counts a
-  // failed one as an error; either way, say so.
-  Status EraseModel(std::string_view model) override {
-    uint64_t before = Failures();
-    redis_->EraseModel(model);
-    return Reachable(before);
-  }
-  Status Clear() override {
-    uint64_t before = Failures();
-    redis_->Clear();
-    return Reachable(before);
-  }
+  // The status of the SCAN and UNLINK/DEL commands the call issued (or of
+  // the circuit that refused them), nothing else.
+  Status EraseModel(std::string_view model) override { return redis_->EraseModel(model).status(); }
+  Status Clear() override { return redis_->Clear(); }
   void Flush() override { redis_->Flush(); }
-  uint64_t Failures() {
-    RedisCache::Stats r = redis_->GetStats();
-    return r.errors + r.timeouts;
-  }
-  Status Reachable(uint64_t failures_before) {
-    RedisCache::Stats r = redis_->GetStats();
-    if (!r.circuit_open && r.errors + r.timeouts == failures_before) return Status::OK();
-    return UnavailableError(
-        "the Redis tier is unavailable: its entries were not deleted and may be "
-        "served again once Redis is back; retry the request");
-  }
 
   Stats GetStats() override {
     RedisCache::Stats r = redis_->GetStats();

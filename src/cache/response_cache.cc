@@ -34,22 +34,32 @@ std::vector<double> LookupBuckets() {
           5e-4, 1e-3,   2.5e-3, 5e-3, 1e-2,   2.5e-2, 5e-2, 0.1,    0.25, 0.5,  1};
 }
 
-}  // namespace
+// How a tier is called in error messages.
+const char* TierTitle(CacheTier t) { return t == CacheTier::kRedis ? "Redis" : CacheTierName(t); }
 
-const char* ResponseCache::SourceName(Source s) {
-  switch (s) {
-    case Source::kMemory:
-      return "memory";
-    case Source::kDisk:
-      return "disk";
-    case Source::kRedis:
-      return "redis";
+int Index(CacheTier t) { return static_cast<int>(t); }
+
+Status CheckTiers(const std::vector<std::unique_ptr<LowerTier>>& tiers) {
+  bool seen[kCacheTierCount] = {};
+  for (const auto& t : tiers) {
+    if (!t) return InvalidArgumentError("a lower cache tier is null");
+    CacheTier tier = t->tier();
+    if (tier == CacheTier::kMemory || Index(tier) < 0 || Index(tier) >= kCacheTierCount) {
+      return InvalidArgumentError("a lower cache tier must be disk or redis");
+    }
+    if (seen[Index(tier)]) {
+      return InvalidArgumentError(std::string("two lower cache tiers are ") + CacheTierName(tier));
+    }
+    seen[Index(tier)] = true;
   }
-  return "?";
+  return Status::OK();
 }
+
+}  // namespace
 
 StatusOr<std::unique_ptr<ResponseCache>> ResponseCache::Create(Options options) {
   if (options.lookup_threads < 1) return InvalidArgumentError("lookup_threads must be >= 1");
+  INFERD_RETURN_IF_ERROR(CheckTiers(options.lower_tiers));
   auto memory = MemoryCache::Create(options.memory);
   if (!memory.ok()) return memory.status().WithContext("cache.memory");
   auto rc = std::unique_ptr<ResponseCache>(new ResponseCache(std::move(options)));
@@ -59,8 +69,7 @@ StatusOr<std::unique_ptr<ResponseCache>> ResponseCache::Create(Options options) 
 
 ResponseCache::ResponseCache(Options options)
     : clock_(options.clock ? options.clock : Clock::System()),
-      disk_(std::move(options.disk)),
-      redis_(std::move(options.redis)),
+      lower_(std::move(options.lower_tiers)),
       coalescer_(clock_),
       max_pending_(options.max_pending_lookups) {
   Registry* registry = options.registry;
@@ -97,7 +106,7 @@ ResponseCache::ResponseCache(Options options)
                    ->WithLabels({});
   {
     MutexLock l(&metrics_mu_);
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < kCacheTierCount; ++i) {
       std::string tier = SourceName(static_cast<Source>(i));
       lookup_latency_[i] = latency->WithLabels({tier});
       exported_[i] = {hits->WithLabels({tier}),    misses->WithLabels({tier}),
@@ -107,7 +116,7 @@ ResponseCache::ResponseCache(Options options)
     }
   }
   registry->AddCollectHook([this] { RefreshMetrics(); });
-  if (disk_ || redis_) {
+  if (!lower_.empty()) {
     for (int i = 0; i < std::max(1, options.lookup_threads); ++i) {
       threads_.emplace_back([this] { LookupLoop(); });
     }
@@ -132,7 +141,7 @@ ResponseCache::~ResponseCache() {
 }
 
 void ResponseCache::Observe(Source s, Time start) {
-  lookup_latency_[static_cast<int>(s)]->Observe(Seconds(clock_->Now() - start));
+  lookup_latency_[Index(s)]->Observe(Seconds(clock_->Now() - start));
 }
 
 void ResponseCache::Lookup(const CacheKey& key, LookupCallback done) {
@@ -143,7 +152,7 @@ void ResponseCache::Lookup(const CacheKey& key, LookupCallback done) {
     done(Hit{std::move(hit->entry), Source::kMemory, false});
     return;
   }
-  if (!disk_ && !redis_) {
+  if (lower_.empty()) {
     done(std::nullopt);
     return;
   }
@@ -186,26 +195,25 @@ std::optional<ResponseCache::Hit> ResponseCache::LookupStale(const CacheKey& key
 }
 
 std::optional<ResponseCache::Hit> ResponseCache::LookupLower(const CacheKey& key) {
-  if (disk_) {
+  for (size_t i = 0; i < lower_.size(); ++i) {
+    LowerTier& tier = *lower_[i];
     Time start = clock_->Now();
-    auto got = disk_->Get(key);
-    Observe(Source::kDisk, start);
-    if (got.ok()) {
-      memory_->Put(key, *got);
-      return Hit{std::move(got).value(), Source::kDisk, false};
-    }
-  }
-  if (redis_) {
-    Time start = clock_->Now();
-    auto got = redis_->Get(key);
-    Observe(Source::kRedis, start);
-    if (got.ok()) {
-      memory_->Put(key, *got);
-      if (disk_) disk_->Put(key, *got);
-      return Hit{std::move(got).value(), Source::kRedis, false};
-    }
+    auto got = tier.Get(key);
+    Observe(tier.tier(), start);
+    if (!got.ok()) continue;  // a miss, or a failure the tier counted
+    // Promote into every tier above this one.
+    memory_->Put(key, *got);
+    for (size_t above = 0; above < i; ++above) lower_[above]->Put(key, *got);
+    return Hit{std::move(got).value(), tier.tier(), false};
   }
   return std::nullopt;
+}
+
+LowerTier* ResponseCache::FindTier(Source s) const {
+  for (const auto& t : lower_) {
+    if (t->tier() == s) return t.get();
+  }
+  return nullptr;
 }
 
 void ResponseCache::LookupLoop() {
@@ -254,18 +262,27 @@ void ResponseCache::ClearAsync(std::function<void(Status)> done) {
 
 void ResponseCache::Store(const CacheKey& key, std::shared_ptr<const CacheEntry> entry) {
   memory_->Put(key, entry);
-  if (disk_) disk_->Put(key, entry);
-  if (redis_) redis_->Put(key, entry);
+  for (const auto& t : lower_) t->Put(key, entry);
+}
+
+Status ResponseCache::ForEachTier(std::string_view what,
+                                  const std::function<Status(LowerTier&)>& op) {
+  Status first;
+  for (const auto& t : lower_) {
+    Status st = op(*t);
+    if (st.ok() || !first.ok()) continue;
+    first = UnavailableError("the " + std::string(TierTitle(t->tier())) + " tier could not " +
+                             std::string(what) + " (" + st.message() +
+                             "): its entries may still be served; retry the request");
+  }
+  return first;
 }
 
 Status ResponseCache::InvalidateModel(std::string_view model) {
   generation_.fetch_add(1, std::memory_order_acq_rel);
   memory_->EraseModel(model);
-  Status st;
-  if (disk_) st = disk_->EraseModel(model);
-  if (redis_) {
-    if (Status r = redis_->EraseModel(model); !r.ok()) st = r;
-  }
+  Status st = ForEachTier("erase model '" + std::string(model) + "'",
+                          [model](LowerTier& t) { return t.EraseModel(model); });
   generation_.fetch_add(1, std::memory_order_acq_rel);
   return st;
 }
@@ -273,18 +290,13 @@ Status ResponseCache::InvalidateModel(std::string_view model) {
 Status ResponseCache::Clear() {
   generation_.fetch_add(1, std::memory_order_acq_rel);
   memory_->Clear();
-  Status st;
-  if (disk_) st = disk_->Clear();
-  if (redis_) {
-    if (Status r = redis_->Clear(); !r.ok()) st = r;
-  }
+  Status st = ForEachTier("clear", [](LowerTier& t) { return t.Clear(); });
   generation_.fetch_add(1, std::memory_order_acq_rel);
   return st;
 }
 
 void ResponseCache::Flush() {
-  if (disk_) disk_->Flush();
-  if (redis_) redis_->Flush();
+  for (const auto& t : lower_) t->Flush();
 }
 
 LowerTier::Stats ResponseCache::MemoryStats() {
@@ -302,12 +314,11 @@ LowerTier::Stats ResponseCache::MemoryStats() {
 }
 
 void ResponseCache::RefreshMetrics() {
-  LowerTier::Stats tiers[3];
-  tiers[0] = MemoryStats();
-  if (disk_) tiers[1] = disk_->GetStats();
-  if (redis_) tiers[2] = redis_->GetStats();
+  LowerTier::Stats tiers[kCacheTierCount];
+  tiers[Index(Source::kMemory)] = MemoryStats();
+  for (const auto& t : lower_) tiers[Index(t->tier())] = t->GetStats();
   MutexLock l(&metrics_mu_);
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < kCacheTierCount; ++i) {
     Exported& e = exported_[i];
     const LowerTier::Stats& s = tiers[i];
     auto bump = [](Counter* c, uint64_t now, uint64_t* last) {
@@ -323,7 +334,7 @@ void ResponseCache::RefreshMetrics() {
     e.entries->Set(static_cast<double>(s.entries));
     e.bytes->Set(static_cast<double>(s.bytes));
   }
-  redis_circuit_open_->Set(tiers[2].circuit_open > 0 ? 1 : 0);
+  redis_circuit_open_->Set(tiers[Index(Source::kRedis)].circuit_open > 0 ? 1 : 0);
   int64_t coalesced = coalescer_.coalesced_total();
   if (coalesced > last_coalesced_)
     coalesced_->Increment(static_cast<double>(coalesced - last_coalesced_));
@@ -366,7 +377,7 @@ std::string ResponseCache::StatsJson() {
       w.Key("circuit_open");
       w.Bool(s.circuit_open > 0);
     }
-    auto snap = lookup_latency_[static_cast<int>(src)]->Snap();
+    auto snap = lookup_latency_[Index(src)]->Snap();
     w.Key("lookup_seconds");
     w.StartObject();
     for (auto [name, q] : {std::pair{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}}) {
@@ -376,9 +387,12 @@ std::string ResponseCache::StatsJson() {
     w.EndObject();
     w.EndObject();
   };
+  // Every tier is listed, in a fixed order, whether enabled or not.
   tier(Source::kMemory, true, MemoryStats());
-  tier(Source::kDisk, disk_ != nullptr, disk_ ? disk_->GetStats() : LowerTier::Stats{});
-  tier(Source::kRedis, redis_ != nullptr, redis_ ? redis_->GetStats() : LowerTier::Stats{});
+  for (Source s : {Source::kDisk, Source::kRedis}) {
+    LowerTier* t = FindTier(s);
+    tier(s, t != nullptr, t ? t->GetStats() : LowerTier::Stats{});
+  }
   w.EndObject();
   w.Key("coalesced");
   w.Int64(coalescer_.coalesced_total());

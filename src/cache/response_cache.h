@@ -1,14 +1,19 @@
 #pragma once
 // ResponseCache: the tiers of the response cache behind one interface, in
-// lookup order L1 memory -> L2 disk -> L3 Redis, plus the coalescer.
+// lookup order L1 memory, then the lower tiers in the order given (L2 disk,
+// L3 Redis in production; see cache_tier.h), plus the coalescer.
 //
 //  - Lookup checks L1 inline (a hit costs a hash lookup); on an L1 miss with
-//    lower tiers enabled, L2 and then L3 are read on the cache's own lookup
+//    lower tiers enabled, they are read in order on the cache's own lookup
 //    threads, never on an I/O thread, and the callback runs there. A lower
-//    tier hit is promoted upward (L3 -> L2, L1; L2 -> L1).
-//  - Store writes L1 at once and hands L2/L3 to their write-behind queues.
-//  - A tier that fails to start (unwritable directory, bad URL) is disabled
-//    and logged; the cache keeps working with the others.
+//    tier hit is promoted into every tier above it (L3 -> L2, L1; L2 -> L1).
+//  - Store writes L1 at once and hands the lower tiers their write-behind
+//    Puts.
+//  - InvalidateModel and Clear call every tier, and their result is made of
+//    those calls' results only (see below).
+//  - A tier that fails to start (unwritable directory, bad URL) is left out
+//    by whoever builds the Options (app/cache_wiring.cc); the cache keeps
+//    working with the others.
 //
 // Threading: all methods safe from any thread.
 
@@ -22,6 +27,7 @@
 #include <vector>
 
 #include "cache/cache_entry.h"
+#include "cache/cache_tier.h"
 #include "cache/coalescer.h"
 #include "cache/memory_cache.h"
 #include "common/clock.h"
@@ -30,36 +36,17 @@
 
 namespace inferd {
 
-// What the response cache needs of a lower (disk, Redis) tier.
-class LowerTier {
- public:
-  struct Stats {
-    uint64_t hits = 0, misses = 0, errors = 0, evictions = 0, writes = 0, dropped_writes = 0;
-    int64_t entries = -1, bytes = -1;  // -1: unknown
-    int circuit_open = -1;             // 1 open, 0 closed, -1: the tier has no circuit
-  };
-  virtual ~LowerTier() = default;
-  // Blocking; NotFound on a miss; any other error counts as a tier error.
-  virtual StatusOr<std::shared_ptr<const CacheEntry>> Get(const CacheKey& key) = 0;
-  virtual void Put(const CacheKey& key,
-                   std::shared_ptr<const CacheEntry> entry) = 0;  // never blocks
-  // Unavailable when the tier could not delete (e.g. Redis is down): its
-  // entries may then still be served once it is back.
-  virtual Status EraseModel(std::string_view model) = 0;
-  virtual Status Clear() = 0;
-  virtual void Flush() = 0;  // waits for queued writes
-  virtual Stats GetStats() = 0;
-};
-
 class ResponseCache {
  public:
-  enum class Source { kMemory = 0, kDisk = 1, kRedis = 2 };
-  static const char* SourceName(Source s);  // "memory", "disk", "redis"
+  // The tier a hit came from.
+  using Source = CacheTier;
+  static const char* SourceName(Source s) { return CacheTierName(s); }
 
   struct Options {
     MemoryCache::Options memory;
-    std::unique_ptr<LowerTier> disk;    // optional
-    std::unique_ptr<LowerTier> redis;   // optional
+    // The tiers below memory, in lookup order (L2 first). Each non-null, of
+    // a different tier() and not kMemory (else Create fails). Empty: L1 only.
+    std::vector<std::unique_ptr<LowerTier>> lower_tiers;
     int lookup_threads = 2;             // for L2/L3 reads
     size_t max_pending_lookups = 4096;  // beyond it, lower tiers are skipped (a miss)
     Clock* clock = nullptr;
@@ -97,8 +84,11 @@ class ResponseCache {
   void EraseMemory(const CacheKey& key);
   // Moves when an invalidation starts and when it ends.
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
-  // L1 always succeeds; a lower tier that cannot delete makes the result
-  // Unavailable (naming the tier), after the other tiers were cleared.
+  // Erase from L1 (which always succeeds), then call every lower tier's
+  // EraseModel / Clear in order, each even if one before it failed. OK only
+  // if every tier's call succeeded; otherwise Unavailable (retry later),
+  // naming the first tier that failed and carrying its error message. The
+  // result depends only on the calls this invalidation made.
   Status InvalidateModel(std::string_view model);
   Status Clear();
   // The same off the caller's thread (they may block on RocksDB and Redis):
@@ -108,8 +98,9 @@ class ResponseCache {
   void Flush();  // waits for the lower tiers' write queues
 
   Coalescer& coalescer() { return coalescer_; }
-  bool has_disk() const { return disk_ != nullptr; }
-  bool has_redis() const { return redis_ != nullptr; }
+  bool has_tier(Source s) const { return FindTier(s) != nullptr; }
+  bool has_disk() const { return has_tier(Source::kDisk); }
+  bool has_redis() const { return has_tier(Source::kRedis); }
 
   // JSON for GET /v2/cache/stats: per tier hits, misses, hit ratio, entries,
   // bytes, evictions, errors, lookup latency percentiles.
@@ -119,19 +110,22 @@ class ResponseCache {
   explicit ResponseCache(Options options);
   void LookupLoop() EXCLUDES(mu_);
   std::optional<Hit> LookupLower(const CacheKey& key);
+  // The lower tier that is `s`, or null.
+  LowerTier* FindTier(Source s) const;
+  // Runs `op` on every lower tier; the first failure, named (see Clear).
+  Status ForEachTier(std::string_view what, const std::function<Status(LowerTier&)>& op);
   void Observe(Source s, Time start);
   void RefreshMetrics();
   LowerTier::Stats MemoryStats();  // L1's figures in the common shape
 
   Clock* clock_;
   std::unique_ptr<MemoryCache> memory_;
-  std::unique_ptr<LowerTier> disk_;
-  std::unique_ptr<LowerTier> redis_;
+  const std::vector<std::unique_ptr<LowerTier>> lower_;  // lookup order
   Coalescer coalescer_;
   std::atomic<uint64_t> generation_{0};
   size_t max_pending_;
-  Histogram* lookup_latency_[3] = {};       // per tier, seconds
-  std::unique_ptr<Registry> own_registry_;  // when none is given
+  Histogram* lookup_latency_[kCacheTierCount] = {};  // per tier, seconds
+  std::unique_ptr<Registry> own_registry_;           // when none is given
 
   struct Pending {
     CacheKey key;
@@ -154,7 +148,7 @@ class ResponseCache {
     uint64_t last_hits = 0, last_misses = 0, last_errors = 0, last_evictions = 0;
     uint64_t last_writes = 0, last_dropped = 0;
   };
-  Exported exported_[3] GUARDED_BY(metrics_mu_) = {};
+  Exported exported_[kCacheTierCount] GUARDED_BY(metrics_mu_) = {};
   Counter* coalesced_ = nullptr;
   Gauge* redis_circuit_open_ = nullptr;
   int64_t last_coalesced_ GUARDED_BY(metrics_mu_) = 0;

@@ -213,21 +213,22 @@ std::optional<Response> Server::Impl::Dispatch(Request req,
   return std::nullopt;
 }
 
-void Server::Impl::WatchForDisconnect(Session& s, std::shared_ptr<Cancellation> cancel) {
-  s.stream.socket().async_wait(
-      tcp::socket::wait_read, [weak = s.self, cancel = std::move(cancel)](error_code ec) {
-        auto session = weak.lock();
-        if (ec || !session) return;  // the answer came first
-        char byte;
-        error_code peek_ec;
-        size_t n = session->stream.socket().receive(asio::buffer(&byte, 1),
-                                                    tcp::socket::message_peek, peek_ec);
-        if (peek_ec == asio::error::would_block) {
-          WatchForDisconnect(*session, cancel);  // spurious wake-up
-        } else if (peek_ec || n == 0) {
-          cancel->Cancel(CancelledError("the client closed the connection"));
-        }
-      });
+void Server::Impl::WatchForDisconnect(Session& s, std::weak_ptr<Cancellation> cancel) {
+  s.stream.socket().async_wait(tcp::socket::wait_read,
+                               [weak = s.self, cancel = std::move(cancel)](error_code ec) {
+                                 auto session = weak.lock();
+                                 if (ec || !session) return;  // the answer came first
+                                 char byte;
+                                 error_code peek_ec;
+                                 size_t n = session->stream.socket().receive(
+                                     asio::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
+                                 if (peek_ec == asio::error::would_block) {
+                                   WatchForDisconnect(*session, cancel);  // spurious wake-up
+                                 } else if (peek_ec || n == 0) {
+                                   if (auto c = cancel.lock())
+                                     c->Cancel(CancelledError("the client closed the connection"));
+                                 }
+                               });
 }
 
 Response Server::Impl::InternalError(std::string_view what) {

@@ -77,8 +77,9 @@ struct Session {
 class PendingResponse {
  public:
   // The request's cancellation (Responder::cancellation()), raised when the
-  // client leaves while the answer is pending.
-  std::shared_ptr<Cancellation> cancel;
+  // client leaves while the answer is pending. Weak: the Responder's state
+  // holds this object (its sink), and must die with its last copy.
+  std::weak_ptr<Cancellation> cancel;
 
   using Resume = std::function<void(Response)>;
 
@@ -240,7 +241,7 @@ struct Server::Impl {
   // While an answer is pending: when the connection becomes readable and
   // the client has closed it (a peek reads end of file or an error), raises
   // `cancel`. Data from a pipelining client ends the watch unconsumed.
-  static void WatchForDisconnect(Session& s, std::shared_ptr<Cancellation> cancel);
+  static void WatchForDisconnect(Session& s, std::weak_ptr<Cancellation> cancel);
   Response InternalError(std::string_view what);
   awaitable<error_code> ReadRequest(Session& s, beast::flat_buffer& buf, RequestReader& reader,
                                     bool* expired);

@@ -5,6 +5,7 @@
 // instance_count; each instance is driven by exactly one batcher worker
 // thread, so an instance need not be thread-safe.
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -34,5 +35,9 @@ struct BackendInstanceSpec {
 using BackendFactory =
     std::function<StatusOr<std::unique_ptr<BackendInstance>>(const BackendInstanceSpec&)>;
 using BackendRegistry = std::map<std::string, BackendFactory>;
+
+// The version of this interface (and of the C++ types it passes) that
+// backend plugins are built against; see model/backend_loader.h.
+inline constexpr uint32_t kBackendApiVersion = 1;
 
 }  // namespace inferd

@@ -20,14 +20,28 @@ StatusOr<std::unique_ptr<ModelManager>> ModelManager::Create(Options options) {
 
 ModelManager::~ModelManager() { Shutdown(); }
 
+StatusOr<BackendFactory> ModelManager::Factory(const std::string& backend) {
+  auto it = options_.backends.find(backend);
+  if (it != options_.backends.end()) return it->second;
+  return loader_.Get(backend);
+}
+
 void ModelManager::LoadAll(std::vector<RepositoryEntry> entries) {
   for (auto& entry : entries) {
     Model model;
     if (!entry.status.ok()) {
       INFERD_LOG_ERROR("model '{}' is unavailable: {}", entry.name, entry.status.message());
     } else {
+      auto factory = Factory(entry.config.backend);
       for (const auto& [version, dir] : entry.versions) {
+        if (!factory.ok()) {
+          INFERD_LOG_ERROR("model '{}' version {} is unavailable: {}", entry.name, version,
+                           factory.status().message());
+          model.failed[version] = factory.status();
+          continue;
+        }
         ModelVersion::Options vo;
+        vo.factory = &*factory;
         vo.config = &entry.config;
         vo.version = version;
         vo.version_dir = dir;

@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/mutex.h"
 #include "model/backend.h"
+#include "model/backend_loader.h"
 #include "model/model_version.h"
 #include "model/repository.h"
 
@@ -34,8 +35,12 @@ class ModelManager {
  public:
   struct Options {
     std::string repository;  // DIR with <model>/config.toml
+    // Backends built in (and test doubles); any other backend a model names
+    // is a plugin, loaded from backend_directory when the first model that
+    // needs it loads (BackendLoader).
     BackendRegistry backends;
-    Clock* clock = nullptr;  // default: Clock::System()
+    std::string backend_directory;  // empty: "backends" beside the executable
+    Clock* clock = nullptr;         // default: Clock::System()
     // Optional: gives each loaded version its batch observer (metrics).
     std::function<ModelVersion::BatchObserver(const std::string& model, int64_t version)>
         observer_for;
@@ -59,6 +64,8 @@ class ModelManager {
   // drain is not held up by partly filled batches. Requests still come in.
   void BeginDrain() EXCLUDES(mu_);
   int executor_threads() const { return executor_->threads(); }
+  // Backend plugins loaded so far.
+  std::vector<std::string> LoadedBackends() { return loader_.Loaded(); }
   // Drains every model's queue and waits for running batches; Get fails
   // afterwards.
   void Shutdown() EXCLUDES(mu_);
@@ -69,12 +76,16 @@ class ModelManager {
     std::map<int64_t, std::shared_ptr<ModelVersion>> loaded;
     std::map<int64_t, Status> failed;
   };
-  explicit ModelManager(Options options) : options_(std::move(options)) {}
+  explicit ModelManager(Options options)
+      : options_(std::move(options)), loader_(options_.backend_directory) {}
+  // The factory of `backend`: built in, else its plugin's.
+  StatusOr<BackendFactory> Factory(const std::string& backend);
   void LoadAll(std::vector<RepositoryEntry> entries) EXCLUDES(mu_);
 
   const Options options_;
   // Declared before the models: destroyed after every version it serves.
   std::unique_ptr<Executor> executor_;
+  BackendLoader loader_;
   Mutex mu_;
   std::map<std::string, Model, std::less<>> models_ GUARDED_BY(mu_);
   bool shut_down_ GUARDED_BY(mu_) = false;

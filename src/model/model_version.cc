@@ -39,17 +39,19 @@ struct ModelVersion::Runtime {
 
 StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& options) {
   const ModelConfig& config = *options.config;
-  auto factory = options.backends->find(config.backend);
-  if (factory == options.backends->end()) {
-    return InvalidArgumentError("unknown backend '" + config.backend + "'");
+  const BackendFactory* factory = options.factory;
+  if (!factory && options.backends) {
+    auto it = options.backends->find(config.backend);
+    if (it != options.backends->end()) factory = &it->second;
   }
+  if (!factory) return InvalidArgumentError("unknown backend '" + config.backend + "'");
   std::unique_ptr<ModelVersion> mv(new ModelVersion(options.version));
   auto runtime = std::make_shared<Runtime>(config);
   runtime->clock = options.clock ? options.clock : Clock::System();
   runtime->on_batch = options.on_batch;
   for (int i = 0; i < config.instance_count; ++i) {
     BackendInstanceSpec spec{&runtime->config, options.version_dir, i};
-    INFERD_ASSIGN_OR_RETURN(auto instance, factory->second(spec));
+    INFERD_ASSIGN_OR_RETURN(auto instance, (*factory)(spec));
     runtime->instances.push_back(std::move(instance));
   }
   DynamicBatcher::Options bo;

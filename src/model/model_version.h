@@ -34,6 +34,9 @@ class ModelVersion {
     const ModelConfig* config = nullptr;  // copied
     int64_t version = 1;
     std::string version_dir;
+    // The backend's factory; when null, config.backend is looked up in
+    // `backends`.
+    const BackendFactory* factory = nullptr;
     const BackendRegistry* backends = nullptr;
     Clock* clock = nullptr;  // default: Clock::System()
     BatchObserver on_batch;  // optional

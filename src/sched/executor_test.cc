@@ -32,8 +32,6 @@ std::unique_ptr<Task> MakeTask(int id, std::function<void(const Status&)> done =
                                 });
 }
 
-int IdOf(const Task& t) { return static_cast<int>(t.inputs()[0].byte_size()); }
-
 // A gate the run functions wait at, and a log of what ran.
 class Gate {
  public:
