@@ -167,9 +167,9 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
   Parser p(path);
   ModelConfig c;
   c.name = name;
-  static const std::set<std::string> kKnown = {"backend",    "max_batch_size", "instance_count",
-                                               "input",      "output",         "dynamic_batching",
-                                               "parameters", "max_queue_size", "response_cache"};
+  static const std::set<std::string> kKnown = {
+      "backend",          "max_batch_size", "instance_count", "input",          "output",
+      "dynamic_batching", "parameters",     "max_queue_size", "response_cache", "decoupled"};
   for (const auto& [k, v] : root) {
     if (!kKnown.count(std::string(k.str()))) return p.Error(std::string(k.str()), "is unknown");
   }
@@ -181,6 +181,10 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
   INFERD_RETURN_IF_ERROR(p.Int(root, "instance_count", "instance_count", 1, &c.instance_count));
   if (c.instance_count > 64) return p.Error("instance_count", "must be <= 64");
   INFERD_RETURN_IF_ERROR(p.Int(root, "max_queue_size", "max_queue_size", 1, &c.max_queue_size));
+  if (auto d = root.get("decoupled"); d) {
+    if (!d->is_boolean()) return p.Error("decoupled", "must be a boolean");
+    c.decoupled = *d->value<bool>();
+  }
   INFERD_RETURN_IF_ERROR(p.Tensors(root, "input", &c.inputs));
   INFERD_RETURN_IF_ERROR(p.Tensors(root, "output", &c.outputs));
 
@@ -241,6 +245,9 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
         return p.Error("response_cache." + ks, "is unknown");
       }
     }
+  }
+  if (c.decoupled && c.response_cache.enabled) {
+    return p.Error("response_cache", "cannot be enabled for a decoupled (streaming) model");
   }
   if (const toml::node* params = root.get("parameters")) {
     const toml::table* t = params->as_table();

@@ -7,6 +7,7 @@
 //   [[input]]  name, datatype, dims (batch dim excluded; -1 = variable)
 //   [[output]] name, datatype, dims
 //   max_queue_size = 1024          # bounded queue, batching or not
+//   decoupled = false              # true: streams chunks (Triton's decoupled policy)
 //   [dynamic_batching]             # presence enables it (needs max_batch_size > 0)
 //   enable (default true), max_queue_delay_us, preferred_batch_sizes,
 //   max_queue_size (same as the top-level key)
@@ -51,6 +52,10 @@ struct ModelConfig {
   int64_t max_batch_size = 0;
   int64_t instance_count = 1;
   int64_t max_queue_size = 1024;  // applies with and without dynamic batching
+  // Streams its responses: any number of chunks per request, then an end
+  // (Triton's decoupled transaction policy). Needs an asynchronous backend
+  // and a client that takes a stream; never cached.
+  bool decoupled = false;
   std::vector<TensorConfig> inputs;
   std::vector<TensorConfig> outputs;
   DynamicBatchingConfig dynamic_batching;

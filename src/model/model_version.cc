@@ -1,7 +1,10 @@
 #include "model/model_version.h"
 
+#include <atomic>
 #include "sched/batch_tensors.h"
+
 #include "sched/dynamic_batcher.h"
+#include "sched/pass_through.h"
 #include "tensor/buffer_pool.h"
 
 namespace inferd {
@@ -16,6 +19,14 @@ struct ModelVersion::Runtime {
   BatchObserver on_batch;
   BufferPool pool;
   std::vector<std::unique_ptr<BackendInstance>> instances;  // one per instance_count
+
+  std::atomic<size_t> next{0};  // round-robin over asynchronous instances
+
+  void Start(std::unique_ptr<Task> task) {
+    const size_t i = next.fetch_add(1, std::memory_order_relaxed) % instances.size();
+    task->timings().compute_started = clock->Now();
+    instances[i]->Start(std::move(task));
+  }
 
   void ExecuteBatch(int instance, TaskBatch& batch) {
     auto inputs = ConcatBatchInputs(batch, &pool);
@@ -54,6 +65,30 @@ StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& option
     INFERD_ASSIGN_OR_RETURN(auto instance, (*factory)(spec));
     runtime->instances.push_back(std::move(instance));
   }
+  mv->runtime_ = runtime;
+  const bool async = runtime->instances.front()->asynchronous();
+  for (const auto& instance : runtime->instances) {
+    if (instance->asynchronous() != async) {
+      return InternalError("backend '" + config.backend +
+                           "' made both blocking and asynchronous instances");
+    }
+  }
+  if (config.decoupled && !async) {
+    return InvalidArgumentError("model '" + config.name +
+                                "' is decoupled (streams), but backend '" + config.backend +
+                                "' is blocking and cannot stream");
+  }
+  if (async) {
+    // The backend queues and batches itself: no batcher, no executor thread.
+    PassThroughScheduler::Options po;
+    po.max_in_flight = static_cast<size_t>(config.max_queue_size);
+    po.clock = runtime->clock;
+    INFERD_ASSIGN_OR_RETURN(mv->scheduler_,
+                            PassThroughScheduler::Create(po, [runtime](std::unique_ptr<Task> t) {
+                              runtime->Start(std::move(t));
+                            }));
+    return mv;
+  }
   DynamicBatcher::Options bo;
   bo.batching = config.max_batch_size > 0 && config.dynamic_batching.enabled;
   bo.max_batch_size = std::max<int64_t>(1, config.max_batch_size);
@@ -63,7 +98,6 @@ StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& option
   bo.num_workers = static_cast<int>(config.instance_count);
   bo.clock = runtime->clock;
   bo.executor = options.executor;
-  mv->runtime_ = runtime;
   INFERD_ASSIGN_OR_RETURN(mv->scheduler_,
                           DynamicBatcher::Create(bo, [runtime](int instance, TaskBatch& batch) {
                             runtime->ExecuteBatch(instance, batch);

@@ -20,6 +20,18 @@
 
 namespace inferd {
 
+// Where a streamed (decoupled) response's chunks go, before the task's one
+// Complete() ends the stream (OK with no outputs) or fails it.
+class ChunkSink {
+ public:
+  virtual ~ChunkSink() = default;
+  // Delivers one chunk (outputs in the model's output order). Returns true
+  // when the producer may go on at once; false when the consumer's bounded
+  // buffer is full: the producer must not send the next chunk before
+  // `resume` runs (once, from any thread; at once if the stream is gone).
+  virtual bool Chunk(std::vector<Tensor> outputs, std::function<void()> resume) = 0;
+};
+
 struct TaskTimings {
   Time enqueued{};
   Time started{};                   // taken off the queue into a batch
@@ -58,6 +70,20 @@ class Task {
   // DeadlineExceeded), or OK.
   Status DropReason(Time now) const;
 
+  // Streaming: a task with a sink takes chunks before its completion; a
+  // backend that streams checks streaming() and cancelled() between chunks.
+  void set_stream(std::shared_ptr<ChunkSink> sink) { stream_ = std::move(sink); }
+  bool streaming() const { return stream_ != nullptr; }
+  // See ChunkSink::Chunk. Without a sink, or once completed: false, and
+  // `resume` is dropped.
+  bool Chunk(std::vector<Tensor> outputs, std::function<void()> resume) {
+    if (!stream_ || completed()) return false;
+    return stream_->Chunk(std::move(outputs), std::move(resume));
+  }
+  // The request's cancellation fired (the client left, the deadline timer).
+  bool cancelled() const { return cancel_ && cancel_->cancelled(); }
+  Status cancel_reason() const { return cancel_ ? cancel_->reason() : Status::OK(); }
+
   // Runs `hook` once, right after the callback (whoever completes the task,
   // the destructor included). One hook per task.
   void AddCompletionHook(std::function<void()> hook) { hook_ = std::move(hook); }
@@ -75,6 +101,7 @@ class Task {
   TaskTimings timings_;
   Time deadline_ = Time::max();
   std::shared_ptr<Cancellation> cancel_;
+  std::shared_ptr<ChunkSink> stream_;
 };
 
 using TaskBatch = std::vector<std::unique_ptr<Task>>;
