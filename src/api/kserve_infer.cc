@@ -77,6 +77,9 @@ class KServeExchange final : public InferExchange {
  public:
   KServeExchange(Request&& req, int64_t json_length, Responder respond)
       : body_(std::move(req.body())), json_length_(json_length), respond_(std::move(respond)) {
+    auto accept = req[bh::field::accept];
+    accepts_stream_ = std::string_view(accept.data(), accept.size()).find("text/event-stream") !=
+                      std::string_view::npos;
     encoding_len_ = json_length < 0
                         ? std::snprintf(encoding_, sizeof(encoding_), "kserve-v2;json")
                         : std::snprintf(encoding_, sizeof(encoding_), "kserve-v2;binary;%lld",
@@ -89,6 +92,7 @@ class KServeExchange final : public InferExchange {
   }
 
   StatusOr<InferRequest> Decode(const ModelConfig& config) override {
+    decoupled_reply_ = config.decoupled;
     // Tensors borrow from the body: it moves into shared storage.
     auto shared = std::make_shared<const std::string>(std::move(body_));
     INFERD_ASSIGN_OR_RETURN(auto decoded,
@@ -107,13 +111,65 @@ class KServeExchange final : public InferExchange {
   }
 
   void Complete(StatusOr<EncodedReply> reply) override {
+    if (streaming_ || (decoupled_reply_ && reply.ok())) {
+      EndStream(reply.status());
+      return;
+    }
     Response res = reply.ok() ? ToHttp(std::move(reply).value()) : ErrorResponse(reply.status());
-    res.set("X-Request-Id", context.request_id);
-    res.set("traceparent", context.trace.Traceparent());
+    SetContextHeaders(res);
     respond_.Send(std::move(res));
   }
 
+  // Streams: Server-Sent Events, one `data:` event per chunk (a KServe v2
+  // infer response in JSON), and an `error` event if the stream fails.
+  bool accepts_stream() const override { return accepts_stream_; }
+  bool Chunk(const InferResponse& chunk, std::function<void()> resume) override {
+    if (!StartStream()) {
+      resume();
+      return false;
+    }
+    kserve::EncodedResponse enc = kserve::EncodeInferResponse(chunk, prefs_);
+    std::string event;
+    event.reserve(enc.body.size() + 8);
+    event += "data: ";
+    event += enc.body;
+    event += "\n\n";
+    return writer_->Write(std::move(event), std::move(resume));
+  }
+
  private:
+  void SetContextHeaders(Response& res) const {
+    res.set("X-Request-Id", context.request_id);
+    res.set("traceparent", context.trace.Traceparent());
+  }
+
+  // Answers with the stream's head once; false if it cannot be written.
+  bool StartStream() {
+    if (!streaming_) {
+      streaming_ = true;
+      // Events are JSON: binary output framing does not apply.
+      prefs_.binary_output_default = false;
+      prefs_.binary_outputs.clear();
+      Response head{bh::status::ok, 11};
+      head.set(bh::field::content_type, "text/event-stream");
+      head.set(bh::field::cache_control, "no-cache");
+      SetContextHeaders(head);
+      writer_ = respond_.StartStream(std::move(head));
+    }
+    return writer_ != nullptr;
+  }
+
+  void EndStream(const Status& status) {
+    if (!StartStream()) return;
+    if (!status.ok()) {
+      std::string event = "event: error\ndata: {\"error\":\"";
+      http::AppendJsonEscaped(&event, status.message());
+      event += "\"}\n\n";
+      writer_->Write(std::move(event), [] {});
+    }
+    writer_->Close();
+  }
+
   static Response ToHttp(EncodedReply reply) {
     Response res{bh::status::ok, 11};
     if (!reply.framing.empty()) {
@@ -135,6 +191,10 @@ class KServeExchange final : public InferExchange {
   std::string body_;
   const int64_t json_length_;
   Responder respond_;
+  bool accepts_stream_ = false;
+  bool decoupled_reply_ = false;  // the model streams: even an empty stream is one
+  bool streaming_ = false;
+  std::shared_ptr<http::StreamWriter> writer_;
   char encoding_[48];
   int encoding_len_ = 0;
   kserve::DecodedRequest prefs_;

@@ -27,6 +27,7 @@ std::vector<std::string_view> Split(std::string_view path) {
 
 struct Responder::State {
   Sink sink;
+  StreamSink stream_sink;
   std::atomic<bool> sent{false};
   Cancellation cancel;
   ~State() {
@@ -34,8 +35,18 @@ struct Responder::State {
   }
 };
 
-Responder::Responder(Sink sink) : state_(std::make_shared<State>()) {
+Responder::Responder(Sink sink, StreamSink stream_sink) : state_(std::make_shared<State>()) {
   state_->sink = std::move(sink);
+  state_->stream_sink = std::move(stream_sink);
+}
+
+std::shared_ptr<StreamWriter> Responder::StartStream(Response head) const {
+  if (state_->sent.exchange(true)) return nullptr;
+  if (!state_->stream_sink) {
+    state_->sink(MakeErrorResponse(Status::internal_server_error, "streaming is not supported"));
+    return nullptr;
+  }
+  return state_->stream_sink(std::move(head));
 }
 
 void Responder::Send(Response response) const {

@@ -143,6 +143,7 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
   Response res;
   std::string failure;
   std::shared_ptr<PendingResponse> pending;
+  bool watching = false;
   try {
     // Most answers are there when the handler returns (errors, cache hits):
     // no suspension and no coroutine frame for those.
@@ -150,9 +151,8 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
       res = std::move(*ready);
     } else {
       WatchForDisconnect(s, pending->cancel);
-      res = co_await AsyncAwait(std::move(pending), use_awaitable);
-      error_code ignored;
-      s.stream.socket().cancel(ignored);  // ends the watch
+      watching = true;
+      res = co_await AsyncAwait(pending, use_awaitable);
     }
   } catch (const std::exception& e) {
     failure = e.what();
@@ -160,6 +160,11 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
     failure = "unknown exception";
   }
   if (!failure.empty()) res = InternalError(failure);
+  std::shared_ptr<ResponseStream> stream = failure.empty() && pending ? pending->stream() : nullptr;
+  if (!stream && watching) {
+    error_code ignored;
+    s.stream.socket().cancel(ignored);  // ends the watch
+  }
   keep_alive = keep_alive && !draining.load() && !s.closing;
   res.version(version == 10 ? 10 : 11);
   res.keep_alive(keep_alive);
@@ -168,6 +173,16 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
   // shrink by 6-10% (docs/benchmarks.md, "Response compression").
   if (gzip_ok && res[beast_http::field::content_type] == "application/json") {
     MaybeGzipResponse(res, options.gzip_min_bytes, 1);
+  }
+  if (stream) {
+    CountResponse(res.result_int());
+    // The watch goes on while the stream is written: a client that leaves
+    // cancels the producer.
+    if (!watching) WatchForDisconnect(s, pending->cancel);
+    bool ok = co_await WriteStream(s, res, stream, pending->cancel);
+    error_code ignored;
+    s.stream.socket().cancel(ignored);  // ends the watch
+    co_return ok&& keep_alive;
   }
   res.prepare_payload();
   if (head) res.body().clear();  // HEAD: GET's header, Content-Length included
@@ -198,7 +213,13 @@ std::optional<Response> Server::Impl::Dispatch(Request req,
   {
     // Held only around the call: if the handler drops its copy unsent, the
     // Responder's last copy goes and answers 500 instead of hanging.
-    Responder responder([waiting](Response r) { waiting->Deliver(std::move(r)); });
+    const size_t limit = options.max_stream_buffer_bytes;
+    Responder responder([waiting](Response r) { waiting->Deliver(std::move(r)); },
+                        [waiting, limit](Response head) -> std::shared_ptr<StreamWriter> {
+                          auto stream = std::make_shared<ResponseStream>(limit);
+                          waiting->Deliver(std::move(head), stream);
+                          return stream;
+                        });
     waiting->cancel = responder.cancellation();
     try {
       (*m.handler)(std::move(req), m.params, responder);
@@ -208,9 +229,8 @@ std::optional<Response> Server::Impl::Dispatch(Request req,
       responder.Send(InternalError("unknown exception"));
     }
   }
-  if (auto ready = waiting->Take()) return ready;
-  *pending = std::move(waiting);
-  return std::nullopt;
+  *pending = waiting;  // for its stream, if the answer is one
+  return waiting->Take();
 }
 
 void Server::Impl::WatchForDisconnect(Session& s, std::weak_ptr<Cancellation> cancel) {

@@ -15,6 +15,12 @@
 // throws is answered 500 (logged, counted); the connection goes on.
 // HEAD is answered with GET's header and no body.
 //
+// Streams: a handler may answer with Responder::StartStream; the body then
+// goes out chunked as the producer writes it, with backpressure (see
+// StreamWriter and max_stream_buffer_bytes). While a request waits for its
+// answer or streams it, a client that closes its connection is detected and
+// the request's cancellation (Responder::cancellation()) fires.
+//
 // Shutdown: StopAccepting() closes the listener; BeginDrain() makes every
 // further response carry Connection: close and closes idle connections;
 // WaitIdle() waits for requests in progress to be answered; Stop() ends the
@@ -49,6 +55,11 @@ class Server {
     // 0: the file-descriptor limit less max(256, limit / 8) for the disk
     // tier, Redis and upstreams.
     int64_t max_connections = 0;
+    // Bytes of a streamed response (chunked, text/event-stream) the server
+    // holds for a client that has not read them yet; beyond it the producer
+    // waits (StreamWriter). A client that reads nothing for write_timeout
+    // is dropped and its request cancelled.
+    size_t max_stream_buffer_bytes = 64u << 10;
     // JSON responses of at least this many bytes are gzip-compressed (level
     // 1) for clients whose Accept-Encoding takes gzip; 0: never.
     size_t gzip_min_bytes = 16384;

@@ -70,6 +70,59 @@ struct Session {
   std::weak_ptr<Session> self;
 };
 
+// A streamed response's buffer, between its producer (any thread) and the
+// connection's coroutine that writes it (WriteStream).
+class ResponseStream final : public StreamWriter {
+ public:
+  using Ready = std::function<void()>;
+  explicit ResponseStream(size_t limit) : limit_(limit) {}
+
+  bool Write(std::string data, std::function<void()> resume) override EXCLUDES(mu_);
+  void Close() override EXCLUDES(mu_);
+  bool gone() const override { return gone_.load(std::memory_order_acquire); }
+
+  // The writer's side. Calls `ready` (once) when there is something to do:
+  // pieces to write, or the end.
+  void OnReady(Ready ready) EXCLUDES(mu_);
+  // Moves out what is queued; *closed: the producer ended the stream.
+  std::vector<std::string> Take(bool* closed) EXCLUDES(mu_);
+  // `bytes` went out: wakes a waiting producer once below half the limit.
+  void Drained(size_t bytes) EXCLUDES(mu_);
+  // The client is gone: drops what is queued and wakes the producer.
+  void MarkGone() EXCLUDES(mu_);
+
+ private:
+  const size_t limit_;
+  std::atomic<bool> gone_{false};
+  Mutex mu_;
+  std::vector<std::string> queued_ GUARDED_BY(mu_);
+  size_t buffered_ GUARDED_BY(mu_) = 0;  // queued or being written
+  bool closed_ GUARDED_BY(mu_) = false;
+  std::vector<std::function<void()>> resumes_ GUARDED_BY(mu_);
+  Ready ready_ GUARDED_BY(mu_);
+};
+
+// Suspends the calling coroutine until `stream` has something to write or
+// ends; it resumes on its own executor.
+template <typename Token>
+auto AsyncStreamReady(std::shared_ptr<ResponseStream> stream, Token&& token) {
+  return asio::async_initiate<Token, void()>(
+      [](auto completion, std::shared_ptr<ResponseStream> stream) {
+        using Completion = decltype(completion);
+        auto work = asio::prefer(asio::get_associated_executor(completion),
+                                 asio::execution::outstanding_work.tracked);
+        auto holder = std::make_shared<std::optional<Completion>>(std::move(completion));
+        stream->OnReady([holder, work] {
+          asio::post(work, [holder]() mutable {
+            Completion c = std::move(**holder);
+            holder->reset();
+            std::move(c)();
+          });
+        });
+      },
+      token, std::move(stream));
+}
+
 // A handler's answer on its way back to its connection. Handlers that
 // answer before returning (cache hits, early errors) hand it over inline and
 // the coroutine goes on without suspending; the others deliver it later,
@@ -83,10 +136,12 @@ class PendingResponse {
 
   using Resume = std::function<void(Response)>;
 
-  void Deliver(Response res) EXCLUDES(mu_) {
+  // `stream`: set when `res` is the head of a streamed response.
+  void Deliver(Response res, std::shared_ptr<ResponseStream> stream = nullptr) EXCLUDES(mu_) {
     Resume resume;
     {
       MutexLock l(&mu_);
+      stream_ = std::move(stream);
       if (!resume_) {
         response_ = std::move(res);
         return;
@@ -96,6 +151,10 @@ class PendingResponse {
     resume(std::move(res));
   }
 
+  std::shared_ptr<ResponseStream> stream() EXCLUDES(mu_) {
+    MutexLock l(&mu_);
+    return stream_;
+  }
   // The response if it was delivered already.
   std::optional<Response> Take() EXCLUDES(mu_) {
     MutexLock l(&mu_);
@@ -119,6 +178,7 @@ class PendingResponse {
  private:
   Mutex mu_;
   std::optional<Response> response_ GUARDED_BY(mu_);
+  std::shared_ptr<ResponseStream> stream_ GUARDED_BY(mu_);
   Resume resume_ GUARDED_BY(mu_);
 };
 
@@ -242,6 +302,11 @@ struct Server::Impl {
   // the client has closed it (a peek reads end of file or an error), raises
   // `cancel`. Data from a pipelining client ends the watch unconsumed.
   static void WatchForDisconnect(Session& s, std::weak_ptr<Cancellation> cancel);
+  // Writes a streamed response: `head`, then the pieces as the producer
+  // queues them (chunked on HTTP/1.1), until it closes the stream. Returns
+  // false when the connection cannot go on (a write failed, HTTP/1.0).
+  awaitable<bool> WriteStream(Session& s, Response& head, std::shared_ptr<ResponseStream> stream,
+                              const std::weak_ptr<Cancellation>& cancel);
   Response InternalError(std::string_view what);
   awaitable<error_code> ReadRequest(Session& s, beast::flat_buffer& buf, RequestReader& reader,
                                     bool* expired);

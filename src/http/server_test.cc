@@ -4,6 +4,8 @@
 
 #include "http/server.h"
 
+#include <sys/socket.h>
+
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -11,8 +13,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <string>
+#include <thread>
+
+#include "http/server_impl.h"
 
 namespace inferd::http {
 namespace {
@@ -54,9 +61,17 @@ class ServerTest : public ::testing::Test {
     // Answers later: hands its Responder to the test.
     router_.Add(Verb::get, "/wait",
                 [this](Request&&, const PathParams&, Responder r) { waiting_.set_value(r); });
+    // Answers with a stream and hands its writer to the test.
+    router_.Add(Verb::get, "/stream", [this](Request&&, const PathParams&, Responder r) {
+      Response head{Status::ok, 11};
+      head.set(beast_http::field::content_type, "text/event-stream");
+      cancel_ = r.cancellation();
+      streams_.set_value(r.StartStream(std::move(head)));
+    });
     Server::Options o;
     o.port = 0;
     o.threads = 1;
+    o.max_stream_buffer_bytes = 4096;
     auto server = Server::Create(o, &router_);
     ASSERT_TRUE(server.ok()) << server.status().message();
     server_ = std::move(server).value();
@@ -75,9 +90,17 @@ class ServerTest : public ::testing::Test {
     return f.get();
   }
 
+  std::shared_ptr<StreamWriter> AwaitStream() {
+    auto f = streams_.get_future();
+    EXPECT_EQ(f.wait_for(kGuard), std::future_status::ready);
+    return f.get();
+  }
+
   Router router_;
   std::unique_ptr<Server> server_;
   std::promise<Responder> waiting_;
+  std::promise<std::shared_ptr<StreamWriter>> streams_;
+  std::shared_ptr<Cancellation> cancel_;
 };
 
 TEST_F(ServerTest, AClientThatClosesWhileItsAnswerIsPendingCancelsTheRequest) {
@@ -113,6 +136,123 @@ TEST_F(ServerTest, AClientThatWaitsGetsItsAnswerAndNoCancellation) {
   EXPECT_NE(ReadUntil(fd, "{\"now\":true}").find("{\"now\":true}"), std::string::npos);
   close(fd);
   EXPECT_FALSE(cancel->cancelled());
+}
+
+TEST(ResponseStreamTest, AFullBufferHoldsTheProducerUntilItDrainsBelowHalf) {
+  ResponseStream stream(100);
+  int resumed = 0;
+  EXPECT_TRUE(stream.Write(std::string(60, 'a'), [&] { ++resumed; }));
+  EXPECT_FALSE(stream.Write(std::string(60, 'b'), [&] { ++resumed; }));  // 120 >= 100
+  EXPECT_EQ(resumed, 0);
+  bool closed = true;
+  EXPECT_EQ(stream.Take(&closed).size(), 2u);
+  EXPECT_FALSE(closed);
+  stream.Drained(60);  // 60 still out: not below half
+  EXPECT_EQ(resumed, 0);
+  stream.Drained(60);
+  EXPECT_EQ(resumed, 1);
+  // Gone: queued data is dropped and a waiting producer is released; later
+  // writes are refused and released at once.
+  EXPECT_FALSE(stream.Write(std::string(200, 'c'), [&] { ++resumed; }));
+  stream.MarkGone();
+  EXPECT_EQ(resumed, 2);
+  EXPECT_FALSE(stream.Write("d", [&] { ++resumed; }));
+  EXPECT_EQ(resumed, 3);
+  EXPECT_TRUE(stream.gone());
+}
+
+TEST_F(ServerTest, StreamsPiecesChunkedAsTheyAreWritten) {
+  int fd = Connect(server_->port());
+  SendAll(fd, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto writer = AwaitStream();
+  ASSERT_NE(writer, nullptr);
+  EXPECT_TRUE(writer->Write("data: 1\n\n", [] {}));
+  // The first piece arrives before the second is written.
+  std::string got = ReadUntil(fd, "data: 1\n\n\r\n");
+  EXPECT_NE(got.find("Transfer-Encoding: chunked"), std::string::npos) << got;
+  EXPECT_NE(got.find("Content-Type: text/event-stream"), std::string::npos) << got;
+  EXPECT_NE(got.find("9\r\ndata: 1\n\n\r\n"), std::string::npos) << got;
+  EXPECT_TRUE(writer->Write("data: 2\n\n", [] {}));
+  writer->Close();
+  got = ReadUntil(fd, "0\r\n\r\n");
+  EXPECT_NE(got.find("9\r\ndata: 2\n\n\r\n0\r\n\r\n"), std::string::npos) << got;
+  // The connection goes on (keep-alive) after the stream.
+  SendAll(fd, "GET /now HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(ReadUntil(fd, "{\"now\":true}").find("{\"now\":true}"), std::string::npos);
+  close(fd);
+  EXPECT_FALSE(cancel_->cancelled());
+}
+
+TEST_F(ServerTest, ASlowReaderHoldsTheProducerBack) {
+  int fd = Connect(server_->port());
+  SendAll(fd, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto writer = AwaitStream();
+  ASSERT_NE(writer, nullptr);
+  // The producer writes 64 MiB, waiting whenever told to; the client reads
+  // nothing at first. Without backpressure it would be done at once.
+  constexpr size_t kPiece = 16 << 10, kTotal = size_t{64} << 20;
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t written = 0;
+  bool may_go = true;
+  std::thread producer([&] {
+    const std::string piece(kPiece, 'x');
+    while (true) {
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait(l, [&] { return may_go; });
+      if (written >= kTotal) break;
+      written += kPiece;
+      may_go = false;  // until Write says go on, or its resume runs
+      l.unlock();
+      bool more = writer->Write(piece, [&] {
+        std::lock_guard<std::mutex> g(mu);
+        may_go = true;
+        cv.notify_all();
+      });
+      l.lock();
+      if (more) may_go = true;
+    }
+    writer->Close();
+  });
+  // Read a first MiB: by then a producer without backpressure has queued
+  // everything; ours is at most the socket buffers plus 4 KiB ahead.
+  std::string first;
+  char buf[65536];
+  while (first.size() < (1u << 20)) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    first.append(buf, static_cast<size_t>(n));
+  }
+  {
+    std::lock_guard<std::mutex> l(mu);
+    EXPECT_LT(written, size_t{24} << 20) << "the producer ran ahead of the reader";
+  }
+  size_t total = first.size();
+  while (true) {  // the rest, to the end of the stream
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    total += static_cast<size_t>(n);
+    if (std::string_view(buf, static_cast<size_t>(n)).ends_with("0\r\n\r\n")) break;
+  }
+  producer.join();
+  EXPECT_GT(total, kTotal);  // every byte (plus framing) arrived
+  close(fd);
+}
+
+TEST_F(ServerTest, AClientThatLeavesMidStreamCancelsTheProducer) {
+  int fd = Connect(server_->port());
+  SendAll(fd, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto writer = AwaitStream();
+  ASSERT_NE(writer, nullptr);
+  std::promise<inferd::Status> cancelled;
+  cancel_->OnCancel([&](const inferd::Status& why) { cancelled.set_value(why); });
+  EXPECT_TRUE(writer->Write("data: 1\n\n", [] {}));
+  ReadUntil(fd, "data: 1\n\n\r\n");
+  close(fd);
+  auto f = cancelled.get_future();
+  ASSERT_EQ(f.wait_for(kGuard), std::future_status::ready);
+  EXPECT_EQ(f.get().code(), StatusCode::kCancelled);
+  writer->Close();  // the producer's end is harmless after the client left
 }
 
 }  // namespace

@@ -41,6 +41,28 @@ Response MakeJsonResponse(Status status, std::string body, unsigned version = 11
 // Escapes a string for inclusion in a JSON string literal (without quotes).
 void AppendJsonEscaped(std::string* out, std::string_view s);
 
+// The producer's side of a response streamed piece by piece (chunked
+// transfer encoding; text/event-stream is a content type on top). The
+// server holds at most max_stream_buffer_bytes (plus one piece) that the
+// client has not read yet: a slow reader makes the producer wait.
+//
+// Threading: Write and Close from any thread, one at a time.
+class StreamWriter {
+ public:
+  virtual ~StreamWriter() = default;
+  // Queues `data`. Returns true when the producer may go on at once; false
+  // when the buffer is full: `resume` then runs once, from any thread, when
+  // it has drained below half (or when the client is gone: see gone()).
+  // Once the stream is gone or closed, the data is dropped and `resume`
+  // runs at once.
+  virtual bool Write(std::string data, std::function<void()> resume) = 0;
+  // Ends the stream once everything queued is written.
+  virtual void Close() = 0;
+  // The client went away or a write failed; the request's cancellation
+  // has fired.
+  virtual bool gone() const = 0;
+};
+
 // Delivers a handler's response to its connection. Exactly one response is
 // sent per request: the first Send wins, later ones are ignored, and if every
 // copy of a Responder is dropped without a Send, the request is answered
@@ -48,8 +70,15 @@ void AppendJsonEscaped(std::string* out, std::string_view s);
 class Responder {
  public:
   using Sink = std::function<void(Response)>;
-  explicit Responder(Sink sink);
+  // Starts a streamed response with `head`; see StartStream.
+  using StreamSink = std::function<std::shared_ptr<StreamWriter>(Response head)>;
+  explicit Responder(Sink sink, StreamSink stream_sink = nullptr);
   void Send(Response response) const;
+  // Instead of Send: answers with `head` (status and header fields; its
+  // body and Content-Length are ignored) and a body written through the
+  // returned writer, chunked. Null when an answer was sent already (or
+  // this Responder cannot stream: then a 500 is sent).
+  std::shared_ptr<StreamWriter> StartStream(Response head) const;
   // Raised by the server when the client closes its connection before the
   // answer is sent (a Send afterwards is dropped): work for this request
   // may stop. Lives as long as any copy of the Responder or of this pointer.

@@ -16,6 +16,7 @@
 // pipeline turns an escaped exception into a 500-class error anyway).
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -55,8 +56,18 @@ class InferExchange {
   virtual StatusOr<InferRequest> Decode(const ModelConfig& config) = 0;
   // Encodes a successful response; `reply` is preset with its cache fields.
   virtual Status Encode(const InferResponse& response, EncodedReply* reply) = 0;
-  // The one answer.
+  // The one answer. For a stream: the end (OK) or its failure.
   virtual void Complete(StatusOr<EncodedReply> reply) = 0;
+
+  // Streams (decoupled models): whether the client takes one, and its
+  // chunks, each before Complete. Chunk follows ChunkSink's contract
+  // (sched/task.h): false means wait for `resume`.
+  virtual bool accepts_stream() const { return false; }
+  virtual bool Chunk(const InferResponse& chunk, std::function<void()> resume) {
+    (void)chunk;
+    resume();
+    return false;
+  }
 };
 
 }  // namespace inferd

@@ -180,6 +180,25 @@ class DecodedExchange final : public InferExchange {
 
 }  // namespace
 
+// A decoupled model's chunks, on their way to the exchange (the backend's
+// thread; never concurrent with each other or with the completion).
+class InferenceServer::StreamToExchange final : public ChunkSink {
+ public:
+  StreamToExchange(const InferenceServer* server, std::shared_ptr<Call> call)
+      : server_(server), call_(std::move(call)) {}
+  bool Chunk(std::vector<Tensor> outputs, std::function<void()> resume) override {
+    if (!call_->x) {  // answered already
+      resume();
+      return false;
+    }
+    return call_->x->Chunk(server_->MakeResponse(*call_, std::move(outputs)), std::move(resume));
+  }
+
+ private:
+  const InferenceServer* server_;
+  std::shared_ptr<Call> call_;
+};
+
 void InferenceServer::Infer(InferRequest request, InferCallback done, RequestContext context) {
   auto x = std::make_unique<DecodedExchange>(std::move(request), std::move(done));
   x->context = std::move(context);
@@ -235,6 +254,13 @@ void InferenceServer::Submit(std::unique_ptr<InferExchange> x) {
     Finish(*call, std::move(st));
     return;
   }
+  if (call->mv->config().decoupled && !x->accepts_stream()) {
+    call->x = std::move(x);
+    Finish(*call, InvalidArgumentError("model '" + call->mv->config().name +
+                                       "' streams its responses (decoupled): ask for a stream "
+                                       "(Accept: text/event-stream)"));
+    return;
+  }
   call->request = std::move(request).value();
   call->request.no_cache = x->no_cache;
   call->request.no_store = x->no_store;
@@ -265,6 +291,8 @@ void InferenceServer::Execute(std::shared_ptr<Call> call) {
       });
   task->set_deadline(ctx.deadline);
   task->set_cancellation(ctx.cancel);
+  if (call->mv->config().decoupled)
+    task->set_stream(std::make_shared<StreamToExchange>(this, call));
   // A client that leaves while its request is queued frees the slot at once.
   std::weak_ptr<ModelVersion> weak = call->mv;
   call->cancel_registration = ctx.cancel->OnCancel([weak](const Status&) {
@@ -282,19 +310,7 @@ void InferenceServer::OnExecuted(std::shared_ptr<Call> call, StatusOr<std::vecto
   const ModelConfig& config = call->mv->config();
   StatusOr<InferResponse> result = outputs.status();
   if (outputs.ok()) {
-    InferResponse r;
-    r.model = config.name;
-    r.version = call->mv->version();
-    r.id = call->request.id;
-    const auto& wanted = call->request.outputs;
-    for (size_t i = 0; i < config.outputs.size() && i < outputs->size(); ++i) {
-      if (!wanted.empty() &&
-          std::find(wanted.begin(), wanted.end(), config.outputs[i].name) == wanted.end()) {
-        continue;
-      }
-      r.outputs.push_back({config.outputs[i].name, std::move((*outputs)[i])});
-    }
-    result = std::move(r);
+    result = MakeResponse(*call, std::move(outputs).value());
     call->mm->queue_duration->Observe(Seconds(timings.started - timings.enqueued));
     call->mm->compute_duration->Observe(Seconds(timings.finished - timings.compute_started));
   } else if (outputs.status().code() == StatusCode::kInternal) {
@@ -304,10 +320,31 @@ void InferenceServer::OnExecuted(std::shared_ptr<Call> call, StatusOr<std::vecto
   Finish(*call, std::move(result));
 }
 
+InferResponse InferenceServer::MakeResponse(const Call& call, std::vector<Tensor> outputs) const {
+  const ModelConfig& config = call.mv->config();
+  InferResponse r;
+  r.model = config.name;
+  r.version = call.mv->version();
+  r.id = call.request.id;
+  const auto& wanted = call.request.outputs;
+  for (size_t i = 0; i < config.outputs.size() && i < outputs.size(); ++i) {
+    if (!wanted.empty() &&
+        std::find(wanted.begin(), wanted.end(), config.outputs[i].name) == wanted.end()) {
+      continue;
+    }
+    r.outputs.push_back({config.outputs[i].name, std::move(outputs[i])});
+  }
+  return r;
+}
+
 void InferenceServer::Finish(Call& call, StatusOr<InferResponse> result) {
   std::unique_ptr<InferExchange> x = std::move(call.x);
   if (!result.ok()) {
     Reply(*x, call.mm, call.start, result.status());
+    return;
+  }
+  if (call.mv->config().decoupled) {  // the end of a stream: nothing to encode
+    Reply(*x, call.mm, call.start, EncodedReply{});
     return;
   }
   EncodedReply reply;

@@ -68,6 +68,9 @@ class InferenceServer {
   void Execute(std::shared_ptr<Call> call);
   void OnExecuted(std::shared_ptr<Call> call, StatusOr<std::vector<Tensor>> outputs,
                   const TaskTimings& timings);
+  // The response of `call` from its backend outputs (or a stream's chunk).
+  InferResponse MakeResponse(const Call& call, std::vector<Tensor> outputs) const;
+  class StreamToExchange;
   // 6: encoding, the memo, then Reply.
   void Finish(Call& call, StatusOr<InferResponse> result);
   // The one answer of every request: metrics, in-flight accounting, then
