@@ -106,6 +106,11 @@ class StreamingTest(h.ServerTestCase):
         h.wait_until(lambda: cancelled() >= before + 1, 30, "the stream to be cancelled")
         self.assert_server_healthy()
 
+    def test_config_says_the_model_is_decoupled(self):
+        r = self.client().get("/v2/models/s/config")
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(r.json()["model_transaction_policy"], {"decoupled": True})
+
     def test_no_torchscript_model_no_libtorch(self):
         with open("/proc/%d/maps" % self.server.proc.pid) as f:
             maps = f.read()

@@ -98,6 +98,11 @@ Response ModelConfigJson(const ModelVersion& mv) {
   for (int64_t p : c.dynamic_batching.preferred_batch_sizes) w.Int64(p);
   w.EndArray();
   w.EndObject();
+  w.Key("model_transaction_policy");  // Triton's name for streaming models
+  w.StartObject();
+  w.Key("decoupled");
+  w.Bool(c.decoupled);
+  w.EndObject();
   w.Key("parameters");
   w.StartObject();
   for (const auto& [k, v] : c.parameters) {

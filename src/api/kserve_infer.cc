@@ -128,12 +128,22 @@ class KServeExchange final : public InferExchange {
       resume();
       return false;
     }
-    kserve::EncodedResponse enc = kserve::EncodeInferResponse(chunk, prefs_);
     std::string event;
-    event.reserve(enc.body.size() + 8);
-    event += "data: ";
-    event += enc.body;
-    event += "\n\n";
+    try {
+      kserve::EncodedResponse enc = kserve::EncodeInferResponse(chunk, prefs_);
+      event.reserve(enc.body.size() + 8);
+      event += "data: ";
+      event += enc.body;
+      event += "\n\n";
+    } catch (const std::exception& e) {
+      // On the backend's thread: nothing may escape. The producer is
+      // stopped (its cancellation) and the client told.
+      Status failed = InternalError(std::string("encoding a stream chunk failed: ") + e.what());
+      context.cancel->Cancel(failed);
+      EndStream(failed);
+      resume();
+      return false;
+    }
     return writer_->Write(std::move(event), std::move(resume));
   }
 

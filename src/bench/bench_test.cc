@@ -82,7 +82,7 @@ TEST(UrlTest, Parses) {
 }
 
 TEST(UrlTest, Rejects) {
-  EXPECT_EQ(http::ParseUrl("https://a:1").status().code(), StatusCode::kUnimplemented);
+  EXPECT_TRUE(http::ParseUrl("https://a:1").ok());  // TLS: src/http/client_tls_test.cc
   for (const char* bad :
        {"", "http://", "http://:80", "ftp://a", "http://a:", "http://a:0", "http://a:65536",
         "http://a:8x", "http://::1:80", "http://[::1", "http://u@a", "http://a/x?y=1"}) {

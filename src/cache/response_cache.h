@@ -70,7 +70,7 @@ class ResponseCache {
   void Store(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
   // L1 only, for entries derived from others that the lower tiers need not
   // hold (an API's encoded responses to exact repeats, see
-  // InferenceServer::LookupEncoded). Probe returns a fresh entry or null; a
+  // InferenceServer::ProbeMemo). Probe returns a fresh entry or null; a
   // hit counts as an L1 hit, a miss is not counted (the request goes on to
   // its own Lookup, which counts it).
   std::shared_ptr<const CacheEntry> Probe(const CacheKey& key);

@@ -7,8 +7,8 @@
 //    and larger numbers are lower (Triton's convention);
 //  - deadline: absolute, on the server's Clock; Time::max() for none. A
 //    request still queued when it passes is answered 504 without running;
-//  - cancel: raised when the client goes away (or the deadline timer fires);
-//    queued work is dropped and a streaming backend stops;
+//  - cancel: raised when the client goes away; queued work is dropped and a
+//    streaming backend stops (the deadline is checked where work is taken);
 //  - request_id: the client's X-Request-Id if it is sane, else generated;
 //  - trace: the W3C trace context, continued from the client's traceparent
 //    or started here, with this server's own span id.

@@ -7,20 +7,17 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
 #include <charconv>
 #include <exception>
 #include <optional>
+
+#include "http/client_socket.h"
+#include "http/client_stream.h"
 
 namespace inferd::http {
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-using asio::ip::tcp;
 using IStatus = ::inferd::Status;
 
 constexpr std::string_view kUserAgent = "inferd-client/0.1";
@@ -35,21 +32,6 @@ bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
   return true;
 }
 
-// Errors that mean "the server closed this keep-alive connection before it
-// saw our request": safe to retry once on a fresh connection.
-bool IsStaleConnectionError(const beast::error_code& ec) {
-  return ec == beast::http::error::end_of_stream || ec == asio::error::eof ||
-         ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-         ec == asio::error::connection_aborted;
-}
-
-IStatus ExchangeError(const beast::error_code& ec, std::string_view phase) {
-  if (ec == beast::error::timeout) {
-    return DeadlineExceededError("timeout: " + std::string(phase) + " timed out");
-  }
-  return InternalError("io: " + std::string(phase) + ": " + ec.message());
-}
-
 }  // namespace
 
 std::string Url::HostHeader() const {
@@ -57,18 +39,22 @@ std::string Url::HostHeader() const {
   return h + ":" + std::to_string(port);
 }
 
+std::string Url::Origin() const { return (tls ? "https://" : "http://") + HostHeader(); }
+
 ::inferd::StatusOr<Url> ParseUrl(std::string_view url) {
   const std::string original(url);
   auto invalid = [&](std::string_view why) {
     return InvalidArgumentError("bad URL '" + original + "': " + std::string(why));
   };
+  Url out;
   if (StartsWithNoCase(url, "https://")) {
-    return UnimplementedError("https is not supported: '" + original + "'");
-  }
-  if (StartsWithNoCase(url, "http://")) {
+    url.remove_prefix(8);
+    out.tls = true;
+    out.port = 443;
+  } else if (StartsWithNoCase(url, "http://")) {
     url.remove_prefix(7);
   } else if (url.find("://") != std::string_view::npos) {
-    return invalid("only http:// is supported");
+    return invalid("only http:// and https:// are supported");
   }
   size_t slash = url.find('/');
   std::string_view authority = url.substr(0, slash);
@@ -79,7 +65,6 @@ std::string Url::HostHeader() const {
   if (path.find_first_of("?#") != std::string_view::npos) return invalid("query or fragment");
   while (!path.empty() && path.back() == '/') path.remove_suffix(1);
 
-  Url out;
   std::string_view port_text;
   if (!authority.empty() && authority.front() == '[') {
     size_t close = authority.find(']');
@@ -130,9 +115,6 @@ std::string_view TransportErrorKind(const IStatus& status) {
   }
 }
 
-ClientConnection::ClientConnection(asio::any_io_executor executor, Url url, Options options)
-    : url_(std::move(url)), options_(options), stream_(std::move(executor)) {}
-
 Request MakeRequest(const Url& url, Verb method, std::string_view target, std::string body,
                     std::string_view content_type) {
   Request req{method, url.base_path + std::string(target), 11};
@@ -145,78 +127,47 @@ Request MakeRequest(const Url& url, Verb method, std::string_view target, std::s
   return req;
 }
 
-bool ClientConnection::connected() const { return stream_.socket().is_open(); }
+ClientConnection::ClientConnection(asio::any_io_executor executor, Url url, Options options)
+    : url_(std::move(url)), options_(std::move(options)), executor_(std::move(executor)) {}
+
+ClientConnection::~ClientConnection() = default;
+
+bool ClientConnection::connected() const { return socket_ != nullptr && socket_->is_open(); }
 
 void ClientConnection::Close() {
-  beast::error_code ignored;
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  stream_.close();
-  buffer_.clear();
+  if (socket_ != nullptr) socket_->Close();
+  socket_.reset();
 }
 
-asio::awaitable<IStatus> ClientConnection::Connect() {
-  beast::error_code ec;
-  if (endpoints_.empty()) {
-    tcp::resolver resolver(stream_.get_executor());
-    auto results = co_await resolver.async_resolve(url_.host, std::to_string(url_.port),
-                                                   asio::redirect_error(asio::use_awaitable, ec));
-    if (ec)
-      co_return UnavailableError("connect: cannot resolve " + url_.host + ": " + ec.message());
-    endpoints_ = std::move(results);
-  }
-  stream_.expires_after(options_.connect_timeout);
-  co_await stream_.async_connect(endpoints_, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) {
-    stream_.close();
-    if (ec == beast::error::timeout) {
-      co_return DeadlineExceededError("timeout: connecting to " + url_.HostHeader());
-    }
-    co_return UnavailableError("connect: " + url_.HostHeader() + ": " + ec.message());
-  }
-  stream_.expires_never();
-  stream_.socket().set_option(tcp::no_delay(true), ec);
-  buffer_.clear();
-  ++connects_;
-  co_return IStatus::OK();
-}
-
-asio::awaitable<::inferd::StatusOr<Response>> ClientConnection::SendOnce(const Request& request,
-                                                                         bool* stale) {
-  *stale = false;
-  beast::error_code ec;
-  stream_.expires_after(options_.request_timeout);
-  co_await beast_http::async_write(stream_, request, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) {
-    *stale = IsStaleConnectionError(ec);
-    Close();
-    co_return ExchangeError(ec, "write");
-  }
-  beast_http::response_parser<beast_http::string_body> parser;
-  parser.body_limit(options_.max_response_bytes);
-  co_await beast_http::async_read(stream_, buffer_, parser,
-                                  asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) {
-    *stale = !parser.got_some() && IsStaleConnectionError(ec);
-    Close();
-    co_return ExchangeError(ec, "read");
-  }
-  stream_.expires_never();
-  Response response = parser.release();
-  if (!response.keep_alive()) Close();
-  co_return response;
+asio::awaitable<::inferd::StatusOr<std::unique_ptr<ClientSocket>>> ClientConnection::Connect(
+    ExchangeDeadlines deadlines) {
+  ::inferd::StatusOr<std::unique_ptr<ClientSocket>> socket =
+      co_await ClientSocket::Connect(executor_, url_, tls_context_, options_.tls, deadlines);
+  if (socket.ok()) ++connects_;
+  co_return socket;
 }
 
 asio::awaitable<::inferd::StatusOr<Response>> ClientConnection::Send(const Request& request) {
-  for (int attempt = 0;; ++attempt) {
-    const bool reused = connected();
-    if (!reused) {
-      IStatus s = co_await Connect();
-      if (!s.ok()) co_return s;
-    }
-    bool stale = false;
-    ::inferd::StatusOr<Response> result = co_await SendOnce(request, &stale);
-    if (result.ok() || !reused || !stale || attempt > 0) co_return result;
+  if (url_.tls && tls_context_ == nullptr) {
+    ::inferd::StatusOr<std::shared_ptr<asio::ssl::context>> tls =
+        MakeClientTlsContext(options_.tls);
+    if (!tls.ok()) co_return tls.status();
+    tls_context_ = std::move(tls).value();
   }
+  // request_timeout bounds the exchange after the connection is made.
+  const ClientTimeouts timeouts{options_.connect_timeout, options_.request_timeout,
+                                options_.request_timeout,
+                                options_.connect_timeout + options_.request_timeout};
+  const ExchangeDeadlines deadlines(timeouts);
+  ClientStream::Connector connect = [this, deadlines] { return Connect(deadlines); };
+  ClientStream::Release release = [this](std::unique_ptr<ClientSocket> socket, bool reusable) {
+    if (reusable) socket_ = std::move(socket);
+  };
+  ::inferd::StatusOr<std::unique_ptr<ClientStream>> stream =
+      co_await ClientStream::Start(std::move(socket_), std::move(connect), request, deadlines,
+                                   options_.max_response_bytes, std::move(release));
+  if (!stream.ok()) co_return stream.status();
+  co_return co_await (*stream)->ReadAll();
 }
 
 ::inferd::StatusOr<Response> FetchOnce(const Url& url, const Request& request,

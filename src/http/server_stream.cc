@@ -9,11 +9,12 @@ namespace inferd::http {
 
 bool ResponseStream::Write(std::string data, std::function<void()> resume) {
   Ready ready;
-  bool more;
+  bool more = false;
+  bool release = false;  // gone or closed: never leave the producer waiting
   {
     MutexLock l(&mu_);
     if (closed_ || gone()) {
-      more = false;
+      release = true;
     } else {
       buffered_ += data.size();
       queued_.push_back(std::move(data));
@@ -24,7 +25,7 @@ bool ResponseStream::Write(std::string data, std::function<void()> resume) {
     }
   }
   if (ready) ready();
-  if (!more && resume) resume();  // gone or closed: never leave the producer waiting
+  if (release && resume) resume();
   return more;
 }
 

@@ -35,11 +35,13 @@ StatusOr<BackendFactory> LoadPlugin(const std::string& directory, const std::str
   auto version = reinterpret_cast<ApiVersionFn>(dlsym(handle, "inferd_backend_api_version"));
   auto reg = reinterpret_cast<RegisterFn>(dlsym(handle, "inferd_backend_register"));
   if (!version || !reg) {
+    dlclose(handle);
     return FailedPreconditionError("backend plugin " + path +
                                    " does not export inferd_backend_api_version and "
                                    "inferd_backend_register");
   }
   if (uint32_t v = version(); v != kBackendApiVersion) {
+    dlclose(handle);
     return FailedPreconditionError("backend plugin " + path + " was built for backend API " +
                                    std::to_string(v) + ", this server has " +
                                    std::to_string(kBackendApiVersion));

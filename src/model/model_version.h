@@ -1,7 +1,8 @@
 #pragma once
 // ModelVersion: one loaded version of a model, ready to serve: its config,
-// one backend instance per configured instance_count, and its scheduler (a
-// DynamicBatcher on the shared Executor) that runs batches on them.
+// one backend instance per configured instance_count, and its scheduler: a
+// DynamicBatcher on the shared Executor for blocking backends, a
+// PassThroughScheduler for asynchronous ones.
 //
 // Lifetime: the instances live in a runtime shared with the scheduler's
 // queue, so a version may be released anywhere, even by the last request

@@ -38,7 +38,8 @@ Status PassThroughScheduler::Schedule(std::unique_ptr<Task>& task) {
   task->timings().enqueued = now;
   task->timings().started = now;
   task->timings().executed_batch_size = task->batch_size();
-  // The completion leaves the in-flight count first, whoever calls it.
+  // The completion leaves the in-flight count right after the callback,
+  // whoever calls it.
   task->AddCompletionHook([state = state_] {
     MutexLock l(&state->mu);
     if (--state->in_flight == 0) state->idle.SignalAll();

@@ -75,12 +75,15 @@ class Task {
   void set_stream(std::shared_ptr<ChunkSink> sink) { stream_ = std::move(sink); }
   bool streaming() const { return stream_ != nullptr; }
   // See ChunkSink::Chunk. Without a sink, or once completed: false, and
-  // `resume` is dropped.
+  // `resume` runs at once (the producer never waits for nothing).
   bool Chunk(std::vector<Tensor> outputs, std::function<void()> resume) {
-    if (!stream_ || completed()) return false;
+    if (!stream_ || completed()) {
+      if (resume) resume();
+      return false;
+    }
     return stream_->Chunk(std::move(outputs), std::move(resume));
   }
-  // The request's cancellation fired (the client left, the deadline timer).
+  // The request's cancellation fired (the client left).
   bool cancelled() const { return cancel_ && cancel_->cancelled(); }
   Status cancel_reason() const { return cancel_ ? cancel_->reason() : Status::OK(); }
 

@@ -232,7 +232,12 @@ void InferenceServer::Submit(std::unique_ptr<InferExchange> x) {
       return;
     }
   }
-  auto request = x->Decode(config);
+  StatusOr<InferRequest> request = InternalError("decoding the request failed");
+  try {
+    request = x->Decode(config);
+  } catch (const std::exception& e) {
+    request = InternalError(std::string("decoding the request failed: ") + e.what());
+  }
   if (!request.ok()) {
     Reply(*x, mm, start, request.status());
     return;
@@ -289,15 +294,23 @@ void InferenceServer::Execute(std::shared_ptr<Call> call) {
       [this, call](StatusOr<std::vector<Tensor>> outputs, const TaskTimings& timings) {
         OnExecuted(call, std::move(outputs), timings);
       });
-  task->set_deadline(ctx.deadline);
-  task->set_cancellation(ctx.cancel);
+  // The leader of a coalesced flight runs whatever happens to its own
+  // client: identical requests wait on its result, which also fills the
+  // cache. Every other request is dropped unrun once its client leaves or
+  // its deadline passes.
+  if (!call->leader) {
+    task->set_deadline(ctx.deadline);
+    task->set_cancellation(ctx.cancel);
+  }
   if (call->mv->config().decoupled)
     task->set_stream(std::make_shared<StreamToExchange>(this, call));
   // A client that leaves while its request is queued frees the slot at once.
-  std::weak_ptr<ModelVersion> weak = call->mv;
-  call->cancel_registration = ctx.cancel->OnCancel([weak](const Status&) {
-    if (auto mv = weak.lock()) mv->DropCancelled();
-  });
+  if (!call->leader) {
+    std::weak_ptr<ModelVersion> weak = call->mv;
+    call->cancel_registration = ctx.cancel->OnCancel([weak](const Status&) {
+      if (auto mv = weak.lock()) mv->DropCancelled();
+    });
+  }
   if (Status st = call->mv->Submit(task); !st.ok()) {
     // Ownership stayed here: answer through the task, exactly once.
     task->Complete(st);
@@ -312,7 +325,10 @@ void InferenceServer::OnExecuted(std::shared_ptr<Call> call, StatusOr<std::vecto
   if (outputs.ok()) {
     result = MakeResponse(*call, std::move(outputs).value());
     call->mm->queue_duration->Observe(Seconds(timings.started - timings.enqueued));
-    call->mm->compute_duration->Observe(Seconds(timings.finished - timings.compute_started));
+    // Batches (blocking backends) report their compute time; asynchronous
+    // backends have no batch boundary to time.
+    if (timings.finished >= timings.compute_started && timings.compute_started != Time{})
+      call->mm->compute_duration->Observe(Seconds(timings.finished - timings.compute_started));
   } else if (outputs.status().code() == StatusCode::kInternal) {
     LogFailure(config.name, outputs.status());
   }

@@ -83,6 +83,29 @@ TEST_F(DeadlineTest, AClientThatLeavesWhileQueuedIsDroppedAtOnce) {
   EXPECT_EQ(Outcome("cancelled"), 1);
 }
 
+TEST_F(DeadlineTest, ALeaderWhoseClientLeavesStillServesItsWaiters) {
+  // Model "m" caches: an identical request waits on the leader's flight.
+  backend_.CloseGate();
+  auto busy = Send(Request("busy", {9.0f, 9.0f}, "m"));
+  ASSERT_TRUE(backend_.WaitBlocked(1));
+  RequestContext leader_ctx;
+  leader_ctx.cancel = std::make_shared<Cancellation>();
+  auto cancel = leader_ctx.cancel;
+  auto leader = Send(Request("leader", {1.0f, 2.0f}, "m"), leader_ctx);
+  ASSERT_TRUE(Eventually([&] { return models_->Get("m", "")->get()->queue_depth() == 1; }));
+  auto waiter = Send(Request("waiter", {1.0f, 2.0f}, "m"));
+  ASSERT_TRUE(Eventually([&] { return coalescer().waiting() == 1; }));
+  cancel->Cancel(CancelledError("the client closed the connection"));
+  EXPECT_EQ(models_->Get("m", "")->get()->queue_depth(), 1u);  // not dropped: it leads
+  backend_.OpenGate();
+  ASSERT_TRUE(Await(busy).ok());
+  Result w = Await(waiter);
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  EXPECT_EQ(w->cache, CacheStatus::kCoalesced);
+  EXPECT_TRUE(Await(leader).ok());
+  EXPECT_EQ(backend_.executions(), 2);
+}
+
 TEST_F(DeadlineTest, ACancelledRequestIsNotScheduled) {
   RequestContext ctx;
   ctx.cancel = std::make_shared<Cancellation>();

@@ -63,7 +63,8 @@ std::string What(const std::exception& e) {
   return e.what();
 }
 
-// One module copy, driven by one batcher worker thread.
+// One module copy; runs one batch at a time (the DynamicBatcher hands batches
+// to free instances on the shared executor).
 class TorchScriptInstance final : public BackendInstance {
  public:
   static StatusOr<std::unique_ptr<BackendInstance>> Create(const BackendInstanceSpec& spec) {
