@@ -54,15 +54,18 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--duration-s", type=int, default=5)
     ap.add_argument("--out", default=os.path.join(e2e.ROOT, "bench", "results", "wrk_hits.json"))
+    ap.add_argument("--inferd-args", default="",
+                    help="extra inferd serve arguments, e.g. '--http-threads 1'")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="inferd-wrk-")
     inferd = nginx = None
     result = {"machine": "2 cores shared by the server and wrk -t1", "repeats": args.repeats,
+              "inferd_args": args.inferd_args,
               "duration_s": args.duration_s, "levels": {}}
     try:
         repo = os.path.join(tmp, "models")
         e2e.copy_model("mlp", repo, "mlp_cached", e2e.CACHE_TABLE)
-        inferd, url = e2e.start_inferd(repo)
+        inferd, url = e2e.start_inferd(repo, args.inferd_args.split())
         req = json.dumps({"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32",
                                       "data": [0.5] * 16}]})
         metadata = e2e.http_get(url + "/v2/models/mlp_cached")
