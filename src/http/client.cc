@@ -5,7 +5,6 @@
 // clang-format on
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <charconv>
 #include <exception>
@@ -178,13 +177,18 @@ asio::awaitable<::inferd::StatusOr<Response>> ClientConnection::Send(const Reque
   options.request_timeout = timeout;
   ClientConnection conn(ioc.get_executor(), url, options);
   std::optional<::inferd::StatusOr<Response>> result;
+  // The exchange's own exception (if any) comes back here, not lost.
+  std::exception_ptr failure;
   asio::co_spawn(
       ioc, [&]() -> asio::awaitable<void> { result.emplace(co_await conn.Send(request)); },
-      asio::detached);
+      [&failure](std::exception_ptr e) { failure = e; });
   try {
     ioc.run();
+    if (failure) std::rethrow_exception(failure);
   } catch (const std::exception& e) {
     return InternalError(std::string("http client: ") + e.what());
+  } catch (...) {
+    return InternalError("http client: unknown exception");
   }
   if (!result.has_value()) return InternalError("http client: request did not complete");
   return std::move(*result);
