@@ -9,7 +9,6 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <optional>
@@ -26,6 +25,7 @@ namespace asio = boost::asio;
 using client_testing::ClientTest;
 using client_testing::Counter;
 using client_testing::ExpectBody;
+using client_testing::FailOnException;
 using std::chrono::milliseconds;
 
 bool Contains(const ::inferd::Status& s, std::string_view text) {
@@ -62,7 +62,7 @@ TEST_F(ClientPoolTest, ConnectionLimitQueuesRequests) {
             results.push_back(co_await pool_->Send(hold, url_));
             done.Add();
           },
-          asio::detached);
+          FailOnException("a test coroutine"));
     }
     // Two requests reached the server; the other three wait for them.
     co_await server_->held().WaitAtLeast(2);
@@ -115,10 +115,10 @@ TEST_F(ClientPoolTest, DestroyingThePoolCancelsWaiters) {
   Run([&]() -> asio::awaitable<void> {
     asio::co_spawn(
         ioc_, [&]() -> asio::awaitable<void> { stalled = co_await pool_->Send(stall, url_); },
-        asio::detached);
+        FailOnException("a test coroutine"));
     asio::co_spawn(
         ioc_, [&]() -> asio::awaitable<void> { waited = co_await pool_->Send(hello_, url_); },
-        asio::detached);
+        FailOnException("a test coroutine"));
     // Both spawned coroutines ran up to their first wait (FIFO queue).
     co_await asio::post(ioc_, asio::use_awaitable);
     EXPECT_EQ(pool_->GetStats().waiting, 1);

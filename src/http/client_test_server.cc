@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -76,7 +75,7 @@ TestServer::TestServer(asio::io_context& ioc, std::shared_ptr<asio::ssl::context
       step_(ioc),
       stop_(ioc) {
   port_ = acceptor_.local_endpoint().port();
-  asio::co_spawn(ioc_, Accept(), asio::detached);
+  asio::co_spawn(ioc_, Accept(), FailOnException("a test coroutine"));
 }
 
 TestServer::~TestServer() { Stop(); }
@@ -106,10 +105,10 @@ asio::awaitable<void> TestServer::Accept() {
     if (tls_) {
       auto stream = std::make_shared<beast::ssl_stream<beast::tcp_stream>>(
           beast::tcp_stream(std::move(socket)), *tls_);
-      asio::co_spawn(ioc_, Serve(std::move(stream), number), asio::detached);
+      asio::co_spawn(ioc_, Serve(std::move(stream), number), FailOnException("a test coroutine"));
     } else {
       auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
-      asio::co_spawn(ioc_, Serve(std::move(stream), number), asio::detached);
+      asio::co_spawn(ioc_, Serve(std::move(stream), number), FailOnException("a test coroutine"));
     }
   }
 }

@@ -37,6 +37,21 @@
 
 namespace inferd::http::client_testing {
 
+// co_spawn's completion for test coroutines: an exception fails the test
+// instead of vanishing (as it would with asio::detached).
+inline auto FailOnException(const char* what) {
+  return [what](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      ADD_FAILURE() << what << " threw: " << ex.what();
+    } catch (...) {
+      ADD_FAILURE() << what << " threw";
+    }
+  };
+}
+
 // A count that coroutines can wait for.
 class Counter {
  public:

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
