@@ -209,14 +209,16 @@ std::optional<Response> Server::Impl::Dispatch(Request req,
     if (m.status == Status::bad_request) return MakeErrorResponse(m.status, m.error);
     return MakeErrorResponse(Status::not_found, "no such path: " + std::string(target));
   }
-  auto waiting = std::make_shared<PendingResponse>();
+  auto waiting = std::make_shared<PendingResponse>(options.max_stream_buffer_bytes);
   {
     // Held only around the call: if the handler drops its copy unsent, the
     // Responder's last copy goes and answers 500 instead of hanging.
-    const size_t limit = options.max_stream_buffer_bytes;
+    // Each sink captures one shared_ptr: small enough for std::function's
+    // inline storage, so no allocation per request for them.
     Responder responder([waiting](Response r) { waiting->Deliver(std::move(r)); },
-                        [waiting, limit](Response head) -> std::shared_ptr<StreamWriter> {
-                          auto stream = std::make_shared<ResponseStream>(limit);
+                        [waiting](Response head) -> std::shared_ptr<StreamWriter> {
+                          auto stream =
+                              std::make_shared<ResponseStream>(waiting->stream_buffer_limit);
                           waiting->Deliver(std::move(head), stream);
                           return stream;
                         });

@@ -128,6 +128,9 @@ auto AsyncStreamReady(std::shared_ptr<ResponseStream> stream, Token&& token) {
 // from any thread, and the coroutine waits for it.
 class PendingResponse {
  public:
+  explicit PendingResponse(size_t stream_buffer_limit) : stream_buffer_limit(stream_buffer_limit) {}
+  // The bound of a stream started for this request (max_stream_buffer_bytes).
+  const size_t stream_buffer_limit;
   // The request's cancellation (Responder::cancellation()), raised when the
   // client leaves while the answer is pending. Weak: the Responder's state
   // holds this object (its sink), and must die with its last copy.
