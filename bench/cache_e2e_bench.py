@@ -75,10 +75,10 @@ def http_get(url, data=None):
         return r.read().decode()
 
 
-def start_nginx(tmp, port, metadata, response):
+def start_nginx(tmp, port, metadata, response, workers=2):
     conf = os.path.join(tmp, "nginx.conf")
     with open(conf, "w") as f:
-        f.write("""worker_processes 2;
+        f.write("""worker_processes %(workers)d;
 daemon off;
 pid %(tmp)s/nginx.pid;
 error_log %(tmp)s/nginx-error.log;
@@ -98,7 +98,8 @@ http {
     location = /v2/models/mlp_cached/infer { return 200 '%(response)s'; }
   }
 }
-""" % {"tmp": tmp, "port": port, "metadata": metadata, "response": response})
+""" % {"tmp": tmp, "port": port, "metadata": metadata, "response": response,
+       "workers": workers})
     proc = subprocess.Popen(["/usr/sbin/nginx", "-c", conf, "-p", tmp])
     for _ in range(2000):  # bounded wait for the listener
         try:

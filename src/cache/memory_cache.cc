@@ -94,19 +94,19 @@ struct alignas(64) MemoryCache::Shard {
   // record's pending hits (see TinyLfuPolicy::OnHit) and, the first time
   // since the policy last saw it, records it in the reader's buffer.
   Outcome Lookup(const CacheKey& key, int64_t now, bool allow_stale, int64_t max_stale,
-                 ShardLock::Slot& slot, std::shared_ptr<const CacheEntry>* out)
+                 ShardLock::Slot& slot, const std::shared_ptr<const CacheEntry>** out)
       REQUIRES_SHARED(mu) {
     Record* r = table.Find(key.digest);
     if (r == nullptr) return Outcome::kMiss;
     if (r->check() != key.check) return Outcome::kCollision;
     if (now <= r->expires_us) {
       if (TinyLfuPolicy::OnHit(r)) RecordTouch(slot, r);
-      *out = r->entry;
+      *out = &r->entry;
       return Outcome::kHit;
     }
     if (now - r->expires_us > max_stale) return Outcome::kDrop;
     if (!allow_stale) return Outcome::kExpired;
-    *out = r->entry;
+    *out = &r->entry;
     return Outcome::kStaleHit;
   }
 
@@ -221,19 +221,37 @@ std::shared_ptr<const CacheEntry> MemoryCache::Probe(const CacheKey& key) {
   return hit ? std::move(hit->entry) : nullptr;
 }
 
+bool MemoryCache::Probe(const CacheKey& key, Visit visit, void* arg) {
+  return GetImpl(key, /*allow_stale=*/false, /*count_miss=*/false, visit, arg).has_value();
+}
+
 std::optional<MemoryCache::Hit> MemoryCache::GetImpl(const CacheKey& key, bool allow_stale,
-                                                     bool count_miss) {
+                                                     bool count_miss, Visit visit, void* arg) {
   Shard& s = ShardFor(key.digest);
   ShardLock::Slot& slot = s.mu.ReaderSlot();
   const int64_t now = WallNow();
   std::shared_ptr<const CacheEntry> entry;
   Outcome outcome;
+  // A visit reads the entry under the lock: no copy of its shared_ptr, whose
+  // count would otherwise be one more line that the threads hitting a hot
+  // entry all write.
+  auto take = [&](const std::shared_ptr<const CacheEntry>* found) {
+    if (found == nullptr) return;
+    if (visit != nullptr) {
+      visit(**found, arg);
+    } else {
+      entry = *found;
+    }
+  };
+  const std::shared_ptr<const CacheEntry>* found = nullptr;
   if (options_.exclusive_reads) {
     ShardWriterLock l(&s.mu);
-    outcome = s.Lookup(key, now, allow_stale, options_.max_stale_us, slot, &entry);
+    outcome = s.Lookup(key, now, allow_stale, options_.max_stale_us, slot, &found);
+    take(found);
   } else {
     ShardReaderLock l(&s.mu, &slot);
-    outcome = s.Lookup(key, now, allow_stale, options_.max_stale_us, slot, &entry);
+    outcome = s.Lookup(key, now, allow_stale, options_.max_stale_us, slot, &found);
+    take(found);
   }
   switch (outcome) {
     case Outcome::kHit:

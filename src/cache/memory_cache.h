@@ -141,6 +141,11 @@ class MemoryCache {
   // (an API's exact-repeat memo, which falls back to the canonical lookup):
   // a hit counts as a hit, a miss is not counted.
   std::shared_ptr<const CacheEntry> Probe(const CacheKey& key);
+  // The same, but calls visit(entry, arg) on a fresh entry, under the
+  // shard's reader lock, instead of returning it (the visit must be short
+  // and must not call back into the cache). Returns whether it was a hit.
+  using Visit = void (*)(const CacheEntry& entry, void* arg);
+  bool Probe(const CacheKey& key, Visit visit, void* arg);
   // Stores `entry` under `key` (entry->check must equal key.check), replacing
   // any entry with the same digest, evicting others as needed.
   void Put(const CacheKey& key, std::shared_ptr<const CacheEntry> entry);
@@ -171,7 +176,8 @@ class MemoryCache {
   static size_t ShardCount(const Options& options);
   Shard& ShardFor(const Digest128& d) const;
   int64_t WallNow() const;
-  std::optional<Hit> GetImpl(const CacheKey& key, bool allow_stale, bool count_miss);
+  std::optional<Hit> GetImpl(const CacheKey& key, bool allow_stale, bool count_miss,
+                             Visit visit = nullptr, void* arg = nullptr);
   // Returns whether the entry was stored. `inherit`: sightings to add to
   // the sketch; `policy_id`: the policy's id for it (null: its own);
   // `copy`: stored by PutCopy, within the copies' share.

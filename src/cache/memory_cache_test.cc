@@ -293,6 +293,42 @@ TEST_F(MemoryCacheTest, LongChecksAreComparedInTheEntry) {
   EXPECT_EQ(cache->GetStats().misses, 1u);
 }
 
+// A probe with a visit reads the entry in place: called once on a fresh
+// hit with the stored entry itself (no copy of it is shared), never on a
+// miss, a collision or an expired entry, and counted like Probe.
+TEST_F(MemoryCacheTest, ProbeWithVisitReadsTheEntryInPlace) {
+  auto cache = Make();
+  CacheKey a = Key(1);
+  auto e = Entry(a, 10, Later(10 * kSecond), "tag");
+  cache->Put(a, e);
+  struct Seen {
+    int calls = 0;
+    const CacheEntry* entry = nullptr;
+    std::string payload;
+  } seen;
+  auto visit = [](const CacheEntry& entry, void* arg) {
+    auto* s = static_cast<Seen*>(arg);
+    ++s->calls;
+    s->entry = &entry;
+    s->payload = entry.payload;
+  };
+  EXPECT_TRUE(cache->Probe(a, visit, &seen));
+  EXPECT_EQ(seen.calls, 1);
+  EXPECT_EQ(seen.entry, e.get());
+  EXPECT_EQ(seen.payload, e->payload);
+  EXPECT_EQ(e.use_count(), 2);  // the test's and the cache's: the probe kept none
+  EXPECT_EQ(cache->GetStats().hits, 1u);
+
+  CacheKey forged = a;
+  forged.check.back() ^= 1;
+  EXPECT_FALSE(cache->Probe(forged, visit, &seen));
+  EXPECT_FALSE(cache->Probe(Key(2), visit, &seen));
+  clock_.Advance(seconds(11));
+  EXPECT_FALSE(cache->Probe(a, visit, &seen));
+  EXPECT_EQ(seen.calls, 1);
+  EXPECT_EQ(cache->GetStats().misses, 0u);  // probes count no misses
+}
+
 TEST_F(MemoryCacheTest, EraseEraseModelAndClear) {
   auto cache = Make();
   const int64_t exp = Later(60 * kSecond);

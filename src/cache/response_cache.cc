@@ -174,6 +174,14 @@ std::shared_ptr<const CacheEntry> ResponseCache::Probe(const CacheKey& key) {
   return entry;
 }
 
+bool ResponseCache::ProbeVisit(const CacheKey& key, void (*visit)(const CacheEntry&, void*),
+                               void* arg) {
+  Time start = clock_->Now();
+  bool hit = memory_->Probe(key, visit, arg);
+  if (hit) Observe(Source::kMemory, start);
+  return hit;
+}
+
 void ResponseCache::StoreMemory(const CacheKey& key, std::shared_ptr<const CacheEntry> entry,
                                 uint64_t generation, const Digest128* copy_of) {
   if (this->generation() != generation) return;

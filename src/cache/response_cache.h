@@ -74,6 +74,14 @@ class ResponseCache {
   // hit counts as an L1 hit, a miss is not counted (the request goes on to
   // its own Lookup, which counts it).
   std::shared_ptr<const CacheEntry> Probe(const CacheKey& key);
+  // The same, calling visit(entry) on a hit while the entry is held
+  // (MemoryCache::Probe with a visit: short, no calls back into the cache)
+  // instead of sharing it. Returns whether it was a hit.
+  template <typename F>
+  bool ProbeWith(const CacheKey& key, F& visit) {
+    return ProbeVisit(
+        key, [](const CacheEntry& e, void* f) { (*static_cast<F*>(f))(e); }, &visit);
+  }
   // Stores in L1 unless an invalidation (InvalidateModel, Clear) ran since
   // `generation` was read: an entry derived from one read before an
   // invalidation must not outlive it. A store that races an invalidation is
@@ -107,6 +115,7 @@ class ResponseCache {
   std::string StatsJson();
 
  private:
+  bool ProbeVisit(const CacheKey& key, void (*visit)(const CacheEntry&, void*), void* arg);
   explicit ResponseCache(Options options);
   void LookupLoop() EXCLUDES(mu_);
   std::optional<Hit> LookupLower(const CacheKey& key);

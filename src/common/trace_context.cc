@@ -51,10 +51,12 @@ bool ParseHex(std::string_view s, std::array<uint8_t, N>* out) {
 template <size_t N>
 void AppendHex(std::string* out, const std::array<uint8_t, N>& bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
-  for (uint8_t b : bytes) {
-    out->push_back(kDigits[b >> 4]);
-    out->push_back(kDigits[b & 15]);
+  char buf[2 * N];
+  for (size_t i = 0; i < N; ++i) {
+    buf[2 * i] = kDigits[bytes[i] >> 4];
+    buf[2 * i + 1] = kDigits[bytes[i] & 15];
   }
+  out->append(buf, 2 * N);
 }
 
 }  // namespace

@@ -2,13 +2,18 @@
 
 #include <atomic>
 
+#include <boost/container/small_vector.hpp>
+
 #include "http/request_reader.h"
 
 namespace inferd::http {
 namespace {
 
-std::vector<std::string_view> Split(std::string_view path) {
-  std::vector<std::string_view> out;
+// Most paths have a handful of segments: no allocation for those.
+using Segments = boost::container::small_vector<std::string_view, 8>;
+
+Segments Split(std::string_view path) {
+  Segments out;
   size_t i = 0;
   while (i < path.size()) {
     if (path[i] == '/') {
@@ -152,55 +157,70 @@ void Router::Add(Verb method, std::string pattern, Handler handler) {
   routes_.push_back(std::move(r));
 }
 
+namespace {
+
+bool IsParam(const std::string& p) { return p.size() > 2 && p.front() == '{' && p.back() == '}'; }
+
+bool Matches(const std::vector<std::string>& pattern, const Segments& segs) {
+  if (pattern.size() != segs.size()) return false;
+  for (size_t i = 0; i < segs.size(); ++i) {
+    if (!IsParam(pattern[i]) && pattern[i] != segs[i]) return false;
+  }
+  return true;
+}
+
+PathParams ParamsOf(const std::vector<std::string>& pattern, const Segments& segs) {
+  PathParams params;
+  for (size_t i = 0; i < segs.size(); ++i) {
+    if (IsParam(pattern[i]))
+      params.values.emplace_back(std::string_view(pattern[i]).substr(1, pattern[i].size() - 2),
+                                 segs[i]);
+  }
+  return params;
+}
+
+}  // namespace
+
 Router::Match Router::Find(Verb method, std::string_view path) const {
   Match m;
   m.status = Status::not_found;
   size_t q = path.find('?');
   if (q != std::string_view::npos) path = path.substr(0, q);
-  std::vector<std::string> segs;
-  for (std::string_view raw : Split(path)) {
-    auto decoded = PercentDecode(raw);
-    if (!decoded) {
-      m.status = Status::bad_request;
-      m.error = "malformed percent-encoding in path segment '" + std::string(raw) + "'";
-      return m;
+  Segments segs = Split(path);
+  // Segments borrow from the path unless percent-encoded: then from here.
+  std::vector<std::string> decoded;
+  if (path.find('%') != std::string_view::npos) {
+    decoded.reserve(segs.size());
+    for (std::string_view& seg : segs) {
+      auto d = PercentDecode(seg);
+      if (!d) {
+        m.status = Status::bad_request;
+        m.error = "malformed percent-encoding in path segment '" + std::string(seg) + "'";
+        return m;
+      }
+      decoded.push_back(std::move(*d));
+      seg = decoded.back();
     }
-    segs.push_back(std::move(*decoded));
   }
   // HEAD takes the GET route unless a HEAD route exists.
   const Route* head_fallback = nullptr;
-  PathParams head_params;
   for (const Route& r : routes_) {
-    if (r.segments.size() != segs.size()) continue;
-    PathParams params;
-    bool ok = true;
-    for (size_t i = 0; i < segs.size() && ok; ++i) {
-      const std::string& p = r.segments[i];
-      if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
-        params.values.emplace_back(std::string_view(p).substr(1, p.size() - 2), segs[i]);
-      } else {
-        ok = p == segs[i];
-      }
-    }
-    if (!ok) continue;
+    if (!Matches(r.segments, segs)) continue;
     if (r.method == method) {
       m.handler = &r.handler;
-      m.params = std::move(params);
+      m.params = ParamsOf(r.segments, segs);
       m.status = Status::ok;
       m.allow.clear();
       return m;
     }
-    if (method == Verb::head && r.method == Verb::get && !head_fallback) {
-      head_fallback = &r;
-      head_params = std::move(params);
-    }
+    if (method == Verb::head && r.method == Verb::get && !head_fallback) head_fallback = &r;
     m.status = Status::method_not_allowed;
     if (!m.allow.empty()) m.allow += ", ";
     m.allow += std::string(beast_http::to_string(r.method));
   }
   if (head_fallback) {
     m.handler = &head_fallback->handler;
-    m.params = std::move(head_params);
+    m.params = ParamsOf(head_fallback->segments, segs);
     m.status = Status::ok;
     m.allow.clear();
   }

@@ -135,11 +135,12 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
     auto accept = req[beast_http::field::accept_encoding];
     gzip_ok = !accept.empty() && AcceptsGzip(std::string_view(accept.data(), accept.size()));
   }
-  RequestStarted();
+  RequestStarted(s);
   struct Finished {
     Impl* impl;
-    ~Finished() { impl->RequestFinished(); }
-  } finished{this};
+    Session& s;
+    ~Finished() { impl->RequestFinished(s); }
+  } finished{this, s};
   Response res;
   std::string failure;
   std::shared_ptr<PendingResponse> pending;
@@ -268,7 +269,7 @@ awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
   socket.set_option(tcp::no_delay(true), ec);
   socket.non_blocking(true, ec);  // WriteResponse writes directly first
   // Shared only with the idle timer's handler, which holds it weakly.
-  auto session = std::make_shared<Session>(std::move(socket));
+  auto session = std::make_shared<Session>(std::move(socket), worker);
   Session& s = *session;
   s.self = session;
   auto it = worker->sessions.insert(worker->sessions.end(), &s);

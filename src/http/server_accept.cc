@@ -223,7 +223,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const Options& options, const R
         r->AddGauge("inferd_http_connections", "Open HTTP connections", {})->WithLabels({});
     Impl* raw = impl.get();
     r->AddCollectHook([raw, in_progress_gauge, connections_gauge] {
-      in_progress_gauge->Set(static_cast<double>(raw->in_progress.load()));
+      in_progress_gauge->Set(static_cast<double>(raw->InProgress()));
       connections_gauge->Set(static_cast<double>(raw->connections.load()));
     });
   }
@@ -300,15 +300,15 @@ void Server::BeginDrain() {
 
 bool Server::WaitIdle(std::chrono::steady_clock::time_point deadline) {
   MutexLock l(&impl_->mu);
-  while (impl_->in_progress.load() > 0) {
-    if (!impl_->idle_cv.WaitUntil(&impl_->mu, deadline) && impl_->in_progress.load() > 0) {
+  while (impl_->InProgress() > 0) {
+    if (!impl_->idle_cv.WaitUntil(&impl_->mu, deadline) && impl_->InProgress() > 0) {
       return false;
     }
   }
   return true;
 }
 
-int64_t Server::requests_in_progress() const { return impl_->in_progress.load(); }
+int64_t Server::requests_in_progress() const { return impl_->InProgress(); }
 
 int64_t Server::max_connections() const { return impl_->max_connections; }
 

@@ -43,6 +43,9 @@ struct IoWorker {
   std::list<Session*> sessions;  // declared before ioc: outlives the coroutines
   asio::io_context ioc{1};
   std::thread thread;
+  // Requests of this worker being served: a line of its own, so that the
+  // workers' per-request updates never share one (Impl sums them).
+  alignas(64) std::atomic<int64_t> in_progress{0};
 };
 
 // Shared between a request read and its deadline timer's handler, which may
@@ -53,7 +56,8 @@ struct ReadDeadline {
 };
 
 struct Session {
-  explicit Session(tcp::socket s) : stream(std::move(s)), idle_timer(stream.get_executor()) {}
+  Session(tcp::socket s, IoWorker* w)
+      : stream(std::move(s)), idle_timer(stream.get_executor()), worker(w) {}
   beast::tcp_stream stream;
   bool idle = true;
   // Set when the server cancels the idle wait to close the connection (idle
@@ -67,6 +71,7 @@ struct Session {
   std::chrono::steady_clock::time_point idle_since;
   // The session itself, for handlers that may outlive it (set by RunSession).
   std::weak_ptr<Session> self;
+  IoWorker* worker;  // the thread it lives on
 };
 
 // A streamed response's buffer, between its producer (any thread) and the
@@ -224,7 +229,6 @@ struct Server::Impl {
   // Requests being served. Counted without a lock; the last one out takes
   // `mu` to signal, so a WaitIdle that saw a count above zero under `mu`
   // cannot miss the wake-up.
-  std::atomic<int64_t> in_progress{0};
   Mutex mu;
   CondVar idle_cv;
   Family<Counter>* responses = nullptr;  // by status code; null without a registry
@@ -318,12 +322,17 @@ struct Server::Impl {
   awaitable<void> Refuse(tcp::socket socket);
   void RefuseNow(tcp::socket& socket);
   void CloseIdleSessions();
-  void RequestStarted() { in_progress.fetch_add(1); }
-  void RequestFinished() {
-    if (in_progress.fetch_sub(1) == 1) {
+  void RequestStarted(Session& s) { s.worker->in_progress.fetch_add(1); }
+  void RequestFinished(Session& s) {
+    if (s.worker->in_progress.fetch_sub(1) == 1) {
       MutexLock l(&mu);
       idle_cv.SignalAll();
     }
+  }
+  int64_t InProgress() const {
+    int64_t n = 0;
+    for (const auto& w : workers) n += w->in_progress.load();
+    return n;
   }
 };
 

@@ -3,10 +3,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 #include <set>
 #include <type_traits>
 
@@ -131,10 +133,28 @@ void AppendChild(std::string* out, const FamilyBase& f, const std::vector<std::s
 
 // ---- Histogram ----
 
-Histogram::Histogram(std::vector<double> bounds)
-    : bounds_(NormalizeBounds(std::move(bounds))),
-      counts_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
-  for (size_t i = 0; i <= bounds_.size(); ++i) counts_[i].store(0, std::memory_order_relaxed);
+namespace metrics_internal {
+
+size_t ThisThreadStripe() {
+  static std::atomic<size_t> next{0};
+  thread_local const size_t stripe = next.fetch_add(1, std::memory_order_relaxed) % kStripes;
+  return stripe;
+}
+
+}  // namespace metrics_internal
+
+void Histogram::FreeAligned::operator()(std::atomic<uint64_t>* p) const {
+  ::operator delete[](p, std::align_val_t{64});
+}
+
+Histogram::Histogram(std::vector<double> bounds) : bounds_(NormalizeBounds(std::move(bounds))) {
+  constexpr size_t kPerLine = 64 / sizeof(std::atomic<uint64_t>);
+  row_ = (bounds_.size() + 2 + kPerLine - 1) / kPerLine * kPerLine;
+  const size_t n = row_ * metrics_internal::kStripes;
+  auto* raw = static_cast<std::atomic<uint64_t>*>(
+      ::operator new[](n * sizeof(std::atomic<uint64_t>), std::align_val_t{64}));
+  for (size_t i = 0; i < n; ++i) new (&raw[i]) std::atomic<uint64_t>(0);
+  slots_.reset(raw);
 }
 
 void Histogram::Observe(double v) {
@@ -143,8 +163,14 @@ void Histogram::Observe(double v) {
                  ? bounds_.size()
                  : static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) -
                                        bounds_.begin());
-  counts_[i].fetch_add(1, std::memory_order_relaxed);
-  sum_.fetch_add(v, std::memory_order_relaxed);
+  std::atomic<uint64_t>* row = &slots_[row_ * metrics_internal::ThisThreadStripe()];
+  row[1 + i].fetch_add(1, std::memory_order_relaxed);
+  // The sum: a double kept as its bits. Only this thread's stripe sees
+  // updates from this thread, so the loop rarely retries.
+  uint64_t old = row[0].load(std::memory_order_relaxed);
+  while (!row[0].compare_exchange_weak(old, std::bit_cast<uint64_t>(std::bit_cast<double>(old) + v),
+                                       std::memory_order_relaxed)) {
+  }
 }
 
 Histogram::Snapshot Histogram::Snap() const {
@@ -153,11 +179,13 @@ Histogram::Snapshot Histogram::Snap() const {
   s.cumulative_counts.resize(bounds_.size() + 1);
   uint64_t running = 0;
   for (size_t i = 0; i <= bounds_.size(); ++i) {
-    running += counts_[i].load(std::memory_order_relaxed);
+    for (size_t k = 0; k < metrics_internal::kStripes; ++k)
+      running += slots_[row_ * k + 1 + i].load(std::memory_order_relaxed);
     s.cumulative_counts[i] = running;
   }
   s.count = running;
-  s.sum = sum_.load(std::memory_order_relaxed);
+  for (size_t k = 0; k < metrics_internal::kStripes; ++k)
+    s.sum += std::bit_cast<double>(slots_[row_ * k].load(std::memory_order_relaxed));
   return s;
 }
 

@@ -17,6 +17,7 @@
 // test; this mirrors MustRegister in the Go client and keeps the API free of
 // Status plumbing on the hot path.
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -38,11 +39,33 @@ inline constexpr std::string_view kPrometheusTextContentType =
 static_assert(std::atomic<double>::is_always_lock_free, "metrics need lock-free double atomics");
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "metrics need lock-free 64-bit atomics");
 
+namespace metrics_internal {
+
+// Hot metrics are striped: each thread adds into its own cache line (the
+// stripe it took at its first update, in turn), and a read sums the
+// stripes. Two I/O threads on two cores then never bounce one line per
+// update, as a single atomic would (docs/benchmarks.md, "The memo hit's
+// CPU"). Reads are rare (a scrape) and pay the sum.
+inline constexpr size_t kStripes = 4;
+size_t ThisThreadStripe();
+
+struct alignas(64) PaddedDouble {
+  std::atomic<double> v{0};
+};
+
+inline double SumStripes(const std::array<PaddedDouble, kStripes>& s) {
+  double total = 0;
+  for (const PaddedDouble& p : s) total += p.v.load(std::memory_order_relaxed);
+  return total;
+}
+
+}  // namespace metrics_internal
+
 // A monotonically increasing value (requests served, bytes sent).
 // Invariant: Value() never decreases; negative and NaN increments are ignored.
-// Threading: every method is lock-free and safe from any thread. Cache-line
-// aligned so that hot counters updated by different threads do not share a line.
-class alignas(64) Counter {
+// Threading: every method is lock-free and safe from any thread; updates
+// from different threads touch different cache lines (striped).
+class Counter {
  public:
   Counter() = default;
   Counter(const Counter&) = delete;
@@ -50,28 +73,36 @@ class alignas(64) Counter {
 
   void Increment(double v = 1) {
     if (!(v >= 0)) return;  // also rejects NaN
-    value_.fetch_add(v, std::memory_order_relaxed);
+    stripes_[metrics_internal::ThisThreadStripe()].v.fetch_add(v, std::memory_order_relaxed);
   }
-  double Value() const { return value_.load(std::memory_order_relaxed); }
+  double Value() const { return metrics_internal::SumStripes(stripes_); }
 
  private:
-  std::atomic<double> value_{0};
+  std::array<metrics_internal::PaddedDouble, metrics_internal::kStripes> stripes_;
 };
 
-// A value that goes up and down (queue depth, resident bytes).
+// A value that goes up and down (queue depth, resident bytes). A gauge is
+// either Set (a sampled value) or moved with Add (in-flight requests), not
+// both at once: Set replaces the striped sum, and an Add racing with it
+// may be lost.
 // Threading: every method is lock-free and safe from any thread.
-class alignas(64) Gauge {
+class Gauge {
  public:
   Gauge() = default;
   Gauge(const Gauge&) = delete;
   Gauge& operator=(const Gauge&) = delete;
 
-  void Set(double v) { value_.store(v, std::memory_order_relaxed); }
-  void Add(double v) { value_.fetch_add(v, std::memory_order_relaxed); }
-  double Value() const { return value_.load(std::memory_order_relaxed); }
+  void Set(double v) {
+    stripes_[0].v.store(v, std::memory_order_relaxed);
+    for (size_t i = 1; i < stripes_.size(); ++i) stripes_[i].v.store(0, std::memory_order_relaxed);
+  }
+  void Add(double v) {
+    stripes_[metrics_internal::ThisThreadStripe()].v.fetch_add(v, std::memory_order_relaxed);
+  }
+  double Value() const { return metrics_internal::SumStripes(stripes_); }
 
  private:
-  std::atomic<double> value_{0};
+  std::array<metrics_internal::PaddedDouble, metrics_internal::kStripes> stripes_;
 };
 
 // Counts observations (latencies, sizes) into buckets with fixed upper bounds.
@@ -81,9 +112,9 @@ class alignas(64) Gauge {
 // construction (the constructor sorts them and drops duplicates and
 // non-finite values, so any input yields a valid histogram).
 // Threading: Observe is lock-free (one atomic add on a bucket, one on the
-// sum). Snap may run concurrently with Observe; it then sees each observation
-// either fully in the counts or not at all, but the sum may be a few
-// observations ahead of or behind the counts, as in other Prometheus clients.
+// sum, both in the calling thread's stripe). Snap may run concurrently with Observe; it then sees
+// each observation either fully in the counts or not at all, but the sum may be a few observations
+// ahead of or behind the counts, as in other Prometheus clients.
 class Histogram {
  public:
   struct Snapshot {
@@ -102,10 +133,15 @@ class Histogram {
   const std::vector<double>& bounds() const { return bounds_; }
 
  private:
+  struct FreeAligned {
+    void operator()(std::atomic<uint64_t>* p) const;
+  };
   std::vector<double> bounds_;
-  // bounds_.size() + 1 non-cumulative counts; the last one is the +Inf bucket.
-  std::unique_ptr<std::atomic<uint64_t>[]> counts_;
-  std::atomic<double> sum_{0};
+  // Per stripe, a row of row_ slots (a whole number of cache lines): the
+  // sum (as the bits of a double) then bounds_.size() + 1 non-cumulative
+  // counts, the last one the +Inf bucket.
+  size_t row_ = 0;
+  std::unique_ptr<std::atomic<uint64_t>[], FreeAligned> slots_;
 };
 
 namespace metrics_internal {

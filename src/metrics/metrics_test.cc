@@ -35,6 +35,12 @@ TEST(GaugeTest, SetAndAdd) {
   EXPECT_EQ(g.Value(), 3.5);
   g.Set(-1);
   EXPECT_EQ(g.Value(), -1);
+  // Adds from other threads land in other stripes; a Set replaces them all.
+  std::thread([&] { g.Add(10); }).join();
+  std::thread([&] { g.Add(100); }).join();
+  EXPECT_EQ(g.Value(), 109);
+  g.Set(7);
+  EXPECT_EQ(g.Value(), 7);
 }
 
 TEST(HistogramTest, BucketsAreCumulativeAndUpperInclusive) {

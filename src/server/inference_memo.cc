@@ -30,7 +30,10 @@ InferenceServer::MemoProbe InferenceServer::ProbeMemo(const InferExchange& x,
     cache->EraseMemory(*out.key);
     return out;
   }
-  out.hit = cache->Probe(*out.key);
+  // The reply is copied out under the cache's lock: the entry itself is
+  // never shared (see ResponseCache::ProbeWith).
+  auto visit = [&](const CacheEntry& entry) { out.hit = ReplyFromMemo(entry, &out.reply); };
+  cache->ProbeWith(*out.key, visit);
   return out;
 }
 

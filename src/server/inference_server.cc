@@ -226,11 +226,8 @@ void InferenceServer::Submit(std::unique_ptr<InferExchange> x) {
   // 2a. cache, first step: the exact-repeat memo answers without decoding.
   MemoProbe memo = ProbeMemo(*x, *mv);
   if (memo.hit) {
-    EncodedReply reply;
-    if (ReplyFromMemo(*memo.hit, &reply)) {
-      Reply(*x, mm, start, std::move(reply));
-      return;
-    }
+    Reply(*x, mm, start, std::move(memo.reply));
+    return;
   }
   StatusOr<InferRequest> request = InternalError("decoding the request failed");
   try {

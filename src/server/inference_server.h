@@ -97,9 +97,10 @@ class InferenceServer {
   // entry's TTL and creation time, the memory budget and the invalidation
   // by model; it is never served stale and never written to lower tiers.
   struct MemoProbe {
-    std::optional<CacheKey> key;            // set when the request may be memoized
-    uint64_t generation = 0;                // the cache's, before any lookup
-    std::shared_ptr<const CacheEntry> hit;  // the stored reply
+    std::optional<CacheKey> key;  // set when the request may be memoized
+    uint64_t generation = 0;      // the cache's, before any lookup
+    bool hit = false;             // a fresh memo entry answered: `reply` is the answer
+    EncodedReply reply;           // copied out of the entry while the cache held it
   };
   MemoProbe ProbeMemo(const InferExchange& x, const ModelVersion& mv);
   // The reply a memo hit answers with; false if the entry is damaged.

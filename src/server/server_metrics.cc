@@ -1,10 +1,18 @@
 #include "server/server_metrics.h"
 
+#include <array>
+#include <atomic>
+
 namespace inferd {
 
 double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 
-ServerMetrics::ServerMetrics(Registry* registry) : registry_(registry) {
+namespace {
+std::atomic<uint64_t> next_metrics_id{1};
+}  // namespace
+
+ServerMetrics::ServerMetrics(Registry* registry)
+    : registry_(registry), id_(next_metrics_id.fetch_add(1)) {
   std::vector<std::string> mv = {"model", "version"};
   requests_ = registry->AddCounter("inferd_requests_total",
                                    "Inference requests by model, version and outcome",
@@ -32,7 +40,30 @@ ServerMetrics::ServerMetrics(Registry* registry) : registry_(registry) {
   registry->AddCollectHook([this] { rss_->Set(static_cast<double>(ProcessResidentBytes())); });
 }
 
+// A few recent answers per thread: on a hit, For() touches no shared line
+// (the map's reader lock would be one that every request writes).
 ModelMetrics* ServerMetrics::For(const std::string& model, int64_t version) {
+  struct Recent {
+    uint64_t owner = 0;
+    int64_t version = 0;
+    std::string model;
+    ModelMetrics* metrics = nullptr;
+  };
+  thread_local std::array<Recent, 4> recent;
+  thread_local size_t next = 0;
+  for (const Recent& r : recent) {
+    if (r.owner == id_ && r.version == version && r.model == model) return r.metrics;
+  }
+  ModelMetrics* m = Find(model, version);
+  Recent& slot = recent[next++ % recent.size()];
+  slot.owner = id_;
+  slot.version = version;
+  slot.model = model;
+  slot.metrics = m;
+  return m;
+}
+
+ModelMetrics* ServerMetrics::Find(const std::string& model, int64_t version) {
   auto key = std::make_pair(model, version);
   {
     ReaderLock l(&mu_);

@@ -61,6 +61,11 @@ class ServerMetrics {
   Family<Gauge>* queue_depth_;
   Gauge* inflight_;
   Gauge* rss_;
+  ModelMetrics* Find(const std::string& model, int64_t version) EXCLUDES(mu_);
+
+  // Tells this instance's entries in the threads' caches of For() apart
+  // from those of an earlier instance at the same address.
+  const uint64_t id_;
   SharedMutex mu_;
   std::map<std::pair<std::string, int64_t>, std::unique_ptr<ModelMetrics>> by_model_
       GUARDED_BY(mu_);
