@@ -20,6 +20,8 @@ struct ApiContext {
   InferenceServer* server = nullptr;
   Registry* registry = nullptr;
   std::string version = "0.1.0";
+  // Who may call what (api/auth.h); null: everyone, as the default tenant.
+  const Admission* admission = nullptr;
 };
 
 void RegisterKServeRoutes(http::Router* router, const ApiContext* context);

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "api/api.h"
+#include "api/auth.h"
 #include "api/kserve_codec.h"
 #include "api/kserve_infer.h"
 
@@ -148,8 +149,16 @@ http::Response ErrorResponse(const Status& status) {
     case StatusCode::kInternal:
       code = bh::status::internal_server_error;
       break;
+    case StatusCode::kUnauthenticated:
+      code = bh::status::unauthorized;
+      break;
+    case StatusCode::kPermissionDenied:
+      code = bh::status::forbidden;
+      break;
   }
   Response res = http::MakeErrorResponse(code, status.message());
+  if (code == bh::status::unauthorized)
+    res.set(bh::field::www_authenticate, "Bearer realm=\"inferd\"");
   if (code == bh::status::service_unavailable) res.set(bh::field::retry_after, "1");
   return res;
 }
@@ -176,21 +185,24 @@ void RegisterKServeRoutes(http::Router* router, const ApiContext* ctx) {
     r.Send(mv.ok() ? ModelMetadata(**mv, ctx->server->models()->List())
                    : ErrorResponse(mv.status()));
   };
-  router->Add(V::get, "/v2/models/{model}", metadata);
-  router->Add(V::get, "/v2/models/{model}/versions/{version}", metadata);
+  router->Add(V::get, "/v2/models/{model}", Guard(ctx, Access::kTenant, metadata));
+  router->Add(V::get, "/v2/models/{model}/versions/{version}",
+              Guard(ctx, Access::kTenant, metadata));
   auto ready = [ctx](Request&&, const PathParams& p, Responder r) {
     auto mv = Resolve(ctx, p);
     r.Send(mv.ok() ? http::MakeJsonResponse(bh::status::ok, "{\"ready\":true}")
                    : ErrorResponse(mv.status()));
   };
-  router->Add(V::get, "/v2/models/{model}/ready", ready);
-  router->Add(V::get, "/v2/models/{model}/versions/{version}/ready", ready);
+  router->Add(V::get, "/v2/models/{model}/ready", Guard(ctx, Access::kTenant, ready));
+  router->Add(V::get, "/v2/models/{model}/versions/{version}/ready",
+              Guard(ctx, Access::kTenant, ready));
   auto config = [ctx](Request&&, const PathParams& p, Responder r) {
     auto mv = Resolve(ctx, p);
     r.Send(mv.ok() ? ModelConfigJson(**mv) : ErrorResponse(mv.status()));
   };
-  router->Add(V::get, "/v2/models/{model}/config", config);
-  router->Add(V::get, "/v2/models/{model}/versions/{version}/config", config);
+  router->Add(V::get, "/v2/models/{model}/config", Guard(ctx, Access::kTenant, config));
+  router->Add(V::get, "/v2/models/{model}/versions/{version}/config",
+              Guard(ctx, Access::kTenant, config));
   router->Add(V::post, "/v2/models/{model}/infer",
               [ctx](Request&& req, const PathParams& p, Responder r) {
                 HandleInfer(ctx, std::move(req), std::string(p.Get("model")), "", std::move(r));
@@ -200,7 +212,7 @@ void RegisterKServeRoutes(http::Router* router, const ApiContext* ctx) {
                 HandleInfer(ctx, std::move(req), std::string(p.Get("model")),
                             std::string(p.Get("version")), std::move(r));
               });
-  router->Add(V::post, "/v2/repository/index", [ctx](Request&&, const PathParams&, Responder r) {
+  auto index = [ctx](Request&&, const PathParams&, Responder r) {
     rapidjson::StringBuffer sb;
     Writer w(sb);
     w.StartArray();
@@ -220,14 +232,15 @@ void RegisterKServeRoutes(http::Router* router, const ApiContext* ctx) {
     }
     w.EndArray();
     r.Send(http::MakeJsonResponse(bh::status::ok, sb.GetString()));
-  });
+  };
+  router->Add(V::post, "/v2/repository/index", Guard(ctx, Access::kTenant, index));
 }
 
 void RegisterCacheRoutes(http::Router* router, const ApiContext* ctx) {
   using V = http::Verb;
   // `fn(cache, params, responder)` answers, at once or later.
-  auto with_cache = [ctx](auto fn) {
-    return [ctx, fn](Request&&, const PathParams& p, Responder r) {
+  auto with_cache = [ctx](Access access, auto fn) {
+    return Guard(ctx, access, [ctx, fn](Request&&, const PathParams& p, Responder r) {
       ResponseCache* cache = ctx->server->cache();
       if (!cache) {
         r.Send(ErrorResponse(
@@ -235,16 +248,16 @@ void RegisterCacheRoutes(http::Router* router, const ApiContext* ctx) {
         return;
       }
       fn(cache, p, std::move(r));
-    };
+    });
   };
   router->Add(V::get, "/v2/cache/stats",
-              with_cache([](ResponseCache* c, const PathParams&, Responder r) {
+              with_cache(Access::kTenant, [](ResponseCache* c, const PathParams&, Responder r) {
                 r.Send(http::MakeJsonResponse(bh::status::ok, c->StatsJson()));
               }));
   // Invalidations run on the cache's own threads: the disk and Redis tiers
   // may take a while and must not hold up an I/O thread.
   router->Add(V::delete_, "/v2/cache",
-              with_cache([](ResponseCache* c, const PathParams&, Responder r) {
+              with_cache(Access::kAdmin, [](ResponseCache* c, const PathParams&, Responder r) {
                 c->ClearAsync([r](Status st) {
                   r.Send(st.ok() ? http::MakeJsonResponse(bh::status::ok, "{\"cleared\":true}")
                                  : ErrorResponse(st));
@@ -252,7 +265,7 @@ void RegisterCacheRoutes(http::Router* router, const ApiContext* ctx) {
               }));
   router->Add(
       V::delete_, "/v2/cache/models/{model}",
-      with_cache([](ResponseCache* c, const PathParams& p, Responder r) {
+      with_cache(Access::kAdmin, [](ResponseCache* c, const PathParams& p, Responder r) {
         std::string body = "{\"cleared\":true,\"model\":\"";
         http::AppendJsonEscaped(&body, p.Get("model"));
         body += "\"}";

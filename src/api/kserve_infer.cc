@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "api/auth.h"
 #include "api/kserve_codec.h"
 
 namespace inferd::api {
@@ -217,8 +218,9 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
   TraceContext trace = TraceContext::Continue(HeaderValue(req, "traceparent"));
   std::string request_id = ChooseRequestId(HeaderValue(req, "X-Request-Id"), trace);
   auto json_length = JsonLength(req);
-  if (!json_length.ok()) {
-    Response res = ErrorResponse(json_length.status());
+  StatusOr<std::string> credential = ReadCredential(req);
+  if (!json_length.ok() || !credential.ok()) {
+    Response res = ErrorResponse(!credential.ok() ? credential.status() : json_length.status());
     res.set("X-Request-Id", request_id);
     res.set("traceparent", trace.Traceparent());
     respond.Send(std::move(res));
@@ -232,6 +234,7 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
   x->no_cache = cc.no_cache;
   x->no_store = cc.no_store;
   x->context.cancel = std::move(cancel);
+  x->context.credential = std::move(credential).value();
   x->context.trace = trace;
   x->context.request_id = std::move(request_id);
   ctx->server->Submit(std::move(x));

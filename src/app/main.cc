@@ -1,8 +1,9 @@
-// inferd: an inference server. Subcommands: serve, bench.
+// inferd: an inference server. Subcommands: serve, bench, keygen.
 #include <CLI/CLI.hpp>
 
 #include <csignal>
 
+#include "app/keygen_command.h"
 #include "app/serve_command.h"
 #include "common/logging.h"
 #if __has_include("app/bench_command.h")
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("inferd ") + INFERD_VERSION);
   app.require_subcommand(1);
   inferd::AddServeCommand(app);
+  inferd::AddKeygenCommand(app);
 #ifdef INFERD_HAVE_BENCH
   inferd::AddBenchCommand(app);
 #endif

@@ -62,7 +62,7 @@ int RunServe(const ServeFlags& flags) {
   auto env = Settings::ProcessEnv();
   std::string config_file = flags.config_file;
   if (config_file.empty() && env.count("INFERD_CONFIG")) config_file = env["INFERD_CONFIG"];
-  auto settings_or = Settings::Load(ServeSettingSpecs(), config_file, env, given);
+  auto settings_or = Settings::Load(ServeSettingSpecs(), config_file, env, given, {"tenants"});
   if (!settings_or.ok()) {
     std::cerr << "inferd serve: " << settings_or.status().message() << "\n";
     return 2;
@@ -117,7 +117,21 @@ int RunServe(const ServeFlags& flags) {
     std::cerr << "inferd serve: " << cache.status().message() << "\n";
     return 2;
   }
+  AdmissionConfig admission_config;
+  admission_config.auth_required = s.GetBool("auth.required");
+  auto tenants = LoadTenants(config_file);
+  if (!tenants.ok()) {
+    std::cerr << "inferd serve: " << tenants.status().message() << "\n";
+    return 2;
+  }
+  admission_config.tenants = std::move(tenants).value();
+  auto admission = Admission::Create(std::move(admission_config));
+  if (!admission.ok()) {
+    std::cerr << "inferd serve: " << admission.status().message() << "\n";
+    return 2;
+  }
   InferenceServer::Options so;
+  so.admission = admission->get();
   so.models = models->get();
   so.metrics = &metrics;
   so.cache = cache->get();
@@ -129,7 +143,7 @@ int RunServe(const ServeFlags& flags) {
     std::cerr << "inferd serve: " << server.status().message() << "\n";
     return 1;
   }
-  api::ApiContext ctx{server->get(), &registry, INFERD_VERSION};
+  api::ApiContext ctx{server->get(), &registry, INFERD_VERSION, admission->get()};
   http::Router router;
   api::RegisterKServeRoutes(&router, &ctx);
   api::RegisterAdminRoutes(&router, &ctx);
@@ -202,6 +216,8 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
       {"host", Type::kString, "127.0.0.1", "address to listen on"},
       {"http_port", Type::kInt, "8000", "HTTP port; 0 picks a free port and prints it"},
       {"http_threads", Type::kInt, "2", "HTTP I/O threads"},
+      {"auth.required", Type::kBool, "false",
+       "every /v2 request but /v2 and health needs an API key of a [[tenants]] entry"},
       {"max_body_bytes", Type::kInt, "67108864", "largest request body accepted; larger gets 413"},
       {"max_header_bytes", Type::kInt, "16384", "largest request header accepted; larger gets 431"},
       {"http_read_timeout_ms", Type::kInt, "30000",

@@ -2,7 +2,11 @@
 // RequestContext: what every request carries through the pipeline besides
 // its payload, set by the protocol adapter and read by every stage:
 //
-//  - tenant: who is asking (one default tenant until tenants exist);
+//  - credential: the API key as the client sent it ("" for none), until
+//    the admission stage turns it into the tenant and clears it;
+//  - tenant: who is asking ("default" for requests without a key while
+//    keys are optional); it scopes the response cache. In-process callers
+//    (cache warm-up, tests) set it themselves with `authenticated`;
 //  - priority: 0 is the model's default level; otherwise 1 is the highest
 //    and larger numbers are lower (Triton's convention);
 //  - deadline: absolute, on the server's Clock; Time::max() for none. A
@@ -25,6 +29,8 @@ namespace inferd {
 struct RequestContext {
   static constexpr const char* kDefaultTenant = "default";
 
+  std::string credential;
+  bool authenticated = false;  // true: `tenant` is set, skip authentication
   std::string tenant = kDefaultTenant;
   int priority = 0;
   Time deadline = Time::max();

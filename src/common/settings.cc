@@ -124,7 +124,8 @@ std::map<std::string, std::string> Settings::ProcessEnv() {
 StatusOr<Settings> Settings::Load(const std::vector<SettingSpec>& specs,
                                   const std::string& config_file,
                                   const std::map<std::string, std::string>& env,
-                                  const std::map<std::string, std::string>& flags) {
+                                  const std::map<std::string, std::string>& flags,
+                                  const std::vector<std::string>& structured_roots) {
   Settings s;
   std::map<std::string, const SettingSpec*> by_key;
   for (const auto& spec : specs) {
@@ -141,6 +142,7 @@ StatusOr<Settings> Settings::Load(const std::vector<SettingSpec>& specs,
                                   std::string(e.description()) + " at line " +
                                   std::to_string(e.source().begin.line));
     }
+    for (const std::string& root : structured_roots) table.erase(root);
     std::map<std::string, const toml::node*> flat;
     Flatten(table, "", &flat);
     for (const auto& [key, node] : flat) {

@@ -31,10 +31,13 @@ class Settings {
  public:
   // `flags` maps keys (not flag spellings) to the raw flag text given on the
   // command line; `env` is the process environment (or a test's map).
+  // Top-level tables of the file named in `structured_roots` (e.g.
+  // "tenants", an array of tables) are left to their own parsers.
   static StatusOr<Settings> Load(const std::vector<SettingSpec>& specs,
                                  const std::string& config_file,
                                  const std::map<std::string, std::string>& env,
-                                 const std::map<std::string, std::string>& flags);
+                                 const std::map<std::string, std::string>& flags,
+                                 const std::vector<std::string>& structured_roots = {});
 
   // The current process environment, INFERD_* variables only.
   static std::map<std::string, std::string> ProcessEnv();

@@ -22,6 +22,8 @@ enum class StatusCode {
   kCancelled,           // the caller went away or the server is draining
   kUnimplemented,       // a feature this build does not have
   kInternal,            // a bug or an unexpected backend failure
+  kUnauthenticated,     // no credential, or one that names no one
+  kPermissionDenied,    // a known caller not allowed to do this
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -64,6 +66,12 @@ inline Status UnimplementedError(std::string m) {
   return {StatusCode::kUnimplemented, std::move(m)};
 }
 inline Status InternalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status UnauthenticatedError(std::string m) {
+  return {StatusCode::kUnauthenticated, std::move(m)};
+}
+inline Status PermissionDeniedError(std::string m) {
+  return {StatusCode::kPermissionDenied, std::move(m)};
+}
 
 // Holds either a value or a non-OK Status.
 template <typename T>

@@ -239,9 +239,15 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
     if (c.response_cache.max_stale_s > kTenYears) {
       return p.Error("response_cache.max_stale_s", "must be <= 10 years");
     }
+    if (auto scope = t->get("scope"); scope) {
+      const std::string* v = scope->is_string() ? &**scope->as_string() : nullptr;
+      if (v == nullptr || (*v != "tenant" && *v != "shared"))
+        return p.Error("response_cache.scope", "must be \"tenant\" or \"shared\"");
+      c.response_cache.shared = *v == "shared";
+    }
     for (const auto& [k, v] : *t) {
       std::string ks(k.str());
-      if (ks != "enable" && ks != "ttl_s" && ks != "max_stale_s") {
+      if (ks != "enable" && ks != "ttl_s" && ks != "max_stale_s" && ks != "scope") {
         return p.Error("response_cache." + ks, "is unknown");
       }
     }

@@ -12,7 +12,8 @@
 //   enable (default true), max_queue_delay_us, preferred_batch_sizes,
 //   max_queue_size (same as the top-level key)
 //   [response_cache]               # presence enables it: enable (default true),
-//                                  # ttl_s (1 s to 10 years), max_stale_s
+//                                  # ttl_s (1 s to 10 years), max_stale_s,
+//                                  # scope ("tenant" default, or "shared")
 //   [parameters]                   # backend parameters, e.g. intra_op_threads
 //
 // Errors name the file and the field.
@@ -44,6 +45,9 @@ struct ResponseCacheConfig {
   bool enabled = false;
   int64_t ttl_s = 3600;     // entries expire after this
   int64_t max_stale_s = 0;  // stale-if-error window after expiry
+  // false ("tenant"): each tenant has its own entries, and no request is
+  // ever answered from another tenant's; true ("shared"): one set for all.
+  bool shared = false;
 };
 
 struct ModelConfig {

@@ -45,6 +45,9 @@ Outcome OutcomeOf(const Status& st) {
       return Outcome::kDeadlineExceeded;
     case StatusCode::kCancelled:
       return Outcome::kCancelled;
+    case StatusCode::kUnauthenticated:
+    case StatusCode::kPermissionDenied:
+      return Outcome::kUnauthenticated;
     default:
       return Outcome::kError;
   }
@@ -202,6 +205,7 @@ class InferenceServer::StreamToExchange final : public ChunkSink {
 void InferenceServer::Infer(InferRequest request, InferCallback done, RequestContext context) {
   auto x = std::make_unique<DecodedExchange>(std::move(request), std::move(done));
   x->context = std::move(context);
+  x->context.authenticated = true;
   Submit(std::move(x));
 }
 
@@ -211,8 +215,20 @@ void InferenceServer::Submit(std::unique_ptr<InferExchange> x) {
   RequestContext& ctx = x->context;
   if (!ctx.cancel) ctx.cancel = std::make_shared<Cancellation>();
 
-  // 1. admission: a no-op stage until tenants, rate limits and overload
-  //    control exist (the next issue fills it).
+  // 1. admission: who is asking (rate limits, priorities and overload
+  //    control come next, docs/design-admission.md).
+  if (!ctx.authenticated) {
+    ctx.authenticated = true;
+    if (options_.admission != nullptr) {
+      StatusOr<const Tenant*> tenant = options_.admission->Authenticate(ctx.credential);
+      ctx.credential.clear();
+      if (!tenant.ok()) {
+        Reply(*x, nullptr, start, tenant.status());
+        return;
+      }
+      ctx.tenant = (*tenant)->name;
+    }
+  }
   // 3. model, resolved first: every cache key names the resolved version.
   auto version = options_.models->Get(x->model, x->version);
   if (!version.ok()) {

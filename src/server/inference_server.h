@@ -18,6 +18,7 @@
 #include <optional>
 #include <string_view>
 
+#include "admission/admission.h"
 #include "cache/response_cache.h"
 #include "common/clock.h"
 #include "model/model_manager.h"
@@ -35,7 +36,9 @@ class InferenceServer {
     Clock* clock = nullptr;            // default: Clock::System()
     // Optional response cache; used for models whose config enables it.
     ResponseCache* cache = nullptr;
-    std::string cache_namespace = "default";               // the tenant, once tenants exist
+    // Who may ask (the first stage): null admits every request as the
+    // default tenant.
+    const Admission* admission = nullptr;
     Duration coalesce_timeout = std::chrono::seconds(30);  // longest wait for a coalesced answer
     // A request's deadline when it sets none (parameters.timeout); zero:
     // no deadline.
@@ -53,6 +56,8 @@ class InferenceServer {
   // The same path for in-process callers holding a decoded request (cache
   // warming, tests): an exchange whose Decode returns `request` and whose
   // answer is the decoded response. Not memoized (it has no bytes).
+  // The context is trusted: its tenant (default "default") is not
+  // authenticated again.
   void Infer(InferRequest request, InferCallback done, RequestContext context = {});
 
   // Refreshes gauges that are sampled rather than counted (queue depths).
@@ -63,6 +68,11 @@ class InferenceServer {
 
  private:
   struct Call;  // one request's state on its way through the pipeline
+  // The cache namespace of a request: its tenant's, or the shared one
+  // ("~" is not allowed in tenant names) for models whose scope is shared.
+  static std::string_view CacheNamespace(const ModelConfig& config, const RequestContext& ctx) {
+    return config.response_cache.shared ? std::string_view("~shared") : ctx.tenant;
+  }
   explicit InferenceServer(const Options& options);
   // 4-5: schedule on the model's batcher and execute; then OnExecuted.
   void Execute(std::shared_ptr<Call> call);

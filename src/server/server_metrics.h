@@ -26,6 +26,7 @@ enum class Outcome {
   kError,
   kDeadlineExceeded,  // answered 504 without running (or coalesced past it)
   kCancelled,         // the client left; nothing was sent
+  kUnauthenticated,   // no API key, or an unknown one (401)
   kCount
 };
 

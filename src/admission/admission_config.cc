@@ -1,0 +1,87 @@
+// The [[tenants]] tables of the server config file.
+
+#include <toml++/toml.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "admission/admission.h"
+
+namespace inferd {
+namespace {
+
+bool ValidName(std::string_view n) {
+  if (n.empty() || n.size() > 64) return false;
+  for (char c : n) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+StatusOr<std::vector<TenantConfig>> ParseTenants(std::string_view toml_text,
+                                                 const std::string& origin) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    return InvalidArgumentError(origin + ": " + std::string(e.description()) + " at line " +
+                                std::to_string(e.source().begin.line));
+  }
+  std::vector<TenantConfig> out;
+  const toml::node* node = root.get("tenants");
+  if (node == nullptr) return out;
+  const toml::array* list = node->as_array();
+  if (list == nullptr) return InvalidArgumentError(origin + ": tenants must be [[tenants]] tables");
+  for (size_t i = 0; i < list->size(); ++i) {
+    const std::string where = origin + ": tenants[" + std::to_string(i) + "]";
+    const toml::table* t = list->get(i)->as_table();
+    if (t == nullptr) return InvalidArgumentError(where + " must be a table");
+    TenantConfig tc;
+    for (const auto& [k, v] : *t) {
+      const std::string key(k.str());
+      if (key == "name") {
+        if (!v.is_string() || !ValidName(**v.as_string())) {
+          return InvalidArgumentError(where + ".name must be 1-64 characters of [a-z0-9_.-]");
+        }
+        tc.name = **v.as_string();
+      } else if (key == "api_key_sha256") {
+        const toml::array* keys = v.as_array();
+        if (keys == nullptr || keys->empty() || keys->size() > 16) {
+          return InvalidArgumentError(where +
+                                      ".api_key_sha256 must be a list of 1 to 16 SHA-256 digests");
+        }
+        for (const toml::node& d : *keys) {
+          KeyDigest digest{};
+          if (!d.is_string() || !ParseDigestHex(**d.as_string(), &digest)) {
+            return InvalidArgumentError(
+                where + ".api_key_sha256: each entry must be 64 hex digits (`inferd keygen`)");
+          }
+          tc.key_digests.push_back(digest);
+        }
+      } else if (key == "admin") {
+        if (!v.is_boolean()) return InvalidArgumentError(where + ".admin must be a boolean");
+        tc.admin = **v.as_boolean();
+      } else {
+        return InvalidArgumentError(where + ": unknown field '" + key +
+                                    "' (known: name, api_key_sha256, admin)");
+      }
+    }
+    if (tc.name.empty()) return InvalidArgumentError(where + " has no name");
+    out.push_back(std::move(tc));
+  }
+  return out;
+}
+
+StatusOr<std::vector<TenantConfig>> LoadTenants(const std::string& config_file) {
+  if (config_file.empty()) return std::vector<TenantConfig>{};
+  std::ifstream in(config_file);
+  if (!in) return InvalidArgumentError("cannot read config file " + config_file);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return ParseTenants(text.str(), "config file " + config_file);
+}
+
+}  // namespace inferd

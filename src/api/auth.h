@@ -1,0 +1,36 @@
+#pragma once
+// Who may call what over HTTP: the API key a request presents, and a guard
+// for routes that are not inference (which authenticates in the pipeline's
+// admission stage instead; see admission/admission.h).
+//
+//   kTenant: any tenant (model metadata, readiness, config, the repository
+//            index, cache stats); without auth.required, requests without
+//            a key pass as the default tenant.
+//   kAdmin:  a tenant with admin = true (DELETE /v2/cache*); without
+//            auth.required, requests without a key pass too (a server
+//            without tenants keeps its admin endpoints open).
+// /v2, /v2/health/* and /metrics are open.
+
+#include <string>
+
+#include "admission/admission.h"
+#include "api/api.h"
+#include "http/router.h"
+
+namespace inferd::api {
+
+enum class Access { kTenant, kAdmin };
+
+// The key that `req` presents: `Authorization: Bearer KEY` (the scheme in
+// any case) or `X-Api-Key: KEY`; "" for none (another Authorization
+// scheme counts as none). Both with different keys: InvalidArgument.
+StatusOr<std::string> ReadCredential(const http::Request& req);
+
+// The tenant `req` speaks for, if it may call a route that needs
+// `access`: else Unauthenticated (401) or PermissionDenied (403).
+StatusOr<const Tenant*> Authorize(const ApiContext* ctx, const http::Request& req, Access access);
+
+// `handler`, behind Authorize.
+http::Handler Guard(const ApiContext* ctx, Access access, http::Handler handler);
+
+}  // namespace inferd::api

@@ -1,0 +1,190 @@
+"""Tenants and API keys (issue 10, item 1): `Authorization: Bearer KEY` or
+`X-Api-Key: KEY` name a [[tenants]] entry of the server's config file (which
+holds only the keys' SHA-256); a missing key is 401 when auth is required,
+an unknown key is always 401, a non-admin key on DELETE /v2/cache* is 403,
+and the tenant scopes the response cache: no request of one tenant is ever
+answered from another tenant's entry unless the model's cache scope is
+"shared". The keys come from `inferd keygen`, run here."""
+
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np  # noqa: E402
+
+import inferd_harness as h  # noqa: E402
+
+
+def keygen():
+    """(key, hash) from `inferd keygen`."""
+    out = subprocess.run([h.INFERD_BIN, "keygen"], capture_output=True, text=True, check=True).stdout
+    key = out.split('key = "', 1)[1].split('"', 1)[0]
+    digest = out.split('api_key_sha256 = ["', 1)[1].split('"', 1)[0]
+    return key, digest
+
+
+def mlp_config(scope):
+    with open(os.path.join(h.INFERD_MODELS, "mlp", "config.toml")) as f:
+        return f.read() + '\n[response_cache]\nttl_s = 3600\nscope = "%s"\n' % scope
+
+
+class TenantServer(h.ServerTestCase):
+    """Two tenants: acme (admin) and beta; mlp caches per tenant, mlp_shared
+    in one scope for all."""
+
+    models = ()
+    auth_required = True
+
+    @classmethod
+    def setUpClass(cls):
+        cls.acme_key, acme_hash = keygen()
+        cls.beta_key, beta_hash = keygen()
+        cls.config_dir = h.tempfile.mkdtemp(prefix="inferd-tenants-")
+        config = os.path.join(cls.config_dir, "inferd.toml")
+        with open(config, "w") as f:
+            f.write('[auth]\nrequired = %s\n' % ("true" if cls.auth_required else "false"))
+            f.write('[[tenants]]\nname = "acme"\napi_key_sha256 = ["%s"]\nadmin = true\n' % acme_hash)
+            f.write('[[tenants]]\nname = "beta"\napi_key_sha256 = ["%s"]\n' % beta_hash)
+        cls.server_args = ("--config", config)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        h.shutil.rmtree(cls.config_dir, ignore_errors=True)
+
+    @classmethod
+    def prepare_repository(cls, repo):
+        h.copy_model("mlp", repo, config_text=mlp_config("tenant"))
+        h.copy_model("mlp", repo, new_name="mlp_shared", config_text=mlp_config("shared"))
+
+    def infer(self, headers, model="mlp", seed=0):
+        x = np.full((1, 16), 0.125 * (seed + 1), dtype=np.float32)
+        body, hdrs = h.encode_infer_request([h.Input("input", x)])
+        hdrs.update(headers)
+        return self.client().request("POST", h.infer_path(model), body, hdrs)
+
+    def bearer(self, key):
+        return {"Authorization": "Bearer " + key}
+
+    def metric(self, text, prefix):
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(prefix))
+
+
+class AuthRequiredTest(TenantServer):
+    def test_missing_and_unknown_keys_are_401_with_www_authenticate(self):
+        for headers, fragment in (({}, "missing API key"),
+                                  (self.bearer("ik_not-a-key"), "unknown API key"),
+                                  ({"X-Api-Key": "nope"}, "unknown API key"),
+                                  ({"Authorization": "Basic " + self.acme_key}, "missing API key")):
+            r = self.infer(headers)
+            self.assertEqual(r.status, 401, r.describe())
+            self.assertIn(fragment, r.json()["error"])
+            self.assertEqual(r.header("WWW-Authenticate"), 'Bearer realm="inferd"')
+            self.assertIsNotNone(r.header("X-Request-Id"), r.describe())
+        metrics = self.client().get("/metrics").body.decode()
+        self.assertGreaterEqual(
+            self.metric(metrics, 'inferd_requests_total{model="",version="",outcome="unauthenticated"}'), 4)
+
+    def test_either_header_authenticates_and_they_must_agree(self):
+        self.assertEqual(self.infer(self.bearer(self.acme_key)).status, 200)
+        self.assertEqual(self.infer({"authorization": "bearer  " + self.beta_key}).status, 200)
+        self.assertEqual(self.infer({"X-Api-Key": self.beta_key}).status, 200)
+        r = self.infer({"X-Api-Key": self.beta_key, **self.bearer(self.acme_key)})
+        self.assertEqual(r.status, 400, r.describe())
+        self.assertIn("different keys", r.json()["error"])
+
+    def test_open_and_guarded_routes(self):
+        c = self.client()
+        for path in ("/v2", "/v2/health/live", "/v2/health/ready", "/metrics"):
+            self.assertEqual(c.get(path).status, 200, path)
+        for path in ("/v2/models/mlp", "/v2/models/mlp/ready", "/v2/models/mlp/config",
+                     "/v2/cache/stats"):
+            self.assertEqual(c.get(path).status, 401, path)
+            r = c.request("GET", path, headers=self.bearer(self.beta_key))
+            self.assertEqual(r.status, 200, path + " " + r.describe())
+        self.assertEqual(c.request("POST", "/v2/repository/index", b"{}").status, 401)
+        r = c.request("POST", "/v2/repository/index", b"{}", {"X-Api-Key": self.beta_key})
+        self.assertEqual(r.status, 200, r.describe())
+
+    def test_admin_endpoints_need_an_admin_key(self):
+        c = self.client()
+        for path in ("/v2/cache", "/v2/cache/models/mlp"):
+            self.assertEqual(c.request("DELETE", path).status, 401, path)
+            r = c.request("DELETE", path, headers=self.bearer(self.beta_key))
+            self.assertEqual(r.status, 403, r.describe())
+            self.assertIn("tenant 'beta' may not call admin endpoints", r.json()["error"])
+            r = c.request("DELETE", path, headers=self.bearer(self.acme_key))
+            self.assertEqual(r.status, 200, r.describe())
+
+    def test_no_tenant_is_answered_from_another_tenants_entry(self):
+        acme, beta = self.bearer(self.acme_key), self.bearer(self.beta_key)
+        # Three rounds: a miss, a canonical hit, then the exact-repeat memo.
+        seen = []
+        for _ in range(3):
+            r = self.infer(acme, seed=7)
+            self.assertEqual(r.status, 200, r.describe())
+            seen.append(r.header("X-Inferd-Cache"))
+        self.assertEqual(seen, ["miss", "hit-memory", "hit-memory"])
+        # The same bytes from beta: its own miss, never acme's entry or memo.
+        r = self.infer(beta, seed=7)
+        self.assertEqual(r.header("X-Inferd-Cache"), "miss", r.describe())
+        self.assertEqual(self.infer(beta, seed=7).header("X-Inferd-Cache"), "hit-memory")
+        # Shared scope: beta is answered from acme's entry.
+        self.assertEqual(self.infer(acme, model="mlp_shared", seed=8).header("X-Inferd-Cache"), "miss")
+        self.assertEqual(self.infer(beta, model="mlp_shared", seed=8).header("X-Inferd-Cache"),
+                         "hit-memory")
+
+
+class AuthOptionalTest(TenantServer):
+    auth_required = False
+
+    def test_no_key_is_the_default_tenant_but_an_unknown_key_is_refused(self):
+        self.assertEqual(self.infer({}).status, 200)
+        self.assertEqual(self.infer(self.bearer(self.beta_key)).status, 200)
+        r = self.infer(self.bearer("ik_typo"))
+        self.assertEqual(r.status, 401, r.describe())
+        self.assertEqual(self.client().get("/v2/models/mlp").status, 200)
+
+    def test_admin_endpoints_stay_open_without_a_key_but_not_to_a_non_admin_key(self):
+        c = self.client()
+        self.assertEqual(c.request("DELETE", "/v2/cache").status, 200)
+        r = c.request("DELETE", "/v2/cache", headers=self.bearer(self.beta_key))
+        self.assertEqual(r.status, 403, r.describe())
+
+    def test_the_default_tenant_has_its_own_cache_scope(self):
+        self.assertEqual(self.infer({}, seed=3).header("X-Inferd-Cache"), "miss")
+        self.assertEqual(self.infer(self.bearer(self.acme_key), seed=3).header("X-Inferd-Cache"),
+                         "miss")
+        self.assertEqual(self.infer({}, seed=3).header("X-Inferd-Cache"), "hit-memory")
+
+
+class ConfigErrorTest(unittest.TestCase):
+    def test_bad_tenant_config_stops_the_server_with_a_clear_message(self):
+        tmp = h.tempfile.mkdtemp(prefix="inferd-tenants-")
+        self.addCleanup(h.shutil.rmtree, tmp, True)
+        repo = os.path.join(tmp, "models")
+        os.makedirs(repo)
+        cases = (
+            ('[auth]\nrequired = true\n', "no [[tenants]] entry has an api_key_sha256"),
+            ('[[tenants]]\nname = "acme"\napi_key_sha256 = ["xyz"]\n', "64 hex digits"),
+            ('[[tenants]]\nname = "acme"\napi_key_sha256 = ["%s"]\nrequests_per_sec = 3\n' % ("a" * 64),
+             "unknown field 'requests_per_sec'"),
+        )
+        for text, fragment in cases:
+            config = os.path.join(tmp, "inferd.toml")
+            with open(config, "w") as f:
+                f.write(text)
+            server = h.ServerProcess(repo, args=("--config", config))
+            server.launch()
+            rc = server.wait_exit()
+            self.assertEqual(rc, 2, server.output())
+            self.assertIn(fragment, server.output())
+
+
+if __name__ == "__main__":
+    unittest.main()
