@@ -34,7 +34,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
              api_key.find(*credential) != std::string_view::npos);
   static const auto* admission = [] {
     AdmissionConfig config;
-    config.tenants = {TenantConfig{"acme", {Sha256("ik_known")}, true}};
+    TenantConfig acme;
+    acme.name = "acme";
+    acme.key_digests = {Sha256("ik_known")};
+    config.tenants = {acme};
     return Admission::Create(std::move(config)).value().release();
   }();
   auto tenant = admission->Authenticate(*credential);

@@ -1,4 +1,4 @@
-"""Tenants and API keys (issue 10, item 1): `Authorization: Bearer KEY` or
+"""Tenants, API keys and rate limits (issue 10, items 1 and 2): `Authorization: Bearer KEY` or
 `X-Api-Key: KEY` name a [[tenants]] entry of the server's config file (which
 holds only the keys' SHA-256); a missing key is 401 when auth is required,
 an unknown key is always 401, a non-admin key on DELETE /v2/cache* is 403,
@@ -37,6 +37,8 @@ class TenantServer(h.ServerTestCase):
 
     models = ()
     auth_required = True
+    acme_extra = ""  # more lines of acme's [[tenants]] table
+    extra_config = ""  # appended to the config file
 
     @classmethod
     def setUpClass(cls):
@@ -46,8 +48,10 @@ class TenantServer(h.ServerTestCase):
         config = os.path.join(cls.config_dir, "inferd.toml")
         with open(config, "w") as f:
             f.write('[auth]\nrequired = %s\n' % ("true" if cls.auth_required else "false"))
-            f.write('[[tenants]]\nname = "acme"\napi_key_sha256 = ["%s"]\nadmin = true\n' % acme_hash)
+            f.write('[[tenants]]\nname = "acme"\napi_key_sha256 = ["%s"]\nadmin = true\n%s' %
+                    (acme_hash, cls.acme_extra))
             f.write('[[tenants]]\nname = "beta"\napi_key_sha256 = ["%s"]\n' % beta_hash)
+            f.write(cls.extra_config)
         cls.server_args = ("--config", config)
         super().setUpClass()
 
@@ -163,6 +167,50 @@ class AuthOptionalTest(TenantServer):
         self.assertEqual(self.infer({}, seed=3).header("X-Inferd-Cache"), "hit-memory")
 
 
+class RateLimitTest(TenantServer):
+    """beta: 2 requests at once, then one per 1000 s; acme: no limit but on
+    mlp_shared, 1 request at once. One per 1000 s: whatever the machine's
+    speed, no refill happens during the test."""
+
+    extra_config = "requests_per_s = 0.001\nburst = 2\n"  # beta's table
+    acme_extra = '[[tenants.models]]\nname = "mlp_shared"\nrequests_per_s = 0.001\nburst = 1\n'
+
+    def test_over_the_tenant_limit_is_429_with_ratelimit_fields(self):
+        beta = self.bearer(self.beta_key)
+        remaining = []
+        for _ in range(2):  # the second is a cache hit: hits count too
+            r = self.infer(beta, seed=11)
+            self.assertEqual(r.status, 200, r.describe())
+            self.assertEqual(r.header("RateLimit-Policy"), '"tenant";q=1;w=1000;burst=2')
+            remaining.append(r.header("RateLimit"))
+        self.assertTrue(remaining[0].startswith('"tenant";r=1;t='), remaining)
+        self.assertTrue(remaining[1].startswith('"tenant";r=0;t='), remaining)
+        for _ in range(2):
+            r = self.infer(beta, seed=11)
+            self.assertEqual(r.status, 429, r.describe())
+            self.assertIn("rate limit of tenant 'beta' exceeded", r.json()["error"])
+            self.assertGreaterEqual(int(r.header("Retry-After")), 999)
+            self.assertTrue(r.header("RateLimit").startswith('"tenant";r=0;t='), r.describe())
+        # Another tenant is not limited by beta's use, and has no fields.
+        r = self.infer(self.bearer(self.acme_key), seed=11)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertIsNone(r.header("RateLimit-Policy"))
+        metrics = self.client().get("/metrics").body.decode()
+        self.assertGreaterEqual(
+            self.metric(metrics, 'inferd_requests_total{model="mlp",version="1",outcome="rate_limited"}'),
+            2)
+
+    def test_a_model_limit_applies_to_that_model_only(self):
+        acme = self.bearer(self.acme_key)
+        r = self.infer(acme, model="mlp_shared", seed=12)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(r.header("RateLimit-Policy"), '"model";q=1;w=1000;burst=1')
+        r = self.infer(acme, model="mlp_shared", seed=12)
+        self.assertEqual(r.status, 429, r.describe())
+        self.assertIn("tenant 'acme' on model 'mlp_shared'", r.json()["error"])
+        self.assertEqual(self.infer(acme, model="mlp", seed=12).status, 200)
+
+
 class ConfigErrorTest(unittest.TestCase):
     def test_bad_tenant_config_stops_the_server_with_a_clear_message(self):
         tmp = h.tempfile.mkdtemp(prefix="inferd-tenants-")
@@ -174,6 +222,8 @@ class ConfigErrorTest(unittest.TestCase):
             ('[[tenants]]\nname = "acme"\napi_key_sha256 = ["xyz"]\n', "64 hex digits"),
             ('[[tenants]]\nname = "acme"\napi_key_sha256 = ["%s"]\nrequests_per_sec = 3\n' % ("a" * 64),
              "unknown field 'requests_per_sec'"),
+            ('[[tenants]]\nname = "acme"\napi_key_sha256 = ["%s"]\nrequests_per_s = -1\n' % ("a" * 64),
+             "tenants[0].requests_per_s must be a number in (0, 1000000]"),
         )
         for text, fragment in cases:
             config = os.path.join(tmp, "inferd.toml")

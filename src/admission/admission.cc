@@ -1,11 +1,48 @@
 #include "admission/admission.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <set>
 
 namespace inferd {
 
 // A presented key longer than this names no tenant (ours are 46 bytes).
 constexpr size_t kMaxKeyBytes = 512;
+
+namespace {
+
+std::unique_ptr<GcraLimiter> MakeLimiter(const RateLimitConfig& c) {
+  if (c.requests_per_s <= 0) return nullptr;
+  int64_t burst =
+      c.burst > 0 ? c.burst : std::max<int64_t>(1, std::llround(std::ceil(c.requests_per_s)));
+  return std::make_unique<GcraLimiter>(c.requests_per_s, burst);
+}
+
+void SetLimits(const TenantConfig& c, Tenant* t) {
+  t->limit = MakeLimiter(c.limit);
+  for (const TenantConfig::ModelLimit& m : c.models)
+    t->model_limits[m.model] = MakeLimiter(m.limit);
+}
+
+int64_t CeilSeconds(Duration d) {
+  using std::chrono::nanoseconds;
+  int64_t ns = std::chrono::duration_cast<nanoseconds>(d).count();
+  return ns <= 0 ? 0 : (ns + 999'999'999) / 1'000'000'000;
+}
+
+void Record(AdmissionReport* r, const char* scope, const GcraLimiter& l,
+            const GcraLimiter::Decision& d) {
+  if (r->count >= static_cast<int>(r->limits.size())) return;
+  AdmissionReport::Limit& out = r->limits[r->count++];
+  out.scope = scope;
+  out.rate_per_s = l.rate_per_s();
+  out.burst = l.burst();
+  out.remaining = d.remaining;
+  out.reset_s = CeilSeconds(d.reset_after);
+}
+
+}  // namespace
 
 StatusOr<std::unique_ptr<Admission>> Admission::Create(AdmissionConfig config) {
   std::unique_ptr<Admission> a(new Admission());
@@ -15,11 +52,18 @@ StatusOr<std::unique_ptr<Admission>> Admission::Create(AdmissionConfig config) {
   std::set<std::string> names;
   std::set<KeyDigest> digests;
   for (TenantConfig& t : config.tenants) {
-    if (t.name == kDefaultTenant) {
-      return InvalidArgumentError("tenant name 'default' is reserved for requests without a key");
-    }
     if (!names.insert(t.name).second) {
       return InvalidArgumentError("tenant '" + t.name + "' is defined twice");
+    }
+    if (t.name == kDefaultTenant) {
+      // Requests without a key: their limits only.
+      if (!t.key_digests.empty() || t.admin) {
+        return InvalidArgumentError(
+            "tenant 'default' (requests without a key) takes limits only, no api_key_sha256 or "
+            "admin");
+      }
+      SetLimits(t, &a->default_tenant_);
+      continue;
     }
     if (t.key_digests.empty()) {
       return InvalidArgumentError("tenant '" + t.name + "' has no api_key_sha256");
@@ -27,6 +71,7 @@ StatusOr<std::unique_ptr<Admission>> Admission::Create(AdmissionConfig config) {
     auto tenant = std::make_unique<Tenant>();
     tenant->name = t.name;
     tenant->admin = t.admin;
+    SetLimits(t, tenant.get());
     for (const KeyDigest& d : t.key_digests) {
       if (!digests.insert(d).second) {
         return InvalidArgumentError("api_key_sha256 " + DigestHex(d) +
@@ -42,6 +87,55 @@ StatusOr<std::unique_ptr<Admission>> Admission::Create(AdmissionConfig config) {
         "be admitted");
   }
   return a;
+}
+
+Status Admission::CheckLimits(const Tenant& tenant, std::string_view model, Time now,
+                              AdmissionReport* report) const {
+  GcraLimiter* tl = tenant.limit.get();
+  GcraLimiter* ml = nullptr;
+  if (auto it = tenant.model_limits.find(model); it != tenant.model_limits.end())
+    ml = it->second.get();
+  if (tl == nullptr && ml == nullptr) return Status::OK();
+  GcraLimiter::Decision td, md;
+  const char* refused_by = nullptr;
+  const GcraLimiter* refused = nullptr;
+  Duration retry{};
+  if (tl != nullptr) {
+    td = tl->Take(now);
+    if (!td.allowed) {
+      refused_by = "tenant";
+      refused = tl;
+      retry = td.retry_after;
+    }
+  }
+  if (ml != nullptr) {
+    if (refused == nullptr) {
+      md = ml->Take(now);
+      if (!md.allowed) {
+        refused_by = "model";
+        refused = ml;
+        retry = md.retry_after;
+        if (tl != nullptr) {  // all or nothing: give the tenant's back
+          tl->Refund();
+          td = tl->Peek(now);
+        }
+      }
+    } else {
+      md = ml->Peek(now);
+    }
+  }
+  if (tl != nullptr) Record(report, "tenant", *tl, td);
+  if (ml != nullptr) Record(report, "model", *ml, md);
+  if (refused == nullptr) return Status::OK();
+  report->retry_after_s = std::max<int64_t>(1, CeilSeconds(retry));
+  char rate[32];
+  std::snprintf(rate, sizeof(rate), "%g", refused->rate_per_s());
+  std::string what = std::string(refused_by) == "tenant"
+                         ? "tenant '" + tenant.name + "'"
+                         : "tenant '" + tenant.name + "' on model '" + std::string(model) + "'";
+  return RateLimitedError("rate limit of " + what + " exceeded (" + rate + " requests/s, burst " +
+                          std::to_string(refused->burst()) + "): retry after " +
+                          std::to_string(report->retry_after_s) + " s");
 }
 
 StatusOr<const Tenant*> Admission::Authenticate(std::string_view credential) const {

@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "admission/admission.h"
@@ -17,6 +18,61 @@ bool ValidName(std::string_view n) {
     if (!ok) return false;
   }
   return true;
+}
+
+constexpr double kMaxRate = 1e6;
+constexpr int64_t kMaxBurst = 1000000;
+
+// requests_per_s and burst of `t` into *out; other keys are the caller's.
+Status ParseLimit(const toml::table& t, const std::string& where, RateLimitConfig* out) {
+  if (const toml::node* r = t.get("requests_per_s")) {
+    std::optional<double> v = r->value<double>();  // an integer or a float
+    if (!v || !(*v > 0) || *v > kMaxRate) {
+      return InvalidArgumentError(where + ".requests_per_s must be a number in (0, 1000000]");
+    }
+    out->requests_per_s = *v;
+  }
+  if (const toml::node* b = t.get("burst")) {
+    std::optional<int64_t> v = b->is_integer() ? b->value<int64_t>() : std::nullopt;
+    if (!v || *v < 1 || *v > kMaxBurst)
+      return InvalidArgumentError(where + ".burst must be an integer in [1, 1000000]");
+    if (out->requests_per_s <= 0)
+      return InvalidArgumentError(where + ".burst needs requests_per_s");
+    out->burst = *v;
+  }
+  return Status::OK();
+}
+
+Status ParseModelLimits(const toml::node& node, const std::string& where,
+                        std::vector<TenantConfig::ModelLimit>* out) {
+  const toml::array* list = node.as_array();
+  if (list == nullptr) return InvalidArgumentError(where + " must be [[tenants.models]] tables");
+  for (size_t i = 0; i < list->size(); ++i) {
+    const std::string at = where + "[" + std::to_string(i) + "]";
+    const toml::table* t = list->get(i)->as_table();
+    if (t == nullptr) return InvalidArgumentError(at + " must be a table");
+    TenantConfig::ModelLimit m;
+    for (const auto& [k, v] : *t) {
+      const std::string key(k.str());
+      if (key == "name") {
+        if (!v.is_string() || v.as_string()->get().empty() || v.as_string()->get().size() > 256)
+          return InvalidArgumentError(at + ".name must be a model name");
+        m.model = **v.as_string();
+      } else if (key != "requests_per_s" && key != "burst") {
+        return InvalidArgumentError(at + ": unknown field '" + key +
+                                    "' (known: name, requests_per_s, burst)");
+      }
+    }
+    if (m.model.empty()) return InvalidArgumentError(at + " has no name");
+    INFERD_RETURN_IF_ERROR(ParseLimit(*t, at, &m.limit));
+    if (m.limit.requests_per_s <= 0) return InvalidArgumentError(at + " has no requests_per_s");
+    for (const auto& other : *out) {
+      if (other.model == m.model)
+        return InvalidArgumentError(at + ": model '" + m.model + "' is limited twice");
+    }
+    out->push_back(std::move(m));
+  }
+  return Status::OK();
 }
 
 }  // namespace
@@ -64,12 +120,16 @@ StatusOr<std::vector<TenantConfig>> ParseTenants(std::string_view toml_text,
       } else if (key == "admin") {
         if (!v.is_boolean()) return InvalidArgumentError(where + ".admin must be a boolean");
         tc.admin = **v.as_boolean();
-      } else {
-        return InvalidArgumentError(where + ": unknown field '" + key +
-                                    "' (known: name, api_key_sha256, admin)");
+      } else if (key == "models") {
+        INFERD_RETURN_IF_ERROR(ParseModelLimits(v, where + ".models", &tc.models));
+      } else if (key != "requests_per_s" && key != "burst") {
+        return InvalidArgumentError(
+            where + ": unknown field '" + key +
+            "' (known: name, api_key_sha256, admin, requests_per_s, burst, models)");
       }
     }
     if (tc.name.empty()) return InvalidArgumentError(where + " has no name");
+    INFERD_RETURN_IF_ERROR(ParseLimit(*t, where, &tc.limit));
     out.push_back(std::move(tc));
   }
   return out;

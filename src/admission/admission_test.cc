@@ -5,13 +5,17 @@
 namespace inferd {
 namespace {
 
-TenantConfig Tenant(const std::string& name, const std::string& key, bool admin = false) {
-  return TenantConfig{name, {Sha256(key)}, admin};
+TenantConfig KeyedTenant(const std::string& name, const std::string& key, bool admin = false) {
+  TenantConfig t;
+  t.name = name;
+  t.key_digests = {Sha256(key)};
+  t.admin = admin;
+  return t;
 }
 
 TEST(AdmissionTest, KeysNameTheirTenantAndNoKeyIsTheDefaultTenant) {
   AdmissionConfig config;
-  config.tenants = {Tenant("acme", "key-a", /*admin=*/true), Tenant("beta", "key-b")};
+  config.tenants = {KeyedTenant("acme", "key-a", /*admin=*/true), KeyedTenant("beta", "key-b")};
   config.tenants[1].key_digests.push_back(Sha256("key-b2"));
   auto a = Admission::Create(config);
   ASSERT_TRUE(a.ok()) << a.status().ToString();
@@ -35,7 +39,7 @@ TEST(AdmissionTest, KeysNameTheirTenantAndNoKeyIsTheDefaultTenant) {
 TEST(AdmissionTest, RequiredAuthRefusesRequestsWithoutAKey) {
   AdmissionConfig config;
   config.auth_required = true;
-  config.tenants = {Tenant("acme", "key-a")};
+  config.tenants = {KeyedTenant("acme", "key-a")};
   auto a = Admission::Create(config);
   ASSERT_TRUE(a.ok());
   auto none = (*a)->Authenticate("");
@@ -50,13 +54,13 @@ TEST(AdmissionTest, RejectsConfigsThatCannotWork) {
   required_without_keys.auth_required = true;
   EXPECT_FALSE(Admission::Create(required_without_keys).ok());
   AdmissionConfig twice;
-  twice.tenants = {Tenant("acme", "k1"), Tenant("acme", "k2")};
+  twice.tenants = {KeyedTenant("acme", "k1"), KeyedTenant("acme", "k2")};
   EXPECT_FALSE(Admission::Create(twice).ok());
   AdmissionConfig shared_key;
-  shared_key.tenants = {Tenant("acme", "k1"), Tenant("beta", "k1")};
+  shared_key.tenants = {KeyedTenant("acme", "k1"), KeyedTenant("beta", "k1")};
   EXPECT_FALSE(Admission::Create(shared_key).ok());
   AdmissionConfig reserved;
-  reserved.tenants = {Tenant("default", "k1")};
+  reserved.tenants = {KeyedTenant("default", "k1")};
   EXPECT_FALSE(Admission::Create(reserved).ok());
 }
 
@@ -100,6 +104,107 @@ api_key_sha256 = [")" + DigestHex(Sha256("key-b")) +
   expect_error("tenants = 3", "[[tenants]] tables");
   expect_error("[[tenants]\n", "test.toml");
   EXPECT_TRUE(ParseTenants("http_port = 1\n", "test.toml")->empty());
+}
+
+TEST(AdmissionTest, LimitsTakeBothOrNeitherAndReportTheirState) {
+  FakeClock clock;
+  AdmissionConfig config;
+  TenantConfig acme = KeyedTenant("acme", "key-a");
+  acme.limit = {/*requests_per_s=*/10, /*burst=*/3};
+  acme.models = {{"resnet18", {/*requests_per_s=*/1, /*burst=*/1}}};
+  config.tenants = {acme};
+  auto a = Admission::Create(config);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  const Tenant* t = *(*a)->Authenticate("key-a");
+  // resnet18: the model's limit (1) is the tighter one.
+  AdmissionReport r1;
+  EXPECT_TRUE((*a)->CheckLimits(*t, "resnet18", clock.Now(), &r1).ok());
+  ASSERT_EQ(r1.count, 2);
+  EXPECT_STREQ(r1.limits[0].scope, "tenant");
+  EXPECT_EQ(r1.limits[0].remaining, 2);
+  EXPECT_EQ(r1.limits[0].burst, 3);
+  EXPECT_STREQ(r1.limits[1].scope, "model");
+  EXPECT_EQ(r1.limits[1].remaining, 0);
+  EXPECT_EQ(r1.limits[1].reset_s, 1);
+  AdmissionReport r2;
+  Status refused = (*a)->CheckLimits(*t, "resnet18", clock.Now(), &r2);
+  EXPECT_EQ(refused.code(), StatusCode::kRateLimited);
+  EXPECT_NE(refused.message().find("tenant 'acme' on model 'resnet18'"), std::string::npos)
+      << refused.message();
+  EXPECT_EQ(r2.retry_after_s, 1);
+  EXPECT_EQ(r2.limits[0].remaining, 2);  // the tenant's token was given back
+  // Other models only see the tenant's limit: 2 left, then refused.
+  AdmissionReport r3;
+  EXPECT_TRUE((*a)->CheckLimits(*t, "mlp", clock.Now(), &r3).ok());
+  EXPECT_EQ(r3.count, 1);
+  EXPECT_TRUE((*a)->CheckLimits(*t, "mlp", clock.Now(), &r3).ok());
+  AdmissionReport r4;
+  Status over = (*a)->CheckLimits(*t, "mlp", clock.Now(), &r4);
+  EXPECT_EQ(over.code(), StatusCode::kRateLimited);
+  EXPECT_NE(over.message().find("rate limit of tenant 'acme' exceeded (10 requests/s, burst 3)"),
+            std::string::npos)
+      << over.message();
+  clock.Advance(std::chrono::milliseconds(100));
+  AdmissionReport r5;
+  EXPECT_TRUE((*a)->CheckLimits(*t, "mlp", clock.Now(), &r5).ok());
+  // A tenant without limits reports none.
+  AdmissionReport none;
+  EXPECT_TRUE((*a)->CheckLimits((*a)->default_tenant(), "mlp", clock.Now(), &none).ok());
+  EXPECT_EQ(none.count, 0);
+}
+
+TEST(AdmissionTest, TheDefaultEntryLimitsRequestsWithoutAKey) {
+  FakeClock clock;
+  auto tenants = ParseTenants(
+      "[[tenants]]\nname = \"default\"\nrequests_per_s = 0.5\n"
+      "[[tenants]]\nname = \"acme\"\napi_key_sha256 = [\"" +
+          DigestHex(Sha256("key-a")) + "\"]\n",
+      "t.toml");
+  ASSERT_TRUE(tenants.ok()) << tenants.status().ToString();
+  AdmissionConfig config;
+  config.tenants = *tenants;
+  auto a = Admission::Create(config);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  const Tenant* d = *(*a)->Authenticate("");
+  AdmissionReport r;
+  EXPECT_TRUE((*a)->CheckLimits(*d, "m", clock.Now(), &r).ok());  // burst: ceil(0.5) = 1
+  EXPECT_EQ((*a)->CheckLimits(*d, "m", clock.Now(), &r).code(), StatusCode::kRateLimited);
+  EXPECT_EQ(r.retry_after_s, 2);
+  // The default entry takes limits only.
+  AdmissionConfig keyed;
+  keyed.tenants = {KeyedTenant("default", "k")};
+  EXPECT_FALSE(Admission::Create(keyed).ok());
+}
+
+TEST(TenantConfigTest, ParsesLimitsAndRejectsBadOnes) {
+  const std::string keys = "api_key_sha256 = [\"" + DigestHex(Sha256("k")) + "\"]\n";
+  auto t = ParseTenants("[[tenants]]\nname = \"acme\"\n" + keys +
+                            "requests_per_s = 100\nburst = 20\n"
+                            "[[tenants.models]]\nname = \"resnet18\"\nrequests_per_s = 2.5\n",
+                        "t.toml");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ((*t)[0].limit.requests_per_s, 100);
+  EXPECT_EQ((*t)[0].limit.burst, 20);
+  ASSERT_EQ((*t)[0].models.size(), 1u);
+  EXPECT_EQ((*t)[0].models[0].model, "resnet18");
+  EXPECT_EQ((*t)[0].models[0].limit.requests_per_s, 2.5);
+  auto expect_error = [&](const std::string& extra, const std::string& fragment) {
+    auto r = ParseTenants("[[tenants]]\nname = \"acme\"\n" + keys + extra, "t.toml");
+    ASSERT_FALSE(r.ok()) << extra;
+    EXPECT_NE(r.status().message().find(fragment), std::string::npos) << r.status().message();
+  };
+  expect_error("requests_per_s = 0\n", "tenants[0].requests_per_s must be a number");
+  expect_error("requests_per_s = \"5\"\n", "requests_per_s must be a number");
+  expect_error("burst = 3\n", "burst needs requests_per_s");
+  expect_error("requests_per_s = 1\nburst = 0\n", "burst must be an integer");
+  expect_error("[[tenants.models]]\nname = \"m\"\n", "tenants[0].models[0] has no requests_per_s");
+  expect_error("[[tenants.models]]\nrequests_per_s = 1\n", "models[0] has no name");
+  expect_error(
+      "[[tenants.models]]\nname = \"m\"\nrequests_per_s = 1\n[[tenants.models]]\nname = "
+      "\"m\"\nrequests_per_s = 2\n",
+      "limited twice");
+  expect_error("[[tenants.models]]\nname = \"m\"\nrequests_per_s = 1\nweight = 2\n",
+               "unknown field 'weight'");
 }
 
 }  // namespace

@@ -155,11 +155,15 @@ http::Response ErrorResponse(const Status& status) {
     case StatusCode::kPermissionDenied:
       code = bh::status::forbidden;
       break;
+    case StatusCode::kRateLimited:
+      code = bh::status::too_many_requests;
+      break;
   }
   Response res = http::MakeErrorResponse(code, status.message());
   if (code == bh::status::unauthorized)
     res.set(bh::field::www_authenticate, "Bearer realm=\"inferd\"");
-  if (code == bh::status::service_unavailable) res.set(bh::field::retry_after, "1");
+  if (code == bh::status::service_unavailable || code == bh::status::too_many_requests)
+    res.set(bh::field::retry_after, "1");
   return res;
 }
 

@@ -1,7 +1,9 @@
 #include "api/kserve_infer.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -70,6 +72,32 @@ StatusOr<int64_t> JsonLength(const Request& req) {
 std::string_view HeaderValue(const Request& req, std::string_view name) {
   auto v = req[boost::beast::string_view(name.data(), name.size())];
   return {v.data(), v.size()};
+}
+
+// RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers:
+// `"tenant";q=100;w=1;burst=20` and `"tenant";r=17;t=1`), and Retry-After
+// on a refusal, when the request's tenant has a limit.
+void SetRateLimitHeaders(const AdmissionReport& report, Response& res) {
+  if (report.count == 0) return;
+  std::string policy, state;
+  for (int i = 0; i < report.count; ++i) {
+    const AdmissionReport::Limit& l = report.limits[i];
+    // The window: 1 s, or long enough to hold one request at a low rate.
+    const int64_t w = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(1 / l.rate_per_s)));
+    const int64_t q = std::max<int64_t>(1, std::llround(l.rate_per_s * static_cast<double>(w)));
+    if (i > 0) {
+      policy += ", ";
+      state += ", ";
+    }
+    policy += "\"" + std::string(l.scope) + "\";q=" + std::to_string(q) +
+              ";w=" + std::to_string(w) + ";burst=" + std::to_string(l.burst);
+    state += "\"" + std::string(l.scope) + "\";r=" + std::to_string(l.remaining) +
+             ";t=" + std::to_string(l.reset_s);
+  }
+  res.set("RateLimit-Policy", policy);
+  res.set("RateLimit", state);
+  if (report.retry_after_s > 0)
+    res.set(bh::field::retry_after, std::to_string(report.retry_after_s));
 }
 
 // One infer request on its way through the pipeline. The reply's framing
@@ -152,6 +180,7 @@ class KServeExchange final : public InferExchange {
   void SetContextHeaders(Response& res) const {
     res.set("X-Request-Id", context.request_id);
     res.set("traceparent", context.trace.Traceparent());
+    SetRateLimitHeaders(admission, res);
   }
 
   // Answers with the stream's head once; false if it cannot be written.

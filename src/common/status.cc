@@ -26,6 +26,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "UNAUTHENTICATED";
     case StatusCode::kPermissionDenied:
       return "PERMISSION_DENIED";
+    case StatusCode::kRateLimited:
+      return "RATE_LIMITED";
     case StatusCode::kInternal:
       return "INTERNAL";
   }

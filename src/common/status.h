@@ -24,6 +24,7 @@ enum class StatusCode {
   kInternal,            // a bug or an unexpected backend failure
   kUnauthenticated,     // no credential, or one that names no one
   kPermissionDenied,    // a known caller not allowed to do this
+  kRateLimited,         // over a rate limit; retry later
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -72,6 +73,7 @@ inline Status UnauthenticatedError(std::string m) {
 inline Status PermissionDeniedError(std::string m) {
   return {StatusCode::kPermissionDenied, std::move(m)};
 }
+inline Status RateLimitedError(std::string m) { return {StatusCode::kRateLimited, std::move(m)}; }
 
 // Holds either a value or a non-OK Status.
 template <typename T>

@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "admission/admission.h"
 #include "common/request_context.h"
 #include "common/status.h"
 #include "model/model_config.h"
@@ -46,6 +47,9 @@ class InferExchange {
   std::string version;    // empty: the model's default version
   bool no_cache = false;  // Cache-Control: no-cache (refresh; no lookup)
   bool no_store = false;  // Cache-Control: no-store
+  // Set by the admission stage: the rate limits' state, for the answer's
+  // RateLimit-Policy / RateLimit / Retry-After fields.
+  AdmissionReport admission;
 
   // The request as received, and its encoding (protocol and framing, e.g.
   // "kserve-v2;json"): together the key of the exact-repeat memo. Valid

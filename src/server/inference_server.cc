@@ -48,6 +48,8 @@ Outcome OutcomeOf(const Status& st) {
     case StatusCode::kUnauthenticated:
     case StatusCode::kPermissionDenied:
       return Outcome::kUnauthenticated;
+    case StatusCode::kRateLimited:
+      return Outcome::kRateLimited;
     default:
       return Outcome::kError;
   }
@@ -215,20 +217,21 @@ void InferenceServer::Submit(std::unique_ptr<InferExchange> x) {
   RequestContext& ctx = x->context;
   if (!ctx.cancel) ctx.cancel = std::make_shared<Cancellation>();
 
-  // 1. admission: who is asking (rate limits, priorities and overload
-  //    control come next, docs/design-admission.md).
-  if (!ctx.authenticated) {
-    ctx.authenticated = true;
-    if (options_.admission != nullptr) {
-      StatusOr<const Tenant*> tenant = options_.admission->Authenticate(ctx.credential);
-      ctx.credential.clear();
-      if (!tenant.ok()) {
-        Reply(*x, nullptr, start, tenant.status());
-        return;
-      }
-      ctx.tenant = (*tenant)->name;
+  // 1a. admission: who is asking (its rate limits: 1b; priorities and
+  //     overload control come next, docs/design-admission.md). In-process
+  //     callers (cache warm-up, tests) are trusted and not limited.
+  const Tenant* tenant = nullptr;
+  if (options_.admission != nullptr && !ctx.authenticated) {
+    StatusOr<const Tenant*> found = options_.admission->Authenticate(ctx.credential);
+    ctx.credential.clear();
+    if (!found.ok()) {
+      Reply(*x, nullptr, start, found.status());
+      return;
     }
+    tenant = *found;
+    ctx.tenant = tenant->name;
   }
+  ctx.authenticated = true;
   // 3. model, resolved first: every cache key names the resolved version.
   auto version = options_.models->Get(x->model, x->version);
   if (!version.ok()) {
@@ -238,6 +241,15 @@ void InferenceServer::Submit(std::unique_ptr<InferExchange> x) {
   std::shared_ptr<ModelVersion> mv = std::move(version).value();
   const ModelConfig& config = mv->config();
   ModelMetrics* mm = options_.metrics->For(config.name, mv->version());
+  // 1b. rate limits: the tenant's and the tenant's for this model (needs
+  //     the resolved name); memo hits count like any request.
+  if (tenant != nullptr) {
+    if (Status st = options_.admission->CheckLimits(*tenant, config.name, start, &x->admission);
+        !st.ok()) {
+      Reply(*x, mm, start, std::move(st));
+      return;
+    }
+  }
 
   // 2a. cache, first step: the exact-repeat memo answers without decoding.
   MemoProbe memo = ProbeMemo(*x, *mv);

@@ -75,9 +75,9 @@ ModelMetrics* ServerMetrics::Find(const std::string& model, int64_t version) {
   if (!slot) {
     auto m = std::make_unique<ModelMetrics>();
     std::string v = version > 0 ? std::to_string(version) : "";
-    static const char* kOutcome[] = {"success",   "invalid",        "not_found",
-                                     "rejected",  "error",          "deadline_exceeded",
-                                     "cancelled", "unauthenticated"};
+    static const char* kOutcome[] = {"success",   "invalid",         "not_found",
+                                     "rejected",  "error",           "deadline_exceeded",
+                                     "cancelled", "unauthenticated", "rate_limited"};
     static_assert(std::size(kOutcome) == static_cast<size_t>(Outcome::kCount));
     for (int i = 0; i < static_cast<int>(Outcome::kCount); ++i)
       m->outcomes[i] = requests_->WithLabels({model, v, kOutcome[i]});

@@ -27,6 +27,7 @@ enum class Outcome {
   kDeadlineExceeded,  // answered 504 without running (or coalesced past it)
   kCancelled,         // the client left; nothing was sent
   kUnauthenticated,   // no API key, or an unknown one (401)
+  kRateLimited,       // over a tenant's rate limit (429)
   kCount
 };
 
