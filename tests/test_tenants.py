@@ -223,7 +223,7 @@ class ConfigErrorTest(unittest.TestCase):
             ('[[tenants]]\nname = "acme"\napi_key_sha256 = ["%s"]\nrequests_per_sec = 3\n' % ("a" * 64),
              "unknown field 'requests_per_sec'"),
             ('[[tenants]]\nname = "acme"\napi_key_sha256 = ["%s"]\nrequests_per_s = -1\n' % ("a" * 64),
-             "tenants[0].requests_per_s must be a number in (0, 1000000]"),
+             "tenants[0].requests_per_s must be a number in [0.001, 1000000]"),
         )
         for text, fragment in cases:
             config = os.path.join(tmp, "inferd.toml")

@@ -20,6 +20,9 @@ bool ValidName(std::string_view n) {
   return true;
 }
 
+// At least one request per 1000 s: with a burst up to 10^6 the tolerance
+// (burst x interval, in ns) stays below 10^18, inside int64.
+constexpr double kMinRate = 0.001;
 constexpr double kMaxRate = 1e6;
 constexpr int64_t kMaxBurst = 1000000;
 
@@ -27,8 +30,8 @@ constexpr int64_t kMaxBurst = 1000000;
 Status ParseLimit(const toml::table& t, const std::string& where, RateLimitConfig* out) {
   if (const toml::node* r = t.get("requests_per_s")) {
     std::optional<double> v = r->value<double>();  // an integer or a float
-    if (!v || !(*v > 0) || *v > kMaxRate) {
-      return InvalidArgumentError(where + ".requests_per_s must be a number in (0, 1000000]");
+    if (!v || !(*v >= kMinRate) || *v > kMaxRate) {
+      return InvalidArgumentError(where + ".requests_per_s must be a number in [0.001, 1000000]");
     }
     out->requests_per_s = *v;
   }

@@ -194,6 +194,8 @@ TEST(TenantConfigTest, ParsesLimitsAndRejectsBadOnes) {
     EXPECT_NE(r.status().message().find(fragment), std::string::npos) << r.status().message();
   };
   expect_error("requests_per_s = 0\n", "tenants[0].requests_per_s must be a number");
+  expect_error("requests_per_s = 0.0009\n", "in [0.001, 1000000]");
+  expect_error("requests_per_s = 1000001\n", "in [0.001, 1000000]");
   expect_error("requests_per_s = \"5\"\n", "requests_per_s must be a number");
   expect_error("burst = 3\n", "burst needs requests_per_s");
   expect_error("requests_per_s = 1\nburst = 0\n", "burst must be an integer");

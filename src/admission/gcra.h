@@ -22,7 +22,8 @@ namespace inferd {
 
 class GcraLimiter {
  public:
-  // rate_per_s > 0, burst >= 1 (checked by the config parser).
+  // rate_per_s in [0.001, 10^6], burst in [1, 10^6] (checked by the config
+  // parser): burst x interval stays below 10^18 ns.
   GcraLimiter(double rate_per_s, int64_t burst);
   GcraLimiter(const GcraLimiter&) = delete;
   GcraLimiter& operator=(const GcraLimiter&) = delete;
