@@ -12,17 +12,28 @@ constexpr size_t kMaxKeyBytes = 512;
 
 namespace {
 
-std::unique_ptr<GcraLimiter> MakeLimiter(const RateLimitConfig& c) {
-  if (c.requests_per_s <= 0) return nullptr;
+// The bounds of GcraLimiter (checked here too, not only by the parser, so
+// that a config built in code cannot overflow the limiter's arithmetic).
+Status MakeLimiter(const RateLimitConfig& c, const std::string& what,
+                   std::unique_ptr<GcraLimiter>* out) {
+  if (c.requests_per_s == 0 && c.burst == 0) return Status::OK();
+  if (!(c.requests_per_s >= 0.001 && c.requests_per_s <= 1e6) || c.burst < 0 || c.burst > 1000000) {
+    return InvalidArgumentError(
+        what + ": requests_per_s must be in [0.001, 1000000] and burst in [1, 1000000]");
+  }
   int64_t burst =
       c.burst > 0 ? c.burst : std::max<int64_t>(1, std::llround(std::ceil(c.requests_per_s)));
-  return std::make_unique<GcraLimiter>(c.requests_per_s, burst);
+  *out = std::make_unique<GcraLimiter>(c.requests_per_s, burst);
+  return Status::OK();
 }
 
-void SetLimits(const TenantConfig& c, Tenant* t) {
-  t->limit = MakeLimiter(c.limit);
-  for (const TenantConfig::ModelLimit& m : c.models)
-    t->model_limits[m.model] = MakeLimiter(m.limit);
+Status SetLimits(const TenantConfig& c, Tenant* t) {
+  INFERD_RETURN_IF_ERROR(MakeLimiter(c.limit, "tenant '" + c.name + "'", &t->limit));
+  for (const TenantConfig::ModelLimit& m : c.models) {
+    INFERD_RETURN_IF_ERROR(MakeLimiter(
+        m.limit, "tenant '" + c.name + "' on model '" + m.model + "'", &t->model_limits[m.model]));
+  }
+  return Status::OK();
 }
 
 int64_t CeilSeconds(Duration d) {
@@ -48,7 +59,6 @@ StatusOr<std::unique_ptr<Admission>> Admission::Create(AdmissionConfig config) {
   std::unique_ptr<Admission> a(new Admission());
   a->auth_required_ = config.auth_required;
   a->default_tenant_.name = kDefaultTenant;
-  a->default_tenant_.admin = !config.auth_required;
   std::set<std::string> names;
   std::set<KeyDigest> digests;
   for (TenantConfig& t : config.tenants) {
@@ -62,7 +72,7 @@ StatusOr<std::unique_ptr<Admission>> Admission::Create(AdmissionConfig config) {
             "tenant 'default' (requests without a key) takes limits only, no api_key_sha256 or "
             "admin");
       }
-      SetLimits(t, &a->default_tenant_);
+      INFERD_RETURN_IF_ERROR(SetLimits(t, &a->default_tenant_));
       continue;
     }
     if (t.key_digests.empty()) {
@@ -71,7 +81,7 @@ StatusOr<std::unique_ptr<Admission>> Admission::Create(AdmissionConfig config) {
     auto tenant = std::make_unique<Tenant>();
     tenant->name = t.name;
     tenant->admin = t.admin;
-    SetLimits(t, tenant.get());
+    INFERD_RETURN_IF_ERROR(SetLimits(t, tenant.get()));
     for (const KeyDigest& d : t.key_digests) {
       if (!digests.insert(d).second) {
         return InvalidArgumentError("api_key_sha256 " + DigestHex(d) +
@@ -81,6 +91,10 @@ StatusOr<std::unique_ptr<Admission>> Admission::Create(AdmissionConfig config) {
     }
     a->tenants_.push_back(std::move(tenant));
   }
+  // Requests without a key may call the admin endpoints only on a server
+  // without keyed tenants (as before tenants existed); once tenants exist,
+  // an admin key is needed, whether or not keys are required.
+  a->default_tenant_.admin = a->keys_.empty();
   if (config.auth_required && a->keys_.empty()) {
     return InvalidArgumentError(
         "auth.required is true but no [[tenants]] entry has an api_key_sha256: no request could "
@@ -139,6 +153,9 @@ Status Admission::CheckLimits(const Tenant& tenant, std::string_view model, Time
 }
 
 StatusOr<const Tenant*> Admission::Authenticate(std::string_view credential) const {
+  // Without keyed tenants a credential names no one and is ignored (a
+  // gateway's own token, an SDK's habit), as before tenants existed.
+  if (keys_.empty()) return &default_tenant_;
   if (credential.empty()) {
     if (auth_required_) {
       return UnauthenticatedError(

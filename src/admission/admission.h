@@ -101,7 +101,8 @@ class Admission {
   // for none) names. No key: the default tenant, or Unauthenticated when
   // keys are required. A key that names no tenant is Unauthenticated even
   // when keys are optional (a mistyped key must not quietly become the
-  // default tenant). Constant time in the key's contents.
+  // default tenant), except on a server without keyed tenants, which
+  // ignores credentials. Constant time in the key's contents.
   StatusOr<const Tenant*> Authenticate(std::string_view credential) const;
 
   // Takes one request from the tenant's limit and its limit for `model`:
@@ -112,8 +113,10 @@ class Admission {
                      AdmissionReport* report) const;
 
   bool auth_required() const { return auth_required_; }
-  // Admin while keys are optional (what a server without tenants allows).
+  // Admin only on a server without keyed tenants.
   const Tenant& default_tenant() const { return default_tenant_; }
+  // Whether any tenant has a key (else credentials are not even read).
+  bool uses_keys() const { return !keys_.empty(); }
   const std::vector<std::unique_ptr<Tenant>>& tenants() const { return tenants_; }
 
  private:

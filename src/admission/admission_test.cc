@@ -25,15 +25,28 @@ TEST(AdmissionTest, KeysNameTheirTenantAndNoKeyIsTheDefaultTenant) {
   EXPECT_TRUE((*t)->admin);
   EXPECT_EQ((*(*a)->Authenticate("key-b2"))->name, "beta");
   EXPECT_FALSE((*(*a)->Authenticate("key-b"))->admin);
-  // Keys optional: no key is the default tenant, admin (as without tenants).
+  // Keys optional: no key is the default tenant, not admin once keyed
+  // tenants exist.
   auto d = (*a)->Authenticate("");
   ASSERT_TRUE(d.ok());
   EXPECT_EQ((*d)->name, "default");
-  EXPECT_TRUE((*d)->admin);
+  EXPECT_FALSE((*d)->admin);
   // An unknown key is refused even so, and so is one too long to be ours.
   EXPECT_EQ((*a)->Authenticate("key-c").status().code(), StatusCode::kUnauthenticated);
   EXPECT_EQ((*a)->Authenticate(std::string(10000, 'k')).status().code(),
             StatusCode::kUnauthenticated);
+}
+
+TEST(AdmissionTest, WithoutKeyedTenantsCredentialsAreIgnored) {
+  auto a = Admission::Create(AdmissionConfig{});
+  ASSERT_TRUE(a.ok());
+  EXPECT_FALSE((*a)->uses_keys());
+  for (const char* credential : {"", "some.jwt.token", "ik_whatever"}) {
+    auto t = (*a)->Authenticate(credential);
+    ASSERT_TRUE(t.ok()) << credential;
+    EXPECT_EQ((*t)->name, "default");
+    EXPECT_TRUE((*t)->admin);
+  }
 }
 
 TEST(AdmissionTest, RequiredAuthRefusesRequestsWithoutAKey) {
@@ -174,6 +187,11 @@ TEST(AdmissionTest, TheDefaultEntryLimitsRequestsWithoutAKey) {
   AdmissionConfig keyed;
   keyed.tenants = {KeyedTenant("default", "k")};
   EXPECT_FALSE(Admission::Create(keyed).ok());
+  // Limits built in code are checked as the parser checks them.
+  AdmissionConfig too_slow;
+  too_slow.tenants = {KeyedTenant("acme", "k")};
+  too_slow.tenants[0].limit = {/*requests_per_s=*/1e-12, /*burst=*/1000000};
+  EXPECT_FALSE(Admission::Create(too_slow).ok());
 }
 
 TEST(TenantConfigTest, ParsesLimitsAndRejectsBadOnes) {

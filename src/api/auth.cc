@@ -9,7 +9,10 @@ StatusOr<std::string> ReadCredential(const http::Request& req) {
 
 StatusOr<const Tenant*> Authorize(const ApiContext* ctx, const http::Request& req, Access access) {
   if (ctx->admission == nullptr) return nullptr;  // a server without admission admits all
-  INFERD_ASSIGN_OR_RETURN(std::string credential, ReadCredential(req));
+  std::string credential;
+  if (ctx->admission->uses_keys()) {
+    INFERD_ASSIGN_OR_RETURN(credential, ReadCredential(req));
+  }
   INFERD_ASSIGN_OR_RETURN(const Tenant* tenant, ctx->admission->Authenticate(credential));
   if (access == Access::kAdmin && !tenant->admin) {
     return PermissionDeniedError("tenant '" + tenant->name +

@@ -6,9 +6,9 @@
 //   kTenant: any tenant (model metadata, readiness, config, the repository
 //            index, cache stats); without auth.required, requests without
 //            a key pass as the default tenant.
-//   kAdmin:  a tenant with admin = true (DELETE /v2/cache*); without
-//            auth.required, requests without a key pass too (a server
-//            without tenants keeps its admin endpoints open).
+//   kAdmin:  a tenant with admin = true (DELETE /v2/cache*); on a server
+//            without keyed tenants, every request (credentials are then
+//            ignored), as before tenants existed.
 // /v2, /v2/health/* and /metrics are open.
 
 #include <string>

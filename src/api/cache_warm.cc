@@ -7,8 +7,9 @@
 
 namespace inferd::api {
 
-// Each line: a KServe v2 infer request body with two more top-level fields,
-// "model" and optionally "model_version". Lines run one after another
+// Each line: a KServe v2 infer request body with more top-level fields:
+// "model", optionally "model_version" and "tenant" (whose cache scope the
+// line fills; default: the default tenant's). Lines run one after another
 // through the normal pipeline (so they fill the cache like any request).
 Status WarmCache(const ApiContext* ctx, const std::string& path) {
   std::ifstream in(path);
@@ -28,11 +29,25 @@ Status WarmCache(const ApiContext* ctx, const std::string& path) {
       continue;
     }
     InferRequest request = std::move(decoded->request);
-    request.model = target->first;
-    request.version = target->second;
+    request.model = target->model;
+    request.version = target->version;
+    RequestContext context;
+    if (!target->tenant.empty()) {
+      bool known = target->tenant == Admission::kDefaultTenant;
+      if (ctx->admission != nullptr) {
+        for (const auto& t : ctx->admission->tenants()) known = known || t->name == target->tenant;
+      }
+      if (!known) {
+        INFERD_LOG_WARN("cache_warm {}:{}: unknown tenant '{}'", path, lineno, target->tenant);
+        ++failed;
+        continue;
+      }
+      context.tenant = target->tenant;
+    }
     std::promise<Status> done;
-    ctx->server->Infer(std::move(request),
-                       [&done](StatusOr<InferResponse> r) { done.set_value(r.status()); });
+    ctx->server->Infer(
+        std::move(request), [&done](StatusOr<InferResponse> r) { done.set_value(r.status()); },
+        std::move(context));
     Status st = done.get_future().get();
     if (st.ok()) {
       ++ok;

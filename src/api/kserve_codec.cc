@@ -12,13 +12,13 @@
 
 namespace inferd::kserve {
 
-StatusOr<std::pair<std::string, std::string>> DecodeWarmTarget(const std::string& json) {
+StatusOr<WarmTarget> DecodeWarmTarget(const std::string& json) {
   thread_local simdjson::dom::parser parser;
   simdjson::dom::element doc;
   if (auto err = parser.parse(json.data(), json.size()).get(doc); err) {
     return InvalidArgumentError(std::string("malformed JSON: ") + simdjson::error_message(err));
   }
-  std::string_view model, version;
+  std::string_view model, version, tenant;
   if (doc["model"].get_string().get(model) != simdjson::SUCCESS) {
     return InvalidArgumentError("a warm-up line needs a string 'model'");
   }
@@ -27,7 +27,11 @@ StatusOr<std::pair<std::string, std::string>> DecodeWarmTarget(const std::string
       v.get_string().get(version) != simdjson::SUCCESS) {
     return InvalidArgumentError("'model_version' must be a string");
   }
-  return std::make_pair(std::string(model), std::string(version));
+  if (doc["tenant"].get(v) == simdjson::SUCCESS &&
+      v.get_string().get(tenant) != simdjson::SUCCESS) {
+    return InvalidArgumentError("'tenant' must be a string");
+  }
+  return WarmTarget{std::string(model), std::string(version), std::string(tenant)};
 }
 
 namespace {

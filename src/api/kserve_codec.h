@@ -35,7 +35,11 @@ StatusOr<DecodedRequest> DecodeInferRequest(std::shared_ptr<const std::string> b
                                             const ModelConfig* model = nullptr);
 
 // The "model" and optional "model_version" fields of a cache-warm line.
-StatusOr<std::pair<std::string, std::string>> DecodeWarmTarget(const std::string& json);
+struct WarmTarget {
+  std::string model, version;
+  std::string tenant;  // "" for the default tenant
+};
+StatusOr<WarmTarget> DecodeWarmTarget(const std::string& json);
 
 struct EncodedResponse {
   std::string body;

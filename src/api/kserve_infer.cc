@@ -84,7 +84,9 @@ void SetRateLimitHeaders(const AdmissionReport& report, Response& res) {
     const AdmissionReport::Limit& l = report.limits[i];
     // The window: 1 s, or long enough to hold one request at a low rate.
     const int64_t w = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(1 / l.rate_per_s)));
-    const int64_t q = std::max<int64_t>(1, std::llround(l.rate_per_s * static_cast<double>(w)));
+    // Rounded down: a client that paces itself to q is never refused.
+    const int64_t q = std::max<int64_t>(
+        1, static_cast<int64_t>(std::floor(l.rate_per_s * static_cast<double>(w) + 1e-9)));
     if (i > 0) {
       policy += ", ";
       state += ", ";
@@ -247,7 +249,9 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
   TraceContext trace = TraceContext::Continue(HeaderValue(req, "traceparent"));
   std::string request_id = ChooseRequestId(HeaderValue(req, "X-Request-Id"), trace);
   auto json_length = JsonLength(req);
-  StatusOr<std::string> credential = ReadCredential(req);
+  // Credentials are read only when some tenant has a key.
+  StatusOr<std::string> credential = std::string();
+  if (ctx->admission != nullptr && ctx->admission->uses_keys()) credential = ReadCredential(req);
   if (!json_length.ok() || !credential.ok()) {
     Response res = ErrorResponse(!credential.ok() ? credential.status() : json_length.status());
     res.set("X-Request-Id", request_id);

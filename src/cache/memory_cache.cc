@@ -238,7 +238,7 @@ std::optional<MemoryCache::Hit> MemoryCache::GetImpl(const CacheKey& key, bool a
   auto take = [&](const std::shared_ptr<const CacheEntry>* found) {
     if (found == nullptr) return;
     if (visit != nullptr) {
-      visit(**found, arg);
+      visit(*found, arg);
     } else {
       entry = *found;
     }

@@ -142,9 +142,12 @@ class MemoryCache {
   // a hit counts as a hit, a miss is not counted.
   std::shared_ptr<const CacheEntry> Probe(const CacheKey& key);
   // The same, but calls visit(entry, arg) on a fresh entry, under the
-  // shard's reader lock, instead of returning it (the visit must be short
-  // and must not call back into the cache). Returns whether it was a hit.
-  using Visit = void (*)(const CacheEntry& entry, void* arg);
+  // shard's reader lock, instead of returning a copy of its pointer (whose
+  // count every thread hitting a hot entry would write). The visit must be
+  // short and must not call back into the cache; it may copy the pointer
+  // (for a large entry it would rather not copy under the lock). Returns
+  // whether it was a hit.
+  using Visit = void (*)(const std::shared_ptr<const CacheEntry>& entry, void* arg);
   bool Probe(const CacheKey& key, Visit visit, void* arg);
   // Stores `entry` under `key` (entry->check must equal key.check), replacing
   // any entry with the same digest, evicting others as needed.

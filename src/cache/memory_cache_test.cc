@@ -306,11 +306,11 @@ TEST_F(MemoryCacheTest, ProbeWithVisitReadsTheEntryInPlace) {
     const CacheEntry* entry = nullptr;
     std::string payload;
   } seen;
-  auto visit = [](const CacheEntry& entry, void* arg) {
+  auto visit = [](const std::shared_ptr<const CacheEntry>& entry, void* arg) {
     auto* s = static_cast<Seen*>(arg);
     ++s->calls;
-    s->entry = &entry;
-    s->payload = entry.payload;
+    s->entry = entry.get();
+    s->payload = entry->payload;
   };
   EXPECT_TRUE(cache->Probe(a, visit, &seen));
   EXPECT_EQ(seen.calls, 1);

@@ -174,8 +174,7 @@ std::shared_ptr<const CacheEntry> ResponseCache::Probe(const CacheKey& key) {
   return entry;
 }
 
-bool ResponseCache::ProbeVisit(const CacheKey& key, void (*visit)(const CacheEntry&, void*),
-                               void* arg) {
+bool ResponseCache::ProbeVisit(const CacheKey& key, MemoryCache::Visit visit, void* arg) {
   Time start = clock_->Now();
   bool hit = memory_->Probe(key, visit, arg);
   if (hit) Observe(Source::kMemory, start);

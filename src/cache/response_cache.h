@@ -80,7 +80,8 @@ class ResponseCache {
   template <typename F>
   bool ProbeWith(const CacheKey& key, F& visit) {
     return ProbeVisit(
-        key, [](const CacheEntry& e, void* f) { (*static_cast<F*>(f))(e); }, &visit);
+        key, [](const std::shared_ptr<const CacheEntry>& e, void* f) { (*static_cast<F*>(f))(e); },
+        &visit);
   }
   // Stores in L1 unless an invalidation (InvalidateModel, Clear) ran since
   // `generation` was read: an entry derived from one read before an
@@ -115,7 +116,7 @@ class ResponseCache {
   std::string StatsJson();
 
  private:
-  bool ProbeVisit(const CacheKey& key, void (*visit)(const CacheEntry&, void*), void* arg);
+  bool ProbeVisit(const CacheKey& key, MemoryCache::Visit visit, void* arg);
   explicit ResponseCache(Options options);
   void LookupLoop() EXCLUDES(mu_);
   std::optional<Hit> LookupLower(const CacheKey& key);

@@ -300,12 +300,16 @@ void Server::BeginDrain() {
 
 bool Server::WaitIdle(std::chrono::steady_clock::time_point deadline) {
   MutexLock l(&impl_->mu);
+  impl_->idle_waiters.fetch_add(1);
+  bool idle = true;
   while (impl_->InProgress() > 0) {
     if (!impl_->idle_cv.WaitUntil(&impl_->mu, deadline) && impl_->InProgress() > 0) {
-      return false;
+      idle = false;
+      break;
     }
   }
-  return true;
+  impl_->idle_waiters.fetch_sub(1);
+  return idle;
 }
 
 int64_t Server::requests_in_progress() const { return impl_->InProgress(); }

@@ -41,11 +41,16 @@ struct Session;
 // One I/O thread with its own io_context; its sessions are touched only on it.
 struct IoWorker {
   std::list<Session*> sessions;  // declared before ioc: outlives the coroutines
+  // Requests this worker started and finished, only ever increased, by this
+  // worker alone, on a line of their own (no line shared between workers
+  // per request); Impl::InProgress sums them. Before ioc: the coroutines
+  // that ioc's destruction ends still count their requests finished.
+  struct alignas(64) Counts {
+    std::atomic<int64_t> started{0};
+    std::atomic<int64_t> finished{0};
+  } counts;
   asio::io_context ioc{1};
   std::thread thread;
-  // Requests of this worker being served: a line of its own, so that the
-  // workers' per-request updates never share one (Impl sums them).
-  alignas(64) std::atomic<int64_t> in_progress{0};
 };
 
 // Shared between a request read and its deadline timer's handler, which may
@@ -226,9 +231,12 @@ struct Server::Impl {
   uint16_t port = 0;
   std::atomic<bool> draining{false};
   std::atomic<size_t> next_worker{0};
-  // Requests being served. Counted without a lock; the last one out takes
-  // `mu` to signal, so a WaitIdle that saw a count above zero under `mu`
-  // cannot miss the wake-up.
+  // Requests being served: IoWorker::counts, without a lock. While a
+  // WaitIdle waits (idle_waiters > 0), a request that leaves its worker
+  // idle takes `mu` to signal; both sides use sequentially consistent
+  // atomics, so either the waiter sees the finish or the finisher sees the
+  // waiter, and the wake-up cannot be missed.
+  std::atomic<int> idle_waiters{0};
   Mutex mu;
   CondVar idle_cv;
   Family<Counter>* responses = nullptr;  // by status code; null without a registry
@@ -322,17 +330,24 @@ struct Server::Impl {
   awaitable<void> Refuse(tcp::socket socket);
   void RefuseNow(tcp::socket& socket);
   void CloseIdleSessions();
-  void RequestStarted(Session& s) { s.worker->in_progress.fetch_add(1); }
+  void RequestStarted(Session& s) { s.worker->counts.started.fetch_add(1); }
   void RequestFinished(Session& s) {
-    if (s.worker->in_progress.fetch_sub(1) == 1) {
+    IoWorker::Counts& c = s.worker->counts;
+    const int64_t finished = c.finished.fetch_add(1) + 1;
+    if (idle_waiters.load() > 0 && finished == c.started.load()) {
       MutexLock l(&mu);
       idle_cv.SignalAll();
     }
   }
+  // Every worker's finished counts first, then the started ones: a request
+  // is never missed (started >= finished on each worker, both only grow),
+  // so 0 means no request was in progress once the finished counts were
+  // read; never negative.
   int64_t InProgress() const {
-    int64_t n = 0;
-    for (const auto& w : workers) n += w->in_progress.load();
-    return n;
+    int64_t finished = 0, started = 0;
+    for (const auto& w : workers) finished += w->counts.finished.load();
+    for (const auto& w : workers) started += w->counts.started.load();
+    return started - finished;
   }
 };
 

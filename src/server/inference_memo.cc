@@ -30,10 +30,20 @@ InferenceServer::MemoProbe InferenceServer::ProbeMemo(const InferExchange& x,
     cache->EraseMemory(*out.key);
     return out;
   }
-  // The reply is copied out under the cache's lock: the entry itself is
-  // never shared (see ResponseCache::ProbeWith).
-  auto visit = [&](const CacheEntry& entry) { out.hit = ReplyFromMemo(entry, &out.reply); };
+  // A small reply is copied out under the cache's shard lock, so that the
+  // entry's reference count is not written (see ResponseCache::ProbeWith);
+  // a large one is held by its pointer and copied after the lock.
+  constexpr size_t kCopyUnderLock = 16 << 10;
+  std::shared_ptr<const CacheEntry> held;
+  auto visit = [&](const std::shared_ptr<const CacheEntry>& entry) {
+    if (entry->payload.size() <= kCopyUnderLock) {
+      out.hit = ReplyFromMemo(*entry, &out.reply);
+    } else {
+      held = entry;
+    }
+  };
   cache->ProbeWith(*out.key, visit);
+  if (held) out.hit = ReplyFromMemo(*held, &out.reply);
   return out;
 }
 

@@ -213,7 +213,7 @@ void InferenceServer::Infer(InferRequest request, InferCallback done, RequestCon
 
 void InferenceServer::Submit(std::unique_ptr<InferExchange> x) {
   const Time start = options_.clock->Now();
-  options_.metrics->inflight()->Add(1);
+  options_.metrics->RequestStarted();
   RequestContext& ctx = x->context;
   if (!ctx.cancel) ctx.cancel = std::make_shared<Cancellation>();
 
@@ -419,7 +419,7 @@ void InferenceServer::Reply(InferExchange& x, ModelMetrics* mm, Time start,
   ModelMetrics* counted = mm ? mm : options_.metrics->For("", 0);
   counted->outcomes[static_cast<int>(OutcomeOf(reply.status()))]->Increment();
   if (mm) mm->request_duration->Observe(Seconds(options_.clock->Now() - start));
-  options_.metrics->inflight()->Add(-1);
+  options_.metrics->RequestFinished();
   try {
     x.Complete(std::move(reply));
   } catch (const std::exception& e) {

@@ -124,7 +124,7 @@ TEST_F(MemoTest, MemoHitsAreCountedAndAccountedLikeEveryRequest) {
   const double before = Outcome("success");
   ASSERT_TRUE(MemoHit(Bytes{}));
   EXPECT_EQ(Outcome("success"), before + 1);
-  EXPECT_EQ(metrics_->inflight()->Value(), 0);
+  EXPECT_EQ(metrics_->InFlight(), 0);
 }
 
 TEST_F(MemoTest, AnyOtherByteEncodingOrVersionMisses) {

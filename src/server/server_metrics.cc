@@ -37,7 +37,10 @@ ServerMetrics::ServerMetrics(Registry* registry)
       registry
           ->AddGauge("inferd_process_resident_memory_bytes", "Resident memory of the process", {})
           ->WithLabels({});
-  registry->AddCollectHook([this] { rss_->Set(static_cast<double>(ProcessResidentBytes())); });
+  registry->AddCollectHook([this] {
+    rss_->Set(static_cast<double>(ProcessResidentBytes()));
+    inflight_->Set(static_cast<double>(InFlight()));
+  });
 }
 
 // A few recent answers per thread: on a hit, For() touches no shared line

@@ -50,7 +50,15 @@ class ServerMetrics {
   // The batch observer the model layer calls after each executed batch.
   ModelVersion::BatchObserver ObserverFor(const std::string& model, int64_t version);
 
-  Gauge* inflight() { return inflight_; }
+  // Inference requests in progress: two striped counts (no line that
+  // every request writes), read finished first so that the gauge
+  // inferd_inflight_requests, set at each scrape, is never negative.
+  void RequestStarted() { started_.Increment(); }
+  void RequestFinished() { finished_.Increment(); }
+  int64_t InFlight() const {
+    const double finished = finished_.Value();
+    return static_cast<int64_t>(started_.Value() - finished);
+  }
   Registry* registry() { return registry_; }
 
  private:
@@ -62,6 +70,7 @@ class ServerMetrics {
   Family<Histogram>* batch_size_;
   Family<Gauge>* queue_depth_;
   Gauge* inflight_;
+  Counter started_, finished_;
   Gauge* rss_;
   ModelMetrics* Find(const std::string& model, int64_t version) EXCLUDES(mu_);
 
