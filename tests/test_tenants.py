@@ -52,8 +52,12 @@ class TenantServer(h.ServerTestCase):
                     (acme_hash, cls.acme_extra))
             f.write('[[tenants]]\nname = "beta"\napi_key_sha256 = ["%s"]\n' % beta_hash)
             f.write(cls.extra_config)
-        cls.server_args = ("--config", config)
+        cls.server_args = ("--config", config) + cls.warm_args(cls.config_dir)
         super().setUpClass()
+
+    @classmethod
+    def warm_args(cls, directory):
+        return ()
 
     @classmethod
     def tearDownClass(cls):
@@ -213,6 +217,33 @@ class RateLimitTest(TenantServer):
         self.assertEqual(r.status, 429, r.describe())
         self.assertIn("tenant 'acme' on model 'mlp_shared'", r.json()["error"])
         self.assertEqual(self.infer(acme, model="mlp", seed=12).status, 200)
+
+
+class WarmUpTest(TenantServer):
+    """A cache warm-up line that names a tenant fills that tenant's scope."""
+
+    WARM_X = [0.375] * 16
+
+    @classmethod
+    def warm_args(cls, directory):
+        path = os.path.join(directory, "warm.jsonl")
+        with open(path, "w") as f:
+            f.write(json.dumps({"model": "mlp", "tenant": "acme", "inputs": [
+                {"name": "input", "shape": [1, 16], "datatype": "FP32", "data": cls.WARM_X}]}) + "\n")
+            f.write(json.dumps({"model": "mlp", "tenant": "nobody", "inputs": [
+                {"name": "input", "shape": [1, 16], "datatype": "FP32", "data": cls.WARM_X}]}) + "\n")
+        return ("--cache-warm", path)
+
+    def test_the_named_tenant_hits_and_no_other(self):
+        x = np.array([self.WARM_X], dtype=np.float32)
+        body, hdrs = h.encode_infer_request([h.Input("input", x)])
+        r = self.client().request("POST", h.infer_path("mlp"), body,
+                                  dict(hdrs, **self.bearer(self.acme_key)))
+        self.assertEqual(r.header("X-Inferd-Cache"), "hit-memory", r.describe())
+        r = self.client().request("POST", h.infer_path("mlp"), body,
+                                  dict(hdrs, **self.bearer(self.beta_key)))
+        self.assertEqual(r.header("X-Inferd-Cache"), "miss", r.describe())
+        self.assertIn("unknown tenant 'nobody'", self.server.output())
 
 
 class NoTenantsTest(h.ServerTestCase):
