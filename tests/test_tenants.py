@@ -98,6 +98,24 @@ class AuthRequiredTest(TenantServer):
         self.assertGreaterEqual(
             self.metric(metrics, 'inferd_requests_total{model="",version="",outcome="unauthenticated"}'), 4)
 
+    def test_a_large_body_without_a_valid_key_is_refused_before_it_is_read(self):
+        # 50 MB announced, none of it sent: the 401 comes from the header
+        # alone, and the connection closes.
+        for extra in ((), (("X-Api-Key", "ik_unknown"),)):
+            with self.server.raw() as c:
+                head = ("POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\n"
+                        "Content-Type: application/json\r\nContent-Length: 50000000\r\n")
+                head += "".join("%s: %s\r\n" % kv for kv in extra) + "\r\n"
+                self.assertTrue(c.send(head.encode()))
+                r = c.read_response()
+                self.assertEqual(r.status, 401, r.describe())
+                self.assertEqual(r.header("WWW-Authenticate"), 'Bearer realm="inferd"')
+                self.assertEqual((r.header("Connection") or "").lower(), "close")
+        # With a valid key the same header waits for its body, which a small
+        # request then completes normally on another connection.
+        self.assertEqual(self.infer(self.bearer(self.acme_key)).status, 200)
+        self.assert_server_healthy()
+
     def test_either_header_authenticates_and_they_must_agree(self):
         self.assertEqual(self.infer(self.bearer(self.acme_key)).status, 200)
         self.assertEqual(self.infer({"authorization": "bearer  " + self.beta_key}).status, 200)

@@ -1,5 +1,7 @@
 #include "api/auth.h"
 
+#include <charconv>
+
 namespace inferd::api {
 StatusOr<std::string> ReadCredential(const http::Request& req) {
   auto auth = req[http::beast_http::field::authorization];
@@ -31,6 +33,30 @@ http::Handler Guard(const ApiContext* ctx, Access access, http::Handler handler)
     }
     handler(std::move(req), params, std::move(respond));
   };
+}
+
+std::optional<http::HttpError> RefuseBeforeBody(const ApiContext* ctx,
+                                                const http::Request& header) {
+  const Admission* admission = ctx->admission;
+  if (admission == nullptr || !admission->auth_required()) return std::nullopt;
+  // Small bodies are cheap to read: their route answers (and the key is
+  // hashed once, there).
+  constexpr uint64_t kSmallBody = 64 << 10;
+  const bool chunked = header.count(http::beast_http::field::transfer_encoding) > 0;
+  auto length_field = header[http::beast_http::field::content_length];
+  uint64_t length = 0;
+  std::from_chars(length_field.data(), length_field.data() + length_field.size(), length);
+  if (!chunked && length <= kSmallBody) return std::nullopt;
+  std::string_view path(header.target().data(), header.target().size());
+  path = path.substr(0, path.find('?'));
+  if (path == "/v2" || path == "/metrics" || path.rfind("/v2/health/", 0) == 0) return std::nullopt;
+  StatusOr<std::string> credential = ReadCredential(header);
+  if (!credential.ok()) return std::nullopt;  // the route answers 400
+  StatusOr<const Tenant*> tenant = admission->Authenticate(*credential);
+  if (tenant.ok()) return std::nullopt;
+  return http::HttpError{http::Status::unauthorized,
+                         tenant.status().message(),
+                         {{"WWW-Authenticate", "Bearer realm=\"inferd\""}}};
 }
 
 }  // namespace inferd::api

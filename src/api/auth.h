@@ -11,10 +11,12 @@
 //            ignored), as before tenants existed.
 // /v2, /v2/health/* and /metrics are open.
 
+#include <optional>
 #include <string>
 
 #include "admission/admission.h"
 #include "api/api.h"
+#include "http/request_reader.h"
 #include "http/router.h"
 
 namespace inferd::api {
@@ -32,5 +34,11 @@ StatusOr<const Tenant*> Authorize(const ApiContext* ctx, const http::Request& re
 
 // `handler`, behind Authorize.
 http::Handler Guard(const ApiContext* ctx, Access access, http::Handler handler);
+
+// For http::Server::Options::check_header: with auth.required, a request
+// whose body is large (over 64 KiB, or chunked) and whose key is missing or
+// unknown is refused with 401 from its header, before its body is read;
+// open routes and small bodies are left to the routes.
+std::optional<http::HttpError> RefuseBeforeBody(const ApiContext* ctx, const http::Request& header);
 
 }  // namespace inferd::api

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "api/api.h"
+#include "api/auth.h"
 #include "app/cache_wiring.h"
 #include "common/logging.h"
 #include "http/server.h"
@@ -167,6 +168,9 @@ int RunServe(const ServeFlags& flags) {
   ho.max_connections = s.GetInt("http_max_connections");
   ho.gzip_min_bytes = static_cast<size_t>(std::max<int64_t>(0, s.GetInt("http_gzip_min_bytes")));
   ho.registry = &registry;
+  ho.check_header = [&ctx](const http::Request& header) {
+    return api::RefuseBeforeBody(&ctx, header);
+  };
   auto http_server = http::Server::Create(ho, &router);
   if (!http_server.ok()) {
     std::cerr << "inferd serve: " << http_server.status().message() << "\n";

@@ -242,6 +242,9 @@ void RequestReader::CheckHeader() {
     }
     content_encoding_ = coding;
   }
+  if (options_.check_header) {
+    if (std::optional<HttpError> refused = options_.check_header(req)) error_ = std::move(refused);
+  }
 }
 
 void RequestReader::Finish() {

@@ -21,17 +21,25 @@
 // Threading: one reader per request, used from one thread.
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "http/types.h"
 
 namespace inferd::http {
 
 struct HttpError {
+  HttpError() = default;
+  HttpError(Status s, std::string m, std::vector<std::pair<std::string, std::string>> f = {})
+      : status(s), message(std::move(m)), fields(std::move(f)) {}
   Status status = Status::bad_request;
   std::string message;
+  // Extra response header fields (WWW-Authenticate on a 401).
+  std::vector<std::pair<std::string, std::string>> fields;
 };
 
 class RequestReader {
@@ -43,6 +51,10 @@ class RequestReader {
     // the end (simdjson reads up to 64 bytes) can read the body in place
     // instead of copying it.
     size_t body_padding = 64;
+    // Called once the header is complete and passed the reader's own
+    // checks, before any body byte is read: an error refuses the request
+    // there (and the connection closes), without reading its body.
+    std::function<std::optional<HttpError>(const Request& header)> check_header;
   };
   explicit RequestReader(const Options& options);
   ~RequestReader();

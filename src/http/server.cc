@@ -4,8 +4,12 @@
 
 namespace inferd::http {
 
-awaitable<void> Server::Impl::WriteError(Session& s, Status status, std::string_view message) {
+awaitable<void> Server::Impl::WriteError(Session& s, Status status, std::string_view message,
+                                         const HttpError* error) {
   Response res = MakeErrorResponse(status, message);
+  if (error != nullptr) {
+    for (const auto& [name, value] : error->fields) res.set(name, value);
+  }
   CountResponse(static_cast<unsigned>(status));
   res.set(beast_http::field::server, "inferd");
   res.keep_alive(false);
@@ -121,7 +125,7 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
     co_return false;
   }
   if (reader.error()) {
-    co_await WriteError(s, reader.error()->status, reader.error()->message);
+    co_await WriteError(s, reader.error()->status, reader.error()->message, &*reader.error());
     co_return false;
   }
   if (ec || !reader.done()) co_return false;  // the client went away

@@ -29,11 +29,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "http/request_reader.h"
 #include "http/router.h"
 #include "metrics/metrics.h"
 
@@ -65,6 +68,10 @@ class Server {
     size_t gzip_min_bytes = 16384;
     // Optional: counts every response as inferd_http_responses_total{code}.
     Registry* registry = nullptr;
+    // Optional: refuses a request from its header alone, before its body is
+    // read (RequestReader::Options::check_header); the answer closes the
+    // connection.
+    std::function<std::optional<HttpError>(const Request& header)> check_header;
   };
 
   // Binds and listens; the router must outlive the server.

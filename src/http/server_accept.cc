@@ -199,6 +199,7 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const Options& options, const R
   impl->options = options;
   impl->reader_options.max_body_bytes = options.max_body_bytes;
   impl->reader_options.max_header_bytes = options.max_header_bytes;
+  impl->reader_options.check_header = options.check_header;
   impl->router = router;
   impl->max_connections =
       options.max_connections > 0 ? options.max_connections : DefaultMaxConnections();

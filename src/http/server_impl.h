@@ -325,7 +325,8 @@ struct Server::Impl {
   awaitable<error_code> ReadRequest(Session& s, beast::flat_buffer& buf, RequestReader& reader,
                                     bool* expired);
   awaitable<error_code> WriteResponse(Session& s, Response& res);
-  awaitable<void> WriteError(Session& s, Status status, std::string_view message);
+  awaitable<void> WriteError(Session& s, Status status, std::string_view message,
+                             const HttpError* error = nullptr);
   void StartSession(tcp::socket socket, IoWorker* w);
   awaitable<void> Refuse(tcp::socket socket);
   void RefuseNow(tcp::socket& socket);
