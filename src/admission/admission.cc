@@ -17,7 +17,8 @@ namespace {
 Status MakeLimiter(const RateLimitConfig& c, const std::string& what,
                    std::unique_ptr<GcraLimiter>* out) {
   if (c.requests_per_s == 0 && c.burst == 0) return Status::OK();
-  if (!(c.requests_per_s >= 0.001 && c.requests_per_s <= 1e6) || c.burst < 0 || c.burst > 1000000) {
+  if (!GcraLimiter::ValidRate(c.requests_per_s) || c.burst < 0 ||
+      c.burst > GcraLimiter::kMaxBurst) {
     return InvalidArgumentError(
         what + ": requests_per_s must be in [0.001, 1000000] and burst in [1, 1000000]");
   }
@@ -111,13 +112,11 @@ Status Admission::CheckLimits(const Tenant& tenant, std::string_view model, Time
     ml = it->second.get();
   if (tl == nullptr && ml == nullptr) return Status::OK();
   GcraLimiter::Decision td, md;
-  const char* refused_by = nullptr;
   const GcraLimiter* refused = nullptr;
   Duration retry{};
   if (tl != nullptr) {
     td = tl->Take(now);
     if (!td.allowed) {
-      refused_by = "tenant";
       refused = tl;
       retry = td.retry_after;
     }
@@ -126,7 +125,6 @@ Status Admission::CheckLimits(const Tenant& tenant, std::string_view model, Time
     if (refused == nullptr) {
       md = ml->Take(now);
       if (!md.allowed) {
-        refused_by = "model";
         refused = ml;
         retry = md.retry_after;
         if (tl != nullptr) {  // all or nothing: give the tenant's back
@@ -144,7 +142,7 @@ Status Admission::CheckLimits(const Tenant& tenant, std::string_view model, Time
   report->retry_after_s = std::max<int64_t>(1, CeilSeconds(retry));
   char rate[32];
   std::snprintf(rate, sizeof(rate), "%g", refused->rate_per_s());
-  std::string what = std::string(refused_by) == "tenant"
+  std::string what = refused == tl
                          ? "tenant '" + tenant.name + "'"
                          : "tenant '" + tenant.name + "' on model '" + std::string(model) + "'";
   return RateLimitedError("rate limit of " + what + " exceeded (" + rate + " requests/s, burst " +

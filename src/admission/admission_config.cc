@@ -20,24 +20,18 @@ bool ValidName(std::string_view n) {
   return true;
 }
 
-// At least one request per 1000 s: with a burst up to 10^6 the tolerance
-// (burst x interval, in ns) stays below 10^18, inside int64.
-constexpr double kMinRate = 0.001;
-constexpr double kMaxRate = 1e6;
-constexpr int64_t kMaxBurst = 1000000;
-
 // requests_per_s and burst of `t` into *out; other keys are the caller's.
 Status ParseLimit(const toml::table& t, const std::string& where, RateLimitConfig* out) {
   if (const toml::node* r = t.get("requests_per_s")) {
     std::optional<double> v = r->value<double>();  // an integer or a float
-    if (!v || !(*v >= kMinRate) || *v > kMaxRate) {
+    if (!v || !GcraLimiter::ValidRate(*v)) {
       return InvalidArgumentError(where + ".requests_per_s must be a number in [0.001, 1000000]");
     }
     out->requests_per_s = *v;
   }
   if (const toml::node* b = t.get("burst")) {
     std::optional<int64_t> v = b->is_integer() ? b->value<int64_t>() : std::nullopt;
-    if (!v || *v < 1 || *v > kMaxBurst)
+    if (!v || *v < 1 || *v > GcraLimiter::kMaxBurst)
       return InvalidArgumentError(where + ".burst must be an integer in [1, 1000000]");
     if (out->requests_per_s <= 0)
       return InvalidArgumentError(where + ".burst needs requests_per_s");

@@ -22,8 +22,15 @@ namespace inferd {
 
 class GcraLimiter {
  public:
-  // rate_per_s in [0.001, 10^6], burst in [1, 10^6] (checked by the config
-  // parser): burst x interval stays below 10^18 ns.
+  // The bounds the config parser and Admission::Create check: at least one
+  // request per 1000 s and a burst up to 10^6 keep the tolerance (burst x
+  // interval) below 10^18 ns, inside int64.
+  static constexpr double kMinRate = 0.001;
+  static constexpr double kMaxRate = 1e6;
+  static constexpr int64_t kMaxBurst = 1000000;
+  static bool ValidRate(double r) { return r >= kMinRate && r <= kMaxRate; }  // false for NaN
+
+  // rate_per_s and burst within the bounds above.
   GcraLimiter(double rate_per_s, int64_t burst);
   GcraLimiter(const GcraLimiter&) = delete;
   GcraLimiter& operator=(const GcraLimiter&) = delete;
