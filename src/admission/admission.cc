@@ -74,14 +74,19 @@ StatusOr<std::unique_ptr<Admission>> Admission::Create(AdmissionConfig config) {
             "admin");
       }
       INFERD_RETURN_IF_ERROR(SetLimits(t, &a->default_tenant_));
+      a->default_tenant_.weight = t.weight;
+      a->default_tenant_.max_priority = t.max_priority;
       continue;
     }
     if (t.key_digests.empty()) {
       return InvalidArgumentError("tenant '" + t.name + "' has no api_key_sha256");
     }
     auto tenant = std::make_unique<Tenant>();
+    tenant->id = static_cast<uint32_t>(a->tenants_.size() + 1);
     tenant->name = t.name;
     tenant->admin = t.admin;
+    tenant->weight = t.weight;
+    tenant->max_priority = t.max_priority;
     INFERD_RETURN_IF_ERROR(SetLimits(t, tenant.get()));
     for (const KeyDigest& d : t.key_digests) {
       if (!digests.insert(d).second) {

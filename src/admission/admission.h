@@ -15,6 +15,9 @@
 //   admin = false             # may call DELETE /v2/cache*
 //   requests_per_s = 100      # GCRA rate (absent: no limit), with
 //   burst = 20                # burst (default: the rate, rounded up)
+//   weight = 1                # share of a model's capacity at equal priority
+//   max_priority = 0          # highest level it may ask for (1 is the
+//                             # highest; 0 or 1: any), else capped to it
 //   [[tenants.models]]        # a limit per tenant and model
 //   name = "resnet18"
 //   requests_per_s = 10
@@ -48,6 +51,8 @@ struct TenantConfig {
   std::string name;
   std::vector<KeyDigest> key_digests;
   bool admin = false;
+  uint32_t weight = 1;   // share of a model at equal priority (1..1000)
+  int max_priority = 0;  // the highest level it may ask for; 0 or 1: any
   RateLimitConfig limit;
   struct ModelLimit {
     std::string model;
@@ -84,8 +89,11 @@ StatusOr<std::vector<TenantConfig>> ParseTenants(std::string_view toml_text,
                                                  const std::string& origin);
 
 struct Tenant {
+  uint32_t id = 0;  // dense: 0 is the default tenant, then config order
   std::string name;
   bool admin = false;
+  uint32_t weight = 1;
+  int max_priority = 0;
   std::unique_ptr<GcraLimiter> limit;  // null: none
   std::map<std::string, std::unique_ptr<GcraLimiter>, std::less<>> model_limits;
 };

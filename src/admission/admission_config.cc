@@ -119,10 +119,23 @@ StatusOr<std::vector<TenantConfig>> ParseTenants(std::string_view toml_text,
         tc.admin = **v.as_boolean();
       } else if (key == "models") {
         INFERD_RETURN_IF_ERROR(ParseModelLimits(v, where + ".models", &tc.models));
+      } else if (key == "weight") {
+        std::optional<int64_t> w = v.value<int64_t>();
+        if (!v.is_integer() || *w < 1 || *w > 1000)
+          return InvalidArgumentError(where + ".weight must be an integer from 1 to 1000");
+        tc.weight = static_cast<uint32_t>(*w);
+      } else if (key == "max_priority") {
+        std::optional<int64_t> p = v.value<int64_t>();
+        if (!v.is_integer() || *p < 0 || *p > 255) {
+          return InvalidArgumentError(where +
+                                      ".max_priority must be an integer from 0 to 255 (0 or 1: "
+                                      "any level)");
+        }
+        tc.max_priority = static_cast<int>(*p);
       } else if (key != "requests_per_s" && key != "burst") {
-        return InvalidArgumentError(
-            where + ": unknown field '" + key +
-            "' (known: name, api_key_sha256, admin, requests_per_s, burst, models)");
+        return InvalidArgumentError(where + ": unknown field '" + key +
+                                    "' (known: name, api_key_sha256, admin, requests_per_s, "
+                                    "burst, weight, max_priority, models)");
       }
     }
     if (tc.name.empty()) return InvalidArgumentError(where + " has no name");

@@ -9,6 +9,20 @@ StatusOr<std::string> ReadCredential(const http::Request& req) {
   return CredentialFrom({auth.data(), auth.size()}, {key.data(), key.size()});
 }
 
+StatusOr<int> ReadPriority(const http::Request& req) {
+  auto it = req.find("X-Inferd-Priority");
+  if (it == req.end()) return 0;
+  std::string_view v(it->value().data(), it->value().size());
+  int level = -1;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), level);
+  if (ec != std::errc() || end != v.data() + v.size() || level < 0 || level > 255) {
+    return InvalidArgumentError(
+        "X-Inferd-Priority must be an integer from 0 to 255 (1 is the highest level; 0: the "
+        "model's default)");
+  }
+  return level;
+}
+
 StatusOr<const Tenant*> Authorize(const ApiContext* ctx, const http::Request& req, Access access) {
   if (ctx->admission == nullptr) return nullptr;  // a server without admission admits all
   std::string credential;

@@ -28,6 +28,11 @@ enum class Access { kTenant, kAdmin };
 // scheme counts as none). Both with different keys: InvalidArgument.
 StatusOr<std::string> ReadCredential(const http::Request& req);
 
+// The priority level `req` asks for with `X-Inferd-Priority: N` (0..255;
+// 1 is the highest; 0 or no header: the model's default, or the body's
+// parameters.priority). Anything else: InvalidArgument.
+StatusOr<int> ReadPriority(const http::Request& req);
+
 // The tenant `req` speaks for, if it may call a route that needs
 // `access`: else Unauthenticated (401) or PermissionDenied (403).
 StatusOr<const Tenant*> Authorize(const ApiContext* ctx, const http::Request& req, Access access);

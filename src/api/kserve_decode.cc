@@ -110,6 +110,14 @@ class RequestDecoder {
           return InvalidArgumentError("parameters.timeout must be a number of microseconds");
         }
         out_->request.timeout_us = static_cast<int64_t>(us);
+      } else if (key == "priority") {
+        uint64_t level;
+        if (p.get_uint64().get(level) != simdjson::SUCCESS || level > 255) {
+          return InvalidArgumentError(
+              "parameters.priority must be an integer from 0 to 255 (1 is the highest level; 0: "
+              "the model's default)");
+        }
+        out_->request.priority = static_cast<int>(level);
       }
     }
     return Status::OK();

@@ -252,8 +252,11 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
   // Credentials are read only when some tenant has a key.
   StatusOr<std::string> credential = std::string();
   if (ctx->admission != nullptr && ctx->admission->uses_keys()) credential = ReadCredential(req);
-  if (!json_length.ok() || !credential.ok()) {
-    Response res = ErrorResponse(!credential.ok() ? credential.status() : json_length.status());
+  StatusOr<int> priority = ReadPriority(req);
+  if (!json_length.ok() || !credential.ok() || !priority.ok()) {
+    Response res = ErrorResponse(!credential.ok() ? credential.status()
+                                 : !priority.ok() ? priority.status()
+                                                  : json_length.status());
     res.set("X-Request-Id", request_id);
     res.set("traceparent", trace.Traceparent());
     respond.Send(std::move(res));
@@ -268,6 +271,7 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
   x->no_store = cc.no_store;
   x->context.cancel = std::move(cancel);
   x->context.credential = std::move(credential).value();
+  x->context.priority = *priority;
   x->context.trace = trace;
   x->context.request_id = std::move(request_id);
   ctx->server->Submit(std::move(x));

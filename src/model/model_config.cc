@@ -1,5 +1,7 @@
 #include "model/model_config.h"
 
+#include "model/model_config_parser.h"
+
 #include <algorithm>
 
 #include <toml++/toml.h>
@@ -11,89 +13,6 @@
 
 namespace inferd {
 namespace {
-
-class Parser {
- public:
-  Parser(const std::string& path) : path_(path) {}
-
-  Status Error(const std::string& field, const std::string& what) const {
-    return InvalidArgumentError(path_ + ": field '" + field + "' " + what);
-  }
-
-  Status Int(const toml::table& t, const std::string& key, const std::string& field, int64_t min,
-             int64_t* out) const {
-    const toml::node* n = t.get(key);
-    if (!n) return Status::OK();
-    if (!n->is_integer()) return Error(field, "must be an integer");
-    int64_t v = *n->value<int64_t>();
-    if (v < min)
-      return Error(field, "must be >= " + std::to_string(min) + ", got " + std::to_string(v));
-    *out = v;
-    return Status::OK();
-  }
-
-  Status IntList(const toml::table& t, const std::string& key, const std::string& field,
-                 int64_t min, std::vector<int64_t>* out) const {
-    const toml::node* n = t.get(key);
-    if (!n) return Status::OK();
-    const toml::array* a = n->as_array();
-    if (!a) return Error(field, "must be an array of integers");
-    out->clear();
-    for (const auto& e : *a) {
-      if (!e.is_integer()) return Error(field, "must be an array of integers");
-      int64_t v = *e.value<int64_t>();
-      if (v < min)
-        return Error(field, "has " + std::to_string(v) + ", must be >= " + std::to_string(min));
-      out->push_back(v);
-    }
-    return Status::OK();
-  }
-
-  Status Tensors(const toml::table& root, const std::string& key,
-                 std::vector<TensorConfig>* out) const {
-    const toml::node* n = root.get(key);
-    if (!n) return Error(key, "is missing: declare at least one [[" + key + "]]");
-    const toml::array* arr = n->as_array();
-    if (!arr || arr->empty()) return Error(key, "must be an array of tables ([[" + key + "]])");
-    std::set<std::string> names;
-    for (size_t i = 0; i < arr->size(); ++i) {
-      std::string field = key + "[" + std::to_string(i) + "]";
-      const toml::table* t = (*arr)[i].as_table();
-      if (!t) return Error(field, "must be a table");
-      TensorConfig tc;
-      auto name = t->get("name");
-      if (!name || !name->is_string() || name->value<std::string>()->empty()) {
-        return Error(field + ".name", "must be a non-empty string");
-      }
-      tc.name = *name->value<std::string>();
-      if (!names.insert(tc.name).second)
-        return Error(field + ".name", "duplicates '" + tc.name + "'");
-      auto dt = t->get("datatype");
-      if (!dt || !dt->is_string())
-        return Error(field + ".datatype", "must be a string such as \"FP32\"");
-      auto parsed = DataTypeFromName(*dt->value<std::string>());
-      if (!parsed)
-        return Error(field + ".datatype",
-                     "has unknown datatype '" + *dt->value<std::string>() + "'");
-      tc.dtype = *parsed;
-      INFERD_RETURN_IF_ERROR(IntList(*t, "dims", field + ".dims", -1, &tc.dims));
-      if (!t->get("dims")) return Error(field + ".dims", "is missing");
-      for (int64_t d : tc.dims) {
-        if (d == 0) return Error(field + ".dims", "must not contain 0");
-      }
-      for (const auto& [k, v] : *t) {
-        std::string ks(k.str());
-        if (ks != "name" && ks != "datatype" && ks != "dims")
-          return Error(field + "." + ks, "is unknown");
-      }
-      out->push_back(std::move(tc));
-    }
-    return Status::OK();
-  }
-
- private:
-  std::string path_;
-};
 
 std::string NodeText(const toml::node& n) {
   if (n.is_string()) return *n.value<std::string>();
@@ -167,9 +86,10 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
   Parser p(path);
   ModelConfig c;
   c.name = name;
-  static const std::set<std::string> kKnown = {
-      "backend",          "max_batch_size", "instance_count", "input",          "output",
-      "dynamic_batching", "parameters",     "max_queue_size", "response_cache", "decoupled"};
+  static const std::set<std::string> kKnown = {"backend",    "max_batch_size", "instance_count",
+                                               "input",      "output",         "dynamic_batching",
+                                               "parameters", "max_queue_size", "response_cache",
+                                               "decoupled",  "scheduling",     "overload"};
   for (const auto& [k, v] : root) {
     if (!kKnown.count(std::string(k.str()))) return p.Error(std::string(k.str()), "is unknown");
   }
@@ -252,6 +172,7 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
       }
     }
   }
+  INFERD_RETURN_IF_ERROR(ParseScheduling(p, root, &c));
   if (c.decoupled && c.response_cache.enabled) {
     return p.Error("response_cache", "cannot be enabled for a decoupled (streaming) model");
   }

@@ -14,6 +14,15 @@
 //   [response_cache]               # presence enables it: enable (default true),
 //                                  # ttl_s (1 s to 10 years), max_stale_s,
 //                                  # scope ("tenant" default, or "shared")
+//   [scheduling]                   # priorities (docs/configuration.md)
+//   priority_levels = 1 (1..16), default_priority (default: the lowest),
+//   lower_level_share = 0.1 (0..0.5; 0: strict priority)
+//   [scheduling.default_queue_policy], [scheduling.priority_queue_policy.N]
+//   max_queue_size, default_timeout_us, max_timeout_us,
+//   timeout_action ("reject" | "delay")
+//   [overload]                     # presence enables an adaptive limit on
+//   enable = true, target_delay_us  # queued + running work (0: auto),
+//   interval_us = 100000, min_limit, max_limit (0: derived)
 //   [parameters]                   # backend parameters, e.g. intra_op_threads
 //
 // Errors name the file and the field.
@@ -50,6 +59,34 @@ struct ResponseCacheConfig {
   bool shared = false;
 };
 
+// Triton's ModelQueuePolicy, for one priority level.
+struct QueuePolicyConfig {
+  int64_t max_queue_size = 0;      // 0: only the model's max_queue_size bounds the level
+  int64_t default_timeout_us = 0;  // 0: the server's default timeout
+  int64_t max_timeout_us = 0;      // 0: no cap; a request may shorten, never lengthen past it
+  bool delay = false;              // timeout_action "delay": run late instead of a 504
+};
+
+struct SchedulingConfig {
+  int64_t priority_levels = 1;   // 1 is the highest level
+  int64_t default_priority = 1;  // default: the lowest level (priority_levels)
+  double lower_level_share = 0.1;
+  std::vector<QueuePolicyConfig> queue_policy;  // one per level (index level - 1)
+
+  // The level a request runs at: `asked` (0: the default) clamped to the
+  // levels, and never above `max_priority` (0 or 1: no cap).
+  int Level(int64_t asked, int64_t max_priority) const;
+  const QueuePolicyConfig& Policy(int level) const;
+};
+
+struct OverloadConfig {
+  bool enabled = false;         // the [overload] table's presence enables it
+  int64_t target_delay_us = 0;  // standing queueing delay allowed; 0: derived
+  int64_t interval_us = 100000;
+  int64_t min_limit = 0;  // 0: instance_count x max(1, max_batch_size)
+  int64_t max_limit = 0;  // 0: max_queue_size + min_limit
+};
+
 struct ModelConfig {
   std::string name;
   std::string backend;
@@ -64,6 +101,8 @@ struct ModelConfig {
   std::vector<TensorConfig> outputs;
   DynamicBatchingConfig dynamic_batching;
   ResponseCacheConfig response_cache;
+  SchedulingConfig scheduling;
+  OverloadConfig overload;
   std::map<std::string, std::string> parameters;  // backend parameters, as text
 
   // The full shape a request tensor must match, with -1 for a variable

@@ -362,3 +362,76 @@ TEST_F(RepositoryTest, MissingDirectoryIsNotFound) {
 
 }  // namespace
 }  // namespace inferd
+
+namespace inferd {
+namespace {
+
+TEST(ModelConfigSchedulingTest, DefaultsAreOneLevelWithoutOverloadControl) {
+  StatusOr<ModelConfig> c = ParseModelConfig(Minimal(), kPath, "m");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->scheduling.priority_levels, 1);
+  EXPECT_EQ(c->scheduling.Level(0, 0), 1);
+  EXPECT_EQ(c->scheduling.Level(7, 0), 1);
+  EXPECT_FALSE(c->overload.enabled);
+}
+
+TEST(ModelConfigSchedulingTest, ParsesLevelsPoliciesAndOverload) {
+  StatusOr<ModelConfig> c = ParseModelConfig(Minimal("", R"(
+[scheduling]
+priority_levels = 3
+lower_level_share = 0.2
+[scheduling.default_queue_policy]
+max_timeout_us = 5000000
+[scheduling.priority_queue_policy.3]
+max_queue_size = 7
+default_timeout_us = 1000
+timeout_action = "delay"
+[overload]
+target_delay_us = 20000
+min_limit = 2
+max_limit = 9
+)"),
+                                             kPath, "m");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const SchedulingConfig& s = c->scheduling;
+  EXPECT_EQ(s.default_priority, 3);  // the lowest level unless set
+  EXPECT_DOUBLE_EQ(s.lower_level_share, 0.2);
+  EXPECT_EQ(s.Policy(1).max_timeout_us, 5000000);  // the default policy
+  EXPECT_FALSE(s.Policy(1).delay);
+  EXPECT_EQ(s.Policy(3).max_queue_size, 7);
+  EXPECT_EQ(s.Policy(3).max_timeout_us, 5000000);  // inherited
+  EXPECT_TRUE(s.Policy(3).delay);
+  EXPECT_EQ(s.Level(0, 0), 3);
+  EXPECT_EQ(s.Level(1, 0), 1);
+  EXPECT_EQ(s.Level(9, 0), 3);  // clamped to the lowest level
+  EXPECT_EQ(s.Level(1, 2), 2);  // capped by the tenant's max_priority
+  EXPECT_EQ(s.Level(1, 1), 1);  // 1: no cap
+  EXPECT_TRUE(c->overload.enabled);
+  EXPECT_EQ(c->overload.target_delay_us, 20000);
+  EXPECT_EQ(c->overload.max_limit, 9);
+}
+
+TEST(ModelConfigSchedulingTest, ErrorsNameTheField) {
+  ExpectError(Minimal("", "[scheduling]\npriority_levels = 17\n"), "scheduling.priority_levels");
+  ExpectError(Minimal("", "[scheduling]\npriority_levels = 2\ndefault_priority = 3\n"),
+              "scheduling.default_priority");
+  ExpectError(Minimal("", "[scheduling]\nlower_level_share = 0.7\n"),
+              "scheduling.lower_level_share");
+  ExpectError(Minimal("", "[scheduling]\nlevels = 2\n"), "scheduling.levels");
+  ExpectError(Minimal("",
+                      "[scheduling]\npriority_levels = 2\n"
+                      "[scheduling.priority_queue_policy.3]\nmax_queue_size = 1\n"),
+              "scheduling.priority_queue_policy.3");
+  ExpectError(Minimal("", "[scheduling.default_queue_policy]\ntimeout_action = \"drop\"\n"),
+              "scheduling.default_queue_policy.timeout_action");
+  ExpectError(Minimal("",
+                      "[scheduling.default_queue_policy]\ndefault_timeout_us = 9\n"
+                      "max_timeout_us = 5\n"),
+              "default_timeout_us");
+  ExpectError(Minimal("", "[overload]\ninterval_us = 5\n"), "overload.interval_us");
+  ExpectError(Minimal("", "[overload]\nmin_limit = 5\nmax_limit = 2\n"), "overload.min_limit");
+  ExpectError(Minimal("", "[overload]\nlimit = 5\n"), "overload.limit");
+}
+
+}  // namespace
+}  // namespace inferd

@@ -96,6 +96,20 @@ StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& option
   bo.preferred_batch_sizes = config.dynamic_batching.preferred_batch_sizes;
   bo.max_queue_size = static_cast<size_t>(config.max_queue_size);
   bo.num_workers = static_cast<int>(config.instance_count);
+  bo.priority_levels = static_cast<int>(config.scheduling.priority_levels);
+  bo.lower_level_share = config.scheduling.lower_level_share;
+  for (const QueuePolicyConfig& p : config.scheduling.queue_policy)
+    bo.max_level_size.push_back(static_cast<size_t>(p.max_queue_size));
+  // Overload control: at least one full batch per instance, at most the
+  // queue bound plus what runs.
+  bo.overload_control = config.overload.enabled;
+  bo.overload.min_limit = config.overload.min_limit > 0 ? config.overload.min_limit
+                                                        : config.instance_count * bo.max_batch_size;
+  bo.overload.max_limit = config.overload.max_limit > 0
+                              ? config.overload.max_limit
+                              : config.max_queue_size + bo.overload.min_limit;
+  bo.overload.target = std::chrono::microseconds(config.overload.target_delay_us);
+  bo.overload.interval = std::chrono::microseconds(config.overload.interval_us);
   bo.clock = runtime->clock;
   bo.executor = options.executor;
   INFERD_ASSIGN_OR_RETURN(mv->scheduler_,

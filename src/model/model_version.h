@@ -54,6 +54,13 @@ class ModelVersion {
   // See Scheduler::Schedule: ownership moves only on success.
   Status Submit(std::unique_ptr<Task>& task) { return scheduler_->Schedule(task); }
   size_t queue_depth() { return scheduler_->queue_depth(); }
+  size_t queue_depth(int level) { return scheduler_->queue_depth(level); }
+  // See Scheduler::Reserve (overload control).
+  StatusOr<OverloadSlot> Reserve(const QueueKey& key, int64_t* retry_after_s) {
+    return scheduler_->Reserve(key, retry_after_s);
+  }
+  OverloadControl::Stats overload_stats() { return scheduler_->overload_stats(); }
+  void CountByTenant(std::vector<int64_t>* out) { scheduler_->CountByTenant(out); }
   void Shutdown();
   void Flush() { scheduler_->Flush(); }
   // Answers queued requests whose cancellation fired or deadline passed.

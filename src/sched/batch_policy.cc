@@ -6,6 +6,14 @@ namespace inferd {
 
 BatchChoice ChooseBatch(const std::deque<std::unique_ptr<Task>>& queue, Time now,
                         const BatchPolicy& policy, int idle_workers, bool flush) {
+  std::vector<const Task*> ordered;
+  ordered.reserve(queue.size());
+  for (const auto& t : queue) ordered.push_back(t.get());
+  return ChooseBatch(ordered, now, policy, idle_workers, flush);
+}
+
+BatchChoice ChooseBatch(const std::vector<const Task*>& queue, Time now, const BatchPolicy& policy,
+                        int idle_workers, bool flush) {
   BatchChoice choice;
   if (queue.empty()) return choice;
   if (!policy.batching) {
@@ -16,7 +24,7 @@ BatchChoice ChooseBatch(const std::deque<std::unique_ptr<Task>>& queue, Time now
   int64_t cap = policy.max_batch_size;
   int64_t queued = 0;  // items of the oldest task's shape (counted when sharing)
   if (idle_workers > 1) {
-    for (const auto& t : queue) {
+    for (const Task* t : queue) {
       if (t->shape_signature() == signature) queued += t->batch_size();
     }
     cap = std::min(cap, std::max<int64_t>(1, (queued + idle_workers - 1) / idle_workers));
@@ -35,7 +43,9 @@ BatchChoice ChooseBatch(const std::deque<std::unique_ptr<Task>>& queue, Time now
       preferred_prefix = choice.picked.size();
     }
   }
-  Time due = queue.front()->timings().enqueued + policy.max_queue_delay;
+  Time oldest = Time::max();
+  for (const Task* t : queue) oldest = std::min(oldest, t->timings().enqueued);
+  Time due = oldest + policy.max_queue_delay;
   if (total >= cap || now >= due || flush) {
     choice.share_left = cap < policy.max_batch_size && total < queued;
     return choice;

@@ -3,16 +3,17 @@
 // queue, the time and the number of idle workers, so that it can be tested
 // exactly.
 //
-// Rule:
-//  - a batch holds tasks with the oldest task's shape signature only, in
-//    FIFO order, up to a cap of max_batch_size items;
+// Rule, over the queued tasks in service order (FIFO, or the priority and
+// fair-share order of sched/priority_fair_queue.h):
+//  - a batch holds tasks with the first task's shape signature only, in
+//    service order, up to a cap of max_batch_size items;
 //  - when several workers are idle, the caller's cap is its fair share of
 //    the queued items of that shape (rounded up), so idle instances start at
 //    once on smaller batches instead of one instance running a large batch
 //    while the others wait; on CPU, two instances at batch b outrun one at 2b;
 //  - a batch that reaches its cap is dispatched at once; so is the longest
 //    prefix reaching a preferred batch size; otherwise the batch waits until
-//    the oldest task has waited max_queue_delay (or `flush` is set);
+//    the oldest task it sees has waited max_queue_delay (or `flush` is set);
 //  - a batch cut at a fair share says so (share_left), so that the caller
 //    lets the other idle workers dispatch the rest without waiting;
 //  - with batching off, each task is a batch of its own.
@@ -42,8 +43,13 @@ struct BatchChoice {
   bool share_left = false;
 };
 
-// `idle_workers` counts the workers free to run a batch now, the caller
-// included (>= 1). `flush` dispatches without waiting for the delay.
+// `ordered`: the queued tasks in service order (or a prefix of them);
+// `picked` indexes it. `idle_workers` counts the workers free to run a
+// batch now, the caller included (>= 1). `flush` dispatches without
+// waiting for the delay.
+BatchChoice ChooseBatch(const std::vector<const Task*>& ordered, Time now,
+                        const BatchPolicy& policy, int idle_workers, bool flush);
+// The same over a FIFO queue.
 BatchChoice ChooseBatch(const std::deque<std::unique_ptr<Task>>& queue, Time now,
                         const BatchPolicy& policy, int idle_workers, bool flush);
 

@@ -1,11 +1,11 @@
 #include "sched/dynamic_batcher.h"
 
 #include <algorithm>
-#include <deque>
 #include <thread>
 
 #include "common/mutex.h"
 #include "sched/batch_policy.h"
+#include "sched/priority_fair_queue.h"
 
 namespace inferd {
 
@@ -15,7 +15,18 @@ namespace inferd {
 class DynamicBatcher::Queue final : public Executor::Queue {
  public:
   Queue(Options options, RunBatch run, Executor* executor, Clock* clock)
-      : options_(std::move(options)), run_(std::move(run)), executor_(executor), clock_(clock) {
+      : options_(std::move(options)),
+        run_(std::move(run)),
+        executor_(executor),
+        clock_(clock),
+        queue_(PriorityFairQueue::Options{options_.priority_levels, options_.lower_level_share,
+                                          options_.max_queue_size, options_.max_level_size}) {
+    if (options_.overload_control) {
+      OverloadControl::Options oo = options_.overload;
+      oo.clock = clock_;
+      oo.batch_delay = options_.batching ? options_.max_queue_delay : Duration::zero();
+      overload_ = std::make_shared<OverloadControl>(oo);
+    }
     for (int i = options_.num_workers - 1; i >= 0; --i) free_.push_back(i);
   }
 
@@ -28,12 +39,8 @@ class DynamicBatcher::Queue final : public Executor::Queue {
     {
       MutexLock l(&mu_);
       if (stopping_) return UnavailableError("the server is shutting down");
-      if (queue_.size() >= options_.max_queue_size) {
-        return ResourceExhaustedError("queue is full (" + std::to_string(options_.max_queue_size) +
-                                      " requests)");
-      }
       task->timings().enqueued = clock_->Now();
-      queue_.push_back(std::move(task));
+      INFERD_RETURN_IF_ERROR(queue_.Push(task));
     }
     executor_->Notify();
     return Status::OK();
@@ -49,8 +56,10 @@ class DynamicBatcher::Queue final : public Executor::Queue {
       BatchPolicy policy{options_.batching, options_.max_batch_size, options_.max_queue_delay,
                          options_.preferred_batch_sizes};
       const int idle = static_cast<int>(free_.size());
+      queue_.View(options_.batching ? 4 * static_cast<size_t>(options_.max_batch_size) : 1, &view_,
+                  &refs_);
       BatchChoice choice =
-          ChooseBatch(queue_, now, policy, idle, stopping_ || flushing_ || handoffs_ > 0);
+          ChooseBatch(view_, now, policy, idle, stopping_ || flushing_ || handoffs_ > 0);
       *wake_at = std::min(choice.wake_at, earliest_deadline);
       if (!choice.picked.empty()) {
         if (choice.share_left) {
@@ -58,11 +67,7 @@ class DynamicBatcher::Queue final : public Executor::Queue {
         } else if (handoffs_ > 0) {
           --handoffs_;
         }
-        for (size_t idx : choice.picked) work->batch.push_back(std::move(queue_[idx]));
-        // Erase the moved-out slots, back to front to keep positions valid.
-        for (auto it = choice.picked.rbegin(); it != choice.picked.rend(); ++it) {
-          queue_.erase(queue_.begin() + static_cast<long>(*it));
-        }
+        queue_.Take(refs_, choice.picked, &work->batch);
         if (queue_.empty()) handoffs_ = 0;
         work->instance = free_.back();
         free_.pop_back();
@@ -83,7 +88,19 @@ class DynamicBatcher::Queue final : public Executor::Queue {
         t->timings().started = now;
         t->timings().executed_batch_size = items;
       }
+      Duration min_delay = Duration::max();
+      for (auto& t : work.batch) min_delay = std::min(min_delay, now - t->timings().enqueued);
       run_(work.instance, work.batch);
+      if (overload_) {
+        Duration compute{};
+        for (auto& t : work.batch) {
+          if (!t) continue;
+          const TaskTimings& tt = t->timings();
+          if (tt.finished > tt.compute_started)
+            compute = std::max(compute, tt.finished - tt.compute_started);
+        }
+        overload_->OnBatch(now, min_delay, items, compute);
+      }
       for (auto& t : work.batch) {
         if (t && !t->completed())
           t->Complete(InternalError("executor did not complete the request"));
@@ -101,6 +118,40 @@ class DynamicBatcher::Queue final : public Executor::Queue {
   size_t depth() EXCLUDES(mu_) {
     MutexLock l(&mu_);
     return queue_.size();
+  }
+
+  StatusOr<OverloadSlot> Reserve(const QueueKey& key, int64_t* retry_after_s) EXCLUDES(mu_) {
+    if (!overload_ || overload_->TryAcquire()) return OverloadSlot(overload_);
+    std::unique_ptr<Task> victim;
+    {
+      MutexLock l(&mu_);
+      victim = queue_.EvictWorseThan(key);
+      if (victim) ++dropped_;
+    }
+    if (victim) {
+      overload_->ForceAcquire();
+      victim->timings().drop_cause = DropCause::kEvicted;
+      victim->Complete(UnavailableError("overloaded: shed for higher-priority work"));
+      return OverloadSlot(overload_);
+    }
+    *retry_after_s = overload_->RetryAfterSeconds();
+    return UnavailableError("overloaded (" + std::to_string(overload_->in_use()) +
+                            " requests queued or running): retry after " +
+                            std::to_string(*retry_after_s) + " s");
+  }
+
+  OverloadControl::Stats overload_stats() {
+    return overload_ ? overload_->stats() : OverloadControl::Stats{};
+  }
+
+  void CountByTenant(std::vector<int64_t>* out) EXCLUDES(mu_) {
+    MutexLock l(&mu_);
+    queue_.CountByTenant(out);
+  }
+
+  size_t depth(int level) EXCLUDES(mu_) {
+    MutexLock l(&mu_);
+    return queue_.level_size(level);
   }
 
   void DropCancelled() EXCLUDES(mu_) {
@@ -141,37 +192,35 @@ class DynamicBatcher::Queue final : public Executor::Queue {
   }
 
  private:
-  // Moves the tasks that may no longer run to *dropped; returns the
-  // earliest deadline among the rest.
+  // Moves the tasks that may no longer run to *dropped; returns when the
+  // next one may.
   Time TakeDropped(Time now, TaskBatch* dropped) REQUIRES(mu_) {
-    Time earliest = Time::max();
-    size_t kept = 0;
     const size_t before = dropped->size();
-    for (size_t i = 0; i < queue_.size(); ++i) {
-      if (!queue_[i]->DropReason(now).ok()) {
-        dropped->push_back(std::move(queue_[i]));
-        continue;
-      }
-      earliest = std::min(earliest, queue_[i]->deadline());
-      if (kept != i) queue_[kept] = std::move(queue_[i]);
-      ++kept;
-    }
-    queue_.resize(kept);
+    const Time next = queue_.TakeDropped(now, dropped);
     dropped_ += dropped->size() - before;
-    return earliest;
+    return next;
   }
 
   static void CompleteDropped(TaskBatch& dropped, Time now) {
-    for (auto& t : dropped) t->Complete(t->DropReason(now));
+    for (auto& t : dropped) {
+      Status reason = t->DropReason(now);
+      t->timings().drop_cause = reason.code() == StatusCode::kDeadlineExceeded
+                                    ? DropCause::kExpired
+                                    : DropCause::kCancelled;
+      t->Complete(std::move(reason));
+    }
   }
 
   const Options options_;
+  std::shared_ptr<OverloadControl> overload_;  // null: off
   const RunBatch run_;
   Executor* const executor_;
   Clock* const clock_;
   Mutex mu_;
   CondVar idle_cv_;
-  std::deque<std::unique_ptr<Task>> queue_ GUARDED_BY(mu_);
+  PriorityFairQueue queue_ GUARDED_BY(mu_);
+  std::vector<const Task*> view_ GUARDED_BY(mu_);  // TakeWork's scratch
+  std::vector<PriorityFairQueue::Ref> refs_ GUARDED_BY(mu_);
   std::vector<int> free_ GUARDED_BY(mu_);  // instances not running a batch
   int running_ GUARDED_BY(mu_) = 0;        // units of work taken and not yet finished
   bool stopping_ GUARDED_BY(mu_) = false;
@@ -192,6 +241,12 @@ StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(Options options
                                   " is outside [1, max_batch_size]");
     }
   }
+  if (options.priority_levels < 1 || options.priority_levels > PriorityFairQueue::kMaxLevels) {
+    return InvalidArgumentError("priority_levels must be in [1, " +
+                                std::to_string(PriorityFairQueue::kMaxLevels) + "]");
+  }
+  if (!(options.lower_level_share >= 0 && options.lower_level_share <= 0.5))
+    return InvalidArgumentError("lower_level_share must be in [0, 0.5]");
   if (!run) return InvalidArgumentError("a batch runner is required");
   std::unique_ptr<Executor> own;
   Executor* executor = options.executor;
@@ -225,6 +280,12 @@ DynamicBatcher::~DynamicBatcher() {
 
 Status DynamicBatcher::Schedule(std::unique_ptr<Task>& task) { return queue_->Enqueue(task); }
 size_t DynamicBatcher::queue_depth() { return queue_->depth(); }
+size_t DynamicBatcher::queue_depth(int level) { return queue_->depth(level); }
+StatusOr<OverloadSlot> DynamicBatcher::Reserve(const QueueKey& key, int64_t* retry_after_s) {
+  return queue_->Reserve(key, retry_after_s);
+}
+OverloadControl::Stats DynamicBatcher::overload_stats() { return queue_->overload_stats(); }
+void DynamicBatcher::CountByTenant(std::vector<int64_t>* out) { queue_->CountByTenant(out); }
 void DynamicBatcher::DropCancelled() { queue_->DropCancelled(); }
 void DynamicBatcher::Flush() { queue_->Flush(); }
 uint64_t DynamicBatcher::dropped() { return queue_->dropped(); }

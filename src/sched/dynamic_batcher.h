@@ -38,8 +38,17 @@ class DynamicBatcher final : public Scheduler {
     Duration max_queue_delay{};  // wait for more work, measured from the oldest task
     std::vector<int64_t> preferred_batch_sizes;  // dispatch early at these sizes
     size_t max_queue_size = 1024;                // tasks; Schedule fails beyond it
-    int num_workers = 1;                         // backend instances: concurrent batches
-    Clock* clock = nullptr;                      // default: the executor's, else System()
+    // Priority levels and fair shares (sched/priority_fair_queue.h): a
+    // task's level and tenant are its queue_key().
+    int priority_levels = 1;
+    double lower_level_share = 0.1;      // guaranteed share of the lower levels
+    std::vector<size_t> max_level_size;  // per level (index level - 1); 0: no own bound
+    // Overload control (Reserve): off unless set. Its clock and batch
+    // delay come from these options.
+    bool overload_control = false;
+    OverloadControl::Options overload;
+    int num_workers = 1;     // backend instances: concurrent batches
+    Clock* clock = nullptr;  // default: the executor's, else System()
     // The shared executor; null: the batcher makes its own, with
     // num_workers threads (for standalone use and tests).
     Executor* executor = nullptr;
@@ -52,7 +61,11 @@ class DynamicBatcher final : public Scheduler {
 
   Status Schedule(std::unique_ptr<Task>& task) override;
   Status Enqueue(std::unique_ptr<Task>& task) { return Schedule(task); }
+  StatusOr<OverloadSlot> Reserve(const QueueKey& key, int64_t* retry_after_s) override;
+  OverloadControl::Stats overload_stats() override;
   size_t queue_depth() override;
+  size_t queue_depth(int level) override;
+  void CountByTenant(std::vector<int64_t>* out) override;
   void DropCancelled() override;
   void Flush() override;
   void Shutdown() override;

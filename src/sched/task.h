@@ -8,6 +8,7 @@
 // Threading: a Task is owned by one thread at a time (moved through
 // unique_ptr); Complete() may be called from any thread, once.
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -32,12 +33,30 @@ class ChunkSink {
   virtual bool Chunk(std::vector<Tensor> outputs, std::function<void()> resume) = 0;
 };
 
+// Where a task stands in a model's queue (sched/priority_fair_queue.h):
+// its priority level (1 is the highest; larger numbers are lower, Triton's
+// convention), and its tenant with the tenant's fair-share weight.
+struct QueueKey {
+  uint32_t tenant = 0;  // dense id: 0 is the default tenant
+  uint32_t weight = 1;  // >= 1: the tenant's share at equal priority
+  int level = 1;        // 1..levels
+};
+
+// Why a task was completed without running (for the metrics).
+enum class DropCause : uint8_t {
+  kNone,
+  kExpired,    // its deadline passed while it was queued
+  kCancelled,  // its client left
+  kEvicted,    // pushed out of a full model by higher-priority work
+};
+
 struct TaskTimings {
   Time enqueued{};
   Time started{};                   // taken off the queue into a batch
   Time compute_started{};           // inputs assembled, backend called
   Time finished{};                  // backend returned
   int64_t executed_batch_size = 0;  // items in the batch this task ran in
+  DropCause drop_cause = DropCause::kNone;
 };
 
 class Task {
@@ -60,12 +79,19 @@ class Task {
   int64_t batch_size() const { return batch_size_; }
   const std::string& shape_signature() const { return signature_; }
   TaskTimings& timings() { return timings_; }
+  const TaskTimings& timings() const { return timings_; }
 
   // The request's deadline and cancellation (RequestContext): a task still
   // queued when either fires is dropped and answered without running.
   void set_deadline(Time deadline) { deadline_ = deadline; }
   void set_cancellation(std::shared_ptr<Cancellation> cancel) { cancel_ = std::move(cancel); }
   Time deadline() const { return deadline_; }
+  // Triton's DELAY timeout action: past `timeout` the task still runs,
+  // but after every task of its level that is not past its own.
+  void set_queue_timeout(Time timeout) { queue_timeout_ = timeout; }
+  Time queue_timeout() const { return queue_timeout_; }
+  void set_queue_key(QueueKey key) { key_ = key; }
+  const QueueKey& queue_key() const { return key_; }
   // Why the task must not run now (its cancellation's reason, or
   // DeadlineExceeded), or OK.
   Status DropReason(Time now) const;
@@ -103,6 +129,8 @@ class Task {
   std::function<void()> hook_;
   TaskTimings timings_;
   Time deadline_ = Time::max();
+  Time queue_timeout_ = Time::max();
+  QueueKey key_;
   std::shared_ptr<Cancellation> cancel_;
   std::shared_ptr<ChunkSink> stream_;
 };

@@ -32,6 +32,9 @@ struct InferRequest {
   // parameters.timeout: the deadline, counted from arrival; 0: the server's
   // default (InferenceServer::Options::default_timeout).
   int64_t timeout_us = 0;
+  // parameters.priority: the level asked for (1 is the highest); 0: the
+  // model's default. The X-Inferd-Priority header (RequestContext) wins.
+  int priority = 0;
 };
 
 // Where a response came from (X-Inferd-Cache).

@@ -75,7 +75,10 @@ void InferenceServer::JoinOrLead(std::shared_ptr<Call> call) {
           Finish(*call, r.status());
         }
       });
-  if (!leader) return;
+  if (!leader) {
+    call->slot.Release();  // a follower waits on the leader's work, not the model
+    return;
+  }
   call->leader = true;
   Execute(std::move(call));
 }

@@ -88,6 +88,26 @@ void LogFailure(const std::string& model, const Status& st) {
   }
 }
 
+// The timeouts of a request at a level with `policy` (Triton's
+// ModelQueuePolicy): its own (parameters.timeout), else the level's
+// default, never past the level's maximum (a request may shorten its
+// timeout, not lengthen it). With timeout_action "reject" that is the
+// deadline (504 unrun); with "delay", a queue timeout past which the
+// request runs after the rest of its level. Without either, the server's
+// default timeout is the deadline.
+void ApplyTimeouts(const QueuePolicyConfig& policy, Duration server_default,
+                   int64_t request_timeout_us, Time start, Time* deadline, Time* queue_timeout) {
+  int64_t us = request_timeout_us > 0 ? request_timeout_us : policy.default_timeout_us;
+  if (policy.max_timeout_us > 0)
+    us = us > 0 ? std::min(us, policy.max_timeout_us) : policy.max_timeout_us;
+  if (us > 0 && !policy.delay) {
+    *deadline = std::min(*deadline, start + std::chrono::microseconds(us));
+    return;
+  }
+  if (us > 0) *queue_timeout = start + std::chrono::microseconds(us);
+  if (server_default > Duration::zero()) *deadline = std::min(*deadline, start + server_default);
+}
+
 }  // namespace
 
 InferenceServer::InferenceServer(const Options& options) : options_(options) {
@@ -257,6 +277,23 @@ void InferenceServer::Submit(std::unique_ptr<InferExchange> x) {
     Reply(*x, mm, start, std::move(memo.reply));
     return;
   }
+  // 1c. overload: a slot among the model's queued and running work, taken
+  //     before decoding, so that shedding costs microseconds. The level is
+  //     the header's (the body is not read yet), else the model default.
+  const SchedulingConfig& sched = config.scheduling;
+  const int64_t max_priority = tenant != nullptr ? tenant->max_priority : 0;
+  QueueKey queue_key{tenant != nullptr ? tenant->id : 0, tenant != nullptr ? tenant->weight : 1,
+                     sched.Level(ctx.priority, max_priority)};
+  int64_t retry_after_s = 0;
+  StatusOr<OverloadSlot> slot = mv->Reserve(queue_key, &retry_after_s);
+  if (!slot.ok()) {
+    x->admission.retry_after_s = retry_after_s;
+    mm->shed->Increment();
+    Reply(
+        *x, mm, start,
+        Status(slot.status().code(), "model '" + config.name + "' is " + slot.status().message()));
+    return;
+  }
   StatusOr<InferRequest> request = InternalError("decoding the request failed");
   try {
     request = x->Decode(config);
@@ -267,13 +304,13 @@ void InferenceServer::Submit(std::unique_ptr<InferExchange> x) {
     Reply(*x, mm, start, request.status());
     return;
   }
-  // The deadline: the request's own timeout, else the server's default.
-  if (request->timeout_us > 0) {
-    ctx.deadline = std::min(ctx.deadline, start + std::chrono::microseconds(request->timeout_us));
-  } else if (options_.default_timeout > Duration::zero()) {
-    ctx.deadline = std::min(ctx.deadline, start + options_.default_timeout);
-  }
+  if (ctx.priority == 0 && request->priority != 0)
+    queue_key.level = sched.Level(request->priority, max_priority);
   auto call = std::make_shared<Call>();
+  call->slot = std::move(slot).value();
+  call->queue_key = queue_key;
+  ApplyTimeouts(sched.Policy(queue_key.level), options_.default_timeout, request->timeout_us, start,
+                &ctx.deadline, &call->queue_timeout);
   call->start = start;
   call->mv = std::move(mv);
   call->mm = mm;
@@ -305,13 +342,17 @@ void InferenceServer::Execute(std::shared_ptr<Call> call) {
   const RequestContext& ctx = call->x->context;
   // Work that may no longer run is answered here, without a queue slot.
   if (ctx.cancel->cancelled()) {
-    OnExecuted(std::move(call), ctx.cancel->reason(), TaskTimings{});
+    TaskTimings unrun;
+    unrun.drop_cause = DropCause::kCancelled;
+    OnExecuted(std::move(call), ctx.cancel->reason(), unrun);
     return;
   }
   if (ctx.expired(options_.clock->Now())) {
+    TaskTimings unrun;
+    unrun.drop_cause = DropCause::kExpired;
     OnExecuted(std::move(call),
                DeadlineExceededError("the request's deadline passed before it was scheduled"),
-               TaskTimings{});
+               unrun);
     return;
   }
   auto task = std::make_unique<Task>(
@@ -327,6 +368,8 @@ void InferenceServer::Execute(std::shared_ptr<Call> call) {
     task->set_deadline(ctx.deadline);
     task->set_cancellation(ctx.cancel);
   }
+  task->set_queue_key(call->queue_key);
+  task->set_queue_timeout(call->queue_timeout);
   if (call->mv->config().decoupled)
     task->set_stream(std::make_shared<StreamToExchange>(this, call));
   // A client that leaves while its request is queued frees the slot at once.
@@ -346,6 +389,8 @@ void InferenceServer::OnExecuted(std::shared_ptr<Call> call, StatusOr<std::vecto
                                  const TaskTimings& timings) {
   call->x->context.cancel->Remove(call->cancel_registration);
   const ModelConfig& config = call->mv->config();
+  if (timings.drop_cause != DropCause::kNone)
+    call->mm->drops[static_cast<int>(timings.drop_cause) - 1]->Increment();
   StatusOr<InferResponse> result = outputs.status();
   if (outputs.ok()) {
     result = MakeResponse(*call, std::move(outputs).value());
@@ -379,6 +424,7 @@ InferResponse InferenceServer::MakeResponse(const Call& call, std::vector<Tensor
 }
 
 void InferenceServer::Finish(Call& call, StatusOr<InferResponse> result) {
+  call.slot.Release();  // the model's work for it is done
   std::unique_ptr<InferExchange> x = std::move(call.x);
   if (!result.ok()) {
     Reply(*x, call.mm, call.start, result.status());
@@ -431,9 +477,20 @@ void InferenceServer::CollectGauges() {
   for (const ModelState& s : options_.models->List()) {
     if (!s.ready) continue;
     auto mv = options_.models->Get(s.name, std::to_string(s.version));
-    if (mv.ok())
-      options_.metrics->For(s.name, s.version)
-          ->queue_depth->Set(static_cast<double>((*mv)->queue_depth()));
+    if (!mv.ok()) continue;
+    ModelMetrics* m = options_.metrics->For(s.name, s.version);
+    m->queue_depth->Set(static_cast<double>((*mv)->queue_depth()));
+    const int levels = static_cast<int>((*mv)->config().scheduling.priority_levels);
+    for (int l = 1; levels > 1 && l <= levels; ++l) {
+      options_.metrics->DepthAtLevel(m, s.name, s.version, l)
+          ->Set(static_cast<double>((*mv)->queue_depth(l)));
+    }
+    const OverloadControl::Stats o = (*mv)->overload_stats();
+    if (o.limit > 0) {
+      m->overload_limit->Set(static_cast<double>(o.limit));
+      m->overload_in_use->Set(static_cast<double>(o.in_use));
+      m->overload_standing_delay->Set(o.standing_delay_s);
+    }
   }
 }
 

@@ -31,6 +31,22 @@ ServerMetrics::ServerMetrics(Registry* registry)
                                        {1, 2, 4, 8, 16, 32, 64, 128, 256});
   queue_depth_ =
       registry->AddGauge("inferd_queue_depth", "Requests waiting in the model queue", mv);
+  shed_ = registry->AddCounter("inferd_shed_total",
+                               "Requests refused by overload control before decoding (503)", mv);
+  drops_ = registry->AddCounter(
+      "inferd_queue_drops_total",
+      "Queued requests answered without running, by reason (expired, cancelled, evicted)",
+      {"model", "version", "reason"});
+  overload_limit_ = registry->AddGauge(
+      "inferd_overload_limit", "Overload control: the limit on queued plus running requests", mv);
+  overload_in_use_ = registry->AddGauge("inferd_overload_in_use",
+                                        "Overload control: requests queued or running", mv);
+  overload_delay_ =
+      registry->AddGauge("inferd_overload_standing_delay_seconds",
+                         "Overload control: the smallest queueing delay of the last interval", mv);
+  depth_by_level_ = registry->AddGauge("inferd_queue_depth_by_priority",
+                                       "Requests waiting in the model queue, by priority level",
+                                       {"model", "version", "priority"});
   inflight_ = registry->AddGauge("inferd_inflight_requests", "Inference requests in progress", {})
                   ->WithLabels({});
   rss_ =
@@ -89,9 +105,26 @@ ModelMetrics* ServerMetrics::Find(const std::string& model, int64_t version) {
     m->compute_duration = compute_duration_->WithLabels({model, v});
     m->batch_size = batch_size_->WithLabels({model, v});
     m->queue_depth = queue_depth_->WithLabels({model, v});
+    m->shed = shed_->WithLabels({model, v});
+    static const char* kDrop[] = {"expired", "cancelled", "evicted"};
+    for (int i = 0; i < 3; ++i) m->drops[i] = drops_->WithLabels({model, v, kDrop[i]});
+    m->overload_limit = overload_limit_->WithLabels({model, v});
+    m->overload_in_use = overload_in_use_->WithLabels({model, v});
+    m->overload_standing_delay = overload_delay_->WithLabels({model, v});
     slot = std::move(m);
   }
   return slot.get();
+}
+
+Gauge* ServerMetrics::DepthAtLevel(ModelMetrics* m, const std::string& model, int64_t version,
+                                   int level) {
+  WriterLock l(&mu_);
+  while (m->depth_by_level.size() < static_cast<size_t>(level)) {
+    m->depth_by_level.push_back(
+        depth_by_level_->WithLabels({model, version > 0 ? std::to_string(version) : "",
+                                     std::to_string(m->depth_by_level.size() + 1)}));
+  }
+  return m->depth_by_level[static_cast<size_t>(level - 1)];
 }
 
 ModelVersion::BatchObserver ServerMetrics::ObserverFor(const std::string& model, int64_t version) {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/mutex.h"
@@ -38,6 +39,17 @@ struct ModelMetrics {
   Histogram* compute_duration = nullptr;
   Histogram* batch_size = nullptr;
   Gauge* queue_depth = nullptr;
+  // Refused at the overload gate (503 before decoding).
+  Counter* shed = nullptr;
+  // Completed unrun, by DropCause (index cause - 1): expired, cancelled,
+  // evicted.
+  Counter* drops[3] = {};
+  // Overload control (set at each scrape).
+  Gauge* overload_limit = nullptr;
+  Gauge* overload_in_use = nullptr;
+  Gauge* overload_standing_delay = nullptr;
+  // Queue depth by priority level (index level - 1), created on first use.
+  std::vector<Gauge*> depth_by_level;
 };
 
 class ServerMetrics {
@@ -47,6 +59,9 @@ class ServerMetrics {
   // Label set for (model, version); version 0 and model "" are used for
   // requests that named no servable model.
   ModelMetrics* For(const std::string& model, int64_t version) EXCLUDES(mu_);
+  // The gauge of (model, version)'s queue depth at `level`.
+  Gauge* DepthAtLevel(ModelMetrics* m, const std::string& model, int64_t version, int level)
+      EXCLUDES(mu_);
   // The batch observer the model layer calls after each executed batch.
   ModelVersion::BatchObserver ObserverFor(const std::string& model, int64_t version);
 
@@ -69,6 +84,12 @@ class ServerMetrics {
   Family<Histogram>* compute_duration_;
   Family<Histogram>* batch_size_;
   Family<Gauge>* queue_depth_;
+  Family<Counter>* shed_;
+  Family<Counter>* drops_;
+  Family<Gauge>* overload_limit_;
+  Family<Gauge>* overload_in_use_;
+  Family<Gauge>* overload_delay_;
+  Family<Gauge>* depth_by_level_;
   Gauge* inflight_;
   Counter started_, finished_;
   Gauge* rss_;
