@@ -5,15 +5,24 @@
 #include <string>
 
 #include "bench/bench.h"
+#include "bench/mix.h"
 
 namespace inferd {
 namespace {
 
-void RunBenchCommand(const bench::BenchOptions& options) {
-  auto fail = [](const Status& status) {
+// Bad flag values (a malformed --header or --mix, ...) exit 2; failures of
+// the run itself exit 1.
+void RunBenchCommand(const bench::BenchOptions& options, bool mix_given, bool concurrency_given) {
+  auto fail = [](const Status& status, int exit_code = 1) {
     std::cerr << "inferd bench: " << status.message() << std::endl;
-    throw CLI::RuntimeError(1);
+    throw CLI::RuntimeError(exit_code);
   };
+  if (mix_given && options.mix.empty()) fail(bench::ParseMix("").status(), 2);
+  if (mix_given && concurrency_given) {
+    fail(InvalidArgumentError("--mix runs open loop: drop --concurrency"), 2);
+  }
+  Status valid = bench::ValidateOptions(options);
+  if (!valid.ok()) fail(valid, 2);
   StatusOr<bench::BenchReport> report = bench::RunBench(options);
   if (!report.ok()) fail(report.status());
   bench::PrintReport(*report, std::cout);
@@ -34,10 +43,11 @@ void AddBenchCommand(CLI::App& root) {
   cmd->add_option("--url", o.url, "Server base URL")->capture_default_str();
   cmd->add_option("--model", o.model, "Model name")->required();
   cmd->add_option("--model-version", o.model_version, "Model version (default: server's choice)");
-  cmd->add_option("--concurrency", o.concurrency,
-                  "Closed loop: comma-separated concurrency levels, one run each")
-      ->delimiter(',')
-      ->capture_default_str();
+  CLI::Option* concurrency =
+      cmd->add_option("--concurrency", o.concurrency,
+                      "Closed loop: comma-separated concurrency levels, one run each")
+          ->delimiter(',')
+          ->capture_default_str();
   cmd->add_option("--rate", o.rate, "Open loop: requests per second (0 = closed loop)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -81,7 +91,23 @@ void AddBenchCommand(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed for the payload data and Poisson arrivals")
       ->capture_default_str();
-  cmd->callback([options] { RunBenchCommand(*options); });
+  cmd->add_option("--api-key", o.api_key,
+                  "Send every request as this tenant: 'Authorization: Bearer <key>'");
+  cmd->add_option("--priority", o.priority,
+                  "X-Inferd-Priority on inference requests: 1 is the highest level, larger is "
+                  "lower; 0 = the model's default (no header)")
+      ->capture_default_str();
+  cmd->add_option("--header", o.headers,
+                  "Extra header on every request, 'Name: value' or 'Name:value' (repeatable)")
+      ->allow_extra_args(false);
+  CLI::Option* mix = cmd->add_option(
+      "--mix", o.mix,
+      "Open loop with several classes at once, e.g. "
+      "'high:priority=1,rate=20,slo_ms=1000;low:priority=2,rate=200,api_key=K,header=X-Foo:bar' "
+      "(keys: rate (required), priority, api_key, header (repeatable), slo_ms)");
+  cmd->callback([options, mix, concurrency] {
+    RunBenchCommand(*options, mix->count() > 0, concurrency->count() > 0);
+  });
 }
 
 }  // namespace inferd

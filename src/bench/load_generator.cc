@@ -32,11 +32,12 @@ struct Window {
   TimePoint end;          // measurement ends
 };
 
-// The state of one I/O thread. Touched only from that thread's io_context
-// until the thread has been joined.
+// One load's share on one I/O thread. Touched only from that thread's
+// io_context until the thread has been joined.
 struct LoadThread {
-  LoadThread(const LoadSpec& spec, const Window& w, int index)
-      : window(w),
+  LoadThread(const LoadSpec& spec, const Window& w, int index, asio::io_context& io)
+      : ioc(io),
+        window(w),
         url(spec.url),
         request(spec.request),
         unique_fraction(spec.unique_fraction),
@@ -65,11 +66,16 @@ struct LoadThread {
     return r;
   }
 
-  void Record(TimePoint sent, TimePoint done, const StatusOr<http::Response>& r) {
+  void Record(TimePoint sent_at, TimePoint done, const StatusOr<http::Response>& r) {
+    const bool success = r.ok() && r->result() == http::Status::ok;
+    if (sent_at >= window.record_from && sent_at < window.end) {
+      ++sent;
+      if (success) ++served;
+    }
     if (done < window.record_from || done > window.end) return;  // completed in the window
-    if (r.ok() && r->result() == http::Status::ok) {
+    if (success) {
       latencies.push_back(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(done - sent).count());
+          std::chrono::duration_cast<std::chrono::nanoseconds>(done - sent_at).count());
       ++ok;
       return;
     }
@@ -92,7 +98,7 @@ struct LoadThread {
     };
   }
 
-  asio::io_context ioc{1};
+  asio::io_context& ioc;
   const Window window;
   const http::Url url;
   http::ClientConnection::Options conn_options;
@@ -111,6 +117,8 @@ struct LoadThread {
   int64_t ok = 0;
   int64_t errors = 0;
   std::map<std::string, int64_t> errors_by_kind;
+  int64_t sent = 0;
+  int64_t served = 0;
   std::string failure;
 
   // Open loop only.
@@ -218,24 +226,36 @@ asio::awaitable<void> OpenLoopDispatcher(LoadThread* t, Arrivals arrivals) {
   t->idle.clear();
 }
 
-}  // namespace
+// I/O threads a load uses: its share of the rate on every thread (open
+// loop), or at most one thread per connection (closed loop).
+int ThreadsFor(const LoadSpec& spec) {
+  return spec.rate > 0 ? spec.threads : std::min(spec.threads, spec.concurrency);
+}
 
-StatusOr<LoadResult> RunLoad(const LoadSpec& spec) {
+Status CheckSpecs(const std::vector<LoadSpec>& specs) {
+  if (specs.empty()) return InvalidArgumentError("no load to run");
+  for (const LoadSpec& spec : specs) {
+    if (spec.rate <= 0 && spec.concurrency < 1) {
+      return InvalidArgumentError("concurrency must be >= 1");
+    }
+    if (spec.threads < 1) return InvalidArgumentError("threads must be >= 1");
+    if (spec.threads != specs[0].threads || spec.warmup != specs[0].warmup ||
+        spec.duration != specs[0].duration) {
+      return InvalidArgumentError("loads run together must agree on threads, warmup and duration");
+    }
+  }
+  return Status::OK();
+}
+
+// Starts `spec`'s coroutines on its threads' io_contexts.
+std::vector<std::unique_ptr<LoadThread>> StartLoad(
+    const LoadSpec& spec, const Window& window,
+    std::vector<std::unique_ptr<asio::io_context>>& iocs) {
   const bool open_loop = spec.rate > 0;
-  if (!open_loop && spec.concurrency < 1) return InvalidArgumentError("concurrency must be >= 1");
-  if (spec.threads < 1) return InvalidArgumentError("threads must be >= 1");
-  const int threads = open_loop ? spec.threads : std::min(spec.threads, spec.concurrency);
-
-  Window window;
-  window.start = SteadyClock::now();
-  window.record_from =
-      window.start + std::chrono::duration_cast<SteadyClock::duration>(spec.warmup);
-  window.end =
-      window.record_from + std::chrono::duration_cast<SteadyClock::duration>(spec.duration);
-
+  const int threads = ThreadsFor(spec);
   std::vector<std::unique_ptr<LoadThread>> states;
   for (int i = 0; i < threads; ++i) {
-    auto t = std::make_unique<LoadThread>(spec, window, i);
+    auto t = std::make_unique<LoadThread>(spec, window, i, *iocs[i]);
     if (open_loop) {
       t->max_workers = std::max(1, (spec.max_connections + threads - 1) / threads);
       LoadSpec share = spec;
@@ -251,23 +271,15 @@ StatusOr<LoadResult> RunLoad(const LoadSpec& spec) {
       asio::co_spawn(t->ioc, ClosedLoopClient(t), t->OnDone());
     }
   }
+  return states;
+}
 
-  std::vector<std::thread> runners;
-  std::string thread_error;
-  for (auto& t : states) {
-    try {
-      runners.emplace_back([&ioc = t->ioc] { ioc.run(); });
-    } catch (const std::exception& e) {
-      thread_error = e.what();
-      t->ioc.stop();  // its coroutines never start; the window still runs elsewhere
-    }
-  }
-  for (std::thread& r : runners) r.join();
-  if (!thread_error.empty()) return InternalError("cannot start load thread: " + thread_error);
-
+StatusOr<LoadResult> Collect(const LoadSpec& spec,
+                             const std::vector<std::unique_ptr<LoadThread>>& states) {
+  const bool open_loop = spec.rate > 0;
   LoadResult result;
   result.window_s = std::chrono::duration<double>(spec.duration).count();
-  for (auto& t : states) {
+  for (const auto& t : states) {
     if (!t->failure.empty()) return InternalError("load generator failed: " + t->failure);
     result.ok += t->ok;
     result.errors += t->errors;
@@ -275,9 +287,58 @@ StatusOr<LoadResult> RunLoad(const LoadSpec& spec) {
     result.latencies_ns.insert(result.latencies_ns.end(), t->latencies.begin(), t->latencies.end());
     result.connections += open_loop ? t->workers : 0;
     result.backlog += t->backlog;
+    result.sent += t->sent;
+    result.served += t->served;
   }
   if (!open_loop) result.connections = spec.concurrency;
   return result;
+}
+
+}  // namespace
+
+StatusOr<LoadResult> RunLoad(const LoadSpec& spec) {
+  INFERD_ASSIGN_OR_RETURN(std::vector<LoadResult> results, RunLoads({spec}));
+  return std::move(results.front());
+}
+
+StatusOr<std::vector<LoadResult>> RunLoads(const std::vector<LoadSpec>& specs) {
+  INFERD_RETURN_IF_ERROR(CheckSpecs(specs));
+  int threads = 0;
+  for (const LoadSpec& spec : specs) threads = std::max(threads, ThreadsFor(spec));
+
+  Window window;
+  window.start = SteadyClock::now();
+  window.record_from =
+      window.start + std::chrono::duration_cast<SteadyClock::duration>(specs[0].warmup);
+  window.end =
+      window.record_from + std::chrono::duration_cast<SteadyClock::duration>(specs[0].duration);
+
+  // Declared first, destroyed last: coroutines left in an io_context (one
+  // whose thread failed to start) point into these.
+  std::vector<std::vector<std::unique_ptr<LoadThread>>> loads;
+  std::vector<std::unique_ptr<asio::io_context>> iocs;
+  for (int i = 0; i < threads; ++i) iocs.push_back(std::make_unique<asio::io_context>(1));
+  for (const LoadSpec& spec : specs) loads.push_back(StartLoad(spec, window, iocs));
+
+  std::vector<std::thread> runners;
+  std::string thread_error;
+  for (auto& ioc : iocs) {
+    try {
+      runners.emplace_back([&ioc = *ioc] { ioc.run(); });
+    } catch (const std::exception& e) {
+      thread_error = e.what();
+      ioc->stop();  // its coroutines never start; the window still runs elsewhere
+    }
+  }
+  for (std::thread& r : runners) r.join();
+  if (!thread_error.empty()) return InternalError("cannot start load thread: " + thread_error);
+
+  std::vector<LoadResult> results;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    INFERD_ASSIGN_OR_RETURN(LoadResult result, Collect(specs[i], loads[i]));
+    results.push_back(std::move(result));
+  }
+  return results;
 }
 
 }  // namespace inferd::bench

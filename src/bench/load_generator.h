@@ -6,6 +6,7 @@
 // Threading: RunLoad blocks its caller; it runs `threads` I/O threads, each
 // with its own io_context and its own connections, state and samples (no
 // locks on the request path); samples are merged after the threads join.
+// RunLoads runs each load's share on the same I/O threads.
 // Time is real time (std::chrono::steady_clock, as Asio's timers use): the
 // generator measures the server, so there is nothing to fake here.
 
@@ -51,10 +52,22 @@ struct LoadResult {
   std::vector<int64_t> latencies_ns;  // of the ok requests, unsorted
   int64_t connections = 0;
   int64_t backlog = 0;
+  // Requests whose send time (open loop: intended send time) fell inside the
+  // window, and how many of those were answered 200, whenever they completed
+  // (requests in flight at the end are awaited). Unsent backlog is not in
+  // `sent`.
+  int64_t sent = 0;
+  int64_t served = 0;
 };
 
 // Fails only when the generator itself fails (threads, internal errors);
 // request failures are counted in the result.
 StatusOr<LoadResult> RunLoad(const LoadSpec& spec);
+
+// Runs several loads at once over one window and one set of I/O threads (the
+// classes of `inferd bench --mix`): each keeps its own request, rate,
+// arrivals, connections and samples; results are in the order of `specs`.
+// The specs must agree on threads, warmup and duration.
+StatusOr<std::vector<LoadResult>> RunLoads(const std::vector<LoadSpec>& specs);
 
 }  // namespace inferd::bench

@@ -17,6 +17,7 @@
 #include <boost/beast/http.hpp>
 #include <cstdio>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -261,13 +262,26 @@ TEST(LoadGeneratorTest, CountsErrorsByStatus) {
   EXPECT_EQ(r->errors_by_kind["503"], r->errors);
 }
 
-// A KServe v2 endpoint for model "m" that checks the binary extension header.
+// A KServe v2 endpoint for model "m" that checks the binary extension header,
+// counts requests by the identity they carry, and refuses inference with the
+// API key "limited" (429).
 struct FakeModel {
   std::atomic<int> infer_requests{0};
   std::atomic<int> bad_requests{0};
+  std::mutex mu;
+  // "GET|POST auth=<Authorization> prio=<X-Inferd-Priority> foo=<X-Foo>
+  // global=<X-Global>" -> requests.
+  std::map<std::string, int> identities;
 
   std::optional<http::Response> operator()(const http::Request& req) {
     const std::string target(req.target());
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ++identities[std::string(req.method_string()) +
+                   " auth=" + std::string(req[field::authorization]) +
+                   " prio=" + std::string(req["X-Inferd-Priority"]) +
+                   " foo=" + std::string(req["X-Foo"]) + " global=" + std::string(req["X-Global"])];
+    }
     if (target == "/v2/models/m" && req.method() == http::Verb::get) {
       return Reply(http::Status::ok,
                    R"({"name":"m","versions":["1"],"platform":"x","inputs":[{"name":"in",)"
@@ -276,6 +290,9 @@ struct FakeModel {
     }
     if (target == "/v2/models/m/infer" && req.method() == http::Verb::post) {
       ++infer_requests;
+      if (req[field::authorization] == "Bearer limited") {
+        return Reply(http::Status::too_many_requests, R"({"error":"rate limited"})");
+      }
       auto header = req.find("Inference-Header-Content-Length");
       if (header != req.end() && std::stoul(std::string(header->value())) >= req.body().size()) {
         ++bad_requests;
@@ -338,6 +355,114 @@ TEST(RunBenchTest, ReportsServerErrors) {
   o.shapes.clear();
   o.concurrency = {0};
   EXPECT_EQ(RunBench(o).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(RunBenchTest, SendsTheIdentityOnEveryRequest) {
+  FakeModel model;
+  FakeServer server(std::ref(model));
+  BenchOptions o;
+  o.url = server.url();
+  o.model = "m";
+  o.concurrency = {2};
+  o.duration_s = 0.1;
+  o.warmup_s = 0;
+  o.api_key = "K1";
+  o.priority = 2;
+  o.headers = {"X-Foo: bar", "X-Global:g"};
+  auto report = RunBench(o);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  ASSERT_EQ(report->levels.size(), 1u);
+  EXPECT_TRUE(report->levels[0].classes.empty());
+  std::lock_guard<std::mutex> lock(model.mu);
+  const std::map<std::string, int> expected_keys = {
+      {"GET auth=Bearer K1 prio= foo=bar global=g", 1},  // metadata: no priority
+      {"POST auth=Bearer K1 prio=2 foo=bar global=g", model.infer_requests.load()}};
+  EXPECT_EQ(model.identities, expected_keys);
+}
+
+TEST(RunBenchTest, MixRunsClassesWithTheirOwnIdentity) {
+  FakeModel model;
+  FakeServer server(std::ref(model));
+  BenchOptions o;
+  o.url = server.url();
+  o.model = "m";
+  o.duration_s = 0.2;
+  o.warmup_s = 0;
+  o.threads = 2;
+  o.api_key = "G";
+  o.priority = 3;
+  o.headers = {"X-Global: g"};
+  // "high" has an SLO of 1 ns that no request meets; "low" is refused (429).
+  o.mix =
+      "high:priority=1,rate=100,slo_ms=0.000001,header=X-Foo:bar;low:priority=2,rate=50,"
+      "api_key=limited";
+  auto report = RunBench(o);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  ASSERT_EQ(report->levels.size(), 1u);
+  const LevelReport& level = report->levels[0];
+  EXPECT_DOUBLE_EQ(level.rate, 150);
+  ASSERT_EQ(level.classes.size(), 2u);
+  const ClassReport& high = level.classes[0];
+  const ClassReport& low = level.classes[1];
+  EXPECT_EQ(high.name, "high");
+  EXPECT_EQ(high.priority, 1);
+  EXPECT_DOUBLE_EQ(high.rate, 100);
+  EXPECT_EQ(low.name, "low");
+  EXPECT_EQ(low.priority, 2);
+
+  // The level is the sum of its classes.
+  EXPECT_EQ(level.completed, high.completed + low.completed);
+  EXPECT_EQ(level.errors, high.errors + low.errors);
+  EXPECT_EQ(level.backlog, high.backlog + low.backlog);
+  EXPECT_EQ(level.connections, high.connections + low.connections);
+  EXPECT_EQ(level.latency.count, high.latency.count + low.latency.count);
+  EXPECT_DOUBLE_EQ(level.throughput_rps, high.throughput_rps + low.throughput_rps);
+  EXPECT_EQ(level.errors_by_kind, low.errors_by_kind);
+
+  EXPECT_EQ(high.errors, 0);
+  EXPECT_EQ(high.latency.count, high.completed);
+  EXPECT_DOUBLE_EQ(high.goodput_rps, 0);  // nothing within 1 ns
+  EXPECT_DOUBLE_EQ(high.served_fraction, high.sent > 0 ? 1.0 : 0.0);
+  EXPECT_EQ(low.completed, 0);
+  EXPECT_DOUBLE_EQ(low.served_fraction, 0);
+  EXPECT_DOUBLE_EQ(low.goodput_rps, low.throughput_rps);  // no SLO
+  EXPECT_EQ(low.errors_by_kind.size(), low.errors > 0 ? 1u : 0u);
+  if (low.errors > 0) {
+    EXPECT_EQ(low.errors_by_kind.at("429"), low.errors);
+  }
+
+  {
+    std::lock_guard<std::mutex> lock(model.mu);
+    const std::string high_key = "POST auth=Bearer G prio=1 foo=bar global=g";
+    const std::string low_key = "POST auth=Bearer limited prio=2 foo= global=g";
+    const std::string metadata_key = "GET auth=Bearer G prio= foo=bar global=g";  // as "high"
+    EXPECT_EQ(model.identities.size(), 3u);
+    EXPECT_EQ(model.identities[metadata_key], 1);
+    EXPECT_GE(model.identities[high_key], 1 + high.sent);  // the probe and the run
+    EXPECT_GE(model.identities[low_key], 1 + low.sent);
+    EXPECT_EQ(model.identities[high_key] + model.identities[low_key], model.infer_requests.load());
+  }
+
+  std::ostringstream table;
+  PrintReport(*report, table);
+  EXPECT_NE(table.str().find("goodput/s"), std::string::npos) << table.str();
+  EXPECT_NE(table.str().find("\nlow "), std::string::npos) << table.str();
+
+  const std::string path = testing::TempDir() + "bench_mix_report.json";
+  ASSERT_TRUE(WriteReportJson(*report, path).ok());
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_FALSE(parser.load(path).get(doc));
+  EXPECT_EQ(std::string_view(doc["mode"]), "open_loop");
+  simdjson::dom::array classes = doc["levels"].at(0)["classes"];
+  ASSERT_EQ(classes.size(), 2u);
+  EXPECT_EQ(std::string_view(classes.at(1)["name"]), "low");
+  EXPECT_EQ(int64_t(classes.at(1)["completed"]), 0);
+  EXPECT_EQ(int64_t(classes.at(0)["sent"]), high.sent);
+  const std::string mix{std::string_view(doc["options"]["mix"])};
+  EXPECT_EQ(mix.find("limited"), std::string::npos) << mix;  // keys are not written
+  EXPECT_TRUE(bool(doc["options"]["api_key_set"]));
+  std::remove(path.c_str());
 }
 
 }  // namespace
