@@ -98,6 +98,9 @@ class AdmissionTest(h.ServerTestCase):
                      '[scheduling.default_queue_policy]\ntimeout_action = "delay"\n'
                      "max_timeout_us = 3600000000\n")
         h.copy_model("mlp", repo, new_name="mlp_levels", config_text=held4 + TWO_LEVELS)
+        adaptive = (HELD % {"cap": 16}).replace(
+            "max_queue_delay_us = 3600000000", "adaptive = true\nlatency_target_us = 50000")
+        h.copy_model("mlp", repo, new_name="mlp_adaptive", config_text=adaptive)
 
     def send(self, model, items=1, headers=None, raw_json=None):
         return Pending(self.server, model, items, headers, raw_json)
@@ -207,6 +210,20 @@ class AdmissionTest(h.ServerTestCase):
         filler = self.send("held_delay", items=2)
         self.assert_ok(late)
         self.assert_ok(filler)
+
+    def test_adaptive_batching_serves_and_reports_its_choice(self):
+        pending = [self.send("mlp_adaptive", items=1 + i % 3) for i in range(24)]
+        for p in pending:
+            self.assert_ok(p)
+        cap = self.metric("inferd_adaptive_batch_cap", model="mlp_adaptive")
+        self.assertGreaterEqual(cap, 1)
+        self.assertLessEqual(cap, 16)
+        # Series exist once the model ran batches (values depend on timing).
+        samples = self.metrics()
+        self.assertIn(h.metric_sum(samples, "inferd_adaptive_batch_infeasible", model="mlp_adaptive"),
+                      (0, 1))
+        self.assertIsNotNone(h.metric_sum(samples, "inferd_batch_cost_seconds", model="mlp_adaptive",
+                                          term="per_item"))
 
     def test_bad_priorities_are_400(self):
         x = np.zeros((1, 16), dtype=np.float32)

@@ -133,12 +133,17 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
     }
     INFERD_RETURN_IF_ERROR(
         p.Int(*t, "max_queue_size", "dynamic_batching.max_queue_size", 1, &c.max_queue_size));
-    for (const auto& [k, v] : *t) {
-      std::string ks(k.str());
-      if (ks != "enable" && ks != "max_queue_delay_us" && ks != "preferred_batch_sizes" &&
-          ks != "max_queue_size") {
-        return p.Error("dynamic_batching." + ks, "is unknown");
-      }
+    INFERD_RETURN_IF_ERROR(p.KnownKeys(*t, "dynamic_batching.",
+                                       {"enable", "max_queue_delay_us", "preferred_batch_sizes",
+                                        "max_queue_size", "adaptive", "latency_target_us"}));
+    DynamicBatchingConfig& batching = c.dynamic_batching;
+    INFERD_RETURN_IF_ERROR(p.Bool(*t, "adaptive", "dynamic_batching.adaptive", &batching.adaptive));
+    INFERD_RETURN_IF_ERROR(p.Int(*t, "latency_target_us", "dynamic_batching.latency_target_us", 0,
+                                 &batching.latency_target_us));
+    if (batching.adaptive &&
+        (batching.latency_target_us < 1000 || batching.latency_target_us > 60'000'000)) {
+      return p.Error("dynamic_batching.latency_target_us",
+                     "must be from 1000 to 60000000 (us) with adaptive = true");
     }
   }
   if (const toml::node* rc = root.get("response_cache")) {

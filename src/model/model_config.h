@@ -10,7 +10,8 @@
 //   decoupled = false              # true: streams chunks (Triton's decoupled policy)
 //   [dynamic_batching]             # presence enables it (needs max_batch_size > 0)
 //   enable (default true), max_queue_delay_us, preferred_batch_sizes,
-//   max_queue_size (same as the top-level key)
+//   max_queue_size (same as the top-level key), adaptive = false,
+//   latency_target_us (required with adaptive, 1000..60000000)
 //   [response_cache]               # presence enables it: enable (default true),
 //                                  # ttl_s (1 s to 10 years), max_stale_s,
 //                                  # scope ("tenant" default, or "shared")
@@ -48,6 +49,11 @@ struct DynamicBatchingConfig {
   bool enabled = false;
   int64_t max_queue_delay_us = 0;
   std::vector<int64_t> preferred_batch_sizes;
+  // Cap and delay chosen online to keep queue + compute under the target
+  // (sched/adaptive_batching.h); max_queue_delay_us is then the delay
+  // before the first batch.
+  bool adaptive = false;
+  int64_t latency_target_us = 0;
 };
 
 struct ResponseCacheConfig {

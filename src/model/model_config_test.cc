@@ -431,6 +431,20 @@ TEST(ModelConfigSchedulingTest, ErrorsNameTheField) {
   ExpectError(Minimal("", "[overload]\ninterval_us = 5\n"), "overload.interval_us");
   ExpectError(Minimal("", "[overload]\nmin_limit = 5\nmax_limit = 2\n"), "overload.min_limit");
   ExpectError(Minimal("", "[overload]\nlimit = 5\n"), "overload.limit");
+  ExpectError(Minimal("max_batch_size = 8\n", "[dynamic_batching]\nadaptive = true\n"),
+              "dynamic_batching.latency_target_us");
+  ExpectError(Minimal("max_batch_size = 8\n", "[dynamic_batching]\nadaptive = 1\n"),
+              "dynamic_batching.adaptive");
+}
+
+TEST(ModelConfigSchedulingTest, ParsesAdaptiveBatching) {
+  StatusOr<ModelConfig> c =
+      ParseModelConfig(Minimal("max_batch_size = 8\n",
+                               "[dynamic_batching]\nadaptive = true\nlatency_target_us = 200000\n"),
+                       kPath, "m");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->dynamic_batching.adaptive);
+  EXPECT_EQ(c->dynamic_batching.latency_target_us, 200000);
 }
 
 }  // namespace

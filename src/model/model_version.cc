@@ -94,6 +94,8 @@ StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& option
   bo.max_batch_size = std::max<int64_t>(1, config.max_batch_size);
   bo.max_queue_delay = std::chrono::microseconds(config.dynamic_batching.max_queue_delay_us);
   bo.preferred_batch_sizes = config.dynamic_batching.preferred_batch_sizes;
+  bo.adaptive = bo.batching && config.dynamic_batching.adaptive;
+  bo.latency_target = std::chrono::microseconds(config.dynamic_batching.latency_target_us);
   bo.max_queue_size = static_cast<size_t>(config.max_queue_size);
   bo.num_workers = static_cast<int>(config.instance_count);
   bo.priority_levels = static_cast<int>(config.scheduling.priority_levels);

@@ -60,6 +60,7 @@ class ModelVersion {
     return scheduler_->Reserve(key, retry_after_s);
   }
   OverloadControl::Stats overload_stats() { return scheduler_->overload_stats(); }
+  AdaptiveStats adaptive_stats() { return scheduler_->adaptive_stats(); }
   void CountByTenant(std::vector<int64_t>* out) { scheduler_->CountByTenant(out); }
   void Shutdown();
   void Flush() { scheduler_->Flush(); }

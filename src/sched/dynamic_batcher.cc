@@ -1,9 +1,11 @@
 #include "sched/dynamic_batcher.h"
 
 #include <algorithm>
+#include <optional>
 #include <thread>
 
 #include "common/mutex.h"
+#include "sched/adaptive_batching.h"
 #include "sched/batch_policy.h"
 #include "sched/priority_fair_queue.h"
 
@@ -21,6 +23,10 @@ class DynamicBatcher::Queue final : public Executor::Queue {
         clock_(clock),
         queue_(PriorityFairQueue::Options{options_.priority_levels, options_.lower_level_share,
                                           options_.max_queue_size, options_.max_level_size}) {
+    if (options_.batching && options_.adaptive) {
+      adaptive_.emplace(AdaptiveBatching::Options{options_.latency_target, options_.max_batch_size,
+                                                  options_.max_queue_delay});
+    }
     if (options_.overload_control) {
       OverloadControl::Options oo = options_.overload;
       oo.clock = clock_;
@@ -39,8 +45,11 @@ class DynamicBatcher::Queue final : public Executor::Queue {
     {
       MutexLock l(&mu_);
       if (stopping_) return UnavailableError("the server is shutting down");
-      task->timings().enqueued = clock_->Now();
+      const Time now = clock_->Now();
+      task->timings().enqueued = now;
+      const int64_t items = task->batch_size();
       INFERD_RETURN_IF_ERROR(queue_.Push(task));
+      if (adaptive_) adaptive_->OnArrival(now, items);
     }
     executor_->Notify();
     return Status::OK();
@@ -53,8 +62,10 @@ class DynamicBatcher::Queue final : public Executor::Queue {
     const Time earliest_deadline = TakeDropped(now, &work->dropped);
     *wake_at = earliest_deadline;
     if (!free_.empty() && !queue_.empty()) {
-      BatchPolicy policy{options_.batching, options_.max_batch_size, options_.max_queue_delay,
-                         options_.preferred_batch_sizes};
+      const BatchPolicy policy =
+          adaptive_ ? adaptive_->Policy(now)
+                    : BatchPolicy{options_.batching, options_.max_batch_size,
+                                  options_.max_queue_delay, options_.preferred_batch_sizes};
       const int idle = static_cast<int>(free_.size());
       queue_.View(options_.batching ? 4 * static_cast<size_t>(options_.max_batch_size) : 1, &view_,
                   &refs_);
@@ -91,15 +102,18 @@ class DynamicBatcher::Queue final : public Executor::Queue {
       Duration min_delay = Duration::max();
       for (auto& t : work.batch) min_delay = std::min(min_delay, now - t->timings().enqueued);
       run_(work.instance, work.batch);
-      if (overload_) {
-        Duration compute{};
-        for (auto& t : work.batch) {
-          if (!t) continue;
-          const TaskTimings& tt = t->timings();
-          if (tt.finished > tt.compute_started)
-            compute = std::max(compute, tt.finished - tt.compute_started);
-        }
-        overload_->OnBatch(now, min_delay, items, compute);
+      // The backend's time for the batch, as the runner recorded it.
+      Duration compute{};
+      for (auto& t : work.batch) {
+        if (!t) continue;
+        const TaskTimings& tt = t->timings();
+        if (tt.finished > tt.compute_started)
+          compute = std::max(compute, tt.finished - tt.compute_started);
+      }
+      if (overload_) overload_->OnBatch(now, min_delay, items, compute);
+      if (compute > Duration::zero()) {
+        MutexLock l(&mu_);
+        if (adaptive_) adaptive_->OnBatch(items, compute);
       }
       for (auto& t : work.batch) {
         if (t && !t->completed())
@@ -138,6 +152,19 @@ class DynamicBatcher::Queue final : public Executor::Queue {
     return UnavailableError("overloaded (" + std::to_string(overload_->in_use()) +
                             " requests queued or running): retry after " +
                             std::to_string(*retry_after_s) + " s");
+  }
+
+  AdaptiveStats adaptive_stats() EXCLUDES(mu_) {
+    MutexLock l(&mu_);
+    AdaptiveStats s;
+    if (!adaptive_) return s;
+    s.enabled = true;
+    s.cap = adaptive_->cap();
+    s.delay_s = std::chrono::duration<double>(adaptive_->delay()).count();
+    s.infeasible = adaptive_->infeasible();
+    s.fixed_s = adaptive_->model().a();
+    s.per_item_s = adaptive_->model().b();
+    return s;
   }
 
   OverloadControl::Stats overload_stats() {
@@ -219,6 +246,7 @@ class DynamicBatcher::Queue final : public Executor::Queue {
   Mutex mu_;
   CondVar idle_cv_;
   PriorityFairQueue queue_ GUARDED_BY(mu_);
+  std::optional<AdaptiveBatching> adaptive_ GUARDED_BY(mu_);
   std::vector<const Task*> view_ GUARDED_BY(mu_);  // TakeWork's scratch
   std::vector<PriorityFairQueue::Ref> refs_ GUARDED_BY(mu_);
   std::vector<int> free_ GUARDED_BY(mu_);  // instances not running a batch
@@ -247,6 +275,8 @@ StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(Options options
   }
   if (!(options.lower_level_share >= 0 && options.lower_level_share <= 0.5))
     return InvalidArgumentError("lower_level_share must be in [0, 0.5]");
+  if (options.adaptive && options.latency_target <= Duration::zero())
+    return InvalidArgumentError("adaptive batching needs a latency target");
   if (!run) return InvalidArgumentError("a batch runner is required");
   std::unique_ptr<Executor> own;
   Executor* executor = options.executor;
@@ -285,6 +315,7 @@ StatusOr<OverloadSlot> DynamicBatcher::Reserve(const QueueKey& key, int64_t* ret
   return queue_->Reserve(key, retry_after_s);
 }
 OverloadControl::Stats DynamicBatcher::overload_stats() { return queue_->overload_stats(); }
+AdaptiveStats DynamicBatcher::adaptive_stats() { return queue_->adaptive_stats(); }
 void DynamicBatcher::CountByTenant(std::vector<int64_t>* out) { queue_->CountByTenant(out); }
 void DynamicBatcher::DropCancelled() { queue_->DropCancelled(); }
 void DynamicBatcher::Flush() { queue_->Flush(); }

@@ -37,7 +37,13 @@ class DynamicBatcher final : public Scheduler {
     int64_t max_batch_size = 1;  // items per batch (>= 1)
     Duration max_queue_delay{};  // wait for more work, measured from the oldest task
     std::vector<int64_t> preferred_batch_sizes;  // dispatch early at these sizes
-    size_t max_queue_size = 1024;                // tasks; Schedule fails beyond it
+    // Adaptive batching (sched/adaptive_batching.h): cap and delay from a
+    // fitted cost model, to keep queue plus compute under latency_target;
+    // max_queue_delay is then only the delay before the first batch, and
+    // preferred_batch_sizes are not used.
+    bool adaptive = false;
+    Duration latency_target{};
+    size_t max_queue_size = 1024;  // tasks; Schedule fails beyond it
     // Priority levels and fair shares (sched/priority_fair_queue.h): a
     // task's level and tenant are its queue_key().
     int priority_levels = 1;
@@ -63,6 +69,7 @@ class DynamicBatcher final : public Scheduler {
   Status Enqueue(std::unique_ptr<Task>& task) { return Schedule(task); }
   StatusOr<OverloadSlot> Reserve(const QueueKey& key, int64_t* retry_after_s) override;
   OverloadControl::Stats overload_stats() override;
+  AdaptiveStats adaptive_stats() override;
   size_t queue_depth() override;
   size_t queue_depth(int level) override;
   void CountByTenant(std::vector<int64_t>* out) override;

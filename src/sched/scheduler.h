@@ -27,6 +27,16 @@
 
 namespace inferd {
 
+// Adaptive batching's state (sched/adaptive_batching.h), for the metrics.
+struct AdaptiveStats {
+  bool enabled = false;
+  int64_t cap = 0;
+  double delay_s = 0;
+  bool infeasible = false;
+  double fixed_s = 0;     // the cost model's a
+  double per_item_s = 0;  // and b
+};
+
 class Scheduler {
  public:
   virtual ~Scheduler() = default;
@@ -47,6 +57,7 @@ class Scheduler {
   }
   // The controller's state (limit 0: no overload control).
   virtual OverloadControl::Stats overload_stats() { return {}; }
+  virtual AdaptiveStats adaptive_stats() { return {}; }
   // Tasks waiting (accepted, not yet running).
   virtual size_t queue_depth() = 0;
   // Tasks waiting at priority `level` (1 is the highest).

@@ -485,6 +485,14 @@ void InferenceServer::CollectGauges() {
       options_.metrics->DepthAtLevel(m, s.name, s.version, l)
           ->Set(static_cast<double>((*mv)->queue_depth(l)));
     }
+    const AdaptiveStats a = (*mv)->adaptive_stats();
+    if (a.enabled) {
+      m->adaptive_cap->Set(static_cast<double>(a.cap));
+      m->adaptive_delay->Set(a.delay_s);
+      m->adaptive_infeasible->Set(a.infeasible ? 1 : 0);
+      m->batch_cost[0]->Set(a.fixed_s);
+      m->batch_cost[1]->Set(a.per_item_s);
+    }
     const OverloadControl::Stats o = (*mv)->overload_stats();
     if (o.limit > 0) {
       m->overload_limit->Set(static_cast<double>(o.limit));

@@ -47,6 +47,17 @@ ServerMetrics::ServerMetrics(Registry* registry)
   depth_by_level_ = registry->AddGauge("inferd_queue_depth_by_priority",
                                        "Requests waiting in the model queue, by priority level",
                                        {"model", "version", "priority"});
+  adaptive_cap_ = registry->AddGauge("inferd_adaptive_batch_cap",
+                                     "Adaptive batching: the current batch size cap", mv);
+  adaptive_delay_ = registry->AddGauge("inferd_adaptive_batch_delay_seconds",
+                                       "Adaptive batching: the current queue delay", mv);
+  adaptive_infeasible_ = registry->AddGauge(
+      "inferd_adaptive_batch_infeasible",
+      "Adaptive batching: 1 when even a batch of one cannot meet the latency target", mv);
+  batch_cost_ = registry->AddGauge(
+      "inferd_batch_cost_seconds",
+      "Adaptive batching's fitted batch cost: fixed + per_item x items, in seconds",
+      {"model", "version", "term"});
   inflight_ = registry->AddGauge("inferd_inflight_requests", "Inference requests in progress", {})
                   ->WithLabels({});
   rss_ =
@@ -111,6 +122,11 @@ ModelMetrics* ServerMetrics::Find(const std::string& model, int64_t version) {
     m->overload_limit = overload_limit_->WithLabels({model, v});
     m->overload_in_use = overload_in_use_->WithLabels({model, v});
     m->overload_standing_delay = overload_delay_->WithLabels({model, v});
+    m->adaptive_cap = adaptive_cap_->WithLabels({model, v});
+    m->adaptive_delay = adaptive_delay_->WithLabels({model, v});
+    m->adaptive_infeasible = adaptive_infeasible_->WithLabels({model, v});
+    m->batch_cost[0] = batch_cost_->WithLabels({model, v, "fixed"});
+    m->batch_cost[1] = batch_cost_->WithLabels({model, v, "per_item"});
     slot = std::move(m);
   }
   return slot.get();

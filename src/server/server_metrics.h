@@ -48,6 +48,11 @@ struct ModelMetrics {
   Gauge* overload_limit = nullptr;
   Gauge* overload_in_use = nullptr;
   Gauge* overload_standing_delay = nullptr;
+  // Adaptive batching (set at each scrape).
+  Gauge* adaptive_cap = nullptr;
+  Gauge* adaptive_delay = nullptr;
+  Gauge* adaptive_infeasible = nullptr;
+  Gauge* batch_cost[2] = {};  // fixed, per_item
   // Queue depth by priority level (index level - 1), created on first use.
   std::vector<Gauge*> depth_by_level;
 };
@@ -90,6 +95,10 @@ class ServerMetrics {
   Family<Gauge>* overload_in_use_;
   Family<Gauge>* overload_delay_;
   Family<Gauge>* depth_by_level_;
+  Family<Gauge>* adaptive_cap_;
+  Family<Gauge>* adaptive_delay_;
+  Family<Gauge>* adaptive_infeasible_;
+  Family<Gauge>* batch_cost_;
   Gauge* inflight_;
   Counter started_, finished_;
   Gauge* rss_;
