@@ -7,6 +7,7 @@ holds until the test completes the batch: the order is checked by which
 requests are answered, never by timing.
 """
 
+import json
 import os
 import sys
 import threading
@@ -76,7 +77,8 @@ class AdmissionTest(h.ServerTestCase):
         cls.config_dir = h.tempfile.mkdtemp(prefix="inferd-admission-")
         config = os.path.join(cls.config_dir, "inferd.toml")
         with open(config, "w") as f:
-            f.write('[[tenants]]\nname = "acme"\napi_key_sha256 = ["%s"]\n' % acme_hash)
+            f.write('[[tenants]]\nname = "acme"\napi_key_sha256 = ["%s"]\nadmin = true\n'
+                    'weight = 2\n' % acme_hash)
             f.write('[[tenants]]\nname = "beta"\napi_key_sha256 = ["%s"]\n' % beta_hash)
         cls.server_args = ("--config", config)
         super().setUpClass()
@@ -119,6 +121,28 @@ class AdmissionTest(h.ServerTestCase):
         r = pending.result(self)
         self.assertEqual(r.status, 200, r.describe())
 
+    def admin_tenants(self):
+        with self.client() as c:
+            r = c.request("GET", "/v2/admin/tenants", headers={"X-Api-Key": self.acme_key})
+        self.assertEqual(r.status, 200, r.describe())
+        self.admin_json = r.json()
+        return {t["name"]: t for t in self.admin_json["tenants"]}
+
+    def test_admin_tenants_lists_every_tenant_to_admins_only(self):
+        tenants = self.admin_tenants()
+        self.assertEqual(sorted(tenants), ["acme", "beta", "default"])
+        self.assertEqual(self.admin_json["global_limits"], {"redis": "off", "fallbacks": 0})
+        acme = tenants["acme"]
+        self.assertEqual((acme["admin"], acme["weight"], acme["keys"], acme["limits"]),
+                         (True, 2, 1, []))
+        self.assertEqual(acme["recent_rejections"]["window_s"], 60)
+        self.assertNotIn(self.acme_key, json.dumps(tenants))
+        with self.client() as c:
+            r = c.request("GET", "/v2/admin/tenants", headers={"X-Api-Key": self.beta_key})
+            h.assert_json_error(self, r, 403, "admin")
+            r = c.request("GET", "/v2/admin/tenants")
+            h.assert_json_error(self, r, 403, "admin")
+
     def test_a_higher_priority_request_is_batched_first(self):
         for how in ({"headers": {"X-Inferd-Priority": "1"}},
                     {"raw_json": {"parameters": {"priority": 1}}}):
@@ -147,6 +171,9 @@ class AdmissionTest(h.ServerTestCase):
         self.assert_ok(beta)
         self.wait_queued("held_fair", 1)
         self.assertEqual(sum(p.is_alive() for p in flood), 1)
+        tenants = self.admin_tenants()
+        self.assertEqual(tenants["acme"]["queued"], {"held_fair": 1})
+        self.assertEqual(tenants["beta"]["queued"], {})
         filler = self.send("held_fair", items=3, headers=acme)
         for p in flood + [filler]:
             self.assert_ok(p)
@@ -177,6 +204,13 @@ class AdmissionTest(h.ServerTestCase):
         self.assertEqual(self.metric("inferd_queue_drops_total", model="held_shed",
                                      reason="evicted"), 2)
         self.assertEqual(self.metric("inferd_overload_limit", model="held_shed"), 2)
+        decisions = {d: self.metric("inferd_admission_decisions_total", model="held_shed",
+                                    tenant="default", decision=d)
+                     for d in ("admitted", "shed", "evicted")}
+        self.assertEqual(decisions, {"admitted": 4, "shed": 1, "evicted": 2})
+        recent = self.admin_tenants()["default"]["recent_rejections"]
+        self.assertGreaterEqual(recent["shed"], 1)
+        self.assertGreaterEqual(recent["evicted"], 2)
         self.assertEqual(self.metric("inferd_batch_size_count", model="held_shed"), 1)
 
     def test_expired_and_abandoned_requests_never_run(self):

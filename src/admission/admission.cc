@@ -56,9 +56,11 @@ void Record(AdmissionReport* r, const char* scope, const GcraLimiter& l,
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Admission>> Admission::Create(AdmissionConfig config) {
+StatusOr<std::unique_ptr<Admission>> Admission::Create(AdmissionConfig config, Registry* registry,
+                                                       Clock* clock) {
   std::unique_ptr<Admission> a(new Admission());
   a->auth_required_ = config.auth_required;
+  a->clock_ = clock != nullptr ? clock : Clock::System();
   a->default_tenant_.name = kDefaultTenant;
   std::set<std::string> names;
   std::set<KeyDigest> digests;
@@ -94,6 +96,7 @@ StatusOr<std::unique_ptr<Admission>> Admission::Create(AdmissionConfig config) {
                                     " is listed twice (each key names one tenant)");
       }
       a->keys_.push_back({d, tenant.get()});
+      ++tenant->keys;
     }
     a->tenants_.push_back(std::move(tenant));
   }
@@ -106,6 +109,7 @@ StatusOr<std::unique_ptr<Admission>> Admission::Create(AdmissionConfig config) {
         "auth.required is true but no [[tenants]] entry has an api_key_sha256: no request could "
         "be admitted");
   }
+  INFERD_RETURN_IF_ERROR(a->SetUpGlobal(config.global, registry));  // admission_global.cc
   return a;
 }
 
@@ -116,6 +120,12 @@ Status Admission::CheckLimits(const Tenant& tenant, std::string_view model, Time
   if (auto it = tenant.model_limits.find(model); it != tenant.model_limits.end())
     ml = it->second.get();
   if (tl == nullptr && ml == nullptr) return Status::OK();
+  return TakeLimits(tenant, model, tl, ml, now, report, "");
+}
+
+Status Admission::TakeLimits(const Tenant& tenant, std::string_view model, GcraLimiter* tl,
+                             GcraLimiter* ml, Time now, AdmissionReport* report,
+                             std::string_view qualifier) {
   GcraLimiter::Decision td, md;
   const GcraLimiter* refused = nullptr;
   Duration retry{};
@@ -150,9 +160,9 @@ Status Admission::CheckLimits(const Tenant& tenant, std::string_view model, Time
   std::string what = refused == tl
                          ? "tenant '" + tenant.name + "'"
                          : "tenant '" + tenant.name + "' on model '" + std::string(model) + "'";
-  return RateLimitedError("rate limit of " + what + " exceeded (" + rate + " requests/s, burst " +
-                          std::to_string(refused->burst()) + "): retry after " +
-                          std::to_string(report->retry_after_s) + " s");
+  return RateLimitedError(std::string(qualifier) + "rate limit of " + what + " exceeded (" + rate +
+                          " requests/s, burst " + std::to_string(refused->burst()) +
+                          "): retry after " + std::to_string(report->retry_after_s) + " s");
 }
 
 StatusOr<const Tenant*> Admission::Authenticate(std::string_view credential) const {

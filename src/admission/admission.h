@@ -26,9 +26,22 @@
 //   name = "default"          # limits of requests without a key (no keys here)
 //   requests_per_s = 5
 //
-// Threading: immutable after Create; every method is safe from any thread.
+// Global mode (settings rate_limits.*, AdmissionConfig::global): with a
+// Redis URL every configured limit is shared by all the inferd processes
+// that point at that Redis. CheckLimits still runs first at the full rate
+// (one process alone never exceeds the global rate, so its refusal is
+// final and costs no Redis call); then CheckGlobal asks Redis
+// (RedisRateLimiter). Whenever Redis cannot answer (error, timeout, open
+// circuit, full queue) the tenant's fallback limiters decide locally, at
+// rate / instances and burst / instances (at least 1), so that the
+// processes together stay about at the global rate; what they admit then
+// is not written back to Redis.
+//
+// Threading: immutable after Create (but for the limiters' atomics and the
+// Redis limiter's own state); every method is safe from any thread.
 
 #include <array>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -37,8 +50,11 @@
 
 #include "admission/api_key.h"
 #include "admission/gcra.h"
+#include "admission/recent_counts.h"
+#include "admission/redis_rate_limiter.h"
 #include "common/clock.h"
 #include "common/status.h"
+#include "metrics/metrics.h"
 
 namespace inferd {
 
@@ -76,9 +92,19 @@ struct AdmissionReport {
   int64_t retry_after_s = 0;  // a refusal: when to retry
 };
 
+// Limits shared through Redis (settings rate_limits.*).
+struct GlobalLimitsConfig {
+  std::string redis_url;                  // "": off, every limit is per process
+  std::string key_prefix = "inferd:rl:";  // of every Redis key; non-empty
+  int64_t timeout_ms = 5;                 // bound of a Redis exchange and of a queued wait; >= 1
+  int64_t instances = 1;                  // processes sharing the limits; >= 1
+  int64_t max_pending = 4096;             // decisions waiting for Redis; >= 1
+};
+
 struct AdmissionConfig {
   bool auth_required = false;
   std::vector<TenantConfig> tenants;
+  GlobalLimitsConfig global;
 };
 
 // The [[tenants]] tables of a server config file ("" or a file without
@@ -94,16 +120,39 @@ struct Tenant {
   bool admin = false;
   uint32_t weight = 1;
   int max_priority = 0;
+  size_t keys = 0;                     // how many API keys name it
   std::unique_ptr<GcraLimiter> limit;  // null: none
   std::map<std::string, std::unique_ptr<GcraLimiter>, std::less<>> model_limits;
+  // Global mode only: a limit as Redis keeps it, and the local limiter
+  // that decides in its place while Redis cannot.
+  struct GlobalLimit {
+    std::string key;    // <prefix>t:<tenant>, <prefix>tm:<tenant>:<model>
+    std::string model;  // "" for the tenant's own limit
+    double rate_per_s = 0;
+    int64_t burst = 0;
+    int64_t interval_us = 0, tolerance_us = 0;
+    std::unique_ptr<GcraLimiter> fallback;  // rate and burst / instances
+  };
+  std::unique_ptr<GlobalLimit> global;                            // of `limit`
+  std::map<std::string, GlobalLimit, std::less<>> model_globals;  // of model_limits
+  // Refusals and drops of the last minute (the pipeline adds them).
+  mutable RecentCounts recent;
 };
 
 class Admission {
  public:
   static constexpr const char* kDefaultTenant = "default";
 
-  // Checks the config: unique names and keys, auth.required with a key.
-  static StatusOr<std::unique_ptr<Admission>> Create(AdmissionConfig config);
+  // Checks the config: unique names and keys, auth.required with a key,
+  // the rate_limits settings (errors name the setting). With a Redis URL,
+  // starts the global mode (RedisRateLimiter connects lazily). `registry`
+  // (optional) gets inferd_global_rate_limit_decisions_total in global
+  // mode; `clock` (default: the system clock) times the fallback limiters
+  // and the Redis limiter's waits.
+  static StatusOr<std::unique_ptr<Admission>> Create(AdmissionConfig config,
+                                                     Registry* registry = nullptr,
+                                                     Clock* clock = nullptr);
+  ~Admission();
 
   // The tenant that `credential` (an API key as the client sent it; empty
   // for none) names. No key: the default tenant, or Unauthenticated when
@@ -120,6 +169,30 @@ class Admission {
   Status CheckLimits(const Tenant& tenant, std::string_view model, Time now,
                      AdmissionReport* report) const;
 
+  // Global mode (rate_limits.redis_url set).
+  bool has_global() const { return redis_ != nullptr; }
+  // After CheckLimits admitted a request under at least one limit: the
+  // cluster-wide decision on the same limits, all or nothing, by Redis or,
+  // when Redis cannot answer, by the fallback limiters. `done` gets OK or
+  // RateLimited (with *report filled again) exactly once, never while a
+  // lock is held: on the Redis thread, or on the calling thread when no
+  // exchange with Redis was possible (open circuit, full queue). `report`
+  // must stay valid until then. Without the global mode: done(OK) at once.
+  void CheckGlobal(const Tenant& tenant, std::string_view model, AdmissionReport* report,
+                   std::function<void(Status)> done) const;
+  // For GET /v2/admin/tenants: "off" without the global mode, "fallback"
+  // while Redis's circuit is open (or half-open), else "ok"; and the
+  // decisions answered by a fallback so far.
+  struct GlobalState {
+    const char* redis = "off";
+    uint64_t fallbacks = 0;
+  };
+  GlobalState global_state() const;
+  // Stops the global mode: the Redis thread ends, and decisions still
+  // waiting for it (and any later) fall back at once. For shutdown, while
+  // the callers' continuations can still run. Idempotent.
+  void StopGlobal();
+
   bool auth_required() const { return auth_required_; }
   // Admin only on a server without keyed tenants.
   const Tenant& default_tenant() const { return default_tenant_; }
@@ -134,10 +207,37 @@ class Admission {
     KeyDigest digest;
     const Tenant* tenant;
   };
+  // Results of a global decision, the counter's labels.
+  enum GlobalResult {
+    kAllowed,
+    kLimited,
+    kFallbackError,
+    kFallbackTimeout,
+    kFallbackCircuit,
+    kFallbackQueueFull,
+    kGlobalResults
+  };
+  // Takes one request from `tl` and `ml` (either may be null): both or
+  // neither. Fills *report; a refusal's message starts with `qualifier`.
+  static Status TakeLimits(const Tenant& tenant, std::string_view model, GcraLimiter* tl,
+                           GcraLimiter* ml, Time now, AdmissionReport* report,
+                           std::string_view qualifier);
+  // admission_global.cc: the Redis limiter, keys and fallback limiters.
+  Status SetUpGlobal(const GlobalLimitsConfig& config, Registry* registry);
+  // The answer to a global decision (on whichever thread it came).
+  Status OnGlobal(const Tenant& tenant, const Tenant::GlobalLimit* tg,
+                  const Tenant::GlobalLimit* mg, const RedisRateLimiter::Result& r,
+                  AdmissionReport* report) const;
+
   bool auth_required_ = false;
+  Clock* clock_ = nullptr;
   Tenant default_tenant_;
   std::vector<std::unique_ptr<Tenant>> tenants_;
   std::vector<Key> keys_;
+  std::array<Counter*, kGlobalResults> global_decisions_{};  // null without a registry
+  // Last: destroyed first, while the tenants its pending decisions name
+  // still exist.
+  std::unique_ptr<RedisRateLimiter> redis_;
 };
 
 }  // namespace inferd

@@ -4,7 +4,8 @@
 //
 //   RegisterKServeRoutes: KServe v2 / Triton HTTP (/v2/...): server and model
 //     metadata, readiness, model config, inference, repository index.
-//   RegisterAdminRoutes:  /metrics (Prometheus text format 0.0.4).
+//   RegisterAdminRoutes:  /metrics (Prometheus text format 0.0.4) and
+//     GET /v2/admin/tenants (admin_tenants.cc).
 
 #include <atomic>
 #include <string>
@@ -34,6 +35,10 @@ Status WarmCache(const ApiContext* context, const std::string& path);
 
 // /v2/cache/stats (GET), /v2/cache and /v2/cache/models/{m} (DELETE).
 void RegisterCacheRoutes(http::Router* router, const ApiContext* context);
+
+// GET /v2/admin/tenants: each tenant's limits, token levels, queued
+// requests and recent refusals, as JSON (admin only).
+void RegisterTenantAdminRoute(http::Router* router, const ApiContext* context);
 
 // {"error": ...} with the HTTP status that matches `status`' code; a full
 // queue also carries Retry-After.

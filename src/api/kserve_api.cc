@@ -288,6 +288,7 @@ void RegisterAdminRoutes(http::Router* router, const ApiContext* ctx) {
     res.body() = ctx->registry->ExposeText();
     r.Send(std::move(res));
   });
+  RegisterTenantAdminRoute(router, ctx);
 }
 
 }  // namespace inferd::api

@@ -2,9 +2,11 @@
 
 #include <sys/resource.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -79,7 +81,8 @@ int RunServe(const ServeFlags& flags) {
   }
   for (const char* key :
        {"http_read_timeout_ms", "http_idle_timeout_ms", "http_threads", "cache.coalesce_timeout_ms",
-        "cache.redis.timeout_ms", "cache.memory.shards"}) {
+        "cache.redis.timeout_ms", "cache.memory.shards", "rate_limits.timeout_ms",
+        "rate_limits.instances", "rate_limits.max_pending"}) {
     if (s.GetInt(key) < 1) {
       std::cerr << "inferd serve: " << key << " must be >= 1\n";
       return 2;
@@ -101,6 +104,29 @@ int RunServe(const ServeFlags& flags) {
 
   Registry registry;
   ServerMetrics metrics(&registry);
+  AdmissionConfig admission_config;
+  admission_config.auth_required = s.GetBool("auth.required");
+  auto tenants = LoadTenants(config_file);
+  if (!tenants.ok()) {
+    std::cerr << "inferd serve: " << tenants.status().message() << "\n";
+    return 2;
+  }
+  admission_config.tenants = std::move(tenants).value();
+  admission_config.global.redis_url = s.GetString("rate_limits.redis_url");
+  admission_config.global.key_prefix = s.GetString("rate_limits.key_prefix");
+  admission_config.global.timeout_ms = s.GetInt("rate_limits.timeout_ms");
+  admission_config.global.instances = s.GetInt("rate_limits.instances");
+  admission_config.global.max_pending = s.GetInt("rate_limits.max_pending");
+  auto admission = Admission::Create(std::move(admission_config), &registry);
+  if (!admission.ok()) {
+    std::cerr << "inferd serve: " << admission.status().message() << "\n";
+    return 2;
+  }
+  // Tenant names by id for the decision counters, before any model's
+  // metrics exist.
+  std::vector<std::string> tenant_names = {(*admission)->default_tenant().name};
+  for (const auto& t : (*admission)->tenants()) tenant_names.push_back(t->name);
+  metrics.SetTenants(std::move(tenant_names));
   ModelManager::Options mo;
   mo.repository = s.GetString("model_repository");
   mo.backend_directory = s.GetString("backend_directory");
@@ -118,20 +144,18 @@ int RunServe(const ServeFlags& flags) {
     std::cerr << "inferd serve: " << cache.status().message() << "\n";
     return 2;
   }
-  AdmissionConfig admission_config;
-  admission_config.auth_required = s.GetBool("auth.required");
-  auto tenants = LoadTenants(config_file);
-  if (!tenants.ok()) {
-    std::cerr << "inferd serve: " << tenants.status().message() << "\n";
-    return 2;
-  }
-  admission_config.tenants = std::move(tenants).value();
-  auto admission = Admission::Create(std::move(admission_config));
-  if (!admission.ok()) {
-    std::cerr << "inferd serve: " << admission.status().message() << "\n";
-    return 2;
-  }
+  // After a global rate-limit decision (on the Redis thread) a request goes
+  // on on the HTTP I/O threads; they exist once the HTTP server does, and
+  // no request arrives before.
+  std::atomic<http::Server*> io_threads{nullptr};
   InferenceServer::Options so;
+  so.post = [&io_threads](std::function<void()> fn) {
+    if (http::Server* io = io_threads.load(std::memory_order_acquire)) {
+      io->Post(std::move(fn));
+    } else {
+      fn();
+    }
+  };
   so.admission = admission->get();
   so.models = models->get();
   so.metrics = &metrics;
@@ -176,6 +200,7 @@ int RunServe(const ServeFlags& flags) {
     std::cerr << "inferd serve: " << http_server.status().message() << "\n";
     return 1;
   }
+  io_threads.store(http_server->get(), std::memory_order_release);
   (*http_server)->Start();
   std::cout << "inferd: listening on http://" << ho.host << ":" << (*http_server)->port()
             << std::endl;
@@ -202,8 +227,12 @@ int RunServe(const ServeFlags& flags) {
                     (*http_server)->requests_in_progress());
   }
   (*models)->Shutdown();  // runs whatever is still queued; every request gets its answer
+  // Decisions still waiting for Redis fall back now, while the I/O threads
+  // can still run what follows them.
+  (*admission)->StopGlobal();
   (*http_server)->WaitIdle(std::chrono::steady_clock::now() + std::chrono::seconds(5));
   (*http_server)->Stop();
+  io_threads.store(nullptr, std::memory_order_release);
   // The cache goes before the pipeline that its pending lookups call back
   // into; its tiers flush their write queues (the disk survives a restart).
   cache->reset();
@@ -222,6 +251,19 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
       {"http_threads", Type::kInt, "2", "HTTP I/O threads"},
       {"auth.required", Type::kBool, "false",
        "every /v2 request but /v2 and health needs an API key of a [[tenants]] entry"},
+      {"rate_limits.redis_url", Type::kString, "",
+       "Redis that makes every rate limit cluster-wide, shared by the inferd processes that use "
+       "it: redis://[[user]:password@]host[:port][/db]; empty: limits are per process"},
+      {"rate_limits.key_prefix", Type::kString,
+       "inferd:rl:", "prefix of the rate limits' Redis keys"},
+      {"rate_limits.timeout_ms", Type::kInt, "5",
+       "bound of a rate-limit decision's Redis exchange and of its wait for it; beyond it this "
+       "process's share decides"},
+      {"rate_limits.instances", Type::kInt, "1",
+       "inferd processes sharing the limits: while Redis is unreachable each admits "
+       "rate/instances and burst/instances"},
+      {"rate_limits.max_pending", Type::kInt, "4096",
+       "rate-limit decisions waiting for Redis at most; beyond it this process's share decides"},
       {"max_body_bytes", Type::kInt, "67108864", "largest request body accepted; larger gets 413"},
       {"max_header_bytes", Type::kInt, "16384", "largest request header accepted; larger gets 431"},
       {"http_read_timeout_ms", Type::kInt, "30000",

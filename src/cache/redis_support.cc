@@ -48,9 +48,9 @@ struct Zstd {
 
 // ---- URL ----
 
-StatusOr<RedisEndpoint> ParseRedisUrl(std::string_view url) {
+StatusOr<RedisEndpoint> ParseRedisUrl(std::string_view url, std::string_view setting) {
   auto bad = [&](std::string_view why) {
-    return InvalidArgumentError("cache.redis.url: " + std::string(why) +
+    return InvalidArgumentError(std::string(setting) + ": " + std::string(why) +
                                 " (expected redis://[[user]:password@]host[:port][/db])");
   };
   if (!url.starts_with(kScheme)) return bad("scheme is not redis://");

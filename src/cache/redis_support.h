@@ -33,8 +33,10 @@ struct RedisEndpoint {
 };
 
 // Parses redis://[[user]:password@]host[:port][/db] (host may be [IPv6]);
-// InvalidArgument, naming cache.redis.url, on a malformed URL.
-StatusOr<RedisEndpoint> ParseRedisUrl(std::string_view url);
+// InvalidArgument, naming `setting` (the setting the URL came from), on a
+// malformed URL.
+StatusOr<RedisEndpoint> ParseRedisUrl(std::string_view url,
+                                      std::string_view setting = "cache.redis.url");
 
 // Frees a hiredis reply.
 struct RedisReplyDeleter {

@@ -90,6 +90,12 @@ class Server {
   int64_t requests_in_progress() const;
   int64_t max_connections() const;
 
+  // Runs `fn` on one of the I/O threads (round robin), soon: for work that
+  // finished elsewhere and must continue off that thread (the pipeline
+  // after a Redis rate-limit decision). `fn` must not block. After Stop()
+  // it never runs (it is destroyed with the server).
+  void Post(std::function<void()> fn);
+
  private:
   struct Impl;
   explicit Server(std::unique_ptr<Impl> impl);

@@ -317,6 +317,11 @@ int64_t Server::requests_in_progress() const { return impl_->InProgress(); }
 
 int64_t Server::max_connections() const { return impl_->max_connections; }
 
+void Server::Post(std::function<void()> fn) {
+  const size_t i = impl_->next_post.fetch_add(1, std::memory_order_relaxed);
+  asio::post(impl_->workers[i % impl_->workers.size()]->ioc, std::move(fn));
+}
+
 void Server::Stop() {
   {
     MutexLock l(&impl_->trim_mu);

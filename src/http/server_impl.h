@@ -231,6 +231,7 @@ struct Server::Impl {
   uint16_t port = 0;
   std::atomic<bool> draining{false};
   std::atomic<size_t> next_worker{0};
+  std::atomic<size_t> next_post{0};  // Post's round robin, apart from the accept loop's
   // Requests being served: IoWorker::counts, without a lock. While a
   // WaitIdle waits (idle_waiters > 0), a request that leaves its worker
   // idle takes `mu` to signal; both sides use sequentially consistent

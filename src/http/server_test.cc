@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -253,6 +254,35 @@ TEST_F(ServerTest, AClientThatLeavesMidStreamCancelsTheProducer) {
   ASSERT_EQ(f.wait_for(kGuard), std::future_status::ready);
   EXPECT_EQ(f.get().code(), StatusCode::kCancelled);
   writer->Close();  // the producer's end is harmless after the client left
+}
+
+// Post runs its work on the I/O threads, spread over them.
+TEST(ServerPostTest, RunsWorkOnTheIoThreadsRoundRobin) {
+  Router router;
+  Server::Options o;
+  o.port = 0;
+  o.threads = 2;
+  auto server = Server::Create(o, &router);
+  ASSERT_TRUE(server.ok()) << server.status().message();
+  (*server)->Start();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::thread::id> ran;
+  for (int i = 0; i < 4; ++i) {
+    (*server)->Post([&] {
+      std::lock_guard<std::mutex> l(mu);
+      ran.push_back(std::this_thread::get_id());
+      cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock<std::mutex> l(mu);
+    ASSERT_TRUE(cv.wait_for(l, kGuard, [&] { return ran.size() == 4; }));
+  }
+  (*server)->Stop();
+  std::set<std::thread::id> threads(ran.begin(), ran.end());
+  EXPECT_EQ(threads.size(), 2u);
+  EXPECT_EQ(threads.count(std::this_thread::get_id()), 0u);
 }
 
 }  // namespace

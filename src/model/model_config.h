@@ -89,7 +89,7 @@ struct OverloadConfig {
   bool enabled = false;         // the [overload] table's presence enables it
   int64_t target_delay_us = 0;  // standing queueing delay allowed; 0: derived
   int64_t interval_us = 100000;
-  int64_t min_limit = 0;  // 0: instance_count x max(1, max_batch_size)
+  int64_t min_limit = 0;  // 0: 2 x instance_count x max(1, max_batch_size)
   int64_t max_limit = 0;  // 0: max_queue_size + min_limit
 };
 

@@ -102,14 +102,17 @@ StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& option
   bo.lower_level_share = config.scheduling.lower_level_share;
   for (const QueuePolicyConfig& p : config.scheduling.queue_policy)
     bo.max_level_size.push_back(static_cast<size_t>(p.max_queue_size));
-  // Overload control: at least one full batch per instance, at most the
-  // queue bound plus what runs.
+  // Overload control: at least one full batch running and one waiting per
+  // instance (so that there is queued work to push out for higher-priority
+  // requests), at most what the queue holds plus what runs (a request
+  // past the gate is never refused by a full queue for want of room).
   bo.overload_control = config.overload.enabled;
-  bo.overload.min_limit = config.overload.min_limit > 0 ? config.overload.min_limit
-                                                        : config.instance_count * bo.max_batch_size;
+  bo.overload.min_limit = config.overload.min_limit > 0
+                              ? config.overload.min_limit
+                              : 2 * config.instance_count * bo.max_batch_size;
   bo.overload.max_limit = config.overload.max_limit > 0
                               ? config.overload.max_limit
-                              : config.max_queue_size + bo.overload.min_limit;
+                              : config.max_queue_size + config.instance_count * bo.max_batch_size;
   bo.overload.target = std::chrono::microseconds(config.overload.target_delay_us);
   bo.overload.interval = std::chrono::microseconds(config.overload.interval_us);
   bo.clock = runtime->clock;

@@ -99,8 +99,13 @@ class DynamicBatcher::Queue final : public Executor::Queue {
         t->timings().started = now;
         t->timings().executed_batch_size = items;
       }
-      Duration min_delay = Duration::max();
-      for (auto& t : work.batch) min_delay = std::min(min_delay, now - t->timings().enqueued);
+      OverloadControl::LevelDelays min_delay;
+      min_delay.fill(Duration::max());
+      for (auto& t : work.batch) {
+        const size_t l =
+            static_cast<size_t>(std::clamp(t->queue_key().level, 1, OverloadControl::kLevels) - 1);
+        min_delay[l] = std::min(min_delay[l], now - t->timings().enqueued);
+      }
       run_(work.instance, work.batch);
       // The backend's time for the batch, as the runner recorded it.
       Duration compute{};

@@ -17,14 +17,16 @@ int64_t InitialLimit(const OverloadControl::Options& o) {
 
 OverloadControl::OverloadControl(Options options)
     : options_([&] {
-        options.min_limit = std::max<int64_t>(1, options.min_limit);
-        options.max_limit = std::max(options.min_limit, options.max_limit);
+        // A derived floor above the ceiling comes down to it.
+        options.max_limit = std::max<int64_t>(1, options.max_limit);
+        options.min_limit = std::clamp<int64_t>(options.min_limit, 1, options.max_limit);
         return options;
       }()),
       clock_(options_.clock ? options_.clock : Clock::System()),
       limit_(InitialLimit(options_)) {
   MutexLock l(&mu_);
   interval_start_ = clock_->Now();
+  min_delay_.fill(Duration::max());
 }
 
 bool OverloadControl::TryAcquire() {
@@ -46,12 +48,13 @@ Duration OverloadControl::Target() const {
   return std::max<Duration>(std::chrono::milliseconds(5), options_.batch_delay + compute);
 }
 
-void OverloadControl::OnBatch(Time started, Duration min_queue_delay, int64_t items,
+void OverloadControl::OnBatch(Time started, const LevelDelays& min_queue_delay, int64_t items,
                               Duration compute) {
   MutexLock l(&mu_);
   const double c = std::chrono::duration<double>(compute).count();
   ewma_compute_s_ = ewma_compute_s_ == 0 ? c : 0.8 * ewma_compute_s_ + 0.2 * c;
-  min_delay_ = std::min(min_delay_, min_queue_delay);
+  for (size_t l = 0; l < min_delay_.size(); ++l)
+    min_delay_[l] = std::min(min_delay_[l], min_queue_delay[l]);
   interval_items_ += items;
   const auto floor =
       std::chrono::duration_cast<Duration>(std::chrono::duration<double>(2 * ewma_compute_s_));
@@ -64,13 +67,21 @@ void OverloadControl::EndInterval(Time now) {
     const double rate = static_cast<double>(interval_items_) / span;
     ewma_rate_ = ewma_rate_ == 0 ? rate : 0.5 * ewma_rate_ + 0.5 * rate;
   }
-  standing_s_ = std::chrono::duration<double>(min_delay_).count();
+  // The largest of the levels' smallest delays (levels without samples
+  // left out; none: no sample at all).
+  Duration standing = Duration::min();
+  for (Duration d : min_delay_)
+    if (d != Duration::max()) standing = std::max(standing, d);
+  const bool sampled = standing != Duration::min();
+  if (sampled) standing_s_ = std::chrono::duration<double>(standing).count();
   const int64_t peak =
       peak_in_use_.exchange(in_use_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   if (options_.adaptive) {
     const int64_t limit = limit_.load(std::memory_order_relaxed);
     int64_t next = limit;
-    if (min_delay_ > Target()) {
+    if (!sampled) {
+      // no request started: nothing learned
+    } else if (standing > Target()) {
       next = static_cast<int64_t>(std::floor(options_.decrease * static_cast<double>(limit)));
     } else if (static_cast<double>(peak) >= 0.9 * static_cast<double>(limit)) {
       next = limit + static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(limit))));
@@ -79,7 +90,7 @@ void OverloadControl::EndInterval(Time now) {
                  std::memory_order_relaxed);
   }
   interval_start_ = now;
-  min_delay_ = Duration::max();
+  min_delay_.fill(Duration::max());
   interval_items_ = 0;
 }
 

@@ -6,8 +6,10 @@
 //
 // The controller is CoDel's idea driving an AIMD limit. Each interval,
 // the standing delay is the smallest queueing delay (taken off the queue
-// minus enqueued) of the batches started in it: with a standing queue even
-// the luckiest request waits. Then:
+// minus enqueued) of the requests started in it: with a standing queue even
+// the luckiest request waits. With priority levels it is the largest of the
+// levels' smallest delays, since high-priority requests skip the queue and
+// would hide a standing queue of low ones. Then:
 //   standing > target               -> limit = max(min, floor(0.8 * limit))
 //   else, demand reached the limit  -> limit = min(max, limit + ceil(sqrt(limit)))
 //   no batch in the interval        -> no change
@@ -23,6 +25,7 @@
 // OnBatch takes the controller's own lock, never while another lock is
 // held.
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -53,9 +56,12 @@ class OverloadControl {
   void ForceAcquire() { in_use_.fetch_add(1, std::memory_order_relaxed); }
   void Release() { in_use_.fetch_sub(1, std::memory_order_relaxed); }
 
+  static constexpr int kLevels = 16;
+  using LevelDelays = std::array<Duration, kLevels>;  // Duration::max(): no sample
   // After each batch: when it was taken off the queue, the smallest
-  // queueing delay among its tasks, its items and its compute time.
-  void OnBatch(Time started, Duration min_queue_delay, int64_t items, Duration compute)
+  // queueing delay of its tasks at each priority level (index level - 1),
+  // its items and its compute time.
+  void OnBatch(Time started, const LevelDelays& min_queue_delay, int64_t items, Duration compute)
       EXCLUDES(mu_);
 
   // How long a shed client should wait: the time to serve what is in use
@@ -83,7 +89,7 @@ class OverloadControl {
   std::atomic<int64_t> peak_in_use_{0};
   mutable Mutex mu_;
   Time interval_start_ GUARDED_BY(mu_){};
-  Duration min_delay_ GUARDED_BY(mu_) = Duration::max();
+  LevelDelays min_delay_ GUARDED_BY(mu_);
   int64_t interval_items_ GUARDED_BY(mu_) = 0;
   double ewma_compute_s_ GUARDED_BY(mu_) = 0;  // per batch
   double ewma_rate_ GUARDED_BY(mu_) = 0;       // items per second

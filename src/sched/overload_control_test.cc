@@ -24,7 +24,10 @@ void Interval(FakeClock& clock, OverloadControl& c, Duration delay, int64_t busy
   for (int64_t i = 0; i < busy; ++i) ASSERT_TRUE(c.TryAcquire() || (c.ForceAcquire(), true));
   for (int b = 0; b < 4; ++b) {
     clock.Advance(milliseconds(25));
-    c.OnBatch(clock.Now(), delay, 8, milliseconds(10));
+    OverloadControl::LevelDelays delays;
+    delays.fill(Duration::max());
+    delays[0] = delay;
+    c.OnBatch(clock.Now(), delays, 8, milliseconds(10));
   }
   for (int64_t i = 0; i < busy; ++i) c.Release();
 }
@@ -69,6 +72,22 @@ TEST(OverloadControlTest, TheLimitRecoversWhenTheDelayFalls) {
   OverloadControl c(o);
   for (int i = 0; i < 30; ++i) Interval(clock, c, milliseconds(1), c.limit());
   EXPECT_GE(c.limit(), 4 * 16);
+}
+
+TEST(OverloadControlTest, AStandingQueueAtALowerLevelCounts) {
+  FakeClock clock;
+  OverloadControl c(Opts(&clock));
+  for (int i = 0; i < 4; ++i) {
+    // High-priority requests skip the queue (1 ms); low ones wait 150 ms.
+    OverloadControl::LevelDelays delays;
+    delays.fill(Duration::max());
+    delays[0] = milliseconds(1);
+    delays[1] = milliseconds(150);
+    clock.Advance(milliseconds(25));
+    c.OnBatch(clock.Now(), delays, 8, milliseconds(10));
+  }
+  EXPECT_EQ(c.limit(), 204);  // 0.8 x 256
+  EXPECT_NEAR(c.stats().standing_delay_s, 0.150, 1e-9);
 }
 
 TEST(OverloadControlTest, NoDemandOrNoBatchesLeaveTheLimitAlone) {

@@ -29,6 +29,7 @@ struct InferenceServer::Call {
   uint64_t memo_generation = 0;
   uint64_t cancel_registration = 0;  // on x->context.cancel, while queued
   QueueKey queue_key;                // level and tenant in the model's queue
+  const Tenant* tenant = nullptr;    // null: an in-process caller
   Time queue_timeout = Time::max();  // timeout_action "delay": runs late past it
   OverloadSlot slot;                 // given back before the answer
 };

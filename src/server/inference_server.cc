@@ -261,31 +261,56 @@ void InferenceServer::Submit(std::unique_ptr<InferExchange> x) {
   std::shared_ptr<ModelVersion> mv = std::move(version).value();
   const ModelConfig& config = mv->config();
   ModelMetrics* mm = options_.metrics->For(config.name, mv->version());
+  // The priority level: the header's (the body is not read yet), else the
+  // model's default, within the tenant's cap.
+  const SchedulingConfig& sched = config.scheduling;
+  const int64_t max_priority = tenant != nullptr ? tenant->max_priority : 0;
+  QueueKey queue_key{tenant != nullptr ? tenant->id : 0, tenant != nullptr ? tenant->weight : 1,
+                     sched.Level(ctx.priority, max_priority)};
   // 1b. rate limits: the tenant's and the tenant's for this model (needs
   //     the resolved name); memo hits count like any request.
   if (tenant != nullptr) {
     if (Status st = options_.admission->CheckLimits(*tenant, config.name, start, &x->admission);
         !st.ok()) {
+      Decide(mm, tenant, queue_key, Decision::kRateLimited);
       Reply(*x, mm, start, std::move(st));
       return;
     }
+    // 1b'. limits shared through Redis (rate_limits.redis_url): the rest
+    //      goes on when Redis (or the fallback) has decided, through
+    //      options_.post; this thread never waits for it.
+    if (x->admission.count > 0 && options_.admission->has_global()) {
+      CheckGlobalLimits(Admitted{std::move(x), std::move(mv), mm, start, tenant, queue_key});
+      return;
+    }
   }
+  AfterLimits(Admitted{std::move(x), std::move(mv), mm, start, tenant, queue_key});
+}
+
+void InferenceServer::AfterLimits(Admitted a) {
+  std::unique_ptr<InferExchange> x = std::move(a.x);
+  std::shared_ptr<ModelVersion> mv = std::move(a.mv);
+  ModelMetrics* const mm = a.mm;
+  const Time start = a.start;
+  const Tenant* const tenant = a.tenant;
+  QueueKey queue_key = a.queue_key;
+  RequestContext& ctx = x->context;
+  const ModelConfig& config = mv->config();
+  const SchedulingConfig& sched = config.scheduling;
+  const int64_t max_priority = tenant != nullptr ? tenant->max_priority : 0;
 
   // 2a. cache, first step: the exact-repeat memo answers without decoding.
   MemoProbe memo = ProbeMemo(*x, *mv);
   if (memo.hit) {
+    Decide(mm, tenant, queue_key, Decision::kAdmitted);
     Reply(*x, mm, start, std::move(memo.reply));
     return;
   }
   // 1c. overload: a slot among the model's queued and running work, taken
-  //     before decoding, so that shedding costs microseconds. The level is
-  //     the header's (the body is not read yet), else the model default.
-  const SchedulingConfig& sched = config.scheduling;
-  const int64_t max_priority = tenant != nullptr ? tenant->max_priority : 0;
-  QueueKey queue_key{tenant != nullptr ? tenant->id : 0, tenant != nullptr ? tenant->weight : 1,
-                     sched.Level(ctx.priority, max_priority)};
+  //     before decoding, so that shedding costs microseconds.
   int64_t retry_after_s = 0;
   StatusOr<OverloadSlot> slot = mv->Reserve(queue_key, &retry_after_s);
+  Decide(mm, tenant, queue_key, slot.ok() ? Decision::kAdmitted : Decision::kShed);
   if (!slot.ok()) {
     x->admission.retry_after_s = retry_after_s;
     mm->shed->Increment();
@@ -309,6 +334,7 @@ void InferenceServer::Submit(std::unique_ptr<InferExchange> x) {
   auto call = std::make_shared<Call>();
   call->slot = std::move(slot).value();
   call->queue_key = queue_key;
+  call->tenant = tenant;
   ApplyTimeouts(sched.Policy(queue_key.level), options_.default_timeout, request->timeout_us, start,
                 &ctx.deadline, &call->queue_timeout);
   call->start = start;
@@ -389,8 +415,13 @@ void InferenceServer::OnExecuted(std::shared_ptr<Call> call, StatusOr<std::vecto
                                  const TaskTimings& timings) {
   call->x->context.cancel->Remove(call->cancel_registration);
   const ModelConfig& config = call->mv->config();
-  if (timings.drop_cause != DropCause::kNone)
+  if (timings.drop_cause != DropCause::kNone) {
     call->mm->drops[static_cast<int>(timings.drop_cause) - 1]->Increment();
+    static constexpr Decision kByCause[] = {Decision::kExpired, Decision::kCancelled,
+                                            Decision::kEvicted};
+    Decide(call->mm, call->tenant, call->queue_key,
+           kByCause[static_cast<int>(timings.drop_cause) - 1]);
+  }
   StatusOr<InferResponse> result = outputs.status();
   if (outputs.ok()) {
     result = MakeResponse(*call, std::move(outputs).value());
@@ -471,6 +502,17 @@ void InferenceServer::Reply(InferExchange& x, ModelMetrics* mm, Time start,
   } catch (const std::exception& e) {
     LogFailure(x.model, InternalError(std::string("completing the request failed: ") + e.what()));
   }
+}
+
+void InferenceServer::Decide(ModelMetrics* mm, const Tenant* tenant, const QueueKey& key,
+                             Decision decision) {
+  if (Counter* c = options_.metrics->DecisionCounter(mm, key.tenant, key.level, decision))
+    c->Increment();
+  if (tenant == nullptr || decision == Decision::kAdmitted) return;
+  static constexpr RecentCounts::Kind kKind[] = {RecentCounts::kKinds,   RecentCounts::kRateLimited,
+                                                 RecentCounts::kShed,    RecentCounts::kEvicted,
+                                                 RecentCounts::kExpired, RecentCounts::kCancelled};
+  tenant->recent.Add(options_.clock->Now(), kKind[static_cast<int>(decision)]);
 }
 
 void InferenceServer::CollectGauges() {

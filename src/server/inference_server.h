@@ -6,14 +6,15 @@
 // no-op, not a branch elsewhere. The cache stage lives in inference_cache.cc.
 //
 // Guarantees: every submitted exchange is completed exactly once, from any
-// thread (the caller's for early errors and memo hits, a cache or backend
-// worker's otherwise); memo hits are counted and accounted like any other
-// request.
+// thread (the caller's for early errors and memo hits, Options::post's
+// after a global rate-limit decision, a cache or backend worker's
+// otherwise); memo hits are counted and accounted like any other request.
 //
 // Threading: Infer is safe from any thread and never blocks on model
 // execution.
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -46,6 +47,11 @@ class InferenceServer {
     // Largest request (bytes as received) that the exact-repeat memo keys;
     // 0 turns the memo off.
     size_t encoded_max_bytes = 4096;
+    // Runs a request's continuation after a global rate-limit decision
+    // (Admission::CheckGlobal answers on the Redis thread), e.g. on the
+    // HTTP I/O threads; must not block. Empty: inline, on whichever thread
+    // the decision came.
+    std::function<void(std::function<void()>)> post;
   };
   static StatusOr<std::unique_ptr<InferenceServer>> Create(const Options& options);
 
@@ -64,10 +70,27 @@ class InferenceServer {
   void CollectGauges();
 
   ModelManager* models() { return options_.models; }
+  Clock* clock() { return options_.clock; }
   ResponseCache* cache() { return options_.cache; }
 
  private:
   struct Call;  // one request's state on its way through the pipeline
+  // A request past its local rate limits, on its way to the rest of the
+  // pipeline. Moved, never copied: the local-only path allocates nothing.
+  struct Admitted {
+    std::unique_ptr<InferExchange> x;
+    std::shared_ptr<ModelVersion> mv;
+    ModelMetrics* mm = nullptr;
+    Time start;
+    const Tenant* tenant = nullptr;  // null: an in-process caller
+    QueueKey queue_key;
+  };
+  // 1b'. the limits shared through Redis; then AfterGlobalLimits, through
+  // options_.post: a 429, or AfterLimits.
+  void CheckGlobalLimits(Admitted a);
+  void AfterGlobalLimits(Admitted a, Status st);
+  // 2a on: the memo, the overload gate, decoding, the cache, execution.
+  void AfterLimits(Admitted a);
   // The cache namespace of a request: its tenant's, or the shared one
   // ("~" is not allowed in tenant names) for models whose scope is shared.
   static std::string_view CacheNamespace(const ModelConfig& config, const RequestContext& ctx) {
@@ -89,6 +112,9 @@ class InferenceServer {
   // The cache stage (inference_cache.cc).
   void CacheStage(std::shared_ptr<Call> call);
   void JoinOrLead(std::shared_ptr<Call> call);
+  // Counts what admission or the queue decided: the decision counter, and
+  // the tenant's recent refusals (`tenant` null: an in-process caller).
+  void Decide(ModelMetrics* mm, const Tenant* tenant, const QueueKey& key, Decision decision);
   void FinishFromEntry(Call& call, std::shared_ptr<const CacheEntry> entry, CacheStatus status);
   StatusOr<InferResponse> FromEntry(const Call& call, std::shared_ptr<const CacheEntry> entry,
                                     CacheStatus status);

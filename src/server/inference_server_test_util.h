@@ -240,6 +240,26 @@ dims = [2]
 max_queue_delay_us = 0
 )";
 
+// Overload control with a limit of 2 and two priority levels, cached.
+inline constexpr char kModelShed[] = R"(backend = "fake"
+max_batch_size = 1
+[[input]]
+name = "x"
+datatype = "FP32"
+dims = [2]
+[[output]]
+name = "y"
+datatype = "FP32"
+dims = [2]
+[scheduling]
+priority_levels = 2
+[overload]
+min_limit = 2
+max_limit = 2
+[response_cache]
+ttl_s = 10
+)";
+
 inline void WriteModel(const fs::path& repo, const std::string& name, const char* config,
                        std::vector<int> versions) {
   fs::create_directories(repo / name);
@@ -259,6 +279,7 @@ class InferenceServerCacheTest : public ::testing::Test {
     WriteModel(repo_, "m", kModelM, {1, 2});
     WriteModel(repo_, "two", kModelTwo, {1});
     WriteModel(repo_, "nocache", kModelNoCache, {1});
+    WriteModel(repo_, "shed", kModelShed, {1});
 
     ModelManager::Options mo;
     mo.repository = repo_.string();

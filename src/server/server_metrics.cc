@@ -1,9 +1,15 @@
 #include "server/server_metrics.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 
 namespace inferd {
+
+namespace {
+// Priority levels 0 (none) to 16: the decision counters' second index.
+constexpr size_t kLevelSlots = 17;
+}  // namespace
 
 double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -58,6 +64,11 @@ ServerMetrics::ServerMetrics(Registry* registry)
       "inferd_batch_cost_seconds",
       "Adaptive batching's fitted batch cost: fixed + per_item x items, in seconds",
       {"model", "version", "term"});
+  decisions_ = registry->AddCounter(
+      "inferd_admission_decisions_total",
+      "What admission and the queue decided about infer requests, by tenant, model, priority "
+      "and decision (admitted, rate_limited, shed, evicted, expired, cancelled)",
+      {"tenant", "model", "priority", "decision"});
   inflight_ = registry->AddGauge("inferd_inflight_requests", "Inference requests in progress", {})
                   ->WithLabels({});
   rss_ =
@@ -116,6 +127,10 @@ ModelMetrics* ServerMetrics::Find(const std::string& model, int64_t version) {
     m->compute_duration = compute_duration_->WithLabels({model, v});
     m->batch_size = batch_size_->WithLabels({model, v});
     m->queue_depth = queue_depth_->WithLabels({model, v});
+    m->model = model;
+    m->version = v;
+    m->decision_slots = tenants_.size() * kLevelSlots * static_cast<size_t>(Decision::kCount);
+    m->decisions = std::make_unique<std::atomic<Counter*>[]>(m->decision_slots);
     m->shed = shed_->WithLabels({model, v});
     static const char* kDrop[] = {"expired", "cancelled", "evicted"};
     for (int i = 0; i < 3; ++i) m->drops[i] = drops_->WithLabels({model, v, kDrop[i]});
@@ -130,6 +145,34 @@ ModelMetrics* ServerMetrics::Find(const std::string& model, int64_t version) {
     slot = std::move(m);
   }
   return slot.get();
+}
+
+void ServerMetrics::SetTenants(std::vector<std::string> names) {
+  WriterLock l(&mu_);
+  if (!names.empty()) tenants_ = std::move(names);
+}
+
+Counter* ServerMetrics::DecisionCounter(ModelMetrics* m, uint32_t tenant, int level,
+                                        Decision decision) {
+  const size_t lvl = static_cast<size_t>(std::clamp(level, 0, static_cast<int>(kLevelSlots) - 1));
+  const size_t i = (tenant * kLevelSlots + lvl) * static_cast<size_t>(Decision::kCount) +
+                   static_cast<size_t>(decision);
+  if (i >= m->decision_slots) return nullptr;  // a tenant unknown at startup
+  Counter* c = m->decisions[i].load(std::memory_order_acquire);
+  if (c != nullptr) return c;
+  static const char* kDecision[] = {"admitted", "rate_limited", "shed",
+                                    "evicted",  "expired",      "cancelled"};
+  static_assert(std::size(kDecision) == static_cast<size_t>(Decision::kCount));
+  const char* name = kDecision[static_cast<size_t>(decision)];
+  std::string tenant_name;
+  {
+    ReaderLock l(&mu_);
+    tenant_name = tenant < tenants_.size() ? tenants_[tenant] : "";
+  }
+  c = decisions_->WithLabels(
+      {tenant_name, m->model, lvl == 0 ? "" : std::to_string(lvl), name});  // same pointer if raced
+  m->decisions[i].store(c, std::memory_order_release);
+  return c;
 }
 
 Gauge* ServerMetrics::DepthAtLevel(ModelMetrics* m, const std::string& model, int64_t version,

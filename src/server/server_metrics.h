@@ -5,6 +5,7 @@
 //
 // Threading: all methods safe from any thread.
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -32,6 +33,10 @@ enum class Outcome {
   kCount
 };
 
+// What admission and the queue decided about a request, by tenant, model
+// and priority (inferd_admission_decisions_total).
+enum class Decision { kAdmitted, kRateLimited, kShed, kEvicted, kExpired, kCancelled, kCount };
+
 struct ModelMetrics {
   Counter* outcomes[static_cast<int>(Outcome::kCount)] = {};
   Histogram* request_duration = nullptr;
@@ -53,6 +58,11 @@ struct ModelMetrics {
   Gauge* adaptive_delay = nullptr;
   Gauge* adaptive_infeasible = nullptr;
   Gauge* batch_cost[2] = {};  // fixed, per_item
+  // Decision counters by (tenant id, level, decision), created on first
+  // use (ServerMetrics::DecisionCounter).
+  std::string model, version;
+  std::unique_ptr<std::atomic<Counter*>[]> decisions;
+  size_t decision_slots = 0;
   // Queue depth by priority level (index level - 1), created on first use.
   std::vector<Gauge*> depth_by_level;
 };
@@ -64,6 +74,11 @@ class ServerMetrics {
   // Label set for (model, version); version 0 and model "" are used for
   // requests that named no servable model.
   ModelMetrics* For(const std::string& model, int64_t version) EXCLUDES(mu_);
+  // The tenants' names by id (0: "default"); before any request.
+  void SetTenants(std::vector<std::string> names) EXCLUDES(mu_);
+  // The counter of `decision` for tenant `tenant` at priority `level`
+  // (1..16) on `m`; lock-free once created.
+  Counter* DecisionCounter(ModelMetrics* m, uint32_t tenant, int level, Decision decision);
   // The gauge of (model, version)'s queue depth at `level`.
   Gauge* DepthAtLevel(ModelMetrics* m, const std::string& model, int64_t version, int level)
       EXCLUDES(mu_);
@@ -95,6 +110,8 @@ class ServerMetrics {
   Family<Gauge>* overload_in_use_;
   Family<Gauge>* overload_delay_;
   Family<Gauge>* depth_by_level_;
+  Family<Counter>* decisions_;
+  std::vector<std::string> tenants_ GUARDED_BY(mu_) = {"default"};
   Family<Gauge>* adaptive_cap_;
   Family<Gauge>* adaptive_delay_;
   Family<Gauge>* adaptive_infeasible_;
