@@ -19,6 +19,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(config->max_batch_size >= 0);
   FUZZ_CHECK(config->instance_count >= 1);
   FUZZ_CHECK(!config->inputs.empty() && !config->outputs.empty());
+  // Scheduling: levels and policies in range, every level resolvable.
+  const SchedulingConfig& s = config->scheduling;
+  FUZZ_CHECK(s.priority_levels >= 1 && s.priority_levels <= 16);
+  FUZZ_CHECK(s.default_priority >= 1 && s.default_priority <= s.priority_levels);
+  FUZZ_CHECK(s.lower_level_share >= 0 && s.lower_level_share <= 0.5);
+  FUZZ_CHECK(s.queue_policy.size() == static_cast<size_t>(s.priority_levels));
+  for (int64_t asked : {int64_t{0}, int64_t{1}, int64_t{255}}) {
+    const int level = s.Level(asked, 3);
+    FUZZ_CHECK(level >= 1 && level <= s.priority_levels);
+  }
+  if (config->dynamic_batching.adaptive)
+    FUZZ_CHECK(config->dynamic_batching.latency_target_us >= 1000);
   for (const auto* list : {&config->inputs, &config->outputs}) {
     std::set<std::string> names;
     for (const TensorConfig& t : *list) {
