@@ -179,7 +179,10 @@ Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Server::~Server() {
   Stop();
-  // The io_contexts go first: destroying them destroys the suspended
+  // The acceptor belongs to the first io_context: it goes before it (an
+  // open acceptor's destructor reaches its io_context's reactor).
+  impl_->acceptor.reset();
+  // The io_contexts go next: destroying them destroys the suspended
   // coroutines, whose guards still touch the counters and `mu`.
   impl_->workers.clear();
   if (impl_->reserve_fd >= 0) ::close(impl_->reserve_fd);
