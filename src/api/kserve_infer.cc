@@ -78,6 +78,9 @@ std::string_view HeaderValue(const Request& req, std::string_view name) {
 // `"tenant";q=100;w=1;burst=20` and `"tenant";r=17;t=1`), and Retry-After
 // on a refusal, when the request's tenant has a limit.
 void SetRateLimitHeaders(const AdmissionReport& report, Response& res) {
+  // Also admission's overload 503s, for tenants without limits.
+  if (report.retry_after_s > 0)
+    res.set(bh::field::retry_after, std::to_string(report.retry_after_s));
   if (report.count == 0) return;
   std::string policy, state;
   for (int i = 0; i < report.count; ++i) {
@@ -98,8 +101,6 @@ void SetRateLimitHeaders(const AdmissionReport& report, Response& res) {
   }
   res.set("RateLimit-Policy", policy);
   res.set("RateLimit", state);
-  if (report.retry_after_s > 0)
-    res.set(bh::field::retry_after, std::to_string(report.retry_after_s));
 }
 
 // One infer request on its way through the pipeline. The reply's framing

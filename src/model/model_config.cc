@@ -101,6 +101,11 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
   INFERD_RETURN_IF_ERROR(p.Int(root, "instance_count", "instance_count", 1, &c.instance_count));
   if (c.instance_count > 64) return p.Error("instance_count", "must be <= 64");
   INFERD_RETURN_IF_ERROR(p.Int(root, "max_queue_size", "max_queue_size", 1, &c.max_queue_size));
+  // Bounds that keep the scheduler's arithmetic (batch views, overload
+  // limits) far from overflow.
+  constexpr int64_t kMaxCount = int64_t{1} << 24;
+  if (c.max_batch_size > kMaxCount) return p.Error("max_batch_size", "must be <= 16777216");
+  if (c.max_queue_size > kMaxCount) return p.Error("max_queue_size", "must be <= 16777216");
   if (auto d = root.get("decoupled"); d) {
     if (!d->is_boolean()) return p.Error("decoupled", "must be a boolean");
     c.decoupled = *d->value<bool>();
@@ -133,6 +138,8 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
     }
     INFERD_RETURN_IF_ERROR(
         p.Int(*t, "max_queue_size", "dynamic_batching.max_queue_size", 1, &c.max_queue_size));
+    if (c.max_queue_size > kMaxCount)
+      return p.Error("dynamic_batching.max_queue_size", "must be <= 16777216");
     INFERD_RETURN_IF_ERROR(p.KnownKeys(*t, "dynamic_batching.",
                                        {"enable", "max_queue_delay_us", "preferred_batch_sizes",
                                         "max_queue_size", "adaptive", "latency_target_us"}));

@@ -54,8 +54,8 @@ Status ParseSchedulingTable(const Parser& p, const toml::table& t, ModelConfig* 
     return p.Error("scheduling.default_priority", "must be <= priority_levels");
   if (const toml::node* share = t.get("lower_level_share")) {
     std::optional<double> v = share->value<double>();  // integers convert too
-    if (!v || !(*v >= 0 && *v <= 0.5))
-      return p.Error("scheduling.lower_level_share", "must be a number in [0, 0.5]");
+    if (!v || !(*v == 0 || (*v >= 0.001 && *v <= 0.5)))
+      return p.Error("scheduling.lower_level_share", "must be 0 or a number in [0.001, 0.5]");
     s.lower_level_share = *v;
   }
   QueuePolicyConfig fallback;
@@ -116,6 +116,8 @@ Status ParseScheduling(const Parser& p, const toml::table& root, ModelConfig* c)
     INFERD_RETURN_IF_ERROR(p.Int(*t, "interval_us", "overload.interval_us", 10000, &o.interval_us));
     INFERD_RETURN_IF_ERROR(p.Int(*t, "min_limit", "overload.min_limit", 0, &o.min_limit));
     INFERD_RETURN_IF_ERROR(p.Int(*t, "max_limit", "overload.max_limit", 0, &o.max_limit));
+    if (o.min_limit > (int64_t{1} << 40) || o.max_limit > (int64_t{1} << 40))
+      return p.Error("overload", "min_limit and max_limit must be <= 2^40");
     if (o.min_limit > 0 && o.max_limit > 0 && o.min_limit > o.max_limit)
       return p.Error("overload.min_limit", "must be <= max_limit");
     if (o.target_delay_us > kMaxTimeoutUs || o.interval_us > 60'000'000)

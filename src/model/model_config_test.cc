@@ -431,6 +431,11 @@ TEST(ModelConfigSchedulingTest, ErrorsNameTheField) {
   ExpectError(Minimal("", "[overload]\ninterval_us = 5\n"), "overload.interval_us");
   ExpectError(Minimal("", "[overload]\nmin_limit = 5\nmax_limit = 2\n"), "overload.min_limit");
   ExpectError(Minimal("", "[overload]\nlimit = 5\n"), "overload.limit");
+  ExpectError(Minimal("", "[scheduling]\nlower_level_share = 1e-30\n"),
+              "scheduling.lower_level_share");
+  ExpectError(Minimal("", "[overload]\nmin_limit = 4611686018427387904\n"), "overload");
+  ExpectError(Minimal("max_batch_size = 16777217\n"), "max_batch_size");
+  ExpectError(Minimal("max_queue_size = 16777217\n"), "max_queue_size");
   ExpectError(Minimal("max_batch_size = 8\n", "[dynamic_batching]\nadaptive = true\n"),
               "dynamic_batching.latency_target_us");
   ExpectError(Minimal("max_batch_size = 8\n", "[dynamic_batching]\nadaptive = 1\n"),

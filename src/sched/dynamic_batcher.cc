@@ -146,6 +146,8 @@ class DynamicBatcher::Queue final : public Executor::Queue {
       MutexLock l(&mu_);
       victim = queue_.EvictWorseThan(key);
       if (victim) ++dropped_;
+      // A Stop(wait) may be waiting for the queue to empty.
+      if (victim && queue_.empty() && running_ == 0) idle_cv_.SignalAll();
     }
     if (victim) {
       overload_->ForceAcquire();
@@ -278,8 +280,11 @@ StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(Options options
     return InvalidArgumentError("priority_levels must be in [1, " +
                                 std::to_string(PriorityFairQueue::kMaxLevels) + "]");
   }
-  if (!(options.lower_level_share >= 0 && options.lower_level_share <= 0.5))
-    return InvalidArgumentError("lower_level_share must be in [0, 0.5]");
+  if (!(options.lower_level_share == 0 ||
+        (options.lower_level_share >= 0.001 && options.lower_level_share <= 0.5)))
+    return InvalidArgumentError("lower_level_share must be 0 or in [0.001, 0.5]");
+  if (options.max_batch_size > (int64_t{1} << 24))
+    return InvalidArgumentError("max_batch_size must be <= 2^24");
   if (options.adaptive && options.latency_target <= Duration::zero())
     return InvalidArgumentError("adaptive batching needs a latency target");
   if (!run) return InvalidArgumentError("a batch runner is required");

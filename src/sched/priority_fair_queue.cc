@@ -49,7 +49,9 @@ Status PriorityFairQueue::Push(std::unique_ptr<Task>& task) {
 
 int PriorityFairQueue::ShareLevel() const {
   if (options_.lower_level_share <= 0 || levels() < 2) return 0;
-  const auto period = static_cast<uint64_t>(std::ceil(1.0 / options_.lower_level_share));
+  // share >= 0.001 (checked by the batcher): period <= 1000.
+  const auto period =
+      static_cast<uint64_t>(std::ceil(1.0 / std::max(options_.lower_level_share, 0.001)));
   if (period < 2 || batches_ % period != period - 1) return 0;
   int top = 0;
   for (int l = 1; l <= levels() && top == 0; ++l) {

@@ -42,7 +42,7 @@ class PriorityFairQueue {
   static constexpr int kMaxLevels = 16;
   struct Options {
     int levels = 1;                  // 1..kMaxLevels
-    double lower_level_share = 0.1;  // 0..0.5; 0: strict priority (may starve)
+    double lower_level_share = 0.1;  // 0, or 0.001..0.5; 0: strict priority (may starve)
     size_t max_size = 1024;          // tasks over all levels
     // Per level (index level - 1); absent or 0: only max_size bounds it.
     std::vector<size_t> max_level_size;

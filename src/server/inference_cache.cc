@@ -64,6 +64,10 @@ void InferenceServer::JoinOrLead(std::shared_ptr<Call> call) {
   // coalesce_timeout for one leader.
   Time until =
       std::min(call->x->context.deadline, options_.clock->Now() + options_.coalesce_timeout);
+  // A follower waits on the leader's work, not the model: its slot goes
+  // back here. Taken out before Join, since once it is registered another
+  // thread may finish the call (and release its slot) at any time.
+  OverloadSlot slot = std::move(call->slot);
   bool leader =
       options_.cache->coalescer().Join(call->key, until, [this, call](Coalescer::Result r) {
         if (r.ok()) {
@@ -75,10 +79,8 @@ void InferenceServer::JoinOrLead(std::shared_ptr<Call> call) {
           Finish(*call, r.status());
         }
       });
-  if (!leader) {
-    call->slot.Release();  // a follower waits on the leader's work, not the model
-    return;
-  }
+  if (!leader) return;  // `slot` is given back here
+  call->slot = std::move(slot);
   call->leader = true;
   Execute(std::move(call));
 }

@@ -90,22 +90,26 @@ void LogFailure(const std::string& model, const Status& st) {
 
 // The timeouts of a request at a level with `policy` (Triton's
 // ModelQueuePolicy): its own (parameters.timeout), else the level's
-// default, never past the level's maximum (a request may shorten its
-// timeout, not lengthen it). With timeout_action "reject" that is the
-// deadline (504 unrun); with "delay", a queue timeout past which the
-// request runs after the rest of its level. Without either, the server's
-// default timeout is the deadline.
+// default, else (timeout_action "reject") the server's default; never past
+// the level's maximum (a request may shorten its timeout, not lengthen
+// it). With "reject" that is the deadline (504 unrun); with "delay", a
+// queue timeout past which the request runs after the rest of its level,
+// and the server's default stays the deadline.
 void ApplyTimeouts(const QueuePolicyConfig& policy, Duration server_default,
                    int64_t request_timeout_us, Time start, Time* deadline, Time* queue_timeout) {
+  const int64_t server_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::max(server_default, Duration::zero()))
+                                .count();
   int64_t us = request_timeout_us > 0 ? request_timeout_us : policy.default_timeout_us;
+  if (us <= 0 && !policy.delay) us = server_us;
   if (policy.max_timeout_us > 0)
     us = us > 0 ? std::min(us, policy.max_timeout_us) : policy.max_timeout_us;
-  if (us > 0 && !policy.delay) {
-    *deadline = std::min(*deadline, start + std::chrono::microseconds(us));
+  if (!policy.delay) {
+    if (us > 0) *deadline = std::min(*deadline, start + std::chrono::microseconds(us));
     return;
   }
   if (us > 0) *queue_timeout = start + std::chrono::microseconds(us);
-  if (server_default > Duration::zero()) *deadline = std::min(*deadline, start + server_default);
+  if (server_us > 0) *deadline = std::min(*deadline, start + std::chrono::microseconds(server_us));
 }
 
 }  // namespace
