@@ -101,6 +101,11 @@ class OverloadTest(h.ServerTestCase):
         self.assertGreater(low["errors"], 0, "the low class should overload the model: %s" % low)
         self.assertEqual(high["errors"], 0, high)
         self.assertLess(high["latency_ms"]["p99"], low["latency_ms"]["p99"], classes)
+        # The low class's refusals came from its level's queue bound.
+        full = h.metric_sum(h.parse_metrics(h.scrape(self.server)),
+                            "inferd_admission_decisions_total", model="resnet_prio",
+                            priority="2", decision="queue_full")
+        self.assertGreater(full or 0, 0)
 
     def test_a_flooding_tenant_does_not_starve_another(self):
         mix = "flood:rate=200,api_key=%s;polite:rate=4,api_key=%s" % (self.keys["flood"],

@@ -14,7 +14,7 @@ namespace inferd {
 
 class RecentCounts {
  public:
-  enum Kind { kRateLimited, kShed, kEvicted, kExpired, kCancelled, kKinds };
+  enum Kind { kRateLimited, kShed, kEvicted, kExpired, kCancelled, kQueueFull, kKinds };
   static constexpr int64_t kWindowS = 60;
 
   void Add(Time now, Kind kind) {

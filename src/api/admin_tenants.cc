@@ -7,7 +7,8 @@
 //               {"scope": "model", "model": "resnet18", ...}],
 //    "queued": {"resnet18": 14},
 //    "recent_rejections": {"window_s": 60, "rate_limited": 12, "shed": 3,
-//                          "evicted": 1, "expired": 0, "cancelled": 0}}]}
+//                          "evicted": 1, "expired": 0, "cancelled": 0,
+//                          "queue_full": 0}}]}
 //
 // The default tenant (requests without a key) comes first. `remaining` and
 // `reset_s` are this process's token levels (GCRA Peek); `queued` counts
@@ -102,7 +103,8 @@ void AppendTenant(std::string* out, const Tenant& t, Time now,
   }
   const auto recent = t.recent.Sum(now);
   *out += "},\"recent_rejections\":{\"window_s\":" + std::to_string(RecentCounts::kWindowS);
-  static const char* kNames[] = {"rate_limited", "shed", "evicted", "expired", "cancelled"};
+  static const char* kNames[] = {"rate_limited", "shed",      "evicted",
+                                 "expired",      "cancelled", "queue_full"};
   static_assert(std::size(kNames) == RecentCounts::kKinds);
   for (int k = 0; k < RecentCounts::kKinds; ++k)
     *out += ",\"" + std::string(kNames[k]) + "\":" + std::to_string(recent[k]);

@@ -410,6 +410,8 @@ void InferenceServer::Execute(std::shared_ptr<Call> call) {
     });
   }
   if (Status st = call->mv->Submit(task); !st.ok()) {
+    if (st.code() == StatusCode::kResourceExhausted)
+      Decide(call->mm, call->tenant, call->queue_key, Decision::kQueueFull);
     // Ownership stayed here: answer through the task, exactly once.
     task->Complete(st);
   }
@@ -513,9 +515,10 @@ void InferenceServer::Decide(ModelMetrics* mm, const Tenant* tenant, const Queue
   if (Counter* c = options_.metrics->DecisionCounter(mm, key.tenant, key.level, decision))
     c->Increment();
   if (tenant == nullptr || decision == Decision::kAdmitted) return;
-  static constexpr RecentCounts::Kind kKind[] = {RecentCounts::kKinds,   RecentCounts::kRateLimited,
-                                                 RecentCounts::kShed,    RecentCounts::kEvicted,
-                                                 RecentCounts::kExpired, RecentCounts::kCancelled};
+  static constexpr RecentCounts::Kind kKind[] = {
+      RecentCounts::kKinds,    RecentCounts::kRateLimited, RecentCounts::kShed,
+      RecentCounts::kEvicted,  RecentCounts::kExpired,     RecentCounts::kCancelled,
+      RecentCounts::kQueueFull};
   tenant->recent.Add(options_.clock->Now(), kKind[static_cast<int>(decision)]);
 }
 

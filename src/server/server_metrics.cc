@@ -160,8 +160,8 @@ Counter* ServerMetrics::DecisionCounter(ModelMetrics* m, uint32_t tenant, int le
   if (i >= m->decision_slots) return nullptr;  // a tenant unknown at startup
   Counter* c = m->decisions[i].load(std::memory_order_acquire);
   if (c != nullptr) return c;
-  static const char* kDecision[] = {"admitted", "rate_limited", "shed",
-                                    "evicted",  "expired",      "cancelled"};
+  static const char* kDecision[] = {"admitted", "rate_limited", "shed",      "evicted",
+                                    "expired",  "cancelled",    "queue_full"};
   static_assert(std::size(kDecision) == static_cast<size_t>(Decision::kCount));
   const char* name = kDecision[static_cast<size_t>(decision)];
   std::string tenant_name;

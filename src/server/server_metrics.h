@@ -35,7 +35,16 @@ enum class Outcome {
 
 // What admission and the queue decided about a request, by tenant, model
 // and priority (inferd_admission_decisions_total).
-enum class Decision { kAdmitted, kRateLimited, kShed, kEvicted, kExpired, kCancelled, kCount };
+enum class Decision {
+  kAdmitted,
+  kRateLimited,
+  kShed,
+  kEvicted,
+  kExpired,
+  kCancelled,
+  kQueueFull,  // refused by its level's or the model's queue bound (503)
+  kCount
+};
 
 struct ModelMetrics {
   Counter* outcomes[static_cast<int>(Outcome::kCount)] = {};
