@@ -62,7 +62,7 @@ def copy_model(src, dst_repo, name, extra=""):
 
 def start_inferd(repo, extra=()):
     proc = subprocess.Popen([INFERD, "serve", "--model-repository", repo, "--http-port", "0",
-                             "--log-level", "warn"] + list(extra), stdout=subprocess.PIPE, text=True)
+                             "--log-level", "warn", "--load-model", "*"] + list(extra), stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if line.startswith("inferd: listening on "):
             return proc, line.split()[-1]

@@ -51,7 +51,7 @@ def main():
             for threads in ("1", "2"):
                 cmd = (["taskset", "-c", "1"] if pin else []) + [
                     e2e.INFERD, "serve", "--model-repository", repo, "--http-port", "0",
-                    "--log-level", "warn", "--http-threads", threads]
+                    "--log-level", "warn", "--http-threads", threads, "--load-model", "*"]
                 p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
                 url = next(l for l in p.stdout if l.startswith("inferd: listening")).split()[-1]
                 for _ in range(3):  # a miss, a canonical hit (memoized), a memo hit

@@ -25,7 +25,7 @@ open(tmp + "/req.json", "w").write(req)
 PY
 for T in 1 2; do
   "$ROOT/build/inferd" serve --model-repository "$tmp/models" --http-port 0 --log-level warn \
-    --http-threads $T > "$tmp/out$T" 2>&1 &
+    --http-threads $T --load-model '*' > "$tmp/out$T" 2>&1 &
   PID=$!
   for _ in $(seq 100); do grep -q listening "$tmp/out$T" && break; sleep 0.1; done
   URL=$(grep listening "$tmp/out$T" | awk '{print $NF}')/v2/models/mlp_cached/infer

@@ -137,7 +137,7 @@ class Server:
         self.log = open(log_path, "w")
         wait_for_binary()
         self.proc = subprocess.Popen([e2e.INFERD, "serve", "--model-repository", repo, "--http-port", "0",
-                                      "--log-level", "warn"],
+                                      "--log-level", "warn", "--load-model", "*"],
                                      stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.url = None
         for line in self.proc.stdout:

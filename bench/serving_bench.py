@@ -75,7 +75,8 @@ def make_repo(tmp):
 class Server:
     def __init__(self, repo):
         self.proc = subprocess.Popen(
-            [INFERD, "serve", "--model-repository", repo, "--http-port", "0", "--log-level", "warn"],
+            [INFERD, "serve", "--model-repository", repo, "--http-port", "0", "--log-level", "warn",
+             "--load-model", "*"],
             stdout=subprocess.PIPE, text=True)
         for line in self.proc.stdout:
             if line.startswith("inferd: listening on "):

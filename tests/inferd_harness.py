@@ -61,15 +61,20 @@ class ServerProcess:
     """One `inferd serve` subprocess.
 
     `args` are appended to the base command; with `base_args=False` the
-    command is only `INFERD_BIN serve *args` (for configuration tests). The
-    child's environment is ours minus every INFERD_* variable, plus `env`.
+    command is only `INFERD_BIN serve *args` (for configuration tests). With
+    `preload` (the default) every model loads before the server listens
+    (`--load-model '*'`), as tests that measure serving expect; lifecycle
+    tests pass `preload=False` to get lazy loading. The child's environment
+    is ours minus every INFERD_* variable, plus `env`.
     """
 
-    def __init__(self, repository=None, args=(), env=None, base_args=True):
+    def __init__(self, repository=None, args=(), env=None, base_args=True, preload=True):
         self.repository = repository or INFERD_MODELS
         cmd = [INFERD_BIN, "serve"]
         if base_args:
             cmd += ["--model-repository", self.repository, "--host", "127.0.0.1", "--http-port", "0"]
+            if preload:
+                cmd += ["--load-model", "*"]
         self.cmd = cmd + [str(a) for a in args]
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("INFERD_")}
         child_env.update(env or {})

@@ -243,8 +243,10 @@ class ProtocolTest(h.ServerTestCase):
         with self.server.client() as c:
             r = c.get("/v2")
         self.assertEqual(r.status, 200, r.describe())
-        self.assertNotIn("model_repository", r.json()["extensions"])
         self.assertIn("binary_tensor_data", r.json()["extensions"])
+        self.assertIn("model_repository", r.json()["extensions"])
+        for ext in ("statistics", "trace", "logging", "sagemaker", "shared_memory"):
+            self.assertNotIn(ext, r.json()["extensions"])
 
     def test_head_is_get_without_the_body(self):
         for path in ("/v2", "/v2/models/mlp", "/v2/health/ready"):

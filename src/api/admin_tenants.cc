@@ -59,7 +59,7 @@ void AppendLimit(std::string* out, const char* scope, const std::string* model,
 std::map<std::string, std::vector<int64_t>> QueuedByModel(InferenceServer* server) {
   std::map<std::string, std::vector<int64_t>> out;
   for (const ModelState& s : server->models()->List()) {
-    if (!s.ready) continue;
+    if (!s.ready()) continue;
     auto mv = server->models()->Get(s.name, std::to_string(s.version));
     if (!mv.ok()) continue;
     std::vector<int64_t>& counts = out[s.name];

@@ -38,8 +38,7 @@ void WriteTensorMeta(Writer& w, const TensorConfig& t, const ModelConfig& c, boo
   w.EndObject();
 }
 
-Response ModelMetadata(const ModelVersion& mv, const std::vector<ModelState>& states) {
-  const ModelConfig& c = mv.config();
+Response ModelMetadata(const ModelConfig& c, const std::vector<int64_t>& versions) {
   rapidjson::StringBuffer sb;
   Writer w(sb);
   w.StartObject();
@@ -47,9 +46,7 @@ Response ModelMetadata(const ModelVersion& mv, const std::vector<ModelState>& st
   Str(w, c.name);
   w.Key("versions");
   w.StartArray();
-  for (const auto& s : states) {
-    if (s.name == c.name && s.ready) Str(w, std::to_string(s.version));
-  }
+  for (int64_t v : versions) Str(w, std::to_string(v));
   w.EndArray();
   w.Key("platform");
   Str(w, c.backend == "torchscript" ? "pytorch_libtorch" : c.backend);
@@ -65,8 +62,7 @@ Response ModelMetadata(const ModelVersion& mv, const std::vector<ModelState>& st
   return http::MakeJsonResponse(bh::status::ok, sb.GetString());
 }
 
-Response ModelConfigJson(const ModelVersion& mv) {
-  const ModelConfig& c = mv.config();
+Response ModelConfigJson(const ModelConfig& c) {
   rapidjson::StringBuffer sb;
   Writer w(sb);
   w.StartObject();
@@ -115,9 +111,10 @@ Response ModelConfigJson(const ModelVersion& mv) {
   return http::MakeJsonResponse(bh::status::ok, sb.GetString());
 }
 
-// Resolves {model}[/versions/{version}] for the metadata-style endpoints.
-StatusOr<std::shared_ptr<ModelVersion>> Resolve(const ApiContext* ctx, const PathParams& p) {
-  return ctx->server->models()->Get(p.Get("model"), p.Get("version"));
+// The registered config of {model}[/versions/{version}], loaded or not:
+// reading metadata never loads a model.
+StatusOr<std::shared_ptr<const ModelConfig>> Resolve(const ApiContext* ctx, const PathParams& p) {
+  return ctx->server->models()->Config(p.Get("model"), p.Get("version"));
 }
 
 }  // namespace
@@ -171,7 +168,8 @@ void RegisterKServeRoutes(http::Router* router, const ApiContext* ctx) {
   using V = http::Verb;
   router->Add(V::get, "/v2", [ctx](Request&&, const PathParams&, Responder r) {
     std::string body = "{\"name\":\"inferd\",\"version\":\"" + ctx->version +
-                       "\",\"extensions\":[\"binary_tensor_data\",\"model_configuration\"]}";
+                       "\",\"extensions\":[\"binary_tensor_data\",\"model_configuration\","
+                       "\"model_repository\"]}";
     r.Send(http::MakeJsonResponse(bh::status::ok, std::move(body)));
   });
   router->Add(V::get, "/v2/health/live", [](Request&&, const PathParams&, Responder r) {
@@ -185,24 +183,24 @@ void RegisterKServeRoutes(http::Router* router, const ApiContext* ctx) {
     }
   });
   auto metadata = [ctx](Request&&, const PathParams& p, Responder r) {
-    auto mv = Resolve(ctx, p);
-    r.Send(mv.ok() ? ModelMetadata(**mv, ctx->server->models()->List())
-                   : ErrorResponse(mv.status()));
+    auto config = Resolve(ctx, p);
+    r.Send(config.ok() ? ModelMetadata(**config, ctx->server->models()->Versions(p.Get("model")))
+                       : ErrorResponse(config.status()));
   };
   router->Add(V::get, "/v2/models/{model}", Guard(ctx, Access::kTenant, metadata));
   router->Add(V::get, "/v2/models/{model}/versions/{version}",
               Guard(ctx, Access::kTenant, metadata));
   auto ready = [ctx](Request&&, const PathParams& p, Responder r) {
-    auto mv = Resolve(ctx, p);
-    r.Send(mv.ok() ? http::MakeJsonResponse(bh::status::ok, "{\"ready\":true}")
-                   : ErrorResponse(mv.status()));
+    Status st = ctx->server->models()->Ready(p.Get("model"), p.Get("version"));
+    r.Send(st.ok() ? http::MakeJsonResponse(bh::status::ok, "{\"ready\":true}")
+                   : ErrorResponse(st));
   };
   router->Add(V::get, "/v2/models/{model}/ready", Guard(ctx, Access::kTenant, ready));
   router->Add(V::get, "/v2/models/{model}/versions/{version}/ready",
               Guard(ctx, Access::kTenant, ready));
   auto config = [ctx](Request&&, const PathParams& p, Responder r) {
-    auto mv = Resolve(ctx, p);
-    r.Send(mv.ok() ? ModelConfigJson(**mv) : ErrorResponse(mv.status()));
+    auto config = Resolve(ctx, p);
+    r.Send(config.ok() ? ModelConfigJson(**config) : ErrorResponse(config.status()));
   };
   router->Add(V::get, "/v2/models/{model}/config", Guard(ctx, Access::kTenant, config));
   router->Add(V::get, "/v2/models/{model}/versions/{version}/config",
@@ -216,28 +214,7 @@ void RegisterKServeRoutes(http::Router* router, const ApiContext* ctx) {
                 HandleInfer(ctx, std::move(req), std::string(p.Get("model")),
                             std::string(p.Get("version")), std::move(r));
               });
-  auto index = [ctx](Request&&, const PathParams&, Responder r) {
-    rapidjson::StringBuffer sb;
-    Writer w(sb);
-    w.StartArray();
-    for (const ModelState& s : ctx->server->models()->List()) {
-      w.StartObject();
-      w.Key("name");
-      Str(w, s.name);
-      if (s.version > 0) {
-        w.Key("version");
-        Str(w, std::to_string(s.version));
-      }
-      w.Key("state");
-      Str(w, s.ready ? "READY" : "UNAVAILABLE");
-      w.Key("reason");
-      Str(w, s.reason.message());
-      w.EndObject();
-    }
-    w.EndArray();
-    r.Send(http::MakeJsonResponse(bh::status::ok, sb.GetString()));
-  };
-  router->Add(V::post, "/v2/repository/index", Guard(ctx, Access::kTenant, index));
+  RegisterRepositoryRoutes(router, ctx);
 }
 
 void RegisterCacheRoutes(http::Router* router, const ApiContext* ctx) {

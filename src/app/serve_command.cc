@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "api/api.h"
 #include "api/auth.h"
@@ -42,6 +43,23 @@ sigset_t BlockShutdownSignals() {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return set;
+}
+
+// "a, b\nc" -> {"a", "b", "c"}: a list setting given as one string (the
+// joined flags, an environment variable or the file).
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i <= text.size()) {
+    size_t j = text.find_first_of(",\n", i);
+    if (j == std::string::npos) j = text.size();
+    std::string item = text.substr(i, j - i);
+    const size_t b = item.find_first_not_of(" \t");
+    const size_t e = item.find_last_not_of(" \t");
+    if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
+    i = j + 1;
+  }
+  return out;
 }
 
 // Raises the soft file-descriptor limit to the hard one, as nginx's
@@ -96,6 +114,17 @@ int RunServe(const ServeFlags& flags) {
                  "cache.exact_repeat_max_bytes and http_max_connections must be >= 0\n";
     return 2;
   }
+  if (!ParseModelControl(s.GetString("model_control"))) {
+    std::cerr << "inferd serve: model_control must be 'explicit' or 'lazy', not '"
+              << s.GetString("model_control") << "'\n";
+    return 2;
+  }
+  if (s.GetInt("model_load_threads") < 1 || s.GetInt("model_load_threads") > 64 ||
+      s.GetInt("model_load_wait_ms") < 1) {
+    std::cerr << "inferd serve: model_load_threads must be in [1, 64] and model_load_wait_ms "
+                 ">= 1\n";
+    return 2;
+  }
   int64_t port = s.GetInt("http_port");
   if (port < 0 || port > 65535) {
     std::cerr << "inferd serve: http_port must be in [0, 65535]\n";
@@ -131,13 +160,17 @@ int RunServe(const ServeFlags& flags) {
   mo.repository = s.GetString("model_repository");
   mo.backend_directory = s.GetString("backend_directory");
   mo.executor_threads = static_cast<int>(s.GetInt("executor_threads"));
+  mo.control = *ParseModelControl(s.GetString("model_control"));
+  mo.preload = SplitList(s.GetString("load_model"));
+  mo.load_threads = static_cast<int>(s.GetInt("model_load_threads"));
+  mo.load_wait = std::chrono::milliseconds(s.GetInt("model_load_wait_ms"));
   mo.observer_for = [&metrics](const std::string& m, int64_t v) {
     return metrics.ObserverFor(m, v);
   };
   auto models = ModelManager::Create(std::move(mo));
   if (!models.ok()) {
     std::cerr << "inferd serve: " << models.status().message() << "\n";
-    return 1;
+    return models.status().code() == StatusCode::kInvalidArgument ? 2 : 1;
   }
   auto cache = BuildResponseCache(s, &registry);
   if (!cache.ok()) {
@@ -283,6 +316,14 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
        "one; empty: backends/ beside the inferd executable"},
       {"executor_threads", Type::kInt, "0",
        "threads of the one executor that runs every model's batches; 0: one per core"},
+      {"model_control", Type::kString, "lazy",
+       "lazy: a model loads on its first request (or --load-model, or POST "
+       "/v2/repository/models/M/load); explicit: only --load-model and the load call load"},
+      {"load_model", Type::kString, "",
+       "models to load before listening, comma-separated or a repeated flag; '*': all"},
+      {"model_load_threads", Type::kInt, "2", "models loaded in parallel"},
+      {"model_load_wait_ms", Type::kInt, "30000",
+       "longest a request waits for its model to load (its own deadline may be shorter)"},
       {"request_timeout_ms", Type::kInt, "0",
        "deadline of an inference request that sets no parameters.timeout, from its arrival; a "
        "request still queued at its deadline is answered 504 without running; 0: none"},
@@ -336,6 +377,9 @@ void AddServeCommand(CLI::App& root) {
         opt->type_name("TEXT");
         break;
     }
+    // --load-model a --load-model b: "a,b".
+    if (spec.key == "load_model")
+      opt->multi_option_policy(CLI::MultiOptionPolicy::Join)->delimiter(',');
     flags->options[spec.key] = opt;
   }
   cmd->callback([flags] {

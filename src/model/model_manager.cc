@@ -1,12 +1,26 @@
+// ModelManager: registration, the request side (Acquire, WhenReady) and the
+// views. Loading, unloading and the threads: model_loading.cc.
+
 #include "model/model_manager.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include "common/logging.h"
 
 namespace inferd {
+namespace {
+
+Status UnknownVersion(std::string_view name, std::string_view version) {
+  return NotFoundError("unknown version '" + std::string(version) + "' of model '" +
+                       std::string(name) + "'");
+}
+
+}  // namespace
 
 StatusOr<std::unique_ptr<ModelManager>> ModelManager::Create(Options options) {
+  if (options.load_threads < 1) return InvalidArgumentError("model_load_threads must be >= 1");
+  if (options.clock == nullptr) options.clock = Clock::System();
   INFERD_ASSIGN_OR_RETURN(auto entries, ScanRepository(options.repository));
   Executor::Options eo;
   eo.threads = options.executor_threads;
@@ -14,11 +28,19 @@ StatusOr<std::unique_ptr<ModelManager>> ModelManager::Create(Options options) {
   INFERD_ASSIGN_OR_RETURN(auto executor, Executor::Create(eo));
   std::unique_ptr<ModelManager> m(new ModelManager(std::move(options)));
   m->executor_ = std::move(executor);
-  m->LoadAll(std::move(entries));
+  m->Register(std::move(entries));
+  m->unloader_ = std::make_shared<Unloader>();
+  for (int i = 0; i < m->options_.load_threads; ++i)
+    m->loaders_.emplace_back([p = m.get()] { p->LoaderLoop(); });
+  m->lifecycle_ = std::thread([p = m.get()] { p->LifecycleLoop(); });
+  INFERD_RETURN_IF_ERROR(m->Preload());
   return m;
 }
 
-ModelManager::~ModelManager() { Shutdown(); }
+ModelManager::~ModelManager() {
+  Shutdown();
+  StopThreads();
+}
 
 StatusOr<BackendFactory> ModelManager::Factory(const std::string& backend) {
   auto it = options_.backends.find(backend);
@@ -26,95 +48,344 @@ StatusOr<BackendFactory> ModelManager::Factory(const std::string& backend) {
   return loader_.Get(backend);
 }
 
-void ModelManager::LoadAll(std::vector<RepositoryEntry> entries) {
+void ModelManager::Register(std::vector<RepositoryEntry> entries) {
+  MutexLock l(&mu_);
   for (auto& entry : entries) {
     Model model;
     if (!entry.status.ok()) {
       INFERD_LOG_ERROR("model '{}' is unavailable: {}", entry.name, entry.status.message());
     } else {
-      auto factory = Factory(entry.config.backend);
-      for (const auto& [version, dir] : entry.versions) {
-        if (!factory.ok()) {
-          INFERD_LOG_ERROR("model '{}' version {} is unavailable: {}", entry.name, version,
-                           factory.status().message());
-          model.failed[version] = factory.status();
-          continue;
-        }
-        ModelVersion::Options vo;
-        vo.factory = &*factory;
-        vo.config = &entry.config;
-        vo.version = version;
-        vo.version_dir = dir;
-        vo.backends = &options_.backends;
-        vo.clock = options_.clock;
-        vo.executor = executor_.get();
-        if (options_.observer_for) vo.on_batch = options_.observer_for(entry.name, version);
-        auto loaded = ModelVersion::Load(vo);
-        if (loaded.ok()) {
-          INFERD_LOG_INFO("model '{}' version {} ready ({} instance(s), max_batch_size {})",
-                          entry.name, version, entry.config.instance_count,
-                          entry.config.max_batch_size);
-          model.loaded[version] = std::shared_ptr<ModelVersion>(std::move(loaded).value());
-        } else {
-          Status st = loaded.status().WithContext(dir);
-          INFERD_LOG_ERROR("model '{}' version {} is unavailable: {}", entry.name, version,
-                           st.message());
-          model.failed[version] = st;
+      model.config = std::make_shared<const ModelConfig>(entry.config);
+      for (const auto& [version, dir] : entry.versions) model.versions[version].dir = dir;
+    }
+    model.entry = std::move(entry);
+    std::string name = model.entry.name;
+    models_[name] = std::move(model);
+  }
+}
+
+Status ModelManager::Preload() {
+  std::vector<std::pair<std::string, int64_t>> started;
+  {
+    MutexLock l(&mu_);
+    for (const std::string& want : options_.preload) {
+      if (want != "*" && models_.find(want) == models_.end()) {
+        return InvalidArgumentError("load_model: no model '" + want + "' in the repository");
+      }
+    }
+    for (auto& [name, m] : models_) {
+      const bool wanted =
+          std::any_of(options_.preload.begin(), options_.preload.end(),
+                      [&name = name](const std::string& w) { return w == "*" || w == name; });
+      if (!wanted) continue;
+      for (auto& [v, slot] : m.versions) {
+        StartLoadLocked(name, v, slot);
+        started.emplace_back(name, v);
+      }
+    }
+    // Wait for them all; a failure is reported by the index and the log.
+    for (const auto& [name, v] : started) {
+      while (models_[name].versions[v].loading) settled_cv_.Wait(&mu_);
+    }
+  }
+  return Status::OK();
+}
+
+VersionState ModelManager::StateOf(const Slot& slot) {
+  if (slot.serving) return VersionState::kReady;
+  if (slot.loading) return VersionState::kLoading;
+  if (slot.retiring > 0) return VersionState::kUnloading;
+  if (!slot.failed.ok()) return VersionState::kFailed;
+  return VersionState::kUnavailable;
+}
+
+Status ModelManager::ResolveLocked(const std::string& name, Model& m, std::string_view version,
+                                   int64_t* v, Slot** slot) {
+  if (!m.config) {
+    return UnavailableError("model '" + name + "' is unavailable: " + m.entry.status.message());
+  }
+  if (m.versions.empty()) return UnavailableError("model '" + name + "' has no version");
+  if (version.empty()) {
+    // The highest READY version, else the highest that has not failed,
+    // else the highest (its failure is the answer).
+    auto pick = m.versions.rbegin();
+    for (auto it = m.versions.rbegin(); it != m.versions.rend(); ++it) {
+      if (it->second.serving) {
+        pick = it;
+        break;
+      }
+    }
+    if (!pick->second.serving) {
+      for (auto it = m.versions.rbegin(); it != m.versions.rend(); ++it) {
+        if (StateOf(it->second) != VersionState::kFailed) {
+          pick = it;
+          break;
         }
       }
     }
-    model.entry = std::move(entry);
-    MutexLock l(&mu_);
-    models_[model.entry.name] = std::move(model);
+    *v = pick->first;
+    *slot = &pick->second;
+    return Status::OK();
   }
+  int64_t parsed = 0;
+  auto [p, ec] = std::from_chars(version.data(), version.data() + version.size(), parsed);
+  if (ec != std::errc() || p != version.data() + version.size()) {
+    return UnknownVersion(name, version);
+  }
+  auto it = m.versions.find(parsed);
+  if (it == m.versions.end()) return UnknownVersion(name, version);
+  *v = parsed;
+  *slot = &it->second;
+  return Status::OK();
+}
+
+// Why `slot` cannot be waited for, or OK when a request may wait for it.
+Status ModelManager::NotReadyLocked(const std::string& name, int64_t v, const Slot& slot) {
+  const std::string what = "model '" + name + "' version " + std::to_string(v);
+  if (slot.loading) return Status::OK();
+  if (shut_down_ || draining_) return UnavailableError("the server is shutting down");
+  if (!slot.failed.ok())
+    return UnavailableError(what + " failed to load: " + slot.failed.message());
+  if (options_.control == ModelControl::kExplicit) {
+    return UnavailableError(what + " is not loaded (model control explicit: POST " +
+                            "/v2/repository/models/" + name + "/load)");
+  }
+  return Status::OK();
+}
+
+Acquired ModelManager::Acquire(std::string_view name, std::string_view version) {
+  Acquired out;
+  MutexLock l(&mu_);
+  if (shut_down_) {
+    out.status = UnavailableError("the server is shutting down");
+    return out;
+  }
+  auto it = models_.find(name);
+  if (it == models_.end()) {
+    out.status = NotFoundError("unknown model '" + std::string(name) + "'");
+    return out;
+  }
+  int64_t v = 0;
+  Slot* slot = nullptr;
+  out.status = ResolveLocked(it->first, it->second, version, &v, &slot);
+  if (!out.status.ok()) return out;
+  if (slot->serving) {
+    out.lease = VersionLease(slot->serving);
+    return out;
+  }
+  out.status = NotReadyLocked(it->first, v, *slot);
+  if (out.status.ok()) out.pending = PendingModel{it->first, v, it->second.config};
+  return out;
+}
+
+uint64_t ModelManager::AddWaiterLocked(Slot& slot, Waiter w, Time deadline) {
+  const uint64_t id = next_waiter_++;
+  const bool earliest = deadlines_.empty() || deadline < deadlines_.begin()->first;
+  w.deadline = deadline == Time::max() ? deadlines_.end() : deadlines_.emplace(deadline, id);
+  waiters_.emplace(id, std::move(w));
+  slot.waiters.push_back(id);
+  if (earliest && deadline != Time::max()) life_cv_.Signal();
+  return id;
+}
+
+std::optional<ModelManager::Waiter> ModelManager::TakeWaiterLocked(uint64_t id) {
+  auto it = waiters_.find(id);
+  if (it == waiters_.end()) return std::nullopt;
+  Waiter w = std::move(it->second);
+  waiters_.erase(it);
+  if (w.deadline != deadlines_.end()) deadlines_.erase(w.deadline);
+  w.deadline = deadlines_.end();
+  auto m = models_.find(w.model);
+  if (m != models_.end()) {
+    auto s = m->second.versions.find(w.version);
+    if (s != m->second.versions.end()) {
+      auto& ids = s->second.waiters;
+      ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+    }
+  }
+  return w;
+}
+
+void ModelManager::FailWaitersLocked(Slot& slot, const Status& error,
+                                     std::vector<Completion>* out) {
+  std::vector<uint64_t> ids = std::move(slot.waiters);
+  slot.waiters.clear();
+  for (uint64_t id : ids) {
+    if (auto w = TakeWaiterLocked(id)) out->push_back({std::move(*w), error});
+  }
+}
+
+void ModelManager::Complete(std::vector<Completion> done) {
+  for (Completion& c : done) {
+    if (c.waiter.cancel && c.waiter.cancel_id != 0) c.waiter.cancel->Remove(c.waiter.cancel_id);
+    c.waiter.done(std::move(c.result));
+  }
+}
+
+void ModelManager::WhenReady(const PendingModel& pending, Time deadline,
+                             std::shared_ptr<Cancellation> cancel, ReadyCallback done) {
+  const Time now = options_.clock->Now();
+  if (options_.load_wait < Time::max() - now)
+    deadline = std::min(deadline, now + options_.load_wait);
+  std::vector<Completion> answer;
+  uint64_t id = 0;
+  {
+    MutexLock l(&mu_);
+    auto m = models_.find(pending.name);
+    Slot* slot = nullptr;
+    if (m != models_.end()) {
+      auto s = m->second.versions.find(pending.version);
+      if (s != m->second.versions.end()) slot = &s->second;
+    }
+    Waiter w;
+    w.model = pending.name;
+    w.version = pending.version;
+    w.done = std::move(done);
+    Status error;
+    if (shut_down_) {
+      error = UnavailableError("the server is shutting down");
+    } else if (slot == nullptr) {
+      error = NotFoundError("unknown model '" + pending.name + "'");
+    } else if (slot->serving) {  // it became READY meanwhile
+      answer.push_back({std::move(w), VersionLease(slot->serving)});
+    } else if (error = NotReadyLocked(pending.name, pending.version, *slot); error.ok()) {
+      const int64_t max_waiters = std::max<int64_t>(1, m->second.config->max_queue_size);
+      if (static_cast<int64_t>(slot->waiters.size()) >= max_waiters) {
+        error = UnavailableError("too many requests wait for model '" + pending.name +
+                                 "' to load (max_queue_size " + std::to_string(max_waiters) + ")");
+      } else {
+        if (!slot->loading) StartLoadLocked(pending.name, pending.version, *slot);
+        w.cancel = cancel;
+        id = AddWaiterLocked(*slot, std::move(w), deadline);
+      }
+    }
+    if (!error.ok()) answer.push_back({std::move(w), std::move(error)});
+  }
+  Complete(std::move(answer));
+  if (id == 0 || !cancel) return;
+  // Registered outside the lock: a cancellation that fired already runs
+  // the callback here.
+  const uint64_t cancel_id =
+      cancel->OnCancel([this, id](const Status& reason) { CancelWaiter(id, reason); });
+  bool gone = false;
+  {
+    MutexLock l(&mu_);
+    auto it = waiters_.find(id);
+    if (it != waiters_.end()) {
+      it->second.cancel_id = cancel_id;
+    } else {
+      gone = true;
+    }
+  }
+  if (gone) cancel->Remove(cancel_id);
+}
+
+void ModelManager::CancelWaiter(uint64_t id, Status reason) {
+  std::vector<Completion> answer;
+  {
+    MutexLock l(&mu_);
+    if (auto w = TakeWaiterLocked(id)) {
+      w->cancel_id = 0;  // fired: nothing to remove
+      answer.push_back({std::move(*w), reason.ok() ? CancelledError("cancelled") : reason});
+    }
+  }
+  Complete(std::move(answer));
 }
 
 StatusOr<std::shared_ptr<ModelVersion>> ModelManager::Get(std::string_view name,
                                                           std::string_view version) {
   MutexLock l(&mu_);
+  if (shut_down_) return UnavailableError("the server is shutting down");
   auto it = models_.find(name);
   if (it == models_.end()) return NotFoundError("unknown model '" + std::string(name) + "'");
-  if (shut_down_) return UnavailableError("the server is shutting down");
-  const Model& m = it->second;
-  if (!m.entry.status.ok()) {
-    return UnavailableError("model '" + std::string(name) +
-                            "' is unavailable: " + m.entry.status.message());
-  }
-  if (version.empty()) {
-    if (m.loaded.empty()) {
-      std::string reason =
-          m.failed.empty() ? "no version loaded" : m.failed.rbegin()->second.message();
-      return UnavailableError("model '" + std::string(name) + "' is unavailable: " + reason);
-    }
-    return m.loaded.rbegin()->second;
-  }
   int64_t v = 0;
-  auto [p, ec] = std::from_chars(version.data(), version.data() + version.size(), v);
-  if (ec != std::errc() || p != version.data() + version.size()) {
-    return NotFoundError("unknown version '" + std::string(version) + "' of model '" +
-                         std::string(name) + "'");
+  Slot* slot = nullptr;
+  INFERD_RETURN_IF_ERROR(ResolveLocked(it->first, it->second, version, &v, &slot));
+  if (slot->serving) return slot->serving;
+  return NotServingLocked(it->first, v, *slot);
+}
+
+StatusOr<std::shared_ptr<const ModelConfig>> ModelManager::Config(std::string_view name,
+                                                                  std::string_view version) {
+  MutexLock l(&mu_);
+  auto it = models_.find(name);
+  if (it == models_.end()) return NotFoundError("unknown model '" + std::string(name) + "'");
+  int64_t v = 0;
+  Slot* slot = nullptr;
+  INFERD_RETURN_IF_ERROR(ResolveLocked(it->first, it->second, version, &v, &slot));
+  // A loaded version's config is the registered one (until reloads can
+  // change it).
+  return it->second.config;
+}
+
+std::vector<int64_t> ModelManager::Versions(std::string_view name) {
+  MutexLock l(&mu_);
+  std::vector<int64_t> out;
+  auto it = models_.find(name);
+  if (it == models_.end()) return out;
+  for (const auto& [v, slot] : it->second.versions) out.push_back(v);
+  return out;
+}
+
+Status ModelManager::Ready(std::string_view name, std::string_view version) {
+  MutexLock l(&mu_);
+  auto it = models_.find(name);
+  if (it == models_.end()) return NotFoundError("unknown model '" + std::string(name) + "'");
+  int64_t v = 0;
+  Slot* slot = nullptr;
+  INFERD_RETURN_IF_ERROR(ResolveLocked(it->first, it->second, version, &v, &slot));
+  if (slot->serving) return Status::OK();
+  return NotServingLocked(it->first, v, *slot);
+}
+
+Status ModelManager::NotServingLocked(const std::string& name, int64_t v, const Slot& slot) {
+  const VersionState state = StateOf(slot);
+  std::string what =
+      "model '" + name + "' version " + std::to_string(v) + " is " + VersionStateName(state);
+  switch (state) {
+    case VersionState::kFailed:
+      return UnavailableError(what + ": " + slot.failed.message());
+    case VersionState::kLoading:
+      return UnavailableError(what);
+    default:
+      return UnavailableError(
+          what + (options_.control == ModelControl::kExplicit
+                      ? ": not loaded (model control explicit: POST /v2/repository/models/" + name +
+                            "/load)"
+                      : ": not loaded; it loads on its first inference request"));
   }
-  if (auto lv = m.loaded.find(v); lv != m.loaded.end()) return lv->second;
-  if (auto f = m.failed.find(v); f != m.failed.end()) {
-    return UnavailableError("model '" + std::string(name) + "' version " + std::string(version) +
-                            " is unavailable: " + f->second.message());
-  }
-  return NotFoundError("unknown version '" + std::string(version) + "' of model '" +
-                       std::string(name) + "'");
 }
 
 std::vector<ModelState> ModelManager::List() {
   MutexLock l(&mu_);
   std::vector<ModelState> out;
   for (const auto& [name, m] : models_) {
-    if (!m.entry.status.ok()) {
-      out.push_back({name, 0, false, m.entry.status});
+    if (!m.config || m.versions.empty()) {
+      Status why = m.config ? UnavailableError("no version directory") : m.entry.status;
+      out.push_back({name, 0, VersionState::kFailed, why});
       continue;
     }
-    for (const auto& [v, mv] : m.loaded) out.push_back({name, v, true, Status::OK()});
-    for (const auto& [v, st] : m.failed) out.push_back({name, v, false, st});
+    for (const auto& [v, slot] : m.versions) {
+      const VersionState state = StateOf(slot);
+      out.push_back({name, v, state, state == VersionState::kFailed ? slot.failed : Status::OK()});
+    }
   }
   return out;
+}
+
+bool ModelManager::AwaitState(std::string_view name, int64_t version, VersionState state,
+                              Duration timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  MutexLock l(&mu_);
+  for (;;) {
+    auto m = models_.find(name);
+    if (m != models_.end()) {
+      auto s = m->second.versions.find(version);
+      if (s != m->second.versions.end() && StateOf(s->second) == state) return true;
+    }
+    if (!settled_cv_.WaitUntil(&mu_, until) && std::chrono::steady_clock::now() >= until)
+      return false;
+  }
 }
 
 bool ModelManager::IsServing() {
@@ -126,20 +397,10 @@ void ModelManager::BeginDrain() {
   MutexLock l(&mu_);
   draining_ = true;
   for (auto& [name, m] : models_) {
-    for (auto& [v, mv] : m.loaded) mv->Flush();
-  }
-}
-
-void ModelManager::Shutdown() {
-  std::vector<std::shared_ptr<ModelVersion>> versions;
-  {
-    MutexLock l(&mu_);
-    shut_down_ = true;
-    for (auto& [name, m] : models_) {
-      for (auto& [v, mv] : m.loaded) versions.push_back(mv);
+    for (auto& [v, slot] : m.versions) {
+      if (slot.serving) slot.serving->Flush();
     }
   }
-  for (auto& mv : versions) mv->Shutdown();
 }
 
 }  // namespace inferd

@@ -1,34 +1,65 @@
 #pragma once
-// ModelManager: the models of one repository and their lifecycle. This
-// version loads every model and version at Create() (lazy loading, memory
-// budgets and reload come later); a model that fails to load stays listed as
-// unavailable with its reason, and the others are served.
+// ModelManager: the models of one repository and their lifecycle
+// (docs/design-lifecycle.md). Create() registers every model; a version is
+// loaded by a preload (--load-model), by Load() (POST .../load), or, under
+// lazy control, by its first request; loads run on a pool of loader threads
+// and concurrent first requests share one load. An unloaded version leaves
+// serving at once, finishes the requests that hold it, and is destroyed on
+// the unloader thread.
 //
-// Threading: all methods are safe from any thread. Versions are handed out
-// as shared_ptr, so a version stays alive while a request uses it.
+// A request holds a VersionLease on the version it runs on, taken under the
+// manager's lock: an unload either happened before (the request waits for a
+// new load, or is refused) or sees the version in use.
+//
+// Threading: every method is safe from any thread. Callbacks never run
+// under the manager's lock.
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
+#include "common/cancellation.h"
 #include "common/clock.h"
 #include "common/mutex.h"
 #include "model/backend.h"
 #include "model/backend_loader.h"
+#include "model/lifecycle_types.h"
 #include "model/model_version.h"
 #include "model/repository.h"
+#include "model/unloader.h"
+#include "model/version_lease.h"
 
 namespace inferd {
 
+// One row of the repository index.
 struct ModelState {
   std::string name;
-  int64_t version = 0;  // 0 when the model has no loadable version
-  bool ready = false;
-  Status reason;  // why it is not ready
+  int64_t version = 0;  // 0 when the model has no usable version
+  VersionState state = VersionState::kUnavailable;
+  Status reason;  // why it is not READY, if there is more to say than the state
+  bool ready() const { return state == VersionState::kReady; }
+};
+
+// A request's model that is not loaded yet: what admission needs before
+// the load (the registered config), and what WhenReady waits for.
+struct PendingModel {
+  std::string name;
+  int64_t version = 0;
+  std::shared_ptr<const ModelConfig> config;
+};
+
+// What Acquire found: exactly one of the three holds.
+struct Acquired {
+  VersionLease lease;                   // READY: the request holds it
+  std::optional<PendingModel> pending;  // loadable: WhenReady
+  Status status;                        // not OK: the answer (404, 503)
 };
 
 class ModelManager {
@@ -47,49 +78,163 @@ class ModelManager {
     // Threads of the one executor every model's batches run on; 0: one
     // per core.
     int executor_threads = 0;
+    ModelControl control = ModelControl::kLazy;
+    // Models loaded (every version) before Create returns, in parallel;
+    // "*": all. An unknown name fails Create.
+    std::vector<std::string> preload;
+    int load_threads = 2;  // loads in parallel
+    // The longest a request waits for its model to load (its own deadline
+    // may be shorter).
+    Duration load_wait = std::chrono::seconds(30);
   };
   static StatusOr<std::unique_ptr<ModelManager>> Create(Options options);
   ~ModelManager();
 
-  // `version` empty: the highest ready version. NotFound for an unknown model
-  // or version; Unavailable (with the reason) for a model that failed to load.
+  // The version a request for `name` (`version` empty: the highest READY
+  // one, else the highest that has not failed) runs on. NotFound for an
+  // unknown model or version; Unavailable for a model that failed, under
+  // explicit control when not loaded, or while draining.
+  Acquired Acquire(std::string_view name, std::string_view version) EXCLUDES(mu_);
+  using ReadyCallback = std::function<void(StatusOr<VersionLease>)>;
+  // Starts the load of `pending` (lazy control) or joins the one in
+  // progress; `done` runs exactly once: with a lease when the version is
+  // READY, DeadlineExceeded at min(deadline, now + load_wait), Cancelled
+  // (the reason) when `cancel` fires, Unavailable when the load fails, the
+  // version is unloaded meanwhile or too many requests wait for it
+  // (max_queue_size). It runs on a loader thread, the lifecycle thread, the
+  // cancelling thread, or inline.
+  void WhenReady(const PendingModel& pending, Time deadline, std::shared_ptr<Cancellation> cancel,
+                 ReadyCallback done) EXCLUDES(mu_);
+
+  // The READY version, without a lease and without loading: for views of
+  // what is loaded (metrics, admin). Errors as Acquire's, plus Unavailable
+  // when it is not loaded.
   StatusOr<std::shared_ptr<ModelVersion>> Get(std::string_view name, std::string_view version)
       EXCLUDES(mu_);
+  // The registered config of a model, loaded or not; `version` (optional)
+  // must exist.
+  StatusOr<std::shared_ptr<const ModelConfig>> Config(std::string_view name,
+                                                      std::string_view version) EXCLUDES(mu_);
+  // The versions of a model (registered, whatever their state).
+  std::vector<int64_t> Versions(std::string_view name) EXCLUDES(mu_);
+  // OK when the version a request would get is READY; else why not.
+  Status Ready(std::string_view name, std::string_view version) EXCLUDES(mu_);
+
+  // Loads every version of `name` that is not READY (a FAILED one again);
+  // `done` runs once all have settled: OK, or FailedPrecondition naming the
+  // first failure, NotFound, Unavailable (shutting down).
+  void Load(std::string_view name, std::function<void(Status)> done) EXCLUDES(mu_);
+  // Every version of `name` leaves serving (UNLOADING until its last
+  // request ends and it is destroyed); a load in progress is discarded and
+  // its waiters answered Unavailable.
+  Status Unload(std::string_view name) EXCLUDES(mu_);
+
   // One row per model version (or per model when no version could be found).
   std::vector<ModelState> List() EXCLUDES(mu_);
-  // True once loading finished and until BeginDrain(); a model that failed
-  // to load does not make the server unready (it is reported per model).
+  // Waits (real time, at most `timeout`) until `version` of `name` is in
+  // `state`; false on timeout. For tests and tools that must see a load or
+  // an unload finish.
+  bool AwaitState(std::string_view name, int64_t version, VersionState state, Duration timeout)
+      EXCLUDES(mu_);
+  // True from Create() until BeginDrain(); a model that failed to load does
+  // not make the server unready (it is reported per model).
   bool IsServing() EXCLUDES(mu_);
   // Makes every batcher dispatch without waiting for its queue delay, so a
-  // drain is not held up by partly filled batches. Requests still come in.
+  // drain is not held up by partly filled batches; no new loads start.
   void BeginDrain() EXCLUDES(mu_);
+  ModelControl control() const { return options_.control; }
   int executor_threads() const { return executor_->threads(); }
   // Backend plugins loaded so far.
   std::vector<std::string> LoadedBackends() { return loader_.Loaded(); }
-  // Drains every model's queue and waits for running batches; Get fails
-  // afterwards.
+  // Answers waiting requests, drains every model's queue and waits for
+  // running batches; Acquire fails afterwards.
   void Shutdown() EXCLUDES(mu_);
 
  private:
+  struct Waiter {
+    std::string model;
+    int64_t version = 0;
+    ReadyCallback done;
+    std::shared_ptr<Cancellation> cancel;
+    uint64_t cancel_id = 0;
+    bool load_call = false;  // Load()'s, not a request's
+    std::multimap<Time, uint64_t>::iterator deadline;
+  };
+  struct Slot {
+    std::string dir;
+    std::shared_ptr<ModelVersion> serving;
+    bool loading = false;
+    uint64_t load_gen = 0;  // a load completes only while it still matches
+    Status failed;          // the last load's error, until the next load
+    int retiring = 0;       // unloaded objects not yet destroyed
+    std::vector<uint64_t> waiters;
+  };
   struct Model {
     RepositoryEntry entry;
-    std::map<int64_t, std::shared_ptr<ModelVersion>> loaded;
-    std::map<int64_t, Status> failed;
+    std::shared_ptr<const ModelConfig> config;  // null when entry.status is not OK
+    std::map<int64_t, Slot> versions;
   };
+  struct LoadJob {
+    std::string model;
+    int64_t version = 0;
+    uint64_t gen = 0;
+  };
+  // A waiter taken out of the manager, and what to tell it.
+  struct Completion {
+    Waiter waiter;
+    StatusOr<VersionLease> result;
+  };
+
   explicit ModelManager(Options options)
       : options_(std::move(options)), loader_(options_.backend_directory) {}
+  static VersionState StateOf(const Slot& slot);
   // The factory of `backend`: built in, else its plugin's.
   StatusOr<BackendFactory> Factory(const std::string& backend);
-  void LoadAll(std::vector<RepositoryEntry> entries) EXCLUDES(mu_);
+  void Register(std::vector<RepositoryEntry> entries) EXCLUDES(mu_);
+  Status Preload() EXCLUDES(mu_);
+  // The slot a request for `version` of `m` resolves to.
+  Status ResolveLocked(const std::string& name, Model& m, std::string_view version, int64_t* v,
+                       Slot** slot) REQUIRES(mu_);
+  Status NotReadyLocked(const std::string& name, int64_t v, const Slot& slot) REQUIRES(mu_);
+  // Why `slot` (not READY) does not serve, for Ready and Get.
+  Status NotServingLocked(const std::string& name, int64_t v, const Slot& slot) REQUIRES(mu_);
+  void StartLoadLocked(const std::string& name, int64_t v, Slot& slot) REQUIRES(mu_);
+  uint64_t AddWaiterLocked(Slot& slot, Waiter w, Time deadline) REQUIRES(mu_);
+  std::optional<Waiter> TakeWaiterLocked(uint64_t id) REQUIRES(mu_);
+  // Answers (outside the lock) every waiter of `slot` with `error`.
+  void FailWaitersLocked(Slot& slot, const Status& error, std::vector<Completion>* out)
+      REQUIRES(mu_);
+  static void Complete(std::vector<Completion> done);
+  void CancelWaiter(uint64_t id, Status reason) EXCLUDES(mu_);
+  // The loader threads, the lifecycle thread (deadlines), the load itself.
+  void LoaderLoop() EXCLUDES(mu_);
+  void LifecycleLoop() EXCLUDES(mu_);
+  void RunLoad(const LoadJob& job) EXCLUDES(mu_);
+  // Owns a loaded version: its last reference, wherever it drops, destroys
+  // it on the unloader thread and then calls Retired.
+  std::shared_ptr<ModelVersion> Own(std::unique_ptr<ModelVersion> mv, const std::string& name);
+  void Retired(const std::string& name, int64_t version) EXCLUDES(mu_);
+  void StopThreads() EXCLUDES(mu_);
 
   const Options options_;
   // Declared before the models: destroyed after every version it serves.
   std::unique_ptr<Executor> executor_;
   BackendLoader loader_;
+  std::shared_ptr<Unloader> unloader_;
   Mutex mu_;
+  CondVar work_cv_;     // loader threads: a job, or stop
+  CondVar settled_cv_;  // a load ended
+  CondVar life_cv_;     // the lifecycle thread: an earlier deadline, or stop
   std::map<std::string, Model, std::less<>> models_ GUARDED_BY(mu_);
+  std::deque<LoadJob> jobs_ GUARDED_BY(mu_);
+  std::map<uint64_t, Waiter> waiters_ GUARDED_BY(mu_);
+  std::multimap<Time, uint64_t> deadlines_ GUARDED_BY(mu_);
+  uint64_t next_waiter_ GUARDED_BY(mu_) = 1;
   bool shut_down_ GUARDED_BY(mu_) = false;
   bool draining_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::vector<std::thread> loaders_;
+  std::thread lifecycle_;
 };
 
 }  // namespace inferd

@@ -128,6 +128,8 @@ ModelVersion::~ModelVersion() { Shutdown(); }
 
 const ModelConfig& ModelVersion::config() const { return runtime_->config; }
 
+Clock* ModelVersion::clock() const { return runtime_->clock; }
+
 void ModelVersion::Shutdown() {
   if (scheduler_) scheduler_->Shutdown();
 }

@@ -12,6 +12,7 @@
 // Threading: Submit and queue_depth from any thread. Shutdown() drains the
 // queue (every queued task still runs) and waits for running batches.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -50,6 +51,17 @@ class ModelVersion {
 
   const ModelConfig& config() const;
   int64_t version() const { return version_; }
+  Clock* clock() const;
+
+  // Who uses the version (model/version_lease.h): the requests holding a
+  // lease, and when the last one ended.
+  struct Usage {
+    std::atomic<int64_t> leases{0};
+    std::atomic<int64_t> last_use_ns{0};  // Clock::Now() since its epoch
+    // Runs when the last lease ends; set before the version is handed out.
+    std::function<void()> on_idle;
+  };
+  Usage& usage() { return usage_; }
 
   // See Scheduler::Schedule: ownership moves only on success.
   Status Submit(std::unique_ptr<Task>& task) { return scheduler_->Schedule(task); }
@@ -72,6 +84,7 @@ class ModelVersion {
   explicit ModelVersion(int64_t version) : version_(version) {}
 
   const int64_t version_;
+  Usage usage_;
   std::shared_ptr<Runtime> runtime_;
   std::unique_ptr<Scheduler> scheduler_;
 };

@@ -197,6 +197,7 @@ class ModelManagerTest : public ModelVersionTest {
     o.repository = repo_.string();
     o.backends = backend_.Registry();
     o.executor_threads = 3;
+    o.preload = {"*"};
     return ModelManager::Create(std::move(o)).value();
   }
   fs::path repo_;
@@ -208,7 +209,7 @@ TEST_F(ModelManagerTest, LoadsEveryVersionAndReportsWhatCannotServe) {
   EXPECT_TRUE(mm->IsServing());
   int ready = 0, unavailable = 0;
   for (const ModelState& s : mm->List()) {
-    if (s.ready) {
+    if (s.ready()) {
       ++ready;
       EXPECT_EQ(s.name, "m");
     } else {

@@ -16,7 +16,7 @@ struct InferenceServer::Call {
   std::unique_ptr<InferExchange> x;  // answered once, by Finish
   InferRequest request;              // its inputs are moved into `inputs`
   Time start;
-  std::shared_ptr<ModelVersion> mv;
+  VersionLease mv;  // the version it runs on, in use until the call ends
   ModelMetrics* mm = nullptr;
   std::vector<Tensor> inputs;  // in the model's declared input order
   int64_t batch = 1;

@@ -20,8 +20,7 @@ void InferenceServer::CheckGlobalLimits(Admitted a) {
     }
   };
   const Admitted& h = *held;
-  options_.admission->CheckGlobal(*h.tenant, h.mv->config().name, &h.x->admission,
-                                  std::move(decided));
+  options_.admission->CheckGlobal(*h.tenant, h.config().name, &h.x->admission, std::move(decided));
 }
 
 void InferenceServer::AfterGlobalLimits(Admitted a, Status st) {
@@ -30,7 +29,7 @@ void InferenceServer::AfterGlobalLimits(Admitted a, Status st) {
     Reply(*a.x, a.mm, a.start, std::move(st));
     return;
   }
-  AfterLimits(std::move(a));
+  AfterAdmission(std::move(a));
 }
 
 }  // namespace inferd

@@ -257,43 +257,58 @@ void InferenceServer::Submit(std::unique_ptr<InferExchange> x) {
   }
   ctx.authenticated = true;
   // 3. model, resolved first: every cache key names the resolved version.
-  auto version = options_.models->Get(x->model, x->version);
-  if (!version.ok()) {
-    Reply(*x, nullptr, start, version.status());
+  //    A model that is not loaded yet is admitted on its registered config
+  //    and loads after the limits (WaitForModel): a refused request never
+  //    causes a load.
+  Acquired acquired = options_.models->Acquire(x->model, x->version);
+  if (!acquired.status.ok()) {
+    Reply(*x, nullptr, start, acquired.status);
     return;
   }
-  std::shared_ptr<ModelVersion> mv = std::move(version).value();
-  const ModelConfig& config = mv->config();
-  ModelMetrics* mm = options_.metrics->For(config.name, mv->version());
+  const ModelConfig& config = acquired.lease ? acquired.lease->config() : *acquired.pending->config;
+  ModelMetrics* mm = options_.metrics->For(
+      config.name, acquired.lease ? acquired.lease->version() : acquired.pending->version);
   // The priority level: the header's (the body is not read yet), else the
   // model's default, within the tenant's cap.
   const SchedulingConfig& sched = config.scheduling;
   const int64_t max_priority = tenant != nullptr ? tenant->max_priority : 0;
   QueueKey queue_key{tenant != nullptr ? tenant->id : 0, tenant != nullptr ? tenant->weight : 1,
                      sched.Level(ctx.priority, max_priority)};
+  Admitted a{
+      std::move(x), std::move(acquired.lease), std::move(acquired.pending), mm, start, tenant,
+      queue_key};
   // 1b. rate limits: the tenant's and the tenant's for this model (needs
   //     the resolved name); memo hits count like any request.
   if (tenant != nullptr) {
-    if (Status st = options_.admission->CheckLimits(*tenant, config.name, start, &x->admission);
+    if (Status st =
+            options_.admission->CheckLimits(*tenant, a.config().name, start, &a.x->admission);
         !st.ok()) {
       Decide(mm, tenant, queue_key, Decision::kRateLimited);
-      Reply(*x, mm, start, std::move(st));
+      Reply(*a.x, mm, start, std::move(st));
       return;
     }
     // 1b'. limits shared through Redis (rate_limits.redis_url): the rest
     //      goes on when Redis (or the fallback) has decided, through
     //      options_.post; this thread never waits for it.
-    if (x->admission.count > 0 && options_.admission->has_global()) {
-      CheckGlobalLimits(Admitted{std::move(x), std::move(mv), mm, start, tenant, queue_key});
+    if (a.x->admission.count > 0 && options_.admission->has_global()) {
+      CheckGlobalLimits(std::move(a));
       return;
     }
   }
-  AfterLimits(Admitted{std::move(x), std::move(mv), mm, start, tenant, queue_key});
+  AfterAdmission(std::move(a));
+}
+
+void InferenceServer::AfterAdmission(Admitted a) {
+  if (a.mv) {
+    AfterLimits(std::move(a));
+  } else {
+    WaitForModel(std::move(a));
+  }
 }
 
 void InferenceServer::AfterLimits(Admitted a) {
   std::unique_ptr<InferExchange> x = std::move(a.x);
-  std::shared_ptr<ModelVersion> mv = std::move(a.mv);
+  VersionLease mv = std::move(a.mv);
   ModelMetrics* const mm = a.mm;
   const Time start = a.start;
   const Tenant* const tenant = a.tenant;
@@ -404,7 +419,7 @@ void InferenceServer::Execute(std::shared_ptr<Call> call) {
     task->set_stream(std::make_shared<StreamToExchange>(this, call));
   // A client that leaves while its request is queued frees the slot at once.
   if (!call->leader) {
-    std::weak_ptr<ModelVersion> weak = call->mv;
+    std::weak_ptr<ModelVersion> weak = call->mv.shared();
     call->cancel_registration = ctx.cancel->OnCancel([weak](const Status&) {
       if (auto mv = weak.lock()) mv->DropCancelled();
     });
@@ -524,7 +539,7 @@ void InferenceServer::Decide(ModelMetrics* mm, const Tenant* tenant, const Queue
 
 void InferenceServer::CollectGauges() {
   for (const ModelState& s : options_.models->List()) {
-    if (!s.ready) continue;
+    if (!s.ready()) continue;
     auto mv = options_.models->Get(s.name, std::to_string(s.version));
     if (!mv.ok()) continue;
     ModelMetrics* m = options_.metrics->For(s.name, s.version);

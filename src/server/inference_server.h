@@ -7,7 +7,8 @@
 //
 // Guarantees: every submitted exchange is completed exactly once, from any
 // thread (the caller's for early errors and memo hits, Options::post's
-// after a global rate-limit decision, a cache or backend worker's
+// after a global rate-limit decision or a model load, a cache or backend
+// worker's
 // otherwise); memo hits are counted and accounted like any other request.
 //
 // Threading: Infer is safe from any thread and never blocks on model
@@ -48,8 +49,9 @@ class InferenceServer {
     // 0 turns the memo off.
     size_t encoded_max_bytes = 4096;
     // Runs a request's continuation after a global rate-limit decision
-    // (Admission::CheckGlobal answers on the Redis thread), e.g. on the
-    // HTTP I/O threads; must not block. Empty: inline, on whichever thread
+    // (Admission::CheckGlobal answers on the Redis thread) or its model's
+    // load (on a loader thread), e.g. on the HTTP I/O threads; must not
+    // block. Empty: inline, on whichever thread
     // the decision came.
     std::function<void(std::function<void()>)> post;
   };
@@ -79,12 +81,19 @@ class InferenceServer {
   // pipeline. Moved, never copied: the local-only path allocates nothing.
   struct Admitted {
     std::unique_ptr<InferExchange> x;
-    std::shared_ptr<ModelVersion> mv;
+    VersionLease mv;                      // empty while its model loads
+    std::optional<PendingModel> pending;  // the model to wait for, if not loaded
     ModelMetrics* mm = nullptr;
     Time start;
     const Tenant* tenant = nullptr;  // null: an in-process caller
     QueueKey queue_key;
+    const ModelConfig& config() const { return mv ? mv->config() : *pending->config; }
   };
+  // After the limits: AfterLimits, once the model is loaded (WaitForModel).
+  void AfterAdmission(Admitted a);
+  // 3'. a cold model: waits for its load off this thread (ModelManager::
+  // WhenReady), then goes on through options_.post.
+  void WaitForModel(Admitted a);
   // 1b'. the limits shared through Redis; then AfterGlobalLimits, through
   // options_.post: a 429, or AfterLimits.
   void CheckGlobalLimits(Admitted a);

@@ -284,6 +284,7 @@ class InferenceServerCacheTest : public ::testing::Test {
     ModelManager::Options mo;
     mo.repository = repo_.string();
     mo.clock = &clock_;
+    mo.preload = {"*"};
     FakeBackendState* state = &backend_;
     mo.backends["fake"] =
         [state](const BackendInstanceSpec& spec) -> StatusOr<std::unique_ptr<BackendInstance>> {
@@ -293,7 +294,7 @@ class InferenceServerCacheTest : public ::testing::Test {
     ASSERT_TRUE(models.ok()) << models.status().message();
     models_ = std::move(models).value();
     for (const ModelState& s : models_->List()) {
-      ASSERT_TRUE(s.ready) << s.name << ": " << s.reason.message();
+      ASSERT_TRUE(s.ready()) << s.name << ": " << s.reason.message();
     }
 
     metrics_ = std::make_unique<ServerMetrics>(&registry_);

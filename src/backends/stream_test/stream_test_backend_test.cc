@@ -89,6 +89,7 @@ class StreamTestBackendTest : public ::testing::Test {
     ModelManager::Options o;
     o.repository = repo_.string();
     o.backend_directory = INFERD_BACKEND_DIR;
+    o.preload = {"*"};
     models_ = ModelManager::Create(std::move(o)).value();
     auto mv = models_->Get("s", "");
     ASSERT_TRUE(mv.ok()) << mv.status().message();
@@ -176,6 +177,7 @@ TEST_F(StreamTestBackendTest, ABlockingBackendCannotBeDecoupled) {
   ModelManager::Options o;
   o.repository = repo_.string();
   o.backend_directory = INFERD_BACKEND_DIR;
+  o.preload = {"*"};
   auto mm = ModelManager::Create(std::move(o)).value();
   auto t = mm->Get("t", "");
   ASSERT_FALSE(t.ok());
