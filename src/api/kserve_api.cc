@@ -95,6 +95,12 @@ Response ModelConfigJson(const ModelConfig& c) {
   for (int64_t p : c.dynamic_batching.preferred_batch_sizes) w.Int64(p);
   w.EndArray();
   w.EndObject();
+  if (c.keep_alive_s) {
+    w.Key("keep_alive_s");
+    w.Int64(*c.keep_alive_s);
+  }
+  w.Key("pin");
+  w.Bool(c.pin);
   w.Key("model_transaction_policy");  // Triton's name for streaming models
   w.StartObject();
   w.Key("decoupled");

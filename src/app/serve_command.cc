@@ -120,9 +120,10 @@ int RunServe(const ServeFlags& flags) {
     return 2;
   }
   if (s.GetInt("model_load_threads") < 1 || s.GetInt("model_load_threads") > 64 ||
-      s.GetInt("model_load_wait_ms") < 1) {
-    std::cerr << "inferd serve: model_load_threads must be in [1, 64] and model_load_wait_ms "
-                 ">= 1\n";
+      s.GetInt("model_load_wait_ms") < 1 || s.GetInt("model_keep_alive_s") < -1 ||
+      s.GetInt("model_keep_alive_s") > 315360000) {
+    std::cerr << "inferd serve: model_load_threads must be in [1, 64], model_load_wait_ms >= 1 "
+                 "and model_keep_alive_s in [-1, 315360000]\n";
     return 2;
   }
   int64_t port = s.GetInt("http_port");
@@ -164,6 +165,7 @@ int RunServe(const ServeFlags& flags) {
   mo.preload = SplitList(s.GetString("load_model"));
   mo.load_threads = static_cast<int>(s.GetInt("model_load_threads"));
   mo.load_wait = std::chrono::milliseconds(s.GetInt("model_load_wait_ms"));
+  mo.keep_alive_s = s.GetInt("model_keep_alive_s");
   mo.observer_for = [&metrics](const std::string& m, int64_t v) {
     return metrics.ObserverFor(m, v);
   };
@@ -322,6 +324,9 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
       {"load_model", Type::kString, "",
        "models to load before listening, comma-separated or a repeated flag; '*': all"},
       {"model_load_threads", Type::kInt, "2", "models loaded in parallel"},
+      {"model_keep_alive_s", Type::kInt, "300",
+       "seconds a model stays loaded after its last request, unless its config.toml sets "
+       "keep_alive_s (-1: forever; 0: unloads as soon as idle); lazy control only"},
       {"model_load_wait_ms", Type::kInt, "30000",
        "longest a request waits for its model to load (its own deadline may be shorter)"},
       {"request_timeout_ms", Type::kInt, "0",

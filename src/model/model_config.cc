@@ -14,6 +14,9 @@
 namespace inferd {
 namespace {
 
+// The longest keep_alive_s: far from overflowing a Duration in nanoseconds.
+constexpr int64_t kMaxKeepAliveS = 315360000;
+
 std::string NodeText(const toml::node& n) {
   if (n.is_string()) return *n.value<std::string>();
   if (n.is_integer()) return std::to_string(*n.value<int64_t>());
@@ -86,10 +89,13 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
   Parser p(path);
   ModelConfig c;
   c.name = name;
-  static const std::set<std::string> kKnown = {"backend",    "max_batch_size", "instance_count",
-                                               "input",      "output",         "dynamic_batching",
-                                               "parameters", "max_queue_size", "response_cache",
-                                               "decoupled",  "scheduling",     "overload"};
+  static const std::set<std::string> kKnown = {"backend",        "max_batch_size",
+                                               "instance_count", "input",
+                                               "output",         "dynamic_batching",
+                                               "parameters",     "max_queue_size",
+                                               "response_cache", "decoupled",
+                                               "scheduling",     "overload",
+                                               "keep_alive_s",   "pin"};
   for (const auto& [k, v] : root) {
     if (!kKnown.count(std::string(k.str()))) return p.Error(std::string(k.str()), "is unknown");
   }
@@ -110,6 +116,14 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
     if (!d->is_boolean()) return p.Error("decoupled", "must be a boolean");
     c.decoupled = *d->value<bool>();
   }
+  if (root.get("keep_alive_s")) {
+    int64_t keep_alive = 0;
+    INFERD_RETURN_IF_ERROR(p.Int(root, "keep_alive_s", "keep_alive_s", -1, &keep_alive));
+    if (keep_alive > kMaxKeepAliveS)
+      return p.Error("keep_alive_s", "must be <= 315360000 (10 years)");
+    c.keep_alive_s = keep_alive;
+  }
+  INFERD_RETURN_IF_ERROR(p.Bool(root, "pin", "pin", &c.pin));
   INFERD_RETURN_IF_ERROR(p.Tensors(root, "input", &c.inputs));
   INFERD_RETURN_IF_ERROR(p.Tensors(root, "output", &c.outputs));
 

@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -110,6 +111,12 @@ struct ModelConfig {
   SchedulingConfig scheduling;
   OverloadConfig overload;
   std::map<std::string, std::string> parameters;  // backend parameters, as text
+  // Lifecycle (docs/design-lifecycle.md): seconds a loaded version stays
+  // after its last request (-1: forever, 0: unloads as soon as idle;
+  // absent: the server's model_keep_alive_s), and whether it stays loaded
+  // whatever the keep-alive and the memory budget say.
+  std::optional<int64_t> keep_alive_s;
+  bool pin = false;
 
   // The full shape a request tensor must match, with -1 for a variable
   // dimension (and for the batch dimension of batching models).

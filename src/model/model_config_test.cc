@@ -454,3 +454,26 @@ TEST(ModelConfigSchedulingTest, ParsesAdaptiveBatching) {
 
 }  // namespace
 }  // namespace inferd
+
+namespace inferd {
+namespace {
+
+TEST(ModelConfigLifecycleTest, KeepAliveAndPin) {
+  StatusOr<ModelConfig> plain = ParseModelConfig(Minimal(), kPath, "m");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_FALSE(plain->keep_alive_s.has_value());  // the server's default
+  EXPECT_FALSE(plain->pin);
+  StatusOr<ModelConfig> c =
+      ParseModelConfig(Minimal("keep_alive_s = -1\npin = true\n"), kPath, "m");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->keep_alive_s, -1);
+  EXPECT_TRUE(c->pin);
+  EXPECT_EQ(ParseModelConfig(Minimal("keep_alive_s = 0\n"), kPath, "m")->keep_alive_s, 0);
+  ExpectError(Minimal("keep_alive_s = -2\n"), "keep_alive_s");
+  ExpectError(Minimal("keep_alive_s = 315360001\n"), "keep_alive_s");
+  ExpectError(Minimal("keep_alive_s = \"5m\"\n"), "keep_alive_s");
+  ExpectError(Minimal("pin = 1\n"), "pin");
+}
+
+}  // namespace
+}  // namespace inferd

@@ -81,7 +81,20 @@ void ModelManager::RunLoad(const LoadJob& job) {
       }
     } else if (version) {
       slot.loading = false;
+      // Before anyone sees it: its idle time starts now, and with
+      // keep_alive_s = 0 the end of its last request wakes the lifecycle
+      // thread (through the unloader's queue, which outlives no manager).
+      ModelVersion::Usage& u = version->usage();
+      u.last_use_ns.store(options_.clock->Now().time_since_epoch().count(),
+                          std::memory_order_relaxed);
+      if (KeepAliveOf(*config) == Duration::zero()) {
+        std::weak_ptr<Unloader> unloader = unloader_;
+        u.on_idle = [this, unloader] {
+          if (auto q = unloader.lock()) q->Post([this] { WakeLifecycle(); });
+        };
+      }
       slot.serving = version;
+      life_cv_.Signal();  // its keep-alive starts
       std::vector<uint64_t> ids = std::move(slot.waiters);
       slot.waiters.clear();
       for (uint64_t id : ids) {
@@ -240,9 +253,48 @@ Status ModelManager::Unload(std::string_view name) {
   return Status::OK();
 }
 
+Duration ModelManager::KeepAliveOf(const ModelConfig& config) const {
+  if (options_.control == ModelControl::kExplicit || config.pin) return Duration::max();
+  const int64_t s = config.keep_alive_s.value_or(options_.keep_alive_s);
+  return s < 0 ? Duration::max() : Duration(std::chrono::seconds(s));
+}
+
+Time ModelManager::ExpireIdleLocked(Time now, std::vector<std::shared_ptr<ModelVersion>>* leaving) {
+  Time next = Time::max();
+  for (auto& [name, m] : models_) {
+    if (!m.config) continue;
+    const Duration keep_alive = KeepAliveOf(*m.config);
+    if (keep_alive == Duration::max()) continue;
+    for (auto& [v, slot] : m.versions) {
+      if (!slot.serving) continue;
+      ModelVersion::Usage& u = slot.serving->usage();
+      if (u.leases.load(std::memory_order_acquire) > 0) {
+        // In use: it ends no earlier than keep_alive from now (keep-alive 0
+        // wakes this thread through on_idle instead).
+        if (keep_alive > Duration::zero()) next = std::min(next, now + keep_alive);
+        continue;
+      }
+      const Time expiry =
+          Time(Duration(u.last_use_ns.load(std::memory_order_relaxed))) + keep_alive;
+      if (expiry > now) {
+        next = std::min(next, expiry);
+        continue;
+      }
+      INFERD_LOG_INFO("model '{}' version {} idle for {} s (keep_alive_s): unloading", name, v,
+                      std::chrono::duration_cast<std::chrono::seconds>(keep_alive).count());
+      ++slot.retiring;
+      leaving->push_back(std::move(slot.serving));
+      slot.serving.reset();
+      settled_cv_.SignalAll();
+    }
+  }
+  return next;
+}
+
 void ModelManager::LifecycleLoop() {
   for (;;) {
     std::vector<Completion> expired;
+    std::vector<std::shared_ptr<ModelVersion>> leaving;
     {
       MutexLock l(&mu_);
       if (stopping_) return;
@@ -256,14 +308,23 @@ void ModelManager::LifecycleLoop() {
           deadlines_.erase(deadlines_.begin());  // not reached: waiters own their entry
         }
       }
-      if (expired.empty()) {
-        const Time next = deadlines_.empty() ? Time::max() : deadlines_.begin()->first;
+      const Time idle_check =
+          shut_down_ || draining_ ? Time::max() : ExpireIdleLocked(now, &leaving);
+      if (expired.empty() && leaving.empty()) {
+        Time next = deadlines_.empty() ? Time::max() : deadlines_.begin()->first;
+        next = std::min(next, idle_check);
         options_.clock->WaitUntil(&life_cv_, &mu_, next);
         continue;
       }
     }
     Complete(std::move(expired));
+    for (auto& mv : leaving) mv->Flush();
   }
+}
+
+void ModelManager::WakeLifecycle() {
+  MutexLock l(&mu_);
+  life_cv_.Signal();
 }
 
 void ModelManager::Shutdown() {

@@ -86,6 +86,10 @@ class ModelManager {
     // The longest a request waits for its model to load (its own deadline
     // may be shorter).
     Duration load_wait = std::chrono::seconds(30);
+    // Seconds a loaded version stays after its last request, for models
+    // whose config sets no keep_alive_s (-1: forever; 0: unloads as soon
+    // as idle). Lazy control only: explicit control never unloads by itself.
+    int64_t keep_alive_s = 300;
   };
   static StatusOr<std::unique_ptr<ModelManager>> Create(Options options);
   ~ModelManager();
@@ -215,6 +219,13 @@ class ModelManager {
   std::shared_ptr<ModelVersion> Own(std::unique_ptr<ModelVersion> mv, const std::string& name);
   void Retired(const std::string& name, int64_t version) EXCLUDES(mu_);
   void StopThreads() EXCLUDES(mu_);
+  // The keep-alive of a model's loaded versions; Duration::max(): forever.
+  Duration KeepAliveOf(const ModelConfig& config) const;
+  // Unloads the READY versions idle past their keep-alive; returns when
+  // the next may expire.
+  Time ExpireIdleLocked(Time now, std::vector<std::shared_ptr<ModelVersion>>* leaving)
+      REQUIRES(mu_);
+  void WakeLifecycle() EXCLUDES(mu_);
 
   const Options options_;
   // Declared before the models: destroyed after every version it serves.

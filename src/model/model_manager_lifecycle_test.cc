@@ -146,6 +146,10 @@ class ModelLifecycleTest : public ::testing::Test {
     std::string small = kConfig;
     small.replace(small.find("max_queue_size = 64"), 19, "max_queue_size = 2");
     Write("small", small, {1});
+    Write("sync", kConfig, {1});
+    Write("zero", "keep_alive_s = 0\n" + std::string(kConfig), {1});
+    Write("forever", "keep_alive_s = -1\n" + std::string(kConfig), {1});
+    Write("pinned", "pin = true\n" + std::string(kConfig), {1});
   }
   void TearDown() override {
     backend_.load.Open();
@@ -173,6 +177,17 @@ class ModelLifecycleTest : public ::testing::Test {
     EXPECT_TRUE(mm.ok()) << mm.status().message();
     mm_ = std::move(mm).value();
     return *mm_;
+  }
+  // Moves the clock by `d` and returns once the lifecycle thread has made a
+  // pass at the new time: the pass that answers a waiter whose deadline is
+  // the new time also unloads what is idle by then. The waiter waits for
+  // model "sync", whose load is held at the gate (so loads stay held).
+  void AdvanceAndSync(Duration d) {
+    backend_.load.Close();
+    Answer a;
+    mm_->WhenReady(Pending("sync"), clock_.Now() + d, nullptr, a.callback());
+    clock_.Advance(d);
+    ASSERT_EQ(a.Get().status().code(), StatusCode::kDeadlineExceeded);
   }
   VersionState StateOf(const std::string& name, int64_t version) {
     for (const ModelState& s : mm_->List()) {
@@ -434,6 +449,62 @@ TEST_F(ModelLifecycleTest, ShutdownAnswersWaitersAndRefusesNewRequests) {
   EXPECT_NE(r.status().message().find("shutting down"), std::string::npos);
   EXPECT_EQ(mm.Acquire("m", "").status.code(), StatusCode::kUnavailable);
   backend_.load.Open();  // the load in progress ends and is discarded
+}
+
+TEST_F(ModelLifecycleTest, AnIdleVersionUnloadsAfterItsKeepAlive) {
+  ModelManager& mm = Create(ModelControl::kLazy, {"m", "forever", "pinned"});
+  AdvanceAndSync(std::chrono::seconds(299));
+  EXPECT_EQ(StateOf("m", 2), VersionState::kReady);
+  AdvanceAndSync(std::chrono::seconds(2));
+  ASSERT_TRUE(mm.AwaitState("m", 2, VersionState::kUnavailable, kGuard));
+  EXPECT_EQ(StateOf("m", 1), VersionState::kUnavailable);
+  // keep_alive_s = -1 and pin = true stay.
+  AdvanceAndSync(std::chrono::hours(24 * 365));
+  EXPECT_EQ(StateOf("forever", 1), VersionState::kReady);
+  EXPECT_EQ(StateOf("pinned", 1), VersionState::kReady);
+}
+
+TEST_F(ModelLifecycleTest, AVersionInUseAtItsExpiryStaysAndItsIdleTimeRestarts) {
+  ModelManager& mm = Create(ModelControl::kLazy, {"m"});
+  Acquired held = mm.Acquire("m", "2");
+  ASSERT_TRUE(held.lease);
+  AdvanceAndSync(std::chrono::seconds(301));
+  EXPECT_EQ(StateOf("m", 2), VersionState::kReady);  // in use
+  held.lease.Release();                              // its last use: now
+  AdvanceAndSync(std::chrono::seconds(299));
+  EXPECT_EQ(StateOf("m", 2), VersionState::kReady);
+  AdvanceAndSync(std::chrono::seconds(2));
+  ASSERT_TRUE(mm.AwaitState("m", 2, VersionState::kUnavailable, kGuard));
+}
+
+TEST_F(ModelLifecycleTest, KeepAliveZeroUnloadsWhenTheLastRequestEnds) {
+  ModelManager& mm = Create();
+  // Loaded by its first request, which holds it from the moment it is READY.
+  Answer first;
+  mm.WhenReady(Pending("zero"), Time::max(), nullptr, first.callback());
+  auto held = first.Get();
+  ASSERT_TRUE(held.ok()) << held.status().message();
+  Acquired second = mm.Acquire("zero", "");
+  ASSERT_TRUE(second.lease);
+  held->Release();
+  EXPECT_EQ(StateOf("zero", 1), VersionState::kReady);  // still in use
+  second.lease.Release();  // no clock movement: the release wakes the lifecycle thread
+  ASSERT_TRUE(mm.AwaitState("zero", 1, VersionState::kUnavailable, kGuard));
+}
+
+TEST_F(ModelLifecycleTest, ExplicitControlNeverUnloadsByItself) {
+  ModelManager& mm = Create(ModelControl::kExplicit, {"m", "zero"});
+  Acquired held = mm.Acquire("zero", "");
+  ASSERT_TRUE(held.lease);
+  held.lease.Release();
+  std::promise<Status> loaded;  // "sync" must be loading for AdvanceAndSync
+  backend_.load.Close();
+  mm.Load("sync", [&](Status st) { loaded.set_value(st); });
+  AdvanceAndSync(std::chrono::hours(1));
+  EXPECT_EQ(StateOf("m", 2), VersionState::kReady);
+  EXPECT_EQ(StateOf("zero", 1), VersionState::kReady);
+  backend_.load.Open();
+  EXPECT_TRUE(loaded.get_future().get().ok());
 }
 
 }  // namespace
