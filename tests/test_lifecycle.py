@@ -1,0 +1,576 @@
+"""Model lifecycle (issue 11, docs/design-lifecycle.md sections 2, 3, 10):
+lazy loading on the first inference request (one load shared by concurrent
+first requests), explicit model control with `POST
+/v2/repository/models/{m}/load` and `.../unload`, `--load-model`, the
+repository index and its states, the admin guard on load and unload,
+unloading a model with requests queued on it, and a model whose weights do
+not load (FAILED, sticky).
+
+Each test starts its own server (`preload=False`: nothing loads before the
+server listens unless the test says `--load-model`) on a temporary
+repository of mlp copies (and resnet18 for one test), so every test sees
+cold models. Log lines are counted after the server has exited, when every
+line is in; queued requests are observed through `inferd_queue_depth`.
+"""
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np  # noqa: E402
+
+import inferd_harness as h  # noqa: E402
+from test_tenants import keygen  # noqa: E402
+
+WAIT_S = 60  # bound of every poll; a load of mlp takes well under a second
+
+JSON = {"Content-Type": "application/json"}
+
+# mlp whose batcher waits an hour for a full batch of 4 items: requests stay
+# queued until the test completes the batch or the model is unloaded.
+HELD = """backend = "torchscript"
+max_batch_size = 4
+instance_count = 1
+[[input]]
+name = "input"
+datatype = "FP32"
+dims = [16]
+[[output]]
+name = "output"
+datatype = "FP32"
+dims = [4]
+[dynamic_batching]
+max_queue_delay_us = 3600000000   # an hour: only a full batch dispatches
+max_queue_size = 64
+[parameters]
+intra_op_threads = 1
+"""
+
+
+def mlp_input(items=1, value=0.5):
+    return [h.Input("input", np.full((items, 16), value, dtype=np.float32))]
+
+
+def load_hint(model):
+    return "POST /v2/repository/models/%s/load" % model
+
+
+class Pending(threading.Thread):
+    """One inference request on its own connection, answered later."""
+
+    def __init__(self, server, model, inputs, headers=None):
+        super().__init__(daemon=True)
+        self.server, self.model, self.inputs, self.headers = server, model, inputs, headers or {}
+        self.response = None
+        self.start()
+
+    def run(self):
+        body, hdrs = h.encode_infer_request(self.inputs)
+        hdrs.update(self.headers)
+        try:
+            with self.server.client(timeout=WAIT_S) as c:
+                self.response = c.request("POST", h.infer_path(self.model), body, hdrs)
+        except Exception as e:  # reported by the test
+            self.response = e
+
+    def result(self, test):
+        self.join(WAIT_S + 10)
+        test.assertFalse(self.is_alive(), "no answer to a request for " + self.model)
+        test.assertIsInstance(self.response, h.Response, repr(self.response))
+        return self.response
+
+
+class LifecycleTestCase(unittest.TestCase):
+    """A temporary repository per test (mlp and two copies unless
+    `prepare_repository` says otherwise) and helpers to serve it."""
+
+    def setUp(self):
+        h.require_models("mlp")
+        self.tmp = tempfile.mkdtemp(prefix="inferd-lifecycle-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.repo = os.path.join(self.tmp, "models")
+        os.makedirs(self.repo)
+        self.prepare_repository(self.repo)
+
+    def prepare_repository(self, repo):
+        for name in ("mlp", "mlp_b", "mlp_c"):
+            h.copy_model("mlp", repo, new_name=name)
+
+    def serve(self, *args, env=None):
+        """A server on the test's repository, nothing preloaded except what
+        `args` asks for (`--load-model ...`)."""
+        server = h.ServerProcess(self.repo, args=args, env=env, preload=False)
+        self.addCleanup(server.kill)
+        return server.start()
+
+    def stop(self, server):
+        server.assert_stopped_cleanly(self)
+
+    # -- the repository API ------------------------------------------------
+
+    def post(self, server, path, body=b"", headers=None):
+        with server.client() as c:
+            return c.request("POST", path, body, dict(JSON, **(headers or {})))
+
+    def index(self, server, body=b"", headers=None):
+        r = self.post(server, "/v2/repository/index", body, headers)
+        self.assertEqual(r.status, 200, r.describe())
+        rows = r.json()
+        self.assertIsInstance(rows, list, r.describe())
+        for row in rows:
+            self.assertEqual(sorted(row), ["name", "reason", "state", "version"], row)
+        return rows
+
+    def states(self, server, headers=None):
+        """{name: state} from the index (every model here has version 1 only)."""
+        rows = self.index(server, headers=headers)
+        for row in rows:
+            self.assertEqual(row["version"], "1", row)
+        return {row["name"]: row["state"] for row in rows}
+
+    def state(self, server, model):
+        return self.states(server)[model]
+
+    def wait_state(self, server, model, *wanted):
+        return h.wait_until(lambda: self.state(server, model) in wanted and self.state(server, model),
+                            WAIT_S, "model %s in state %s" % (model, " or ".join(wanted)))
+
+    def load(self, server, model, body=b"", headers=None):
+        return self.post(server, "/v2/repository/models/%s/load" % model, body, headers)
+
+    def unload(self, server, model, body=b"", headers=None):
+        return self.post(server, "/v2/repository/models/%s/unload" % model, body, headers)
+
+    def assert_rows(self, r, model, states):
+        """A 200 load/unload answer: the model's index rows, each in one of `states`."""
+        self.assertEqual(r.status, 200, r.describe())
+        rows = r.json()
+        self.assertEqual([(row["name"], row["version"]) for row in rows], [(model, "1")], rows)
+        for row in rows:
+            self.assertIn(row["state"], states, rows)
+        return rows
+
+    # -- inference -----------------------------------------------------------
+
+    def infer(self, server, model="mlp", items=1, headers=None):
+        body, hdrs = h.encode_infer_request(mlp_input(items))
+        hdrs.update(headers or {})
+        with server.client() as c:
+            return c.request("POST", h.infer_path(model), body, hdrs)
+
+    def assert_infers(self, server, model="mlp", items=1):
+        r = self.infer(server, model, items)
+        self.assertEqual(r.status, 200, r.describe())
+        d = h.decode_infer_response(r)
+        self.assertEqual(d.outputs["output"].shape, (items, 4))
+        return d
+
+    # -- queue depth -----------------------------------------------------------
+
+    def queue_depth(self, server, model):
+        return h.metric_sum(h.parse_metrics(h.scrape(server)), "inferd_queue_depth", model=model) or 0
+
+    def wait_queued(self, server, model, n):
+        h.wait_until(lambda: self.queue_depth(server, model) == n, WAIT_S,
+                     "%d requests queued for %s" % (n, model))
+
+    # -- the log (read after the server exited) --------------------------------
+
+    def log_lines(self, server, pattern):
+        rx = re.compile(pattern)
+        with server._cond:
+            lines = list(server._lines)
+        return [line for stream, line in lines if stream == "stderr" and rx.search(line)]
+
+    def ready_lines(self, server, model):
+        return self.log_lines(server, r"model '%s' version 1 ready in \d" % re.escape(model))
+
+
+class LazyLoadingTest(LifecycleTestCase):
+    def test_cold_first_request_loads_the_model(self):
+        server = self.serve()
+        self.assertEqual(self.states(server),
+                         {"mlp": "UNAVAILABLE", "mlp_b": "UNAVAILABLE", "mlp_c": "UNAVAILABLE"})
+        with server.client() as c:
+            r = c.get("/v2")
+            self.assertEqual(r.status, 200, r.describe())
+            self.assertIn("model_repository", r.json()["extensions"])
+            # The server is ready with nothing loaded.
+            self.assertEqual(c.get("/v2/health/ready").status, 200)
+            # Metadata and config come from the registered config: no load.
+            r = c.get("/v2/models/mlp")
+            self.assertEqual(r.status, 200, r.describe())
+            meta = r.json()
+            self.assertEqual(meta["name"], "mlp")
+            self.assertEqual([i["name"] for i in meta["inputs"]], ["input"])
+            self.assertEqual([o["name"] for o in meta["outputs"]], ["output"])
+            r = c.get("/v2/models/mlp/config")
+            self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(self.state(server, "mlp"), "UNAVAILABLE")
+        with server.client() as c:
+            r = c.get("/v2/models/mlp/ready")
+        h.assert_json_error(self, r, 503, ["UNAVAILABLE", "loads on its first inference request"])
+        self.assertEqual(self.state(server, "mlp"), "UNAVAILABLE", "GET .../ready loaded the model")
+
+        self.assert_infers(server, "mlp")
+        self.assertEqual(self.states(server),
+                         {"mlp": "READY", "mlp_b": "UNAVAILABLE", "mlp_c": "UNAVAILABLE"})
+        with server.client() as c:
+            r = c.get("/v2/models/mlp/ready")
+            self.assertEqual(r.status, 200, r.describe())
+            self.assertEqual(c.get("/v2/models/mlp_b/ready").status, 503)
+        self.assert_infers(server, "mlp", items=3)
+        self.stop(server)
+        self.assertEqual(len(self.ready_lines(server, "mlp")), 1, server.output())
+        self.assertEqual(self.ready_lines(server, "mlp_b"), [])
+
+    def test_concurrent_first_requests_share_one_load(self):
+        server = self.serve()
+        self.assertEqual(self.state(server, "mlp"), "UNAVAILABLE")
+
+        def one(i):
+            x = np.full((1, 16), 0.25 * (i % 4), dtype=np.float32)
+            with server.client() as c:
+                r, d = c.infer("mlp", [h.Input("input", x)])
+            return r, d, i % 4
+
+        results = h.run_threads(one, [(i,) for i in range(32)], timeout=WAIT_S * 2)
+        by_value = {}
+        for r, d, k in results:
+            self.assertEqual(r.status, 200, r.describe())
+            by_value.setdefault(k, []).append(d.outputs["output"])
+        for k, outs in by_value.items():
+            for out in outs:  # same input, same answer
+                np.testing.assert_array_equal(out, outs[0])
+        self.assertEqual(self.state(server, "mlp"), "READY")
+        self.stop(server)
+        self.assertEqual(len(self.ready_lines(server, "mlp")), 1,
+                         "32 first requests should share one load\n" + server.output())
+
+    def test_unload_then_a_request_loads_it_again(self):
+        server = self.serve()
+        first = self.assert_infers(server, "mlp")
+        self.assertEqual(self.state(server, "mlp"), "READY")
+        self.assert_rows(self.unload(server, "mlp"), "mlp", ("UNLOADING", "UNAVAILABLE"))
+        self.wait_state(server, "mlp", "UNAVAILABLE")
+        with server.client() as c:
+            r = c.get("/v2/models/mlp/ready")
+        h.assert_json_error(self, r, 503, "loads on its first inference request")
+        second = self.assert_infers(server, "mlp")
+        np.testing.assert_array_equal(first.outputs["output"], second.outputs["output"])
+        self.assertEqual(self.state(server, "mlp"), "READY")
+        self.stop(server)
+        self.assertEqual(len(self.ready_lines(server, "mlp")), 2, server.output())
+
+
+class KeepAliveTest(LifecycleTestCase):
+    """keep_alive_s in config.toml (the clock-driven cases are unit tests in
+    src/model/model_manager_lifecycle_test.cc)."""
+
+    def prepare_repository(self, repo):
+        h.copy_model("mlp", repo)
+        cfg = os.path.join(repo, "mlp", "config.toml")
+        with open(cfg) as f:
+            text = f.read()
+        with open(cfg, "w") as f:
+            f.write("keep_alive_s = 1\n" + text)  # top-level keys before any table
+        h.copy_model("mlp", repo, new_name="mlp_pinned")
+        cfg = os.path.join(repo, "mlp_pinned", "config.toml")
+        with open(cfg) as f:
+            text = f.read()
+        with open(cfg, "w") as f:
+            f.write("keep_alive_s = 0\npin = true\n" + text)
+
+    def test_an_idle_model_unloads_after_its_keep_alive_and_a_pinned_one_stays(self):
+        server = self.serve()
+        self.assert_infers(server, "mlp")
+        self.assert_infers(server, "mlp_pinned")
+        self.wait_state(server, "mlp", "UNAVAILABLE")
+        self.assertEqual(self.state(server, "mlp_pinned"), "READY")
+        self.assert_infers(server, "mlp")  # loads again
+        self.stop(server)
+        self.assertEqual(len(self.ready_lines(server, "mlp")), 2, server.output())
+        self.assertEqual(len(self.ready_lines(server, "mlp_pinned")), 1, server.output())
+
+
+class ExplicitControlTest(LifecycleTestCase):
+    def test_load_infer_unload(self):
+        server = self.serve("--model-control", "explicit")
+        self.assertEqual(self.state(server, "mlp"), "UNAVAILABLE")
+        r = self.infer(server, "mlp")
+        h.assert_json_error(self, r, 503, ["not loaded", load_hint("mlp")])
+        with server.client() as c:
+            r = c.get("/v2/models/mlp/ready")
+        h.assert_json_error(self, r, 503, load_hint("mlp"))
+        self.assertEqual(self.state(server, "mlp"), "UNAVAILABLE", "a refused request loaded the model")
+
+        self.assert_rows(self.load(server, "mlp"), "mlp", ("READY",))
+        self.assertEqual(self.states(server),
+                         {"mlp": "READY", "mlp_b": "UNAVAILABLE", "mlp_c": "UNAVAILABLE"})
+        self.assert_infers(server, "mlp")
+        with server.client() as c:
+            self.assertEqual(c.get("/v2/models/mlp/ready").status, 200)
+        # Loading a READY model again answers its rows (no second load).
+        self.assert_rows(self.load(server, "mlp", b"{}"), "mlp", ("READY",))
+        self.assert_infers(server, "mlp")
+
+        self.assert_rows(self.unload(server, "mlp"), "mlp", ("UNLOADING", "UNAVAILABLE"))
+        self.wait_state(server, "mlp", "UNAVAILABLE")
+        r = self.infer(server, "mlp")
+        h.assert_json_error(self, r, 503, load_hint("mlp"))
+        self.assertEqual(self.state(server, "mlp"), "UNAVAILABLE")
+        # Unloading an unloaded model is harmless.
+        self.assert_rows(self.unload(server, "mlp"), "mlp", ("UNAVAILABLE",))
+
+        # And it loads again on request.
+        self.assert_rows(self.load(server, "mlp", {"parameters": {}}), "mlp", ("READY",))
+        self.assert_infers(server, "mlp")
+        self.stop(server)
+        self.assertEqual(len(self.ready_lines(server, "mlp")), 2, server.output())
+
+
+class LoadModelFlagTest(LifecycleTestCase):
+    def test_named_models_are_ready_at_listen(self):
+        server = self.serve("--model-control", "explicit", "--load-model", "mlp")
+        self.assertEqual(self.states(server),
+                         {"mlp": "READY", "mlp_b": "UNAVAILABLE", "mlp_c": "UNAVAILABLE"})
+        self.assert_infers(server, "mlp")
+        h.assert_json_error(self, self.infer(server, "mlp_b"), 503, load_hint("mlp_b"))
+        self.stop(server)
+
+    def test_a_comma_list_and_a_repeated_flag(self):
+        server = self.serve("--model-control", "explicit", "--load-model", "mlp,mlp_b",
+                            "--load-model", "mlp_c")
+        self.assertEqual(self.states(server), {"mlp": "READY", "mlp_b": "READY", "mlp_c": "READY"})
+        self.stop(server)
+
+    def test_star_loads_every_model_in_lazy_mode(self):
+        server = self.serve("--load-model", "*")
+        self.assertEqual(self.states(server), {"mlp": "READY", "mlp_b": "READY", "mlp_c": "READY"})
+        self.stop(server)
+
+    def test_an_unknown_name_exits_2(self):
+        server = h.ServerProcess(self.repo, args=("--load-model", "nope"), preload=False)
+        self.addCleanup(server.kill)
+        rc = server.launch().wait_exit()
+        self.assertEqual(rc, 2, "exit code %s:\n%s" % (rc, server.output()))
+        self.assertIn("'nope'", server.output())
+
+
+class RepositoryRequestsTest(LifecycleTestCase):
+    def test_bad_bodies_and_unknown_models(self):
+        server = self.serve()
+        for body in ({"parameters": {"config": "{}"}}, {"parameters": {"file:1/model.pt": "AAAA"}}):
+            with self.subTest(body=body):
+                r = self.load(server, "mlp", body)
+                h.assert_json_error(self, r, 400, [list(body["parameters"])[0], "not supported"])
+        r = self.unload(server, "mlp", {"parameters": {"unload_dependents": True}})
+        h.assert_json_error(self, r, 400, ["unload_dependents", "not supported"])
+        self.assertEqual(self.state(server, "mlp"), "UNAVAILABLE", "a refused load loaded the model")
+
+        r = self.post(server, "/v2/repository/index", {"nope": 1})
+        h.assert_json_error(self, r, 400, "nope")
+        r = self.post(server, "/v2/repository/index", b"{not json")
+        h.assert_json_error(self, r, 400)
+
+        for call in (self.load, self.unload):
+            with self.subTest(call=call.__name__):
+                h.assert_json_error(self, call(server, "nope"), 404, "nope")
+
+        # Accepted bodies: empty, {} and {"parameters": {}}; the filter.
+        self.assert_infers(server, "mlp")
+        for body in (b"", b"{}", {"ready": True}):
+            with self.subTest(index_body=body):
+                rows = self.index(server, body)
+                names = [row["name"] for row in rows]
+                if body == {"ready": True}:
+                    self.assertEqual([(row["name"], row["state"]) for row in rows], [("mlp", "READY")])
+                else:
+                    self.assertEqual(sorted(names), ["mlp", "mlp_b", "mlp_c"])
+        self.assert_rows(self.load(server, "mlp_b", {"parameters": {}}), "mlp_b", ("READY",))
+        self.assertEqual(sorted(row["name"] for row in self.index(server, {"ready": True})),
+                         ["mlp", "mlp_b"])
+        self.stop(server)
+
+
+class AdminGuardTest(LifecycleTestCase):
+    def test_load_and_unload_need_an_admin_key(self):
+        admin_key, admin_hash = keygen()
+        user_key, user_hash = keygen()
+        config = os.path.join(self.tmp, "inferd.toml")
+        with open(config, "w") as f:
+            f.write('[auth]\nrequired = true\n')
+            f.write('[[tenants]]\nname = "ops"\napi_key_sha256 = ["%s"]\nadmin = true\n' % admin_hash)
+            f.write('[[tenants]]\nname = "user"\napi_key_sha256 = ["%s"]\n' % user_hash)
+        server = self.serve("--config", config, "--model-control", "explicit")
+        admin = {"Authorization": "Bearer " + admin_key}
+        user = {"X-Api-Key": user_key}
+
+        # Every tenant reads the index; nobody without a key.
+        self.assertEqual(self.states(server, headers=user)["mlp"], "UNAVAILABLE")
+        r = self.post(server, "/v2/repository/index", b"{}")
+        self.assertEqual(r.status, 401, r.describe())
+
+        for call in (self.load, self.unload):
+            with self.subTest(call=call.__name__):
+                h.assert_json_error(self, call(server, "mlp", headers=user), 403, "admin")
+                self.assertEqual(call(server, "mlp").status, 401)
+        self.assertEqual(self.states(server, headers=user)["mlp"], "UNAVAILABLE")
+
+        self.assert_rows(self.load(server, "mlp", headers=admin), "mlp", ("READY",))
+        r = self.infer(server, "mlp", headers=user)
+        self.assertEqual(r.status, 200, r.describe())
+        h.assert_json_error(self, self.unload(server, "mlp", headers=user), 403, "admin")
+        self.assertEqual(self.states(server, headers=user)["mlp"], "READY")
+        self.assert_rows(self.unload(server, "mlp", headers=admin), "mlp", ("UNLOADING", "UNAVAILABLE"))
+        self.stop(server)
+
+
+class UnloadWhileQueuedTest(LifecycleTestCase):
+    def prepare_repository(self, repo):
+        h.copy_model("mlp", repo, new_name="held", config_text=HELD)
+        h.copy_model("mlp", repo)
+
+    def unload_with_three_queued(self, server):
+        """Three single-item requests wait in `held`'s queue for a fourth
+        item; the unload leaves them to complete with 200."""
+        self.assertEqual(self.state(server, "held"), "READY")
+        queued = [Pending(server, "held", mlp_input()) for _ in range(3)]
+        self.wait_queued(server, "held", 3)
+        self.assert_rows(self.unload(server, "held"), "held", ("UNLOADING", "UNAVAILABLE"))
+        for p in queued:
+            r = p.result(self)
+            self.assertEqual(r.status, 200, r.describe())
+            self.assertEqual(h.decode_infer_response(r).outputs["output"].shape, (1, 4))
+        self.wait_state(server, "held", "UNAVAILABLE")
+
+    def test_queued_requests_complete_then_lazy_reloads(self):
+        server = self.serve("--load-model", "held")
+        self.unload_with_three_queued(server)
+        self.assert_infers(server, "held", items=4)  # a full batch: dispatched at once
+        self.assertEqual(self.state(server, "held"), "READY")
+        self.stop(server)
+        self.assertEqual(len(self.ready_lines(server, "held")), 2, server.output())
+
+    def test_queued_requests_complete_then_explicit_refuses(self):
+        server = self.serve("--model-control", "explicit", "--load-model", "held")
+        self.unload_with_three_queued(server)
+        h.assert_json_error(self, self.infer(server, "held", items=4), 503, load_hint("held"))
+        self.assertEqual(self.state(server, "held"), "UNAVAILABLE")
+        self.stop(server)
+
+
+class UnloadUnderLoadTest(LifecycleTestCase):
+    """resnet18 (tens of ms per batch) with 16 requests sent at once and an
+    unload right behind them: whether a request ran on the old version or
+    on the one the lazy mode loads again, it gets 200."""
+
+    def prepare_repository(self, repo):
+        h.require_models("resnet18")
+        h.copy_model("resnet18", repo)
+        h.copy_model("mlp", repo)
+
+    def test_unload_with_requests_in_flight(self):
+        server = self.serve("--load-model", "resnet18")
+        self.assertEqual(self.state(server, "resnet18"), "READY")
+        rng = np.random.default_rng(11)
+        image = rng.random((1, 3, 224, 224), dtype=np.float32)
+        inputs = [h.Input("input", image, binary=True)]
+        pending = [Pending(server, "resnet18", inputs) for _ in range(16)]
+        self.assert_rows(self.unload(server, "resnet18"), "resnet18",
+                         ("UNLOADING", "UNAVAILABLE", "READY", "LOADING"))
+        outputs = []
+        for p in pending:
+            r = p.result(self)
+            self.assertEqual(r.status, 200, r.describe())
+            outputs.append(h.decode_infer_response(r).outputs["output"])
+        for out in outputs:
+            self.assertEqual(out.shape, (1, 1000))
+            np.testing.assert_allclose(out, outputs[0], rtol=1e-4, atol=1e-4)
+        self.wait_state(server, "resnet18", "UNAVAILABLE", "READY")
+        # Still serving: another request (which loads it again if needed).
+        r = Pending(server, "resnet18", inputs).result(self)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(self.state(server, "resnet18"), "READY")
+        self.assert_infers(server, "mlp")
+        self.stop(server)
+
+    def test_unload_with_requests_in_flight_explicit(self):
+        """Explicit mode: a request that arrived after the unload gets 503
+        with the load hint instead; none fails otherwise."""
+        server = self.serve("--model-control", "explicit", "--load-model", "resnet18")
+        self.assertEqual(self.state(server, "resnet18"), "READY")
+        image = np.random.default_rng(12).random((1, 3, 224, 224), dtype=np.float32)
+        inputs = [h.Input("input", image, binary=True)]
+        pending = [Pending(server, "resnet18", inputs) for _ in range(16)]
+        self.assert_rows(self.unload(server, "resnet18"), "resnet18", ("UNLOADING", "UNAVAILABLE"))
+        for p in pending:
+            r = p.result(self)
+            if r.status != 200:
+                h.assert_json_error(self, r, 503, load_hint("resnet18"))
+        self.wait_state(server, "resnet18", "UNAVAILABLE")
+        h.assert_json_error(self, Pending(server, "resnet18", inputs).result(self), 503,
+                            load_hint("resnet18"))
+        self.assert_rows(self.load(server, "resnet18"), "resnet18", ("READY",))
+        r = Pending(server, "resnet18", inputs).result(self)
+        self.assertEqual(r.status, 200, r.describe())
+        self.stop(server)
+
+
+class BrokenWeightsTest(LifecycleTestCase):
+    def prepare_repository(self, repo):
+        h.copy_model("mlp", repo)
+        h.copy_model("mlp", repo, new_name="broken")
+        path = os.path.join(repo, "broken", "1", "model.pt")
+        os.remove(path)
+        with open(path, "wb") as f:
+            f.write(b"this is not a TorchScript archive")
+
+    def failed_rows(self, server):
+        rows = [row for row in self.index(server) if row["name"] == "broken"]
+        self.assertEqual(len(rows), 1, rows)
+        return rows[0]
+
+    def test_a_failed_load_is_sticky(self):
+        server = self.serve()
+        self.assertEqual(self.state(server, "broken"), "UNAVAILABLE")
+        h.assert_json_error(self, self.infer(server, "broken"), 503, ["broken", "model.pt"],
+                            what="first request")
+        row = self.failed_rows(server)
+        self.assertEqual(row["state"], "FAILED", row)
+        self.assertIn("model.pt", row["reason"])
+        with server.client() as c:
+            r = c.get("/v2/models/broken/ready")
+        h.assert_json_error(self, r, 503, "model.pt", what="ready")
+        # Sticky: the next request gets the same answer without a new attempt.
+        h.assert_json_error(self, self.infer(server, "broken"), 503, ["broken", "model.pt"],
+                            what="second request")
+        self.assertEqual(self.failed_rows(server)["state"], "FAILED")
+        # The good model is not affected.
+        self.assert_infers(server, "mlp")
+        self.stop(server)
+        failures = self.log_lines(server, r"model 'broken' version 1 is unavailable")
+        self.assertEqual(len(failures), 1, "one load attempt expected:\n" + server.output())
+        self.assertIn("model.pt", failures[0])
+        self.assertEqual(self.ready_lines(server, "broken"), [])
+
+    def test_an_explicit_load_of_a_broken_model_is_400(self):
+        for mode in ("lazy", "explicit"):
+            with self.subTest(mode=mode):
+                server = self.serve("--model-control", mode)
+                r = self.load(server, "broken")
+                h.assert_json_error(self, r, 400, "model.pt")
+                row = self.failed_rows(server)
+                self.assertEqual(row["state"], "FAILED", row)
+                self.assertIn("model.pt", row["reason"])
+                h.assert_json_error(self, self.infer(server, "broken"), 503, "model.pt")
+                self.stop(server)
+
+
+if __name__ == "__main__":
+    unittest.main()
