@@ -1,8 +1,11 @@
 #pragma once
 // The backend interface: how the model layer runs a loaded model without
-// knowing what runtime executes it. A backend is registered by name
-// ("torchscript") with a factory that creates one instance per configured
-// instance_count. A blocking instance runs one batch at a time (the
+// knowing what runtime executes it (Triton's model / model instance split).
+// A backend is registered by name ("torchscript") with a factory that
+// loads a BackendModel once per model version; the model makes one
+// instance per configured instance_count, which may share its weights
+// (instance_count then means concurrent executions, not copies). A
+// blocking instance runs one batch at a time (the
 // DynamicBatcher hands batches to free instances), so it need not be
 // thread-safe; an asynchronous instance's Start may be called from any
 // thread, concurrently.
@@ -56,12 +59,68 @@ struct BackendInstanceSpec {
   int instance_index = 0;
 };
 
+// Makes one instance (a backend without a model-level load, and test
+// doubles).
 using BackendFactory =
     std::function<StatusOr<std::unique_ptr<BackendInstance>>(const BackendInstanceSpec&)>;
 using BackendRegistry = std::map<std::string, BackendFactory>;
 
+// What a loaded version holds in memory, as its runtime reports it.
+struct BackendMemory {
+  bool known = false;         // false: the backend cannot tell
+  int64_t weights_bytes = 0;  // parameters, buffers, tensor constants (by storage)
+  int64_t packed_bytes = 0;   // the runtime's pre-packed copies (e.g. oneDNN layouts)
+  bool approximate = false;   // some parts counted at their logical size, or not visible
+  int64_t total() const { return weights_bytes + packed_bytes; }
+};
+
+struct BackendModelSpec {
+  const ModelConfig* config = nullptr;  // outlives the model and its instances
+  std::string version_dir;              // DIR/<model>/<version>
+  int64_t version = 0;
+};
+
+// One loaded version of a model. It outlives its instances.
+class BackendModel {
+ public:
+  virtual ~BackendModel() = default;
+  // Instance `index` (0 .. concurrency-1); called on one thread before any
+  // instance runs.
+  virtual StatusOr<std::unique_ptr<BackendInstance>> CreateInstance(int index) = 0;
+  // Measured once, at load; for the memory view and the memory budget.
+  virtual BackendMemory Memory() const { return {}; }
+  // True when the instances share one copy of the weights.
+  virtual bool shares_weights() const { return false; }
+  // Threads one execution uses (libtorch's intra-op threads): instances x
+  // this never exceed the executor's threads.
+  virtual int threads_per_execution() const { return 1; }
+};
+
+using BackendModelFactory =
+    std::function<StatusOr<std::unique_ptr<BackendModel>>(const BackendModelSpec&)>;
+
+// A model whose instances are each made by `factory` (a copy each).
+inline BackendModelFactory PerInstance(BackendFactory factory) {
+  class Model final : public BackendModel {
+   public:
+    Model(BackendFactory f, BackendModelSpec spec) : f_(std::move(f)), spec_(std::move(spec)) {}
+    StatusOr<std::unique_ptr<BackendInstance>> CreateInstance(int index) override {
+      return f_(BackendInstanceSpec{spec_.config, spec_.version_dir, index});
+    }
+
+   private:
+    BackendFactory f_;
+    BackendModelSpec spec_;
+  };
+  return [factory = std::move(factory)](
+             const BackendModelSpec& spec) -> StatusOr<std::unique_ptr<BackendModel>> {
+    return std::unique_ptr<BackendModel>(new Model(factory, spec));
+  };
+}
+
 // The version of this interface (and of the C++ types it passes) that
 // backend plugins are built against; see model/backend_loader.h.
-inline constexpr uint32_t kBackendApiVersion = 2;
+// 3: plugins register a BackendModelFactory.
+inline constexpr uint32_t kBackendApiVersion = 3;
 
 }  // namespace inferd

@@ -13,9 +13,9 @@ namespace inferd {
 namespace {
 
 using ApiVersionFn = uint32_t (*)();
-using RegisterFn = bool (*)(BackendFactory*);
+using RegisterFn = bool (*)(BackendModelFactory*);
 
-StatusOr<BackendFactory> LoadPlugin(const std::string& directory, const std::string& name) {
+StatusOr<BackendModelFactory> LoadPlugin(const std::string& directory, const std::string& name) {
   for (char c : name) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') {
       return InvalidArgumentError("backend name '" + name + "' is not [A-Za-z0-9_]+");
@@ -46,7 +46,7 @@ StatusOr<BackendFactory> LoadPlugin(const std::string& directory, const std::str
                                    std::to_string(v) + ", this server has " +
                                    std::to_string(kBackendApiVersion));
   }
-  BackendFactory factory;
+  BackendModelFactory factory;
   if (!reg(&factory) || !factory) {
     return FailedPreconditionError("backend plugin " + path + " failed to register");
   }
@@ -67,7 +67,7 @@ std::string BackendLoader::DefaultDirectory() {
   return (exe.parent_path() / "backends").string();
 }
 
-StatusOr<BackendFactory> BackendLoader::Get(const std::string& name) {
+StatusOr<BackendModelFactory> BackendLoader::Get(const std::string& name) {
   // Loading holds the lock: a plugin loads once, and loads are rare.
   MutexLock l(&mu_);
   auto it = loaded_.find(name);

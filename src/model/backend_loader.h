@@ -7,8 +7,8 @@
 //       the kBackendApiVersion it was built against; checked first, with
 //       plain types only, so a mismatched plugin is refused before any
 //       C++ object crosses the boundary;
-//   bool inferd_backend_register(inferd::BackendFactory* factory);
-//       fills in the factory of its instances.
+//   bool inferd_backend_register(inferd::BackendModelFactory* factory);
+//       fills in the factory of its models (model/backend.h).
 //
 // A plugin is built from this tree with the same compiler (the C++ types of
 // model/backend.h cross the boundary); kBackendApiVersion changes whenever
@@ -36,7 +36,7 @@ class BackendLoader {
   // The factory of backend `name`, loading its plugin on first use.
   // NotFound when there is no such plugin; FailedPrecondition when it
   // cannot be loaded or was built against another API version.
-  StatusOr<BackendFactory> Get(const std::string& name) EXCLUDES(mu_);
+  StatusOr<BackendModelFactory> Get(const std::string& name) EXCLUDES(mu_);
   // Names of the plugins loaded so far.
   std::vector<std::string> Loaded() EXCLUDES(mu_);
   const std::string& directory() const { return directory_; }
@@ -47,7 +47,7 @@ class BackendLoader {
  private:
   const std::string directory_;
   Mutex mu_;
-  std::map<std::string, StatusOr<BackendFactory>> loaded_ GUARDED_BY(mu_);
+  std::map<std::string, StatusOr<BackendModelFactory>> loaded_ GUARDED_BY(mu_);
 };
 
 }  // namespace inferd

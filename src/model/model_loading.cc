@@ -43,7 +43,7 @@ void ModelManager::RunLoad(const LoadJob& job) {
   }
   const Time t0 = options_.clock->Now();
   StatusOr<std::unique_ptr<ModelVersion>> loaded = InternalError("not loaded");
-  StatusOr<BackendFactory> factory = Factory(config->backend);
+  StatusOr<BackendModelFactory> factory = Factory(config->backend);
   if (!factory.ok()) {
     loaded = factory.status();
   } else {

@@ -42,9 +42,9 @@ ModelManager::~ModelManager() {
   StopThreads();
 }
 
-StatusOr<BackendFactory> ModelManager::Factory(const std::string& backend) {
+StatusOr<BackendModelFactory> ModelManager::Factory(const std::string& backend) {
   auto it = options_.backends.find(backend);
-  if (it != options_.backends.end()) return it->second;
+  if (it != options_.backends.end()) return PerInstance(it->second);
   return loader_.Get(backend);
 }
 

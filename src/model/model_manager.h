@@ -193,7 +193,7 @@ class ModelManager {
       : options_(std::move(options)), loader_(options_.backend_directory) {}
   static VersionState StateOf(const Slot& slot);
   // The factory of `backend`: built in, else its plugin's.
-  StatusOr<BackendFactory> Factory(const std::string& backend);
+  StatusOr<BackendModelFactory> Factory(const std::string& backend);
   void Register(std::vector<RepositoryEntry> entries) EXCLUDES(mu_);
   Status Preload() EXCLUDES(mu_);
   // The slot a request for `version` of `m` resolves to.

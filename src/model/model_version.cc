@@ -1,5 +1,7 @@
 #include "model/model_version.h"
 
+#include "common/logging.h"
+
 #include <atomic>
 #include "sched/batch_tensors.h"
 
@@ -14,11 +16,14 @@ namespace inferd {
 // batch still runs.
 struct ModelVersion::Runtime {
   explicit Runtime(const ModelConfig& c) : config(c) {}
-  const ModelConfig config;  // instances may keep pointers to it
+  const ModelConfig config;  // the model and instances may keep pointers to it
   Clock* clock = nullptr;
   BatchObserver on_batch;
   BufferPool pool;
-  std::vector<std::unique_ptr<BackendInstance>> instances;  // one per instance_count
+  std::unique_ptr<BackendModel> model;                      // outlives the instances
+  std::vector<std::unique_ptr<BackendInstance>> instances;  // one per concurrent execution
+  BackendMemory memory;
+  bool shares_weights = false;
 
   std::atomic<size_t> next{0};  // round-robin over asynchronous instances
 
@@ -50,19 +55,41 @@ struct ModelVersion::Runtime {
 
 StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& options) {
   const ModelConfig& config = *options.config;
-  const BackendFactory* factory = options.factory;
+  BackendModelFactory fallback;
+  const BackendModelFactory* factory = options.factory;
   if (!factory && options.backends) {
     auto it = options.backends->find(config.backend);
-    if (it != options.backends->end()) factory = &it->second;
+    if (it != options.backends->end()) {
+      fallback = PerInstance(it->second);
+      factory = &fallback;
+    }
   }
   if (!factory) return InvalidArgumentError("unknown backend '" + config.backend + "'");
   std::unique_ptr<ModelVersion> mv(new ModelVersion(options.version));
   auto runtime = std::make_shared<Runtime>(config);
   runtime->clock = options.clock ? options.clock : Clock::System();
   runtime->on_batch = options.on_batch;
-  for (int i = 0; i < config.instance_count; ++i) {
-    BackendInstanceSpec spec{&runtime->config, options.version_dir, i};
-    INFERD_ASSIGN_OR_RETURN(auto instance, (*factory)(spec));
+  INFERD_ASSIGN_OR_RETURN(
+      runtime->model,
+      (*factory)(BackendModelSpec{&runtime->config, options.version_dir, options.version}));
+  runtime->memory = runtime->model->Memory();
+  runtime->shares_weights = runtime->model->shares_weights();
+  // Executions x threads per execution never exceed the executor's threads
+  // (an oversubscribed core only adds switches).
+  int concurrency = static_cast<int>(config.instance_count);
+  if (options.executor != nullptr) {
+    const int per = std::max(1, runtime->model->threads_per_execution());
+    const int fit = std::max(1, options.executor->threads() / per);
+    if (concurrency > fit) {
+      INFERD_LOG_WARN(
+          "model '{}': instance_count {} x {} intra-op thread(s) exceed the executor's {} "
+          "thread(s): {} concurrent execution(s)",
+          config.name, concurrency, per, options.executor->threads(), fit);
+      concurrency = fit;
+    }
+  }
+  for (int i = 0; i < concurrency; ++i) {
+    INFERD_ASSIGN_OR_RETURN(auto instance, runtime->model->CreateInstance(i));
     runtime->instances.push_back(std::move(instance));
   }
   mv->runtime_ = runtime;
@@ -97,7 +124,7 @@ StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& option
   bo.adaptive = bo.batching && config.dynamic_batching.adaptive;
   bo.latency_target = std::chrono::microseconds(config.dynamic_batching.latency_target_us);
   bo.max_queue_size = static_cast<size_t>(config.max_queue_size);
-  bo.num_workers = static_cast<int>(config.instance_count);
+  bo.num_workers = static_cast<int>(runtime->instances.size());
   bo.priority_levels = static_cast<int>(config.scheduling.priority_levels);
   bo.lower_level_share = config.scheduling.lower_level_share;
   for (const QueuePolicyConfig& p : config.scheduling.queue_policy)
@@ -107,12 +134,15 @@ StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& option
   // requests), at most what the queue holds plus what runs (a request
   // past the gate is never refused by a full queue for want of room).
   bo.overload_control = config.overload.enabled;
-  bo.overload.min_limit = config.overload.min_limit > 0
-                              ? config.overload.min_limit
-                              : 2 * config.instance_count * bo.max_batch_size;
-  bo.overload.max_limit = config.overload.max_limit > 0
-                              ? config.overload.max_limit
-                              : config.max_queue_size + config.instance_count * bo.max_batch_size;
+  bo.overload.min_limit =
+      config.overload.min_limit > 0
+          ? config.overload.min_limit
+          : 2 * static_cast<int64_t>(runtime->instances.size()) * bo.max_batch_size;
+  bo.overload.max_limit =
+      config.overload.max_limit > 0
+          ? config.overload.max_limit
+          : config.max_queue_size +
+                static_cast<int64_t>(runtime->instances.size()) * bo.max_batch_size;
   bo.overload.target = std::chrono::microseconds(config.overload.target_delay_us);
   bo.overload.interval = std::chrono::microseconds(config.overload.interval_us);
   bo.clock = runtime->clock;
@@ -129,6 +159,12 @@ ModelVersion::~ModelVersion() { Shutdown(); }
 const ModelConfig& ModelVersion::config() const { return runtime_->config; }
 
 Clock* ModelVersion::clock() const { return runtime_->clock; }
+
+const BackendMemory& ModelVersion::memory() const { return runtime_->memory; }
+
+bool ModelVersion::shares_weights() const { return runtime_->shares_weights; }
+
+int ModelVersion::concurrency() const { return static_cast<int>(runtime_->instances.size()); }
 
 void ModelVersion::Shutdown() {
   if (scheduler_) scheduler_->Shutdown();

@@ -36,9 +36,9 @@ class ModelVersion {
     const ModelConfig* config = nullptr;  // copied
     int64_t version = 1;
     std::string version_dir;
-    // The backend's factory; when null, config.backend is looked up in
-    // `backends`.
-    const BackendFactory* factory = nullptr;
+    // The backend's model factory; when null, config.backend is looked up
+    // in `backends` (instance factories: a copy per instance).
+    const BackendModelFactory* factory = nullptr;
     const BackendRegistry* backends = nullptr;
     Clock* clock = nullptr;  // default: Clock::System()
     BatchObserver on_batch;  // optional
@@ -52,6 +52,12 @@ class ModelVersion {
   const ModelConfig& config() const;
   int64_t version() const { return version_; }
   Clock* clock() const;
+  // What the backend holds for this version, measured at load.
+  const BackendMemory& memory() const;
+  bool shares_weights() const;
+  // Executions that may run at once: instance_count, unless clamped so
+  // that executions x threads per execution fit the executor.
+  int concurrency() const;
 
   // Who uses the version (model/version_lease.h): the requests holding a
   // lease, and when the last one ended.

@@ -176,10 +176,10 @@ extern "C" __attribute__((visibility("default"))) uint32_t inferd_backend_api_ve
 }
 
 extern "C" __attribute__((visibility("default"))) bool inferd_backend_register(
-    inferd::BackendFactory* factory) {
-  *factory = [](const inferd::BackendInstanceSpec&)
-      -> inferd::StatusOr<std::unique_ptr<inferd::BackendInstance>> {
+    inferd::BackendModelFactory* factory) {
+  *factory = inferd::PerInstance([](const inferd::BackendInstanceSpec&)
+                                     -> inferd::StatusOr<std::unique_ptr<inferd::BackendInstance>> {
     return std::unique_ptr<inferd::BackendInstance>(new inferd::StreamTestInstance());
-  };
+  });
   return true;
 }

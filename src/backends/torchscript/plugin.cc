@@ -10,7 +10,7 @@ extern "C" __attribute__((visibility("default"))) uint32_t inferd_backend_api_ve
 }
 
 extern "C" __attribute__((visibility("default"))) bool inferd_backend_register(
-    inferd::BackendFactory* factory) {
-  *factory = inferd::TorchScriptBackendFactory();
+    inferd::BackendModelFactory* factory) {
+  *factory = inferd::TorchScriptModelFactory();
   return true;
 }

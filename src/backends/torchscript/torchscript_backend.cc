@@ -1,10 +1,14 @@
 #include "backends/torchscript/torchscript_backend.h"
 
+#include "backends/torchscript/module_info.h"
+
 #include <ATen/Parallel.h>
 #include <torch/script.h>
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <mutex>
 
 namespace inferd {
 namespace {
@@ -63,38 +67,57 @@ std::string What(const std::exception& e) {
   return e.what();
 }
 
-// One module copy; runs one batch at a time (the DynamicBatcher hands batches
-// to free instances on the shared executor).
+// What every instance of a version needs: the module (shared, or a copy
+// each) and the tensor types.
+struct ModuleSpec {
+  std::string path;
+  bool optimize = true;
+  int threads = 1;
+  int64_t warmup_runs = 2;
+  std::vector<at::ScalarType> input_types;
+  std::vector<at::ScalarType> output_types;
+};
+
+StatusOr<torch::jit::Module> LoadModule(const ModuleSpec& spec) {
+  try {
+    torch::jit::Module module = torch::jit::load(spec.path, torch::kCPU);
+    module.eval();
+    if (spec.optimize) module = torch::jit::optimize_for_inference(module);
+    return module;
+  } catch (const std::exception& e) {
+    return InvalidArgumentError("cannot load " + spec.path + ": " + What(e));
+  }
+}
+
+// Runs one batch at a time (the DynamicBatcher hands batches to free
+// instances on the shared executor). Instances of one version may share
+// one module: forward then runs on it from several threads at once, which
+// TorchScript allows for modules that write no attribute (prim::SetAttr).
 class TorchScriptInstance final : public BackendInstance {
  public:
-  static StatusOr<std::unique_ptr<BackendInstance>> Create(const BackendInstanceSpec& spec) {
-    const ModelConfig& config = *spec.config;
-    auto inst = std::unique_ptr<TorchScriptInstance>(new TorchScriptInstance(config));
-    for (const auto& t : config.inputs) {
-      INFERD_ASSIGN_OR_RETURN(at::ScalarType st, ToTorch(t.dtype));
-      inst->input_types_.push_back(st);
+  TorchScriptInstance(const ModelConfig& config, torch::jit::Module module, const ModuleSpec& spec)
+      : config_(config),
+        module_(std::move(module)),
+        input_types_(spec.input_types),
+        output_types_(spec.output_types),
+        threads_(spec.threads) {}
+
+  Status Warmup(int64_t runs) {
+    std::vector<Tensor> inputs;
+    for (const auto& t : config_.inputs) {
+      Shape s = config_.FullShape(t);
+      for (int64_t& d : s) {
+        if (d == -1 && &d == &s[0] && config_.max_batch_size > 0) d = 1;
+      }
+      if (ElementCount(s) < 0) return Status::OK();  // variable dims: nothing sensible to run
+      size_t bytes = static_cast<size_t>(ElementCount(s)) * DataTypeSize(t.dtype);
+      inputs.push_back(Tensor::FromBytes(t.dtype, s, std::string(bytes, '\0')));
     }
-    for (const auto& t : config.outputs) {
-      INFERD_ASSIGN_OR_RETURN(at::ScalarType st, ToTorch(t.dtype));
-      inst->output_types_.push_back(st);
+    for (int64_t i = 0; i < runs; ++i) {
+      auto out = Execute(inputs);
+      if (!out.ok()) return out.status().WithContext("warm-up run");
     }
-    INFERD_ASSIGN_OR_RETURN(int64_t threads, IntParam(config, "intra_op_threads", 1, 1));
-    INFERD_ASSIGN_OR_RETURN(int64_t warmup_runs, IntParam(config, "warmup_runs", 2, 0));
-    INFERD_ASSIGN_OR_RETURN(bool optimize, BoolParam(config, "optimize", true));
-    inst->threads_ = static_cast<int>(threads);
-    auto fname = config.parameters.count("model_filename") ? config.parameters.at("model_filename")
-                                                           : std::string("model.pt");
-    std::string path = (std::filesystem::path(spec.version_dir) / fname).string();
-    if (!std::filesystem::exists(path)) return NotFoundError(path + " does not exist");
-    try {
-      inst->module_ = torch::jit::load(path, torch::kCPU);
-      inst->module_.eval();
-      if (optimize) inst->module_ = torch::jit::optimize_for_inference(inst->module_);
-    } catch (const std::exception& e) {
-      return InvalidArgumentError("cannot load " + path + ": " + What(e));
-    }
-    INFERD_RETURN_IF_ERROR(inst->Warmup(warmup_runs));
-    return std::unique_ptr<BackendInstance>(std::move(inst));
+    return Status::OK();
   }
 
   StatusOr<std::vector<Tensor>> Execute(const std::vector<Tensor>& inputs) override {
@@ -121,26 +144,6 @@ class TorchScriptInstance final : public BackendInstance {
   }
 
  private:
-  explicit TorchScriptInstance(const ModelConfig& config) : config_(config) {}
-
-  Status Warmup(int64_t runs) {
-    std::vector<Tensor> inputs;
-    for (const auto& t : config_.inputs) {
-      Shape s = config_.FullShape(t);
-      for (int64_t& d : s) {
-        if (d == -1 && &d == &s[0] && config_.max_batch_size > 0) d = 1;
-      }
-      if (ElementCount(s) < 0) return Status::OK();  // variable dims: nothing sensible to run
-      size_t bytes = static_cast<size_t>(ElementCount(s)) * DataTypeSize(t.dtype);
-      inputs.push_back(Tensor::FromBytes(t.dtype, s, std::string(bytes, '\0')));
-    }
-    for (int64_t i = 0; i < runs; ++i) {
-      auto out = Execute(inputs);
-      if (!out.ok()) return out.status().WithContext("warm-up run");
-    }
-    return Status::OK();
-  }
-
   StatusOr<std::vector<Tensor>> ConvertOutputs(const c10::IValue& result) {
     std::vector<at::Tensor> tensors;
     if (result.isTensor()) {
@@ -186,17 +189,77 @@ class TorchScriptInstance final : public BackendInstance {
 
   const ModelConfig& config_;
   torch::jit::Module module_;
-  std::vector<at::ScalarType> input_types_;
-  std::vector<at::ScalarType> output_types_;
-  int threads_ = 1;
+  const std::vector<at::ScalarType> input_types_;
+  const std::vector<at::ScalarType> output_types_;
+  const int threads_ = 1;
+};
+
+// One loaded version: the module loaded, frozen and optimized once, shared
+// by the instances unless it writes module attributes or
+// parameters.share_weights = false (then each instance loads a copy).
+class TorchScriptModel final : public BackendModel {
+ public:
+  static StatusOr<std::unique_ptr<BackendModel>> Load(const BackendModelSpec& spec) {
+    const ModelConfig& config = *spec.config;
+    auto m = std::unique_ptr<TorchScriptModel>(new TorchScriptModel(config));
+    ModuleSpec& ms = m->spec_;
+    for (const auto& t : config.inputs) {
+      INFERD_ASSIGN_OR_RETURN(at::ScalarType st, ToTorch(t.dtype));
+      ms.input_types.push_back(st);
+    }
+    for (const auto& t : config.outputs) {
+      INFERD_ASSIGN_OR_RETURN(at::ScalarType st, ToTorch(t.dtype));
+      ms.output_types.push_back(st);
+    }
+    INFERD_ASSIGN_OR_RETURN(int64_t threads, IntParam(config, "intra_op_threads", 1, 1));
+    INFERD_ASSIGN_OR_RETURN(ms.warmup_runs, IntParam(config, "warmup_runs", 2, 0));
+    INFERD_ASSIGN_OR_RETURN(ms.optimize, BoolParam(config, "optimize", true));
+    INFERD_ASSIGN_OR_RETURN(bool share, BoolParam(config, "share_weights", true));
+    ms.threads = static_cast<int>(std::min<int64_t>(threads, 1024));
+    auto fname = config.parameters.count("model_filename") ? config.parameters.at("model_filename")
+                                                           : std::string("model.pt");
+    ms.path = (std::filesystem::path(spec.version_dir) / fname).string();
+    if (!std::filesystem::exists(ms.path)) return NotFoundError(ms.path + " does not exist");
+    INFERD_ASSIGN_OR_RETURN(m->module_, LoadModule(ms));
+    try {
+      m->memory_ = MeasureModule(m->module_);
+      m->shared_ = share && !WritesAttributes(m->module_);
+    } catch (const std::exception& e) {
+      return InternalError("cannot inspect " + ms.path + ": " + What(e));
+    }
+    return std::unique_ptr<BackendModel>(std::move(m));
+  }
+
+  StatusOr<std::unique_ptr<BackendInstance>> CreateInstance(int index) override {
+    torch::jit::Module module = module_;  // a handle on the same module
+    if (!shared_ && index > 0) {
+      INFERD_ASSIGN_OR_RETURN(module, LoadModule(spec_));
+    }
+    auto instance = std::make_unique<TorchScriptInstance>(config_, std::move(module), spec_);
+    // One warm-up per module: instances sharing it are warm already.
+    if (index == 0 || !shared_) INFERD_RETURN_IF_ERROR(instance->Warmup(spec_.warmup_runs));
+    return std::unique_ptr<BackendInstance>(std::move(instance));
+  }
+  BackendMemory Memory() const override { return memory_; }
+  bool shares_weights() const override { return shared_; }
+  int threads_per_execution() const override { return spec_.threads; }
+
+ private:
+  explicit TorchScriptModel(const ModelConfig& config) : config_(config) {}
+
+  const ModelConfig& config_;
+  ModuleSpec spec_;
+  torch::jit::Module module_;
+  BackendMemory memory_;
+  bool shared_ = false;
 };
 
 }  // namespace
 
-BackendFactory TorchScriptBackendFactory() {
+BackendModelFactory TorchScriptModelFactory() {
   static std::once_flag once;
   std::call_once(once, [] { at::set_num_interop_threads(1); });
-  return [](const BackendInstanceSpec& spec) { return TorchScriptInstance::Create(spec); };
+  return [](const BackendModelSpec& spec) { return TorchScriptModel::Load(spec); };
 }
 
 }  // namespace inferd

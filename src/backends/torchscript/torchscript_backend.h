@@ -5,10 +5,13 @@
 //
 // Parameters ([parameters] in config.toml):
 //   intra_op_threads  threads libtorch may use inside one forward (default 1;
-//                     instances x threads should not exceed the cores)
+//                     instances x threads are clamped to the executor's)
 //   model_filename    file in the version directory (default "model.pt")
 //   warmup_runs       forwards run at load on zeros when every dim is fixed
 //                     (default 2)
+//   share_weights     true (default): the instances run one copy of the
+//                     module concurrently (unless it writes attributes);
+//                     false: a copy per instance
 //   optimize          true (default): freeze the module and apply
 //                     torch.jit.optimize_for_inference (folds batch norm into
 //                     convolutions, pre-packs weights); false: run it as saved
@@ -17,7 +20,7 @@
 
 namespace inferd {
 
-// The factory to register under the name "torchscript".
-BackendFactory TorchScriptBackendFactory();
+// The model factory to register under the name "torchscript".
+BackendModelFactory TorchScriptModelFactory();
 
 }  // namespace inferd

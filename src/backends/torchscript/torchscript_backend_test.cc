@@ -6,9 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "model/backend_loader.h"
 #include "model/model_config.h"
@@ -46,15 +48,23 @@ class TorchScriptBackendTest : public ::testing::Test {
     ASSERT_TRUE(factory.ok()) << factory.status().message();
     factory_ = *factory;
   }
+  std::unique_ptr<BackendModel> Model(const std::string& dir, const ModelConfig* config = nullptr) {
+    auto model = factory_(BackendModelSpec{config ? config : &config_, dir, 1});
+    EXPECT_TRUE(model.ok()) << model.status().message();
+    return model.ok() ? std::move(model).value() : nullptr;
+  }
   std::unique_ptr<BackendInstance> Instance(const std::string& dir) {
-    auto instance = factory_(BackendInstanceSpec{&config_, dir, 0});
+    model_ = Model(dir);
+    if (!model_) return nullptr;
+    auto instance = model_->CreateInstance(0);
     EXPECT_TRUE(instance.ok()) << instance.status().message();
     return instance.ok() ? std::move(instance).value() : nullptr;
   }
 
   BackendLoader loader_{INFERD_BACKEND_DIR};
   ModelConfig config_;
-  BackendFactory factory_;
+  BackendModelFactory factory_;
+  std::unique_ptr<BackendModel> model_;
 };
 
 TEST_F(TorchScriptBackendTest, LoadsAsAPluginAndRunsTheModel) {
@@ -99,14 +109,81 @@ TEST_F(TorchScriptBackendTest, ErrorsAreStatusesNotExceptions) {
   EXPECT_FALSE(bad.ok());
   EXPECT_FALSE(bad.status().message().empty());
   // A version directory without the model file fails the load.
-  auto missing = factory_(BackendInstanceSpec{&config_, "/nonexistent", 0});
+  auto missing = factory_(BackendModelSpec{&config_, "/nonexistent", 1});
   EXPECT_FALSE(missing.ok());
   // A bad parameter is refused by name.
   ModelConfig c = config_;
   c.parameters["intra_op_threads"] = "zero";
-  auto badparam = factory_(BackendInstanceSpec{&c, kModels + "/mlp/1", 0});
+  auto badparam = factory_(BackendModelSpec{&c, kModels + "/mlp/1", 1});
   ASSERT_FALSE(badparam.ok());
   EXPECT_NE(badparam.status().message().find("intra_op_threads"), std::string::npos);
+}
+
+TEST_F(TorchScriptBackendTest, InstancesShareOneModuleAndRunItConcurrently) {
+  auto model = Model(kModels + "/mlp/1");
+  ASSERT_NE(model, nullptr);
+  EXPECT_TRUE(model->shares_weights());
+  // mlp: Linear(16,64), Linear(64,64), Linear(64,4): 5,508 floats, held at
+  // least once; optimize_for_inference adds at most one transposed or
+  // packed copy of each weight (measured: 43,536 bytes, the parameters and
+  // the transposed weight matrices).
+  const BackendMemory m = model->Memory();
+  EXPECT_TRUE(m.known);
+  EXPECT_GE(m.total(), 5508 * 4) << m.weights_bytes << " + " << m.packed_bytes;
+  EXPECT_LE(m.total(), 2 * 5508 * 4) << m.weights_bytes << " + " << m.packed_bytes;
+  std::vector<std::unique_ptr<BackendInstance>> instances;
+  for (int i = 0; i < 2; ++i) {
+    auto inst = model->CreateInstance(i);
+    ASSERT_TRUE(inst.ok()) << inst.status().message();
+    instances.push_back(std::move(inst).value());
+  }
+  // The reference, one thread; then 4 threads x 100 forwards on both
+  // instances at once: bitwise the same answers.
+  std::vector<Tensor> inputs;
+  std::vector<std::vector<float>> expected;
+  for (int k = 0; k < 8; ++k) {
+    inputs.push_back(Floats({4, 16}, 0.3f * static_cast<float>(k)));
+    auto out = instances[0]->Execute({inputs.back()});
+    ASSERT_TRUE(out.ok()) << out.status().message();
+    expected.push_back(Values((*out)[0]));
+  }
+  std::atomic<int> mismatches{0}, failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      BackendInstance& inst = *instances[static_cast<size_t>(t % 2)];
+      for (int i = 0; i < 100; ++i) {
+        const size_t k = static_cast<size_t>((t + i) % 8);
+        auto out = inst.Execute({inputs[k]});
+        if (!out.ok()) {
+          failures.fetch_add(1);
+        } else if (Values((*out)[0]) != expected[k]) {
+          mismatches.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
+TEST_F(TorchScriptBackendTest, ShareWeightsFalseGivesACopyPerInstance) {
+  ModelConfig c = config_;
+  c.parameters["share_weights"] = "false";
+  auto model = Model(kModels + "/mlp/1", &c);
+  ASSERT_NE(model, nullptr);
+  EXPECT_FALSE(model->shares_weights());
+  auto a = model->CreateInstance(0), b = model->CreateInstance(1);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto x = (*a)->Execute({Floats({1, 16}, 0.5f)});
+  auto y = (*b)->Execute({Floats({1, 16}, 0.5f)});
+  ASSERT_TRUE(x.ok() && y.ok());
+  EXPECT_EQ(Values((*x)[0]), Values((*y)[0]));
+  c.parameters["share_weights"] = "maybe";
+  auto bad = factory_(BackendModelSpec{&c, kModels + "/mlp/1", 1});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("share_weights"), std::string::npos);
 }
 
 TEST(BackendLoaderTest, UnknownAndMalformedNamesAreRefused) {

@@ -1,0 +1,88 @@
+#include "backends/torchscript/module_info.h"
+
+#include <torch/csrc/jit/ir/constants.h>
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <functional>
+#include <unordered_set>
+
+namespace inferd {
+namespace {
+
+void ForEachNode(torch::jit::Block* block, const std::function<void(torch::jit::Node*)>& fn) {
+  for (torch::jit::Node* node : block->nodes()) {
+    fn(node);
+    for (torch::jit::Block* sub : node->blocks()) ForEachNode(sub, fn);
+  }
+}
+
+// Every method of the module and of its submodules.
+void ForEachGraph(const torch::jit::Module& module,
+                  const std::function<void(torch::jit::Block*)>& fn) {
+  for (const torch::jit::Module& m : module.modules()) {
+    for (const torch::jit::Method& method : m.get_methods()) fn(method.graph()->block());
+  }
+}
+
+class Counter {
+ public:
+  explicit Counter(BackendMemory* out) : out_(out) {}
+  void Add(const at::Tensor& t) {
+    if (!t.defined()) return;
+    if (t.is_mkldnn()) {
+      out_->packed_bytes += t.numel() * static_cast<int64_t>(t.element_size());
+      out_->approximate = true;
+      return;
+    }
+    if (!t.has_storage()) {
+      out_->approximate = true;
+      return;
+    }
+    const void* key = t.storage().unsafeGetStorageImpl();
+    if (seen_.insert(key).second) out_->weights_bytes += static_cast<int64_t>(t.storage().nbytes());
+  }
+
+ private:
+  BackendMemory* out_;
+  std::unordered_set<const void*> seen_;
+};
+
+}  // namespace
+
+BackendMemory MeasureModule(const torch::jit::Module& module) {
+  BackendMemory out;
+  out.known = true;
+  Counter count(&out);
+  for (const auto& attr : module.named_attributes(/*recurse=*/true)) {
+    if (attr.value.isTensor()) {
+      count.Add(attr.value.toTensor());
+    } else if (attr.value.isObject() && !attr.value.toObjectRef().type()->is_module()) {
+      out.approximate = true;  // a custom class (e.g. packed quantized weights)
+    }
+  }
+  ForEachGraph(module, [&](torch::jit::Block* block) {
+    ForEachNode(block, [&](torch::jit::Node* node) {
+      if (node->kind() != c10::prim::Constant) return;
+      const c10::TypePtr& type = node->output()->type();
+      if (type->kind() == c10::TypeKind::TensorType) {
+        if (auto v = torch::jit::toIValue(node->output()); v && v->isTensor())
+          count.Add(v->toTensor());
+      } else if (type->kind() == c10::TypeKind::ClassType) {
+        out.approximate = true;  // packed parameters of a custom class
+      }
+    });
+  });
+  return out;
+}
+
+bool WritesAttributes(const torch::jit::Module& module) {
+  bool writes = false;
+  ForEachGraph(module, [&](torch::jit::Block* block) {
+    ForEachNode(block, [&](torch::jit::Node* node) {
+      if (node->kind() == c10::prim::SetAttr) writes = true;
+    });
+  });
+  return writes;
+}
+
+}  // namespace inferd
