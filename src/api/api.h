@@ -28,7 +28,7 @@ struct ApiContext {
 void RegisterKServeRoutes(http::Router* router, const ApiContext* context);
 // Triton's repository extension (repository_api.cc, part of the KServe
 // routes): POST /v2/repository/index, /v2/repository/models/{m}/load and
-// /unload (admin).
+// /unload (admin), and GET /v2/memory/stats.
 void RegisterRepositoryRoutes(http::Router* router, const ApiContext* context);
 void RegisterAdminRoutes(http::Router* router, const ApiContext* context);
 // Replays a file of requests (JSON lines: a KServe v2 infer body plus

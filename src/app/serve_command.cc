@@ -120,10 +120,10 @@ int RunServe(const ServeFlags& flags) {
     return 2;
   }
   if (s.GetInt("model_load_threads") < 1 || s.GetInt("model_load_threads") > 64 ||
-      s.GetInt("model_load_wait_ms") < 1 || s.GetInt("model_keep_alive_s") < -1 ||
-      s.GetInt("model_keep_alive_s") > 315360000) {
-    std::cerr << "inferd serve: model_load_threads must be in [1, 64], model_load_wait_ms >= 1 "
-                 "and model_keep_alive_s in [-1, 315360000]\n";
+      s.GetInt("model_load_wait_ms") < 1 || s.GetInt("model_memory_budget") < 0 ||
+      s.GetInt("model_keep_alive_s") < -1 || s.GetInt("model_keep_alive_s") > 315360000) {
+    std::cerr << "inferd serve: model_load_threads must be in [1, 64], model_load_wait_ms >= 1, "
+                 "model_memory_budget >= 0 and model_keep_alive_s in [-1, 315360000]\n";
     return 2;
   }
   int64_t port = s.GetInt("http_port");
@@ -166,6 +166,13 @@ int RunServe(const ServeFlags& flags) {
   mo.load_threads = static_cast<int>(s.GetInt("model_load_threads"));
   mo.load_wait = std::chrono::milliseconds(s.GetInt("model_load_wait_ms"));
   mo.keep_alive_s = s.GetInt("model_keep_alive_s");
+  mo.memory_budget = s.GetInt("model_memory_budget");
+  mo.on_load = [&metrics](const std::string& m, bool ok, double seconds) {
+    metrics.lifecycle().OnLoad(m, ok, seconds);
+  };
+  mo.on_unload = [&metrics](const std::string& m, const char* reason) {
+    metrics.lifecycle().OnUnload(m, reason);
+  };
   mo.observer_for = [&metrics](const std::string& m, int64_t v) {
     return metrics.ObserverFor(m, v);
   };
@@ -324,6 +331,10 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
       {"load_model", Type::kString, "",
        "models to load before listening, comma-separated or a repeated flag; '*': all"},
       {"model_load_threads", Type::kInt, "2", "models loaded in parallel"},
+      {"model_memory_budget", Type::kInt, "0",
+       "bytes the loaded models may take together (as their backends report them); past it a "
+       "load first unloads the least recently used idle models (lazy control) or is refused "
+       "(explicit); 0: no budget"},
       {"model_keep_alive_s", Type::kInt, "300",
        "seconds a model stays loaded after its last request, unless its config.toml sets "
        "keep_alive_s (-1: forever; 0: unloads as soon as idle); lazy control only"},

@@ -1,21 +1,204 @@
-// ModelManager: loading and unloading versions, and the threads that do it
-// (loaders, the lifecycle thread for waiters' deadlines, the unloader).
+// ModelManager: starting loads under the memory budget, the loader threads,
+// and the end of a version (the unloader). Load, unload, keep-alive and the
+// views: model_lifecycle.cc.
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <atomic>
+#include <filesystem>
 
 #include "common/logging.h"
+#include "metrics/metrics.h"
+#include "model/memory_budget.h"
 #include "model/model_manager.h"
 
 namespace inferd {
+namespace {
 
-void ModelManager::StartLoadLocked(const std::string& name, int64_t v, Slot& slot) {
+std::string MiB(int64_t bytes) {
+  return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+}
+
+// The bytes of the files of a version directory (the first load's estimate).
+int64_t DirectoryBytes(const std::string& dir) {
+  std::error_code ec;
+  int64_t total = 0;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec)) total += static_cast<int64_t>(it->file_size(ec));
+  }
+  return total;
+}
+
+}  // namespace
+
+Status ModelManager::StartLoadLocked(const std::string& name, int64_t v, Slot& slot) {
   slot.loading = true;
   slot.failed = Status::OK();
-  jobs_.push_back({name, v, ++slot.load_gen});
-  work_cv_.Signal();
+  ++slot.load_gen;
+  Status st = ScheduleLoadLocked(name, v, slot);
+  if (!st.ok()) slot.loading = false;
   settled_cv_.SignalAll();
+  return st;
+}
+
+int64_t ModelManager::Charge(const ModelVersion& mv, int64_t rss_delta) {
+  const BackendMemory& mem = mv.memory();
+  return mem.known && mem.total() > 0 ? mem.total() : std::max<int64_t>(rss_delta, 1);
+}
+
+bool ModelManager::OverBudgetLocked(const Slot& slot, int64_t charge) const {
+  return options_.memory_budget > 0 && charge > slot.reserved &&
+         UsedLocked() - slot.reserved + charge > options_.memory_budget;
+}
+
+int64_t ModelManager::UsedLocked() const {
+  int64_t used = 0;
+  for (const auto& [name, m] : models_) {
+    for (const auto& [v, slot] : m.versions) {
+      used += slot.reserved + slot.retiring_bytes;
+      if (slot.serving) used += slot.serving->usage().charged.load(std::memory_order_relaxed);
+    }
+  }
+  return used;
+}
+
+int64_t ModelManager::EstimateLocked(const Slot& slot) const {
+  if (slot.last_bytes > 0) return slot.last_bytes;
+  // Weights plus the runtime's packed copies: about twice the files.
+  return std::max<int64_t>(2 * DirectoryBytes(slot.dir), 1);
+}
+
+Status ModelManager::ScheduleLoadLocked(const std::string& name, int64_t v, Slot& slot) {
+  const int64_t budget = options_.memory_budget;
+  int64_t need = 0;
+  if (budget > 0) {
+    need = EstimateLocked(slot);
+    int64_t freeing = 0;
+    std::vector<BudgetResident> residents;
+    std::vector<std::pair<std::string, int64_t>> ids;  // residents[i] is ids[i]
+    std::string names;
+    for (const auto& [n, m] : models_) {
+      for (const auto& [ver, s] : m.versions) {
+        freeing += s.retiring_bytes;
+        if (!s.serving) continue;
+        const ModelVersion::Usage& u = s.serving->usage();
+        BudgetResident r;
+        r.id = ids.size();
+        r.bytes = u.charged.load(std::memory_order_relaxed);
+        r.last_use = u.last_use_ns.load(std::memory_order_relaxed);
+        r.idle = u.leases.load(std::memory_order_acquire) == 0;
+        r.pinned = m.config->pin;
+        residents.push_back(r);
+        ids.emplace_back(n, ver);
+        names += (names.empty() ? "" : ", ") + n + " " + MiB(r.bytes) +
+                 (r.pinned ? " pinned"
+                  : r.idle ? ""
+                           : " in use");
+      }
+    }
+    const bool may_evict = options_.control == ModelControl::kLazy;
+    BudgetPlan plan = PlanLoad(budget, UsedLocked(), freeing, need, residents, may_evict);
+    if (plan.action == BudgetPlan::Action::kRefuse) {
+      return UnavailableError("model '" + name + "' version " + std::to_string(v) + " needs " +
+                              MiB(need) + "; the memory budget is " + MiB(budget) + " (" +
+                              MiB(UsedLocked()) +
+                              " used; resident: " + (names.empty() ? "none" : names) + ")" +
+                              (may_evict ? "" : " and model control explicit unloads nothing"));
+    }
+    if (plan.action != BudgetPlan::Action::kStart) {
+      for (uint64_t i : plan.evict) {
+        auto& [n, ver] = ids[i];
+        Slot& victim = models_[n].versions[ver];
+        INFERD_LOG_INFO("model '{}' version {} evicted for model '{}' version {} (memory budget)",
+                        n, ver, name, v);
+        RetireLocked(n, victim, std::move(victim.serving), "evicted");
+      }
+      // Wait: for the evicted and unloading versions to be destroyed, or for
+      // versions in use to become idle (their last request then calls
+      // OnIdle).
+      if (plan.action == BudgetPlan::Action::kWaitIdle) {
+        for (auto& [n, m] : models_) {
+          for (auto& [ver, s] : m.versions) {
+            if (s.serving) s.serving->usage().notify_idle.store(true, std::memory_order_release);
+          }
+        }
+      }
+      if (!slot.deferred) {
+        slot.deferred = true;
+        deferred_.emplace_back(name, v);
+      }
+      return Status::OK();
+    }
+  }
+  if (slot.deferred) {
+    slot.deferred = false;
+    deferred_.erase(std::remove(deferred_.begin(), deferred_.end(), std::make_pair(name, v)),
+                    deferred_.end());
+  }
+  slot.reserved = need;
+  jobs_.push_back({name, v, slot.load_gen});
+  work_cv_.Signal();
+  return Status::OK();
+}
+
+void ModelManager::RetryDeferredLocked() {
+  while (!deferred_.empty()) {
+    auto [name, v] = deferred_.front();
+    Slot& slot = models_[name].versions[v];
+    if (!slot.loading || !slot.deferred) {  // unloaded meanwhile
+      slot.deferred = false;
+      deferred_.pop_front();
+      continue;
+    }
+    Status st = ScheduleLoadLocked(name, v, slot);
+    if (!st.ok()) {  // no longer fits at all (e.g. a model was pinned)
+      slot.deferred = false;
+      slot.loading = false;
+      deferred_.pop_front();
+      std::vector<Completion> answer;
+      FailWaitersLocked(slot, st, &answer);
+      // Answered on the unloader thread, outside the lock.
+      unloader_->Post([answer = std::make_shared<std::vector<Completion>>(std::move(answer))] {
+        Complete(std::move(*answer));
+      });
+      continue;
+    }
+    if (slot.deferred) break;  // first come, first served
+  }
+  if (deferred_.empty()) {
+    for (auto& [n, m] : models_) {
+      for (auto& [ver, s] : m.versions) {
+        if (s.serving && KeepAliveOf(*m.config) != Duration::zero())
+          s.serving->usage().notify_idle.store(false, std::memory_order_relaxed);
+      }
+    }
+  }
+}
+
+void ModelManager::OnIdle() {
+  MutexLock l(&mu_);
+  life_cv_.Signal();  // keep-alive 0
+  RetryDeferredLocked();
+}
+
+void ModelManager::RetireLocked(const std::string& name, Slot& slot,
+                                std::shared_ptr<ModelVersion> mv, const char* reason) {
+  if (!mv) return;
+  ++slot.retiring;
+  slot.retiring_bytes += mv->usage().charged.load(std::memory_order_relaxed);
+  if (reason != nullptr && options_.on_unload) options_.on_unload(name, reason);
+  settled_cv_.SignalAll();
+  // Partial batches go at once; the requests holding a lease finish, and
+  // the last reference destroys the version on the unloader.
+  std::shared_ptr<ModelVersion> held = std::move(mv);
+  if (!unloader_->Post([held]() mutable {
+        held->Flush();
+        held.reset();
+      })) {
+    held->Flush();  // stopping: the caller's scope drops it
+  }
 }
 
 void ModelManager::LoaderLoop() {
@@ -35,12 +218,17 @@ void ModelManager::LoaderLoop() {
 void ModelManager::RunLoad(const LoadJob& job) {
   std::shared_ptr<const ModelConfig> config;
   std::string dir;
+  int64_t epoch = 0;
+  bool alone = false;
   {
     MutexLock l(&mu_);
     Model& m = models_[job.model];
     config = m.config;
     dir = m.versions[job.version].dir;
+    epoch = ++loads_started_;
+    alone = ++loads_running_ == 1;
   }
+  const int64_t rss0 = ProcessResidentBytes();
   const Time t0 = options_.clock->Now();
   StatusOr<std::unique_ptr<ModelVersion>> loaded = InternalError("not loaded");
   StatusOr<BackendModelFactory> factory = Factory(config->backend);
@@ -65,34 +253,53 @@ void ModelManager::RunLoad(const LoadJob& job) {
   }
   // malloc_trim: the load's garbage (a module's unfrozen copy) goes back.
   malloc_trim(0);
+  const int64_t rss_delta = ProcessResidentBytes() - rss0;
   const double seconds = std::chrono::duration<double>(options_.clock->Now() - t0).count();
   std::shared_ptr<ModelVersion> version;
   if (loaded.ok()) version = Own(std::move(loaded).value(), job.model);
-  std::shared_ptr<ModelVersion> discard;
+  bool discarded = false, remeasured = false;
   std::vector<Completion> answer;
   {
     MutexLock l(&mu_);
+    --loads_running_;
     Slot& slot = models_[job.model].versions[job.version];
     if (slot.load_gen != job.gen || !slot.loading || shut_down_) {
       // Unloaded while it loaded (its waiters were answered then).
-      if (version) {
-        ++slot.retiring;
-        discard = std::move(version);
+      discarded = version != nullptr;
+      RetireLocked(job.model, slot, std::move(version), nullptr);
+    } else if (version && OverBudgetLocked(slot, Charge(*version, rss_delta))) {
+      // Larger than its reservation, and the budget has no room for the
+      // difference: not served; loaded again once there is room for what
+      // it measured (the measurement is kept).
+      slot.last_bytes = Charge(*version, rss_delta);
+      slot.reserved = 0;
+      remeasured = true;
+      RetireLocked(job.model, slot, std::move(version), nullptr);
+      if (Status st = ScheduleLoadLocked(job.model, job.version, slot); !st.ok()) {
+        slot.loading = false;
+        FailWaitersLocked(slot, st, &answer);
       }
     } else if (version) {
       slot.loading = false;
-      // Before anyone sees it: its idle time starts now, and with
-      // keep_alive_s = 0 the end of its last request wakes the lifecycle
-      // thread (through the unloader's queue, which outlives no manager).
+      slot.reserved = 0;
+      slot.load_s = seconds;
+      slot.rss_delta = rss_delta;
+      slot.rss_exclusive = alone && loads_started_ == epoch;
+      const int64_t charged = Charge(*version, rss_delta);
+      slot.last_bytes = charged;
+      // Before anyone sees it: its charge, its idle time from now, and the
+      // wake-up of its last request's end (keep-alive 0, loads waiting for
+      // memory), through the unloader's queue, which outlives no manager.
       ModelVersion::Usage& u = version->usage();
+      u.charged.store(charged, std::memory_order_relaxed);
       u.last_use_ns.store(options_.clock->Now().time_since_epoch().count(),
                           std::memory_order_relaxed);
-      if (KeepAliveOf(*config) == Duration::zero()) {
-        std::weak_ptr<Unloader> unloader = unloader_;
-        u.on_idle = [this, unloader] {
-          if (auto q = unloader.lock()) q->Post([this] { WakeLifecycle(); });
-        };
-      }
+      u.notify_idle.store(KeepAliveOf(*config) == Duration::zero() || !deferred_.empty(),
+                          std::memory_order_relaxed);
+      std::weak_ptr<Unloader> unloader = unloader_;
+      u.on_idle = [this, unloader] {
+        if (auto q = unloader.lock()) q->Post([this] { OnIdle(); });
+      };
       slot.serving = version;
       life_cv_.Signal();  // its keep-alive starts
       std::vector<uint64_t> ids = std::move(slot.waiters);
@@ -100,8 +307,10 @@ void ModelManager::RunLoad(const LoadJob& job) {
       for (uint64_t id : ids) {
         if (auto w = TakeWaiterLocked(id)) answer.push_back({std::move(*w), VersionLease(version)});
       }
+      RetryDeferredLocked();  // the charge may be below the reservation
     } else {
       slot.loading = false;
+      slot.reserved = 0;
       slot.failed = loaded.status();
       const std::string what = "model '" + job.model + "' version " + std::to_string(job.version);
       std::vector<uint64_t> ids = std::move(slot.waiters);
@@ -113,22 +322,33 @@ void ModelManager::RunLoad(const LoadJob& job) {
           answer.push_back({std::move(*w), std::move(st)});
         }
       }
+      RetryDeferredLocked();
     }
+    if (options_.on_load && !discarded && !remeasured)
+      options_.on_load(job.model, loaded.ok(), seconds);
     settled_cv_.SignalAll();
   }
-  if (discard) {
+  if (discarded) {
     INFERD_LOG_INFO("model '{}' version {} loaded after it was unloaded: discarded", job.model,
                     job.version);
+  } else if (remeasured) {
+    INFERD_LOG_WARN(
+        "model '{}' version {} measured more than its estimate and the memory budget has no room "
+        "for it now: it loads again when there is",
+        job.model, job.version);
   } else if (version) {
-    INFERD_LOG_INFO("model '{}' version {} ready in {:.3f} s ({} instance(s), max_batch_size {})",
-                    job.model, job.version, seconds, config->instance_count,
-                    config->max_batch_size);
+    INFERD_LOG_INFO(
+        "model '{}' version {} ready in {:.3f} s ({} concurrent execution(s){}, max_batch_size "
+        "{}; {} measured, resident memory {:+.1f} MiB)",
+        job.model, job.version, seconds, version->concurrency(),
+        version->shares_weights() ? " sharing one copy of the weights" : "", config->max_batch_size,
+        MiB(version->usage().charged.load(std::memory_order_relaxed)),
+        static_cast<double>(rss_delta) / (1024.0 * 1024.0));
   } else {
     INFERD_LOG_ERROR("model '{}' version {} is unavailable: {}", job.model, job.version,
                      loaded.status().message());
   }
   Complete(std::move(answer));
-  if (discard) discard->Flush();
 }
 
 std::shared_ptr<ModelVersion> ModelManager::Own(std::unique_ptr<ModelVersion> mv,
@@ -138,9 +358,10 @@ std::shared_ptr<ModelVersion> ModelManager::Own(std::unique_ptr<ModelVersion> mv
     if (auto u = unloader.lock()) {
       const int64_t version = p->version();
       if (u->Post([this, p, name, version] {
+            const int64_t bytes = p->usage().charged.load(std::memory_order_relaxed);
             delete p;
             malloc_trim(0);
-            Retired(name, version);
+            Retired(name, version, bytes);
           })) {
         return;
       }
@@ -149,227 +370,19 @@ std::shared_ptr<ModelVersion> ModelManager::Own(std::unique_ptr<ModelVersion> mv
   });
 }
 
-void ModelManager::Retired(const std::string& name, int64_t version) {
+void ModelManager::Retired(const std::string& name, int64_t version, int64_t bytes) {
   MutexLock l(&mu_);
   auto m = models_.find(name);
   if (m == models_.end()) return;
   auto s = m->second.versions.find(version);
   if (s == m->second.versions.end() || s->second.retiring == 0) return;
+  s->second.retiring_bytes = std::max<int64_t>(0, s->second.retiring_bytes - bytes);
   if (--s->second.retiring == 0) {
+    s->second.retiring_bytes = 0;
     INFERD_LOG_INFO("model '{}' version {} unloaded", name, version);
   }
   settled_cv_.SignalAll();
-}
-
-void ModelManager::Load(std::string_view name, std::function<void(Status)> done) {
-  struct Pending {
-    std::atomic<int> left{0};
-    Mutex mu;
-    Status first GUARDED_BY(mu);  // the first failure
-    std::function<void(Status)> done;
-    void Settled() EXCLUDES(mu) {
-      if (left.fetch_sub(1) != 1) return;
-      Status result;
-      {
-        MutexLock l(&mu);
-        result = first;
-      }
-      done(std::move(result));
-    }
-  };
-  auto state = std::make_shared<Pending>();
-  state->done = std::move(done);
-  Status error;
-  {
-    MutexLock l(&mu_);
-    auto it = models_.find(name);
-    if (it == models_.end()) {
-      error = NotFoundError("unknown model '" + std::string(name) + "'");
-    } else if (shut_down_ || draining_) {
-      error = UnavailableError("the server is shutting down");
-    } else if (!it->second.config) {
-      error = FailedPreconditionError("model '" + it->first +
-                                      "' is unavailable: " + it->second.entry.status.message());
-    } else if (it->second.versions.empty()) {
-      error = FailedPreconditionError("model '" + it->first + "' has no version directory");
-    } else {
-      state->left = 1;  // held until every waiter is added
-      for (auto& [v, slot] : it->second.versions) {
-        if (slot.serving) continue;
-        if (!slot.loading) StartLoadLocked(it->first, v, slot);
-        Waiter w;
-        w.model = it->first;
-        w.version = v;
-        w.load_call = true;
-        w.done = [state](StatusOr<VersionLease> r) {
-          if (!r.ok()) {
-            MutexLock sl(&state->mu);
-            if (state->first.ok()) state->first = r.status();
-          }
-          state->Settled();
-        };
-        state->left.fetch_add(1);
-        AddWaiterLocked(slot, std::move(w), Time::max());
-      }
-    }
-  }
-  if (!error.ok()) {
-    state->done(std::move(error));
-    return;
-  }
-  state->Settled();
-}
-
-Status ModelManager::Unload(std::string_view name) {
-  std::vector<std::shared_ptr<ModelVersion>> leaving;
-  std::vector<Completion> answer;
-  {
-    MutexLock l(&mu_);
-    auto it = models_.find(name);
-    if (it == models_.end()) return NotFoundError("unknown model '" + std::string(name) + "'");
-    for (auto& [v, slot] : it->second.versions) {
-      if (slot.loading) {
-        slot.loading = false;
-        ++slot.load_gen;  // the load in flight is discarded when it ends
-        FailWaitersLocked(slot,
-                          UnavailableError("model '" + it->first + "' version " +
-                                           std::to_string(v) + " was unloaded while it loaded"),
-                          &answer);
-      }
-      slot.failed = Status::OK();
-      if (slot.serving) {
-        ++slot.retiring;
-        leaving.push_back(std::move(slot.serving));
-        slot.serving.reset();
-      }
-    }
-    settled_cv_.SignalAll();
-  }
-  Complete(std::move(answer));
-  // Partial batches go at once; the requests holding a lease finish, and
-  // the last reference destroys the version on the unloader.
-  for (auto& mv : leaving) mv->Flush();
-  if (!leaving.empty()) INFERD_LOG_INFO("model '{}' unloading", std::string(name));
-  return Status::OK();
-}
-
-Duration ModelManager::KeepAliveOf(const ModelConfig& config) const {
-  if (options_.control == ModelControl::kExplicit || config.pin) return Duration::max();
-  const int64_t s = config.keep_alive_s.value_or(options_.keep_alive_s);
-  return s < 0 ? Duration::max() : Duration(std::chrono::seconds(s));
-}
-
-Time ModelManager::ExpireIdleLocked(Time now, std::vector<std::shared_ptr<ModelVersion>>* leaving) {
-  Time next = Time::max();
-  for (auto& [name, m] : models_) {
-    if (!m.config) continue;
-    const Duration keep_alive = KeepAliveOf(*m.config);
-    if (keep_alive == Duration::max()) continue;
-    for (auto& [v, slot] : m.versions) {
-      if (!slot.serving) continue;
-      ModelVersion::Usage& u = slot.serving->usage();
-      if (u.leases.load(std::memory_order_acquire) > 0) {
-        // In use: it ends no earlier than keep_alive from now (keep-alive 0
-        // wakes this thread through on_idle instead).
-        if (keep_alive > Duration::zero()) next = std::min(next, now + keep_alive);
-        continue;
-      }
-      const Time expiry =
-          Time(Duration(u.last_use_ns.load(std::memory_order_relaxed))) + keep_alive;
-      if (expiry > now) {
-        next = std::min(next, expiry);
-        continue;
-      }
-      INFERD_LOG_INFO("model '{}' version {} idle for {} s (keep_alive_s): unloading", name, v,
-                      std::chrono::duration_cast<std::chrono::seconds>(keep_alive).count());
-      ++slot.retiring;
-      leaving->push_back(std::move(slot.serving));
-      slot.serving.reset();
-      settled_cv_.SignalAll();
-    }
-  }
-  return next;
-}
-
-void ModelManager::LifecycleLoop() {
-  for (;;) {
-    std::vector<Completion> expired;
-    std::vector<std::shared_ptr<ModelVersion>> leaving;
-    {
-      MutexLock l(&mu_);
-      if (stopping_) return;
-      const Time now = options_.clock->Now();
-      while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-        if (auto w = TakeWaiterLocked(deadlines_.begin()->second)) {
-          Status st = DeadlineExceededError("the request's deadline passed while model '" +
-                                            w->model + "' was loading");
-          expired.push_back({std::move(*w), std::move(st)});
-        } else {
-          deadlines_.erase(deadlines_.begin());  // not reached: waiters own their entry
-        }
-      }
-      const Time idle_check =
-          shut_down_ || draining_ ? Time::max() : ExpireIdleLocked(now, &leaving);
-      if (expired.empty() && leaving.empty()) {
-        Time next = deadlines_.empty() ? Time::max() : deadlines_.begin()->first;
-        next = std::min(next, idle_check);
-        options_.clock->WaitUntil(&life_cv_, &mu_, next);
-        continue;
-      }
-    }
-    Complete(std::move(expired));
-    for (auto& mv : leaving) mv->Flush();
-  }
-}
-
-void ModelManager::WakeLifecycle() {
-  MutexLock l(&mu_);
-  life_cv_.Signal();
-}
-
-void ModelManager::Shutdown() {
-  std::vector<std::shared_ptr<ModelVersion>> versions;
-  std::vector<Completion> answer;
-  {
-    MutexLock l(&mu_);
-    shut_down_ = true;
-    for (auto& [name, m] : models_) {
-      for (auto& [v, slot] : m.versions) {
-        FailWaitersLocked(slot, UnavailableError("the server is shutting down"), &answer);
-        if (slot.serving) versions.push_back(slot.serving);
-      }
-    }
-  }
-  Complete(std::move(answer));
-  for (auto& mv : versions) mv->Shutdown();
-}
-
-void ModelManager::StopThreads() {
-  {
-    MutexLock l(&mu_);
-    stopping_ = true;
-    work_cv_.SignalAll();
-    life_cv_.SignalAll();
-  }
-  for (auto& t : loaders_) t.join();
-  loaders_.clear();
-  if (lifecycle_.joinable()) lifecycle_.join();
-  // The versions still served go now, on the unloader, which then stops.
-  std::vector<std::shared_ptr<ModelVersion>> versions;
-  {
-    MutexLock l(&mu_);
-    for (auto& [name, m] : models_) {
-      for (auto& [v, slot] : m.versions) {
-        if (slot.serving) {
-          ++slot.retiring;
-          versions.push_back(std::move(slot.serving));
-          slot.serving.reset();
-        }
-      }
-    }
-  }
-  versions.clear();
-  if (unloader_) unloader_->Stop();
+  RetryDeferredLocked();
 }
 
 }  // namespace inferd

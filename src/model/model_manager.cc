@@ -43,6 +43,8 @@ ModelManager::~ModelManager() {
 }
 
 StatusOr<BackendModelFactory> ModelManager::Factory(const std::string& backend) {
+  if (auto m = options_.model_backends.find(backend); m != options_.model_backends.end())
+    return m->second;
   auto it = options_.backends.find(backend);
   if (it != options_.backends.end()) return PerInstance(it->second);
   return loader_.Get(backend);
@@ -79,7 +81,11 @@ Status ModelManager::Preload() {
                       [&name = name](const std::string& w) { return w == "*" || w == name; });
       if (!wanted) continue;
       for (auto& [v, slot] : m.versions) {
-        StartLoadLocked(name, v, slot);
+        if (Status st = StartLoadLocked(name, v, slot); !st.ok()) {
+          INFERD_LOG_ERROR("{}", st.message());
+          slot.failed = st;
+          continue;
+        }
         started.emplace_back(name, v);
       }
     }
@@ -254,9 +260,11 @@ void ModelManager::WhenReady(const PendingModel& pending, Time deadline,
         error = UnavailableError("too many requests wait for model '" + pending.name +
                                  "' to load (max_queue_size " + std::to_string(max_waiters) + ")");
       } else {
-        if (!slot->loading) StartLoadLocked(pending.name, pending.version, *slot);
-        w.cancel = cancel;
-        id = AddWaiterLocked(*slot, std::move(w), deadline);
+        if (!slot->loading) error = StartLoadLocked(pending.name, pending.version, *slot);
+        if (error.ok()) {
+          w.cancel = cancel;
+          id = AddWaiterLocked(*slot, std::move(w), deadline);
+        }
       }
     }
     if (!error.ok()) answer.push_back({std::move(w), std::move(error)});

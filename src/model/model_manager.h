@@ -55,6 +55,34 @@ struct PendingModel {
   std::shared_ptr<const ModelConfig> config;
 };
 
+// A version's memory and use, for GET /v2/memory/stats and the gauges.
+struct VersionMemoryView {
+  std::string name;
+  int64_t version = 0;
+  VersionState state = VersionState::kUnavailable;
+  Status reason;
+  int64_t bytes = 0;             // charged to the budget (reported, or the estimate while loading)
+  bool estimated = false;        // loading: the reservation, not a measurement
+  BackendMemory reported;        // the backend's measurement (READY)
+  int64_t rss_delta_bytes = -1;  // resident memory change over the last load; -1: none
+  bool rss_delta_exclusive = false;  // no other load overlapped it
+  int64_t in_use = 0;                // requests holding it
+  double idle_s = 0;                 // since its last request ended (READY)
+  bool pinned = false;
+  int64_t keep_alive_s = -1;  // effective; -1: never unloaded for idleness
+  int concurrency = 0;
+  bool shares_weights = false;
+  double load_s = 0;  // the last load's duration
+  BufferPool::Stats buffers;
+};
+
+struct MemoryView {
+  int64_t budget_bytes = 0;  // 0: none
+  int64_t used_bytes = 0;
+  int64_t deferred_loads = 0;               // loads waiting for memory
+  std::vector<VersionMemoryView> versions;  // loaded, loading, unloading, or measured once
+};
+
 // What Acquire found: exactly one of the three holds.
 struct Acquired {
   VersionLease lease;                   // READY: the request holds it
@@ -70,6 +98,8 @@ class ModelManager {
     // is a plugin, loaded from backend_directory when the first model that
     // needs it loads (BackendLoader).
     BackendRegistry backends;
+    // Built-in model factories (looked up before `backends`; tests).
+    std::map<std::string, BackendModelFactory> model_backends;
     std::string backend_directory;  // empty: "backends" beside the executable
     Clock* clock = nullptr;         // default: Clock::System()
     // Optional: gives each loaded version its batch observer (metrics).
@@ -90,6 +120,17 @@ class ModelManager {
     // whose config sets no keep_alive_s (-1: forever; 0: unloads as soon
     // as idle). Lazy control only: explicit control never unloads by itself.
     int64_t keep_alive_s = 300;
+    // Bytes the loaded versions may take together (what their backends
+    // report, or an estimate while they load); 0: no budget. Under lazy
+    // control a load past it first unloads the least recently used idle
+    // versions, or waits for versions in use to become idle; under
+    // explicit control it is refused.
+    int64_t memory_budget = 0;
+    // Optional observers (metrics), called under the manager's lock (they
+    // must not call back): a load ended, a version left serving (reason:
+    // "explicit", "idle", "evicted").
+    std::function<void(const std::string& model, bool ok, double seconds)> on_load;
+    std::function<void(const std::string& model, const char* reason)> on_unload;
   };
   static StatusOr<std::unique_ptr<ModelManager>> Create(Options options);
   ~ModelManager();
@@ -135,6 +176,8 @@ class ModelManager {
 
   // One row per model version (or per model when no version could be found).
   std::vector<ModelState> List() EXCLUDES(mu_);
+  // Memory of every version that holds or held some, and the budget.
+  MemoryView Memory() EXCLUDES(mu_);
   // Waits (real time, at most `timeout`) until `version` of `name` is in
   // `state`; false on timeout. For tests and tools that must see a load or
   // an unload finish.
@@ -172,6 +215,18 @@ class ModelManager {
     Status failed;          // the last load's error, until the next load
     int retiring = 0;       // unloaded objects not yet destroyed
     std::vector<uint64_t> waiters;
+    // The memory budget: a LOADING version's reservation (0 while it waits
+    // for memory, `deferred`), and what unloaded objects are charged until
+    // destroyed.
+    int64_t reserved = 0;
+    bool deferred = false;
+    int64_t retiring_bytes = 0;
+    // The last load's figures (kept after an unload: the next load's
+    // estimate and the memory view).
+    int64_t last_bytes = 0;  // 0: never measured
+    double load_s = 0;
+    int64_t rss_delta = -1;
+    bool rss_exclusive = false;
   };
   struct Model {
     RepositoryEntry entry;
@@ -202,7 +257,29 @@ class ModelManager {
   Status NotReadyLocked(const std::string& name, int64_t v, const Slot& slot) REQUIRES(mu_);
   // Why `slot` (not READY) does not serve, for Ready and Get.
   Status NotServingLocked(const std::string& name, int64_t v, const Slot& slot) REQUIRES(mu_);
-  void StartLoadLocked(const std::string& name, int64_t v, Slot& slot) REQUIRES(mu_);
+  // Marks `slot` LOADING and starts its load, at once or once the budget
+  // has room; an error (no room) leaves it as it was.
+  Status StartLoadLocked(const std::string& name, int64_t v, Slot& slot) REQUIRES(mu_);
+  // The budget's decision for a LOADING slot not yet started: start (post
+  // the job), wait (deferred), evict then wait, or refuse.
+  Status ScheduleLoadLocked(const std::string& name, int64_t v, Slot& slot) REQUIRES(mu_);
+  // Starts deferred loads that now fit, first come first served.
+  void RetryDeferredLocked() REQUIRES(mu_);
+  // Moves `slot`'s serving version out (UNLOADING until destroyed); the
+  // unloader flushes its partial batches and drops the manager's reference,
+  // so no reference drops under the lock. `reason` null: never served.
+  void RetireLocked(const std::string& name, Slot& slot, std::shared_ptr<ModelVersion> mv,
+                    const char* reason) REQUIRES(mu_);
+  int64_t UsedLocked() const REQUIRES(mu_);
+  // What the budget charges a loaded version: what its backend reports,
+  // else the resident memory its load added.
+  static int64_t Charge(const ModelVersion& mv, int64_t rss_delta);
+  // True when serving a version of `charge` bytes in place of `slot`'s
+  // reservation would exceed the budget.
+  bool OverBudgetLocked(const Slot& slot, int64_t charge) const REQUIRES(mu_);
+  int64_t EstimateLocked(const Slot& slot) const REQUIRES(mu_);
+  // A version's request ended and it is idle: deferred loads may fit now.
+  void OnIdle() EXCLUDES(mu_);
   uint64_t AddWaiterLocked(Slot& slot, Waiter w, Time deadline) REQUIRES(mu_);
   std::optional<Waiter> TakeWaiterLocked(uint64_t id) REQUIRES(mu_);
   // Answers (outside the lock) every waiter of `slot` with `error`.
@@ -217,15 +294,13 @@ class ModelManager {
   // Owns a loaded version: its last reference, wherever it drops, destroys
   // it on the unloader thread and then calls Retired.
   std::shared_ptr<ModelVersion> Own(std::unique_ptr<ModelVersion> mv, const std::string& name);
-  void Retired(const std::string& name, int64_t version) EXCLUDES(mu_);
+  void Retired(const std::string& name, int64_t version, int64_t bytes) EXCLUDES(mu_);
   void StopThreads() EXCLUDES(mu_);
   // The keep-alive of a model's loaded versions; Duration::max(): forever.
   Duration KeepAliveOf(const ModelConfig& config) const;
   // Unloads the READY versions idle past their keep-alive; returns when
   // the next may expire.
-  Time ExpireIdleLocked(Time now, std::vector<std::shared_ptr<ModelVersion>>* leaving)
-      REQUIRES(mu_);
-  void WakeLifecycle() EXCLUDES(mu_);
+  Time ExpireIdleLocked(Time now) REQUIRES(mu_);
 
   const Options options_;
   // Declared before the models: destroyed after every version it serves.
@@ -241,6 +316,9 @@ class ModelManager {
   std::map<uint64_t, Waiter> waiters_ GUARDED_BY(mu_);
   std::multimap<Time, uint64_t> deadlines_ GUARDED_BY(mu_);
   uint64_t next_waiter_ GUARDED_BY(mu_) = 1;
+  std::deque<std::pair<std::string, int64_t>> deferred_ GUARDED_BY(mu_);
+  int64_t loads_started_ GUARDED_BY(mu_) = 0;
+  int loads_running_ GUARDED_BY(mu_) = 0;
   bool shut_down_ GUARDED_BY(mu_) = false;
   bool draining_ GUARDED_BY(mu_) = false;
   bool stopping_ GUARDED_BY(mu_) = false;

@@ -457,7 +457,7 @@ TEST_F(ModelLifecycleTest, AnIdleVersionUnloadsAfterItsKeepAlive) {
   EXPECT_EQ(StateOf("m", 2), VersionState::kReady);
   AdvanceAndSync(std::chrono::seconds(2));
   ASSERT_TRUE(mm.AwaitState("m", 2, VersionState::kUnavailable, kGuard));
-  EXPECT_EQ(StateOf("m", 1), VersionState::kUnavailable);
+  EXPECT_TRUE(mm.AwaitState("m", 1, VersionState::kUnavailable, kGuard));
   // keep_alive_s = -1 and pin = true stay.
   AdvanceAndSync(std::chrono::hours(24 * 365));
   EXPECT_EQ(StateOf("forever", 1), VersionState::kReady);

@@ -164,6 +164,8 @@ const BackendMemory& ModelVersion::memory() const { return runtime_->memory; }
 
 bool ModelVersion::shares_weights() const { return runtime_->shares_weights; }
 
+BufferPool::Stats ModelVersion::buffer_stats() const { return runtime_->pool.stats(); }
+
 int ModelVersion::concurrency() const { return static_cast<int>(runtime_->instances.size()); }
 
 void ModelVersion::Shutdown() {

@@ -24,6 +24,7 @@
 #include "model/model_config.h"
 #include "sched/executor.h"
 #include "sched/scheduler.h"
+#include "tensor/buffer_pool.h"
 
 namespace inferd {
 
@@ -55,6 +56,7 @@ class ModelVersion {
   // What the backend holds for this version, measured at load.
   const BackendMemory& memory() const;
   bool shares_weights() const;
+  BufferPool::Stats buffer_stats() const;
   // Executions that may run at once: instance_count, unless clamped so
   // that executions x threads per execution fit the executor.
   int concurrency() const;
@@ -64,7 +66,11 @@ class ModelVersion {
   struct Usage {
     std::atomic<int64_t> leases{0};
     std::atomic<int64_t> last_use_ns{0};  // Clock::Now() since its epoch
-    // Runs when the last lease ends; set before the version is handed out.
+    // What the memory budget charges it (set before it is handed out).
+    std::atomic<int64_t> charged{0};
+    // Runs when the last lease ends while notify_idle is set (keep-alive
+    // 0, or a load waiting for memory); set before it is handed out.
+    std::atomic<bool> notify_idle{false};
     std::function<void()> on_idle;
   };
   Usage& usage() { return usage_; }

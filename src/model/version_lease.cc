@@ -18,7 +18,10 @@ void VersionLease::Release() {
   if (!mv_) return;
   ModelVersion::Usage& u = mv_->usage();
   u.last_use_ns.store(mv_->clock()->Now().time_since_epoch().count(), std::memory_order_relaxed);
-  if (u.leases.fetch_sub(1, std::memory_order_acq_rel) == 1 && u.on_idle) u.on_idle();
+  if (u.leases.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+      u.notify_idle.load(std::memory_order_acquire) && u.on_idle) {
+    u.on_idle();
+  }
   mv_.reset();
 }
 

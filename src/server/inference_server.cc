@@ -538,6 +538,7 @@ void InferenceServer::Decide(ModelMetrics* mm, const Tenant* tenant, const Queue
 }
 
 void InferenceServer::CollectGauges() {
+  options_.metrics->lifecycle().Collect(options_.models);
   for (const ModelState& s : options_.models->List()) {
     if (!s.ready()) continue;
     auto mv = options_.models->Get(s.name, std::to_string(s.version));

@@ -18,7 +18,7 @@ std::atomic<uint64_t> next_metrics_id{1};
 }  // namespace
 
 ServerMetrics::ServerMetrics(Registry* registry)
-    : registry_(registry), id_(next_metrics_id.fetch_add(1)) {
+    : registry_(registry), lifecycle_(registry), id_(next_metrics_id.fetch_add(1)) {
   std::vector<std::string> mv = {"model", "version"};
   requests_ = registry->AddCounter("inferd_requests_total",
                                    "Inference requests by model, version and outcome",

@@ -17,6 +17,7 @@
 #include "common/mutex.h"
 #include "metrics/metrics.h"
 #include "model/model_version.h"
+#include "server/lifecycle_metrics.h"
 
 namespace inferd {
 
@@ -104,6 +105,8 @@ class ServerMetrics {
     return static_cast<int64_t>(started_.Value() - finished);
   }
   Registry* registry() { return registry_; }
+  // Model loads, unloads, states and memory.
+  LifecycleMetrics& lifecycle() { return lifecycle_; }
 
  private:
   Registry* registry_;
@@ -128,6 +131,7 @@ class ServerMetrics {
   Gauge* inflight_;
   Counter started_, finished_;
   Gauge* rss_;
+  LifecycleMetrics lifecycle_;
   ModelMetrics* Find(const std::string& model, int64_t version) EXCLUDES(mu_);
 
   // Tells this instance's entries in the threads' caches of For() apart

@@ -28,17 +28,36 @@ std::shared_ptr<std::vector<uint8_t>> BufferPool::Acquire(size_t size) {
   }
   if (!buf) buf = std::make_unique<std::vector<uint8_t>>();
   buf->resize(size);
+  const auto bytes = static_cast<int64_t>(buf->capacity());
+  {
+    MutexLock l(&state_->mu);
+    ++state_->in_use;
+    state_->in_use_bytes += bytes;
+  }
   std::weak_ptr<State> weak = state_;
-  return std::shared_ptr<std::vector<uint8_t>>(buf.release(), [weak](std::vector<uint8_t>* b) {
-    if (auto state = weak.lock()) {
-      MutexLock l(&state->mu);
-      if (state->free.size() < state->max_free) {
-        state->free.emplace_back(b);
-        return;
-      }
-    }
-    delete b;
-  });
+  return std::shared_ptr<std::vector<uint8_t>>(buf.release(),
+                                               [weak, bytes](std::vector<uint8_t>* b) {
+                                                 if (auto state = weak.lock()) {
+                                                   MutexLock l(&state->mu);
+                                                   --state->in_use;
+                                                   state->in_use_bytes -= bytes;
+                                                   if (state->free.size() < state->max_free) {
+                                                     state->free.emplace_back(b);
+                                                     return;
+                                                   }
+                                                 }
+                                                 delete b;
+                                               });
+}
+
+BufferPool::Stats BufferPool::stats() const {
+  Stats s;
+  MutexLock l(&state_->mu);
+  s.idle = static_cast<int64_t>(state_->free.size());
+  for (const auto& b : state_->free) s.idle_bytes += static_cast<int64_t>(b->capacity());
+  s.in_use = state_->in_use;
+  s.in_use_bytes = state_->in_use_bytes;
+  return s;
 }
 
 int64_t BufferPool::allocations() const {

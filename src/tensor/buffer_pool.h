@@ -30,11 +30,23 @@ class BufferPool {
   // Buffers handed out that had to be newly allocated (for tests and stats).
   int64_t allocations() const;
 
+  // What the pool holds now: idle buffers and those handed out (bytes are
+  // capacities).
+  struct Stats {
+    int64_t idle = 0;
+    int64_t idle_bytes = 0;
+    int64_t in_use = 0;
+    int64_t in_use_bytes = 0;
+  };
+  Stats stats() const;
+
  private:
   struct State {
     Mutex mu;
     std::vector<std::unique_ptr<std::vector<uint8_t>>> free GUARDED_BY(mu);
     int64_t allocations GUARDED_BY(mu) = 0;
+    int64_t in_use GUARDED_BY(mu) = 0;
+    int64_t in_use_bytes GUARDED_BY(mu) = 0;
     size_t max_free = 8;
   };
   std::shared_ptr<State> state_;

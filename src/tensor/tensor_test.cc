@@ -421,3 +421,27 @@ TEST(BufferPoolTest, BufferOutlivesPool) {
 
 }  // namespace
 }  // namespace inferd
+
+namespace inferd {
+namespace {
+
+TEST(BufferPoolTest, StatsCountIdleAndHandedOutBuffers) {
+  BufferPool pool(BufferPool::Options{1});
+  EXPECT_EQ(pool.stats().in_use, 0);
+  auto a = pool.Acquire(1000);
+  auto b = pool.Acquire(10);
+  BufferPool::Stats s = pool.stats();
+  EXPECT_EQ(s.in_use, 2);
+  EXPECT_GE(s.in_use_bytes, 1010);
+  EXPECT_EQ(s.idle, 0);
+  a.reset();
+  b.reset();  // max_free 1: this one is freed
+  s = pool.stats();
+  EXPECT_EQ(s.in_use, 0);
+  EXPECT_EQ(s.in_use_bytes, 0);
+  EXPECT_EQ(s.idle, 1);
+  EXPECT_GE(s.idle_bytes, 1000);
+}
+
+}  // namespace
+}  // namespace inferd

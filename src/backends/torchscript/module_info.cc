@@ -62,6 +62,12 @@ BackendMemory MeasureModule(const torch::jit::Module& module) {
   }
   ForEachGraph(module, [&](torch::jit::Block* block) {
     ForEachNode(block, [&](torch::jit::Node* node) {
+      // optimize_for_inference moves convolution weights into oneDNN
+      // tensors held by prim::ConstantMKLDNNTensor nodes.
+      if (node->kind() == c10::prim::ConstantMKLDNNTensor) {
+        if (node->hasAttribute(c10::attr::value)) count.Add(node->t(c10::attr::value));
+        return;
+      }
       if (node->kind() != c10::prim::Constant) return;
       const c10::TypePtr& type = node->output()->type();
       if (type->kind() == c10::TypeKind::TensorType) {

@@ -1,0 +1,38 @@
+#pragma once
+// The model lifecycle's metrics (docs/design-lifecycle.md section 11):
+// loads and unloads as they happen (ModelManager::Options::on_load and
+// on_unload), and the state and memory of every version, set at each
+// scrape from the ModelManager.
+//
+// Threading: OnLoad and OnUnload from any thread (the manager calls them
+// under its lock; they only touch metrics); Collect from the scraping
+// thread.
+
+#include <string>
+
+#include "metrics/metrics.h"
+#include "model/model_manager.h"
+
+namespace inferd {
+
+class LifecycleMetrics {
+ public:
+  explicit LifecycleMetrics(Registry* registry);
+  void OnLoad(const std::string& model, bool ok, double seconds);
+  void OnUnload(const std::string& model, const char* reason);
+  void Collect(ModelManager* models);
+
+ private:
+  Family<Counter>* loads_;
+  Family<Counter>* unloads_;
+  Family<Histogram>* load_duration_;
+  Family<Gauge>* state_;
+  Family<Gauge>* bytes_;
+  Family<Gauge>* in_use_;
+  Family<Gauge>* buffers_;
+  Gauge* budget_;
+  Gauge* used_;
+  Gauge* deferred_;
+};
+
+}  // namespace inferd
