@@ -1,12 +1,14 @@
 // Fuzz target: the model config.toml parser.
 // Invariants: the parser returns a Status (toml++'s exceptions never
-// escape); an accepted config holds what its validation promises.
+// escape); an accepted config holds what its validation promises; every
+// accepted [[warmup]] entry makes inputs the model itself accepts.
 #include <cstdint>
 #include <set>
 #include <string>
 
 #include "fuzz_check.h"
 #include "model/model_config.h"
+#include "model/warmup.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace inferd;
@@ -47,6 +49,35 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (list == &config->inputs) {
         FUZZ_CHECK(config->CheckInput(t.name, t.dtype, shape, &index).ok());
         FUZZ_CHECK(config->inputs[index].name == t.name);
+      }
+    }
+  }
+  for (size_t e = 0; e < config->warmup.size(); ++e) {
+    const WarmupConfig& w = config->warmup[e];
+    FUZZ_CHECK(!w.batch_sizes.empty() && w.count >= 1 && w.count <= 100);
+    bool small = true, files = false;
+    for (const auto& in : w.inputs) files = files || !in.file.empty();
+    for (int64_t b : w.batch_sizes) {
+      FUZZ_CHECK(b >= 1 && (config->max_batch_size == 0 ? b == 1 : b <= config->max_batch_size));
+      for (const TensorConfig& t : config->inputs) {
+        Shape item = t.dims;
+        for (const auto& in : w.inputs) {
+          if (in.name == t.name && !in.dims.empty()) item = in.dims;
+        }
+        const int64_t n = ElementCount(item);
+        FUZZ_CHECK(n >= 0);
+        small = small && n * b <= 4096;
+      }
+      if (!small || files) continue;
+      auto inputs = WarmupInputs(*config, w, e, b, "/nonexistent");
+      FUZZ_CHECK(inputs.ok());
+      FUZZ_CHECK(inputs->size() == config->inputs.size());
+      for (const Tensor& t : *inputs) {
+        size_t index;
+        FUZZ_CHECK(
+            config
+                ->CheckInput(config->inputs[&t - inputs->data()].name, t.dtype(), t.shape(), &index)
+                .ok());
       }
     }
   }

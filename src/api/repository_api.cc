@@ -121,6 +121,8 @@ std::string MemoryStatsJson(ModelManager* models) {
     w.Bool(v.shares_weights);
     w.Key("load_s");
     w.Double(v.load_s);
+    w.Key("warmup_s");
+    w.Double(v.warmup_s);
     w.Key("batch_buffers");
     w.StartObject();
     w.Key("idle");

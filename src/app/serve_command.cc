@@ -167,8 +167,8 @@ int RunServe(const ServeFlags& flags) {
   mo.load_wait = std::chrono::milliseconds(s.GetInt("model_load_wait_ms"));
   mo.keep_alive_s = s.GetInt("model_keep_alive_s");
   mo.memory_budget = s.GetInt("model_memory_budget");
-  mo.on_load = [&metrics](const std::string& m, bool ok, double seconds) {
-    metrics.lifecycle().OnLoad(m, ok, seconds);
+  mo.on_load = [&metrics](const std::string& m, bool ok, double load_s, double warmup_s) {
+    metrics.lifecycle().OnLoad(m, ok, load_s, warmup_s);
   };
   mo.on_unload = [&metrics](const std::string& m, const char* reason) {
     metrics.lifecycle().OnUnload(m, reason);

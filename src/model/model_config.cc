@@ -95,7 +95,8 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
                                                "parameters",     "max_queue_size",
                                                "response_cache", "decoupled",
                                                "scheduling",     "overload",
-                                               "keep_alive_s",   "pin"};
+                                               "keep_alive_s",   "pin",
+                                               "warmup"};
   for (const auto& [k, v] : root) {
     if (!kKnown.count(std::string(k.str()))) return p.Error(std::string(k.str()), "is unknown");
   }
@@ -199,6 +200,7 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
     }
   }
   INFERD_RETURN_IF_ERROR(ParseScheduling(p, root, &c));
+  INFERD_RETURN_IF_ERROR(ParseWarmup(p, root, &c));
   if (c.decoupled && c.response_cache.enabled) {
     return p.Error("response_cache", "cannot be enabled for a decoupled (streaming) model");
   }

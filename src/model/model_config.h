@@ -46,6 +46,26 @@ struct TensorConfig {
   Shape dims;  // without the batch dimension when the model batches
 };
 
+// [[warmup]]: inputs run through a model version before it is marked
+// READY (docs/configuration.md, "Warm-up").
+enum class WarmupFill { kZero, kRandom, kValues, kFile };
+
+struct WarmupInputConfig {
+  std::string name;
+  Shape dims;                      // empty: the input's configured dims (then fixed)
+  std::optional<WarmupFill> fill;  // absent: the entry's
+  std::vector<double> values;      // kValues: repeated to fill the shape
+  std::string file;  // kFile: raw little-endian bytes, relative to the model directory
+};
+
+struct WarmupConfig {
+  std::string name;
+  std::vector<int64_t> batch_sizes;  // each 1..max_batch_size; {1} by default
+  int64_t count = 1;                 // runs per batch size
+  WarmupFill fill = WarmupFill::kRandom;
+  std::vector<WarmupInputConfig> inputs;  // per-input overrides, by name
+};
+
 struct DynamicBatchingConfig {
   bool enabled = false;
   int64_t max_queue_delay_us = 0;
@@ -117,6 +137,8 @@ struct ModelConfig {
   // whatever the keep-alive and the memory budget say.
   std::optional<int64_t> keep_alive_s;
   bool pin = false;
+  // Run in order before a loaded version is marked READY.
+  std::vector<WarmupConfig> warmup;
 
   // The full shape a request tensor must match, with -1 for a variable
   // dimension (and for the batch dimension of batching models).

@@ -118,5 +118,7 @@ class Parser {
 
 // [scheduling] and [overload] (model_config_scheduling.cc).
 Status ParseScheduling(const Parser& p, const toml::table& root, ModelConfig* c);
+// [[warmup]] (model_config_lifecycle.cc); after the inputs.
+Status ParseWarmup(const Parser& p, const toml::table& root, ModelConfig* c);
 
 }  // namespace inferd

@@ -245,6 +245,7 @@ MemoryView ModelManager::Memory() {
           r.idle_s = std::max(0.0, std::chrono::duration<double>(now - last).count());
         }
         r.concurrency = mv.concurrency();
+        r.warmup_s = mv.warmup_seconds();
         r.shares_weights = mv.shares_weights();
         r.buffers = mv.buffer_stats();
       } else if (slot.loading) {

@@ -257,6 +257,7 @@ void ModelManager::RunLoad(const LoadJob& job) {
   const double seconds = std::chrono::duration<double>(options_.clock->Now() - t0).count();
   std::shared_ptr<ModelVersion> version;
   if (loaded.ok()) version = Own(std::move(loaded).value(), job.model);
+  const double warmup_s = version ? version->warmup_seconds() : 0;
   bool discarded = false, remeasured = false;
   std::vector<Completion> answer;
   {
@@ -325,7 +326,7 @@ void ModelManager::RunLoad(const LoadJob& job) {
       RetryDeferredLocked();
     }
     if (options_.on_load && !discarded && !remeasured)
-      options_.on_load(job.model, loaded.ok(), seconds);
+      options_.on_load(job.model, loaded.ok(), seconds, warmup_s);
     settled_cv_.SignalAll();
   }
   if (discarded) {

@@ -72,7 +72,8 @@ struct VersionMemoryView {
   int64_t keep_alive_s = -1;  // effective; -1: never unloaded for idleness
   int concurrency = 0;
   bool shares_weights = false;
-  double load_s = 0;  // the last load's duration
+  double load_s = 0;    // the last load's duration, its warm-up included
+  double warmup_s = 0;  // the last load's warm-up
   BufferPool::Stats buffers;
 };
 
@@ -129,7 +130,7 @@ class ModelManager {
     // Optional observers (metrics), called under the manager's lock (they
     // must not call back): a load ended, a version left serving (reason:
     // "explicit", "idle", "evicted").
-    std::function<void(const std::string& model, bool ok, double seconds)> on_load;
+    std::function<void(const std::string& model, bool ok, double load_s, double warmup_s)> on_load;
     std::function<void(const std::string& model, const char* reason)> on_unload;
   };
   static StatusOr<std::unique_ptr<ModelManager>> Create(Options options);

@@ -1,6 +1,9 @@
 #include "model/model_version.h"
 
+#include <filesystem>
+
 #include "common/logging.h"
+#include "model/warmup.h"
 
 #include <atomic>
 #include "sched/batch_tensors.h"
@@ -24,6 +27,7 @@ struct ModelVersion::Runtime {
   std::vector<std::unique_ptr<BackendInstance>> instances;  // one per concurrent execution
   BackendMemory memory;
   bool shares_weights = false;
+  Duration warmup_time{0};
 
   std::atomic<size_t> next{0};  // round-robin over asynchronous instances
 
@@ -94,6 +98,18 @@ StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& option
   }
   mv->runtime_ = runtime;
   const bool async = runtime->instances.front()->asynchronous();
+  // [[warmup]]: before the version can be seen; on one instance when they
+  // share their weights. Asynchronous backends are not warmed.
+  if (!config.warmup.empty() && !async) {
+    std::vector<BackendInstance*> warm;
+    for (auto& i : runtime->instances) {
+      warm.push_back(i.get());
+      if (runtime->shares_weights) break;
+    }
+    const std::string model_dir = std::filesystem::path(options.version_dir).parent_path().string();
+    INFERD_RETURN_IF_ERROR(
+        RunWarmup(runtime->config, warm, model_dir, runtime->clock, &runtime->warmup_time));
+  }
   for (const auto& instance : runtime->instances) {
     if (instance->asynchronous() != async) {
       return InternalError("backend '" + config.backend +
@@ -165,6 +181,10 @@ const BackendMemory& ModelVersion::memory() const { return runtime_->memory; }
 bool ModelVersion::shares_weights() const { return runtime_->shares_weights; }
 
 BufferPool::Stats ModelVersion::buffer_stats() const { return runtime_->pool.stats(); }
+
+double ModelVersion::warmup_seconds() const {
+  return std::chrono::duration<double>(runtime_->warmup_time).count();
+}
 
 int ModelVersion::concurrency() const { return static_cast<int>(runtime_->instances.size()); }
 

@@ -57,6 +57,8 @@ class ModelVersion {
   const BackendMemory& memory() const;
   bool shares_weights() const;
   BufferPool::Stats buffer_stats() const;
+  // Time the [[warmup]] entries took at load.
+  double warmup_seconds() const;
   // Executions that may run at once: instance_count, unless clamped so
   // that executions x threads per execution fit the executor.
   int concurrency() const;

@@ -13,6 +13,10 @@ LifecycleMetrics::LifecycleMetrics(Registry* registry)
       load_duration_(registry->AddHistogram(
           "inferd_model_load_duration_seconds", "Time to load a model version (with its warm-up)",
           {"model"}, {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60})),
+      warmup_duration_(registry->AddHistogram(
+          "inferd_model_warmup_duration_seconds",
+          "Time the [[warmup]] entries of a model version took at load", {"model"},
+          {0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})),
       state_(registry->AddGauge("inferd_model_state",
                                 "1 for the state each model version is in, 0 for the others",
                                 {"model", "version", "state"})),
@@ -39,9 +43,11 @@ LifecycleMetrics::LifecycleMetrics(Registry* registry)
                                "Model loads waiting for memory under the budget", {})
                     ->WithLabels({})) {}
 
-void LifecycleMetrics::OnLoad(const std::string& model, bool ok, double seconds) {
+void LifecycleMetrics::OnLoad(const std::string& model, bool ok, double load_s, double warmup_s) {
   loads_->WithLabels({model, ok ? "success" : "failure"})->Increment();
-  if (ok) load_duration_->WithLabels({model})->Observe(seconds);
+  if (!ok) return;
+  load_duration_->WithLabels({model})->Observe(load_s);
+  warmup_duration_->WithLabels({model})->Observe(warmup_s);
 }
 
 void LifecycleMetrics::OnUnload(const std::string& model, const char* reason) {

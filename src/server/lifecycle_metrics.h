@@ -18,7 +18,7 @@ namespace inferd {
 class LifecycleMetrics {
  public:
   explicit LifecycleMetrics(Registry* registry);
-  void OnLoad(const std::string& model, bool ok, double seconds);
+  void OnLoad(const std::string& model, bool ok, double load_s, double warmup_s);
   void OnUnload(const std::string& model, const char* reason);
   void Collect(ModelManager* models);
 
@@ -26,6 +26,7 @@ class LifecycleMetrics {
   Family<Counter>* loads_;
   Family<Counter>* unloads_;
   Family<Histogram>* load_duration_;
+  Family<Histogram>* warmup_duration_;
   Family<Gauge>* state_;
   Family<Gauge>* bytes_;
   Family<Gauge>* in_use_;

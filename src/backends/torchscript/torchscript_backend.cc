@@ -236,8 +236,10 @@ class TorchScriptModel final : public BackendModel {
       INFERD_ASSIGN_OR_RETURN(module, LoadModule(spec_));
     }
     auto instance = std::make_unique<TorchScriptInstance>(config_, std::move(module), spec_);
-    // One warm-up per module: instances sharing it are warm already.
-    if (index == 0 || !shared_) INFERD_RETURN_IF_ERROR(instance->Warmup(spec_.warmup_runs));
+    // One warm-up per module (instances sharing it are warm already), and
+    // none when the config has [[warmup]] entries (the model layer runs them).
+    if ((index == 0 || !shared_) && config_.warmup.empty())
+      INFERD_RETURN_IF_ERROR(instance->Warmup(spec_.warmup_runs));
     return std::unique_ptr<BackendInstance>(std::move(instance));
   }
   BackendMemory Memory() const override { return memory_; }

@@ -8,7 +8,7 @@
 //                     instances x threads are clamped to the executor's)
 //   model_filename    file in the version directory (default "model.pt")
 //   warmup_runs       forwards run at load on zeros when every dim is fixed
-//                     (default 2)
+//                     (default 2), unless config.toml has [[warmup]] entries
 //   share_weights     true (default): the instances run one copy of the
 //                     module concurrently (unless it writes attributes);
 //                     false: a copy per instance
