@@ -3,8 +3,13 @@ lazy loading on the first inference request (one load shared by concurrent
 first requests), explicit model control with `POST
 /v2/repository/models/{m}/load` and `.../unload`, `--load-model`, the
 repository index and its states, the admin guard on load and unload,
-unloading a model with requests queued on it, and a model whose weights do
-not load (FAILED, sticky).
+unloading a model with requests queued on it, a model whose weights do
+not load (FAILED, sticky), and the model memory budget (section 6):
+`GET /v2/memory/stats`, `--model-memory-budget` evicting the least recently
+used idle copies under lazy control (never a pinned one), a model that can
+never fit (503), explicit control refusing a load past the budget (503),
+and the lifecycle families of `/metrics`. Budgets are multiples of what one
+loaded copy of mlp is charged, measured once per run (`mlp_bytes`).
 
 Each test starts its own server (`preload=False`: nothing loads before the
 server listens unless the test says `--load-model`) on a temporary
@@ -16,6 +21,7 @@ line is in; queued requests are observed through `inferd_queue_depth`.
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -58,6 +64,76 @@ def mlp_input(items=1, value=0.5):
 
 def load_hint(model):
     return "POST /v2/repository/models/%s/load" % model
+
+
+def pin_model(repo, name):
+    """`pin = true` at the top of a copied model's config.toml (top-level keys
+    come before any table)."""
+    cfg = os.path.join(repo, name, "config.toml")
+    with open(cfg) as f:
+        text = f.read()
+    with open(cfg, "w") as f:
+        f.write("pin = true\n" + text)
+
+
+# The keys GET /v2/memory/stats has at least (docs/design-lifecycle.md).
+STATS_KEYS = ["budget", "models", "process"]
+PROCESS_KEYS = ["resident_bytes", "unattributed_bytes"]
+BUDGET_KEYS = ["bytes", "deferred_loads", "used_bytes"]  # + headroom_bytes with a budget
+ROW_KEYS = sorted(["name", "version", "state", "reason", "bytes", "estimated", "weights_bytes",
+                   "packed_bytes", "reported", "approximate", "rss_delta_bytes",
+                   "rss_delta_exclusive", "in_use", "idle_s", "pinned", "keep_alive_s",
+                   "concurrency", "shares_weights", "load_s", "batch_buffers"])
+BATCH_BUFFER_KEYS = ["idle", "idle_bytes", "in_use", "in_use_bytes"]
+
+# The lifecycle families of /metrics and their types.
+LIFECYCLE_FAMILIES = {
+    "inferd_model_state": "gauge",
+    "inferd_model_memory_bytes": "gauge",
+    "inferd_model_memory_budget_bytes": "gauge",
+    "inferd_model_memory_used_bytes": "gauge",
+    "inferd_model_deferred_loads": "gauge",
+    "inferd_model_in_use": "gauge",
+    "inferd_batch_buffer_bytes": "gauge",
+    "inferd_model_loads_total": "counter",
+    "inferd_model_unloads_total": "counter",
+    "inferd_model_load_duration_seconds": "histogram",
+}
+
+_mlp_bytes = []
+
+
+def mlp_bytes():
+    """What one loaded copy of mlp is charged (`bytes` of its row in
+    /v2/memory/stats), measured once per run on a server of its own."""
+    if not _mlp_bytes:
+        tmp = tempfile.mkdtemp(prefix="inferd-lifecycle-measure-")
+        try:
+            repo = os.path.join(tmp, "models")
+            h.copy_model("mlp", repo)
+            server = h.ServerProcess(repo, args=("--load-model", "mlp"), preload=False)
+            try:
+                server.start()
+                with server.client() as c:
+                    r = c.get("/v2/memory/stats")
+                if r.status != 200:
+                    raise AssertionError("/v2/memory/stats: " + r.describe())
+                rows = [row for row in r.json()["models"] if row["name"] == "mlp"]
+                if len(rows) != 1 or rows[0]["state"] != "READY" or not rows[0]["bytes"] > 0:
+                    raise AssertionError("one READY mlp row with bytes > 0 expected: %r" % rows)
+                _mlp_bytes.append(rows[0]["bytes"])
+                server.stop()
+            finally:
+                server.kill()
+        finally:
+            shutil.rmtree(tmp, True)
+    return _mlp_bytes[0]
+
+
+def mlp_estimate():
+    """What the first load of a copy of mlp reserves: twice the bytes of its
+    version directory."""
+    return 2 * os.path.getsize(h.model_file("mlp"))
 
 
 class Pending(threading.Thread):
@@ -570,6 +646,332 @@ class BrokenWeightsTest(LifecycleTestCase):
                 self.assertIn("model.pt", row["reason"])
                 h.assert_json_error(self, self.infer(server, "broken"), 503, "model.pt")
                 self.stop(server)
+
+
+class MemoryBudgetTestCase(LifecycleTestCase):
+    """Helpers for GET /v2/memory/stats and the memory budget."""
+
+    maxDiff = None  # failures list every refused request
+
+    def memory_stats(self, server, client=None):
+        """GET /v2/memory/stats, its keys checked; on `client` if given."""
+        if client is None:
+            with server.client() as c:
+                return self.memory_stats(server, c)
+        r = client.get("/v2/memory/stats")
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertTrue(r.header("Content-Type", "").startswith("application/json"), r.describe())
+        s = r.json()
+        self.assert_has_keys(s, STATS_KEYS)
+        self.assert_has_keys(s["process"], PROCESS_KEYS)
+        budget = s["budget"]
+        self.assert_has_keys(budget, BUDGET_KEYS)
+        if budget["bytes"] > 0:
+            self.assert_has_keys(budget, ["headroom_bytes"])
+        else:
+            self.assertNotIn("headroom_bytes", budget, s)
+        self.assertIsInstance(s["models"], list, s)
+        for row in s["models"]:
+            self.assert_has_keys(row, ROW_KEYS)
+            self.assert_has_keys(row["batch_buffers"], BATCH_BUFFER_KEYS)
+        return s
+
+    def assert_has_keys(self, obj, keys):
+        """The documented keys are there (more may be added)."""
+        self.assertIsInstance(obj, dict, obj)
+        self.assertEqual(sorted(set(keys) - set(obj)), [], obj)
+
+    def rows(self, stats, model):
+        return [row for row in stats["models"] if row["name"] == model]
+
+    def row(self, stats, model):
+        rows = self.rows(stats, model)
+        self.assertEqual(len(rows), 1, stats)
+        return rows[0]
+
+    def idle_stats(self, server):
+        """The memory stats once no request holds any version: a request's
+        hold ends with its call, which may be just after its answer."""
+        def idle():
+            s = self.memory_stats(server)
+            return s if all(row["in_use"] == 0 for row in s["models"]) else None
+
+        return h.wait_until(idle, WAIT_S, "every version idle (in_use 0)")
+
+    def assert_budget_consistent(self, stats, budget):
+        b = stats["budget"]
+        self.assertEqual(b["bytes"], budget, stats)
+        self.assertLessEqual(b["used_bytes"], budget, stats)
+        self.assertEqual(b["headroom_bytes"], budget - b["used_bytes"], stats)
+
+
+class MemoryStatsTest(MemoryBudgetTestCase):
+    def test_shape_without_and_with_a_budget(self):
+        server = self.serve()
+        s = self.memory_stats(server)
+        self.assertEqual(s["models"], [], s)
+        self.assertEqual(s["budget"]["bytes"], 0, s)
+        self.assertNotIn("headroom_bytes", s["budget"], s)
+        self.assertEqual(s["budget"]["used_bytes"], 0, s)
+        self.assertEqual(s["budget"]["deferred_loads"], 0, s)
+        self.assertGreater(s["process"]["resident_bytes"], 0, s)
+
+        self.assert_infers(server, "mlp")
+        s = self.idle_stats(server)
+        self.assertEqual([(row["name"], row["version"]) for row in s["models"]], [("mlp", "1")], s)
+        row = s["models"][0]
+        self.assertEqual(row["state"], "READY", row)
+        self.assertGreater(row["bytes"], 0, row)
+        self.assertIs(row["reported"], True, row)
+        self.assertIs(row["estimated"], False, row)
+        self.assertIs(row["pinned"], False, row)
+        self.assertEqual(row["concurrency"], 1, row)
+        self.assertEqual(row["in_use"], 0, row)
+        self.assertEqual(row["keep_alive_s"], 300, row)
+        self.assertEqual(row["weights_bytes"] + row["packed_bytes"], row["bytes"], row)
+        self.assertEqual(s["budget"]["used_bytes"], row["bytes"], s)
+        self.assertNotIn("headroom_bytes", s["budget"], s)
+        self.assertLessEqual(s["process"]["unattributed_bytes"], s["process"]["resident_bytes"], s)
+        self.stop(server)
+
+        budget = 100 * row["bytes"]
+        for how in ("flag", "env"):
+            with self.subTest(budget_from=how):
+                if how == "flag":
+                    server = self.serve("--model-memory-budget", str(budget))
+                else:
+                    server = self.serve(env={"INFERD_MODEL_MEMORY_BUDGET": str(budget)})
+                s = self.memory_stats(server)
+                self.assertEqual(s["models"], [], s)
+                self.assert_budget_consistent(s, budget)
+                self.assertEqual(s["budget"]["headroom_bytes"], budget, s)
+                self.assert_infers(server, "mlp")
+                self.assert_infers(server, "mlp_b")
+                s = self.memory_stats(server)
+                self.assertEqual(sorted(row["name"] for row in s["models"]), ["mlp", "mlp_b"], s)
+                self.assert_budget_consistent(s, budget)
+                self.assertEqual(s["budget"]["used_bytes"], sum(row["bytes"] for row in s["models"]), s)
+                self.assertEqual(s["budget"]["deferred_loads"], 0, s)
+                samples = h.parse_metrics(h.scrape(server))
+                self.assertEqual(h.metric_sum(samples, "inferd_model_memory_budget_bytes"), budget)
+                self.assertEqual(h.metric_sum(samples, "inferd_model_memory_used_bytes"),
+                                 s["budget"]["used_bytes"])
+                self.stop(server)
+
+    def test_any_tenant_reads_the_memory_stats(self):
+        user_key, user_hash = keygen()
+        config = os.path.join(self.tmp, "inferd.toml")
+        with open(config, "w") as f:
+            f.write('[auth]\nrequired = true\n')
+            f.write('[[tenants]]\nname = "user"\napi_key_sha256 = ["%s"]\n' % user_hash)
+        server = self.serve("--config", config)
+        with server.client() as c:
+            r = c.get("/v2/memory/stats")
+            self.assertEqual(r.status, 401, r.describe())
+            r = c.request("GET", "/v2/memory/stats", headers={"X-Api-Key": user_key})
+            self.assertEqual(r.status, 200, r.describe())
+            self.assertEqual(r.json()["models"], [], r.describe())
+        self.stop(server)
+
+
+class MemoryBudgetEvictionTest(MemoryBudgetTestCase):
+    """Five copies of mlp and a pinned sixth under a budget of 3.5 copies:
+    the pinned one and two others fit. Four clients cycle through the five;
+    every request succeeds, the budget is never exceeded, the least
+    recently used copies are evicted, and the pinned one stays READY."""
+
+    UNPINNED = ["mlp_%d" % i for i in range(5)]
+    PINNED = "mlp_pinned"
+
+    def prepare_repository(self, repo):
+        for name in self.UNPINNED + [self.PINNED]:
+            h.copy_model("mlp", repo, new_name=name)
+        pin_model(repo, self.PINNED)
+
+    def test_four_clients_five_models_two_fit(self):
+        one = mlp_bytes()
+        budget = int(3.5 * one)
+        # A first load reserves its estimate: with the pinned copy and one
+        # other resident it must fit, or nothing could ever load.
+        self.assertLessEqual(2 * one + mlp_estimate(), budget, "estimate %d, bytes %d" % (mlp_estimate(), one))
+        server = self.serve("--model-memory-budget", str(budget), "--load-model", self.PINNED)
+        s = self.memory_stats(server)
+        self.assertEqual([(row["name"], row["state"], row["pinned"]) for row in s["models"]],
+                         [(self.PINNED, "READY", True)], s)
+        self.assert_budget_consistent(s, budget)
+
+        done = threading.Event()
+        samples = []  # (used_bytes, headroom_bytes, pinned state)
+        poll_errors = []
+
+        def poll():
+            try:
+                with server.client() as c:
+                    while not done.is_set():
+                        s = self.memory_stats(server, c)
+                        rows = self.rows(s, self.PINNED)
+                        samples.append((s["budget"]["used_bytes"], s["budget"]["headroom_bytes"],
+                                        s["budget"]["bytes"], [row["state"] for row in rows]))
+            except BaseException as e:  # noqa: B902 - reported below
+                poll_errors.append(e)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+
+        def client(k):
+            statuses = []
+            with server.client() as c:
+                for i in range(10 * len(self.UNPINNED)):
+                    model = self.UNPINNED[(k + i) % len(self.UNPINNED)]
+                    r, d = c.infer(model, mlp_input())
+                    statuses.append((model, r.status, r.body.decode("utf-8", "replace") if r.status != 200 else ""))
+                    if r.status == 200:
+                        self.assertEqual(d.outputs["output"].shape, (1, 4))
+            return statuses
+
+        try:
+            results = h.run_threads(client, [(k,) for k in range(4)], timeout=WAIT_S * 2)
+        finally:
+            done.set()
+            poller.join(WAIT_S)
+        self.assertFalse(poller.is_alive(), "the memory stats poller did not finish")
+        self.assertEqual(poll_errors, [])
+
+        failed = [st for statuses in results for st in statuses if st[1] != 200]
+        self.assertEqual(failed, [], "every request should succeed\n" + server.output())
+        self.assertEqual(sum(len(st) for st in results), 4 * 10 * len(self.UNPINNED))
+
+        self.assertGreater(len(samples), 0)
+        over = [sm for sm in samples if sm[0] > budget or sm[1] != budget - sm[0] or sm[2] != budget]
+        self.assertEqual(over, [], "budget %d exceeded (or headroom inconsistent)" % budget)
+        not_ready = [sm for sm in samples if sm[3] != ["READY"]]
+        self.assertEqual(not_ready, [], "the pinned model left READY")
+
+        # At rest: the pinned copy and at most two others are ready.
+        s = self.idle_stats(server)
+        self.assert_budget_consistent(s, budget)
+        self.assertEqual(s["budget"]["deferred_loads"], 0, s)
+        ready = [row["name"] for row in s["models"] if row["state"] == "READY"]
+        self.assertIn(self.PINNED, ready, s)
+        self.assertLessEqual(len(ready), 3, s)
+        self.assertEqual(self.states(server)[self.PINNED], "READY")
+
+        # /metrics: a valid page with the lifecycle families.
+        with server.client() as c:
+            r = c.get("/metrics")
+        self.assertEqual(r.status, 200, r.describe())
+        text = r.body.decode()
+        check = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        self.assertEqual(check.returncode, 0, "promtool check metrics:\n%s" % check.stdout.decode())
+        for family, kind in LIFECYCLE_FAMILIES.items():
+            with self.subTest(family=family):
+                self.assertIn("# TYPE %s %s\n" % (family, kind), text)
+        m = h.parse_metrics(text)
+        evicted = h.metric_sum(m, "inferd_model_unloads_total", reason="evicted") or 0
+        self.assertGreater(evicted, 0, text)
+        self.assertEqual(h.metric_sum(m, "inferd_model_unloads_total", model=self.PINNED) or 0, 0, text)
+        self.assertEqual(h.metric_sum(m, "inferd_model_state", model=self.PINNED, version="1", state="READY"), 1)
+        self.assertEqual(h.metric_sum(m, "inferd_model_state", model=self.PINNED, version="1"), 1)
+        self.assertEqual(h.metric_sum(m, "inferd_model_memory_budget_bytes"), budget)
+        self.assertEqual(h.metric_sum(m, "inferd_model_memory_used_bytes"), s["budget"]["used_bytes"])
+        self.assertEqual(h.metric_sum(m, "inferd_model_deferred_loads"), 0)
+        self.assertEqual(h.metric_sum(m, "inferd_model_loads_total", model=self.PINNED, outcome="success"), 1)
+        for model in self.UNPINNED:
+            with self.subTest(model=model):
+                self.assertGreaterEqual(h.metric_sum(m, "inferd_model_loads_total", model=model,
+                                                     outcome="success") or 0, 1, text)
+                self.assertEqual(h.metric_sum(m, "inferd_model_loads_total", model=model,
+                                              outcome="failure") or 0, 0, text)
+                self.assertEqual(h.metric_sum(m, "inferd_model_in_use", model=model, version="1"), 0)
+                # Each version is in exactly one state.
+                self.assertEqual(h.metric_sum(m, "inferd_model_state", model=model, version="1"), 1)
+        self.stop(server)
+
+        lines = self.log_lines(server, r"model '[^']+' version 1 evicted for model '[^']+' version 1 \(memory budget\)")
+        self.assertGreater(len(lines), 0, server.output())
+        self.assertEqual(len(lines), evicted, server.output())
+        self.assertEqual(self.log_lines(server, r"model '%s' version 1 evicted" % self.PINNED), [],
+                         server.output())
+
+
+    def test_concurrent_first_loads_wait_for_each_other(self):
+        """Four first requests at once, for four copies: a load that finds
+        the others' reservations in the way waits for them to become
+        evictable instead of being refused as one that can never fit."""
+        one = mlp_bytes()
+        budget = int(3.5 * one)
+        server = self.serve("--model-memory-budget", str(budget), "--load-model", self.PINNED)
+
+        def first(model):
+            with server.client() as c:
+                r, _ = c.infer(model, mlp_input())
+            return model, r.status, r.body.decode("utf-8", "replace") if r.status != 200 else ""
+
+        results = h.run_threads(first, [(m,) for m in self.UNPINNED[:4]], timeout=WAIT_S * 2)
+        self.assertEqual([st for st in results if st[1] != 200], [], server.output())
+        s = self.memory_stats(server)
+        self.assert_budget_consistent(s, budget)
+        self.assertEqual(self.row(s, self.PINNED)["state"], "READY", s)
+        self.stop(server)
+
+
+class MemoryBudgetTooSmallTest(MemoryBudgetTestCase):
+    def prepare_repository(self, repo):
+        h.copy_model("mlp", repo, new_name="mlp_pinned")
+        pin_model(repo, "mlp_pinned")
+        h.copy_model("mlp", repo, new_name="mlp_b")
+
+    def test_a_model_that_cannot_fit_is_503(self):
+        one = mlp_bytes()
+        budget = int(1.5 * one)
+        self.assertLessEqual(mlp_estimate(), budget, "the pinned copy must fit alone")
+        server = self.serve("--model-memory-budget", str(budget), "--load-model", "mlp_pinned")
+        for attempt in ("first", "second"):
+            with self.subTest(attempt=attempt):
+                h.assert_json_error(self, self.infer(server, "mlp_b"), 503,
+                                    ["mlp_b", "memory budget", "mlp_pinned", "pinned"], what=attempt)
+                self.assertEqual(self.state(server, "mlp_b"), "UNAVAILABLE")
+        s = self.memory_stats(server)
+        self.assert_budget_consistent(s, budget)
+        self.assertEqual(self.row(s, "mlp_pinned")["state"], "READY", s)
+        self.assertEqual([row for row in s["models"] if row["state"] != "UNAVAILABLE"
+                          and row["name"] != "mlp_pinned"], [], s)
+        self.assertEqual(s["budget"]["deferred_loads"], 0, s)
+        self.assert_infers(server, "mlp_pinned")
+        self.stop(server)
+        self.assertEqual(self.ready_lines(server, "mlp_b"), [], server.output())
+
+
+class MemoryBudgetExplicitTest(MemoryBudgetTestCase):
+    def test_a_load_past_the_budget_is_refused_and_nothing_is_evicted(self):
+        one = mlp_bytes()
+        budget = int(1.5 * one)
+        self.assertLessEqual(mlp_estimate(), budget, "one copy must fit")
+        self.assertGreater(one + min(one, mlp_estimate()), budget, "two copies must not fit")
+        server = self.serve("--model-control", "explicit", "--model-memory-budget", str(budget),
+                            "--load-model", "mlp")
+        self.assertEqual(self.states(server), {"mlp": "READY", "mlp_b": "UNAVAILABLE", "mlp_c": "UNAVAILABLE"})
+        h.assert_json_error(self, self.load(server, "mlp_b"), 503, ["explicit", "memory budget"])
+        self.assertEqual(self.states(server), {"mlp": "READY", "mlp_b": "UNAVAILABLE", "mlp_c": "UNAVAILABLE"})
+        self.assert_infers(server, "mlp")
+        s = self.memory_stats(server)
+        self.assert_budget_consistent(s, budget)
+        self.assertEqual(s["budget"]["used_bytes"], self.row(s, "mlp")["bytes"], s)
+
+        self.assert_rows(self.unload(server, "mlp"), "mlp", ("UNLOADING", "UNAVAILABLE"))
+        self.wait_state(server, "mlp", "UNAVAILABLE")
+        self.assert_rows(self.load(server, "mlp_b"), "mlp_b", ("READY",))
+        self.assertEqual(self.states(server), {"mlp": "UNAVAILABLE", "mlp_b": "READY", "mlp_c": "UNAVAILABLE"})
+        self.assert_infers(server, "mlp_b")
+        s = self.memory_stats(server)
+        self.assert_budget_consistent(s, budget)
+        self.assertEqual(s["budget"]["used_bytes"], self.row(s, "mlp_b")["bytes"], s)
+        m = h.parse_metrics(h.scrape(server))
+        self.assertEqual(h.metric_sum(m, "inferd_model_unloads_total", reason="evicted") or 0, 0)
+        self.assertEqual(h.metric_sum(m, "inferd_model_unloads_total", model="mlp", reason="explicit"), 1)
+        self.stop(server)
+        self.assertEqual(self.log_lines(server, r"evicted for model"), [], server.output())
 
 
 if __name__ == "__main__":

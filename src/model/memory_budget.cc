@@ -4,7 +4,7 @@
 
 namespace inferd {
 
-BudgetPlan PlanLoad(int64_t budget, int64_t used, int64_t freeing, int64_t need,
+BudgetPlan PlanLoad(int64_t budget, int64_t used, int64_t freeing, int64_t loading, int64_t need,
                     std::vector<BudgetResident> residents, bool may_evict) {
   BudgetPlan plan;
   if (budget <= 0 || need <= budget - used) return plan;  // kStart
@@ -31,8 +31,9 @@ BudgetPlan PlanLoad(int64_t budget, int64_t used, int64_t freeing, int64_t need,
     return plan;
   }
   plan.evict.clear();
-  // Busy (unpinned) versions become idle eventually.
-  int64_t ever = budget - used + freeing;
+  // Busy (unpinned) versions become idle eventually, and so do those
+  // being loaded.
+  int64_t ever = budget - used + freeing + loading;
   for (const BudgetResident& r : residents) {
     if (!r.pinned) ever += r.bytes;
   }

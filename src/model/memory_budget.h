@@ -24,7 +24,7 @@ struct BudgetPlan {
     kStart,     // fits now
     kWait,      // fits once memory already being freed is (unloading versions)
     kEvict,     // fits once `evict` are unloaded (then wait for them)
-    kWaitIdle,  // fits only by evicting versions in use: wait until they are idle
+    kWaitIdle,  // fits only by evicting versions in use or loading: wait until they are idle
     kRefuse,    // never fits: pinned versions and the budget leave too little
   };
   Action action = Action::kStart;
@@ -32,9 +32,11 @@ struct BudgetPlan {
 };
 
 // `used`: every charge (resident, loading, unloading); `freeing`: the part
-// of `used` held by versions being destroyed. `may_evict` false (explicit
-// model control): kEvict and kWaitIdle become kRefuse.
-BudgetPlan PlanLoad(int64_t budget, int64_t used, int64_t freeing, int64_t need,
+// of `used` held by versions being destroyed; `loading`: the part reserved
+// by other loads of unpinned models in progress (resident, then evictable,
+// once they end). `may_evict` false (explicit model control): kEvict and
+// kWaitIdle become kRefuse.
+BudgetPlan PlanLoad(int64_t budget, int64_t used, int64_t freeing, int64_t loading, int64_t need,
                     std::vector<BudgetResident> residents, bool may_evict);
 
 }  // namespace inferd

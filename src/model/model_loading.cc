@@ -16,8 +16,13 @@
 namespace inferd {
 namespace {
 
+// "44.9 MiB", "42.5 KiB", "980 B".
 std::string MiB(int64_t bytes) {
-  return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  const double b = static_cast<double>(bytes);
+  if (bytes >= (int64_t{1} << 30)) return fmt::format("{:.1f} GiB", b / (1 << 30));
+  if (bytes >= (int64_t{1} << 20)) return fmt::format("{:.1f} MiB", b / (1 << 20));
+  if (bytes >= 1024) return fmt::format("{:.1f} KiB", b / 1024);
+  return fmt::format("{} B", bytes);
 }
 
 // The bytes of the files of a version directory (the first load's estimate).
@@ -75,13 +80,14 @@ Status ModelManager::ScheduleLoadLocked(const std::string& name, int64_t v, Slot
   int64_t need = 0;
   if (budget > 0) {
     need = EstimateLocked(slot);
-    int64_t freeing = 0;
+    int64_t freeing = 0, loading = 0;
     std::vector<BudgetResident> residents;
     std::vector<std::pair<std::string, int64_t>> ids;  // residents[i] is ids[i]
     std::string names;
     for (const auto& [n, m] : models_) {
       for (const auto& [ver, s] : m.versions) {
         freeing += s.retiring_bytes;
+        if (!m.config->pin && &s != &slot) loading += s.reserved;
         if (!s.serving) continue;
         const ModelVersion::Usage& u = s.serving->usage();
         BudgetResident r;
@@ -99,7 +105,7 @@ Status ModelManager::ScheduleLoadLocked(const std::string& name, int64_t v, Slot
       }
     }
     const bool may_evict = options_.control == ModelControl::kLazy;
-    BudgetPlan plan = PlanLoad(budget, UsedLocked(), freeing, need, residents, may_evict);
+    BudgetPlan plan = PlanLoad(budget, UsedLocked(), freeing, loading, need, residents, may_evict);
     if (plan.action == BudgetPlan::Action::kRefuse) {
       return UnavailableError("model '" + name + "' version " + std::to_string(v) + " needs " +
                               MiB(need) + "; the memory budget is " + MiB(budget) + " (" +
