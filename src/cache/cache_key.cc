@@ -17,12 +17,14 @@ struct CacheKeyBuilder::Hashers {
   }
 };
 
-CacheKeyBuilder::CacheKeyBuilder(std::string_view ns, std::string_view model, int64_t version)
+CacheKeyBuilder::CacheKeyBuilder(std::string_view ns, std::string_view model, int64_t version,
+                                 uint64_t revision)
     : h_(std::make_unique<Hashers>()), model_(model) {
   XXH3_128bits_reset(h_->xxh);
   FeedTagged('N', ns);
   FeedTagged('M', model);
   FeedTagged('V', std::to_string(version));
+  if (revision != 0) FeedTagged('R', std::string_view(reinterpret_cast<const char*>(&revision), 8));
 }
 
 CacheKeyBuilder::~CacheKeyBuilder() = default;
@@ -89,18 +91,21 @@ std::string Sha256(std::string_view bytes) {
 }  // namespace
 
 CacheKey EncodedRequestKey(std::string_view ns, std::string_view model, int64_t version,
-                           std::string_view encoding, std::string_view bytes, size_t max_inline) {
+                           std::string_view encoding, std::string_view bytes, size_t max_inline,
+                           uint64_t revision) {
   char v[20];
   auto [end, ec] = std::to_chars(v, v + sizeof(v), version);
   std::string_view version_text(v, static_cast<size_t>(end - v));
   CacheKey key;
   std::string& c = key.check;  // 'C' + the canonical bytes
-  c.reserve(1 + 5 * 9 + ns.size() + model.size() + version_text.size() + encoding.size() +
+  c.reserve(1 + 6 * 9 + 8 + ns.size() + model.size() + version_text.size() + encoding.size() +
             bytes.size());
   c.push_back('C');
   AppendTagged(&c, 'n', ns);
   AppendTagged(&c, 'm', model);
   AppendTagged(&c, 'v', version_text);
+  if (revision != 0)
+    AppendTagged(&c, 'r', std::string_view(reinterpret_cast<const char*>(&revision), 8));
   AppendTagged(&c, 'e', encoding);
   AppendTagged(&c, 'b', bytes);
   XXH128_hash_t d = XXH3_128bits(c.data() + 1, c.size() - 1);

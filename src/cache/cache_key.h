@@ -28,8 +28,10 @@ class CacheKeyBuilder {
  public:
   static constexpr size_t kMaxInlineCheck = 512;
 
-  // `ns` is the cache namespace (the tenant, once tenants exist).
-  CacheKeyBuilder(std::string_view ns, std::string_view model, int64_t version);
+  // `ns` is the cache namespace (the tenant, once tenants exist);
+  // `revision` what the version was loaded from (0: not part of the key).
+  CacheKeyBuilder(std::string_view ns, std::string_view model, int64_t version,
+                  uint64_t revision = 0);
   ~CacheKeyBuilder();
   CacheKeyBuilder(const CacheKeyBuilder&) = delete;
   CacheKeyBuilder& operator=(const CacheKeyBuilder&) = delete;
@@ -58,6 +60,7 @@ class CacheKeyBuilder {
 // while they are at most `max_inline` long, else their SHA-256.
 CacheKey EncodedRequestKey(std::string_view ns, std::string_view model, int64_t version,
                            std::string_view encoding, std::string_view bytes,
-                           size_t max_inline = CacheKeyBuilder::kMaxInlineCheck);
+                           size_t max_inline = CacheKeyBuilder::kMaxInlineCheck,
+                           uint64_t revision = 0);
 
 }  // namespace inferd

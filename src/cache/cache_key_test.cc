@@ -143,3 +143,28 @@ TEST(Digest128Test, Hex) {
 
 }  // namespace
 }  // namespace inferd
+
+namespace inferd {
+namespace {
+
+TEST(CacheKeyTest, TheRevisionOfTheVersionChangesBothKeys) {
+  auto canonical = [](uint64_t revision) {
+    CacheKeyBuilder kb("t", "m", 1, revision);
+    kb.AddOutput("y");
+    return kb.Finish();
+  };
+  EXPECT_EQ(canonical(7).digest, canonical(7).digest);
+  EXPECT_NE(canonical(7).digest, canonical(8).digest);
+  EXPECT_NE(canonical(7).digest, canonical(0).digest);
+  EXPECT_NE(canonical(7).check, canonical(8).check);
+  const std::string body = "{\"inputs\": []}";
+  auto encoded = [&](uint64_t revision) {
+    return EncodedRequestKey("t", "m", 1, "json", body, CacheKeyBuilder::kMaxInlineCheck, revision);
+  };
+  EXPECT_EQ(encoded(7).digest, encoded(7).digest);
+  EXPECT_NE(encoded(7).digest, encoded(8).digest);
+  EXPECT_NE(encoded(7).check, encoded(0).check);
+}
+
+}  // namespace
+}  // namespace inferd

@@ -96,7 +96,7 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
                                                "response_cache", "decoupled",
                                                "scheduling",     "overload",
                                                "keep_alive_s",   "pin",
-                                               "warmup"};
+                                               "warmup",         "version_policy"};
   for (const auto& [k, v] : root) {
     if (!kKnown.count(std::string(k.str()))) return p.Error(std::string(k.str()), "is unknown");
   }
@@ -201,6 +201,7 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& toml_text, const std::
   }
   INFERD_RETURN_IF_ERROR(ParseScheduling(p, root, &c));
   INFERD_RETURN_IF_ERROR(ParseWarmup(p, root, &c));
+  INFERD_RETURN_IF_ERROR(ParseVersionPolicy(p, root, &c));
   if (c.decoupled && c.response_cache.enabled) {
     return p.Error("response_cache", "cannot be enabled for a decoupled (streaming) model");
   }

@@ -66,6 +66,19 @@ struct WarmupConfig {
   std::vector<WarmupInputConfig> inputs;  // per-input overrides, by name
 };
 
+// [version_policy]: which version directories are served (Triton's
+// version policy). latest(N): the N highest; all; specific: the listed ones.
+struct VersionPolicyConfig {
+  enum class Kind { kLatest, kAll, kSpecific };
+  Kind kind = Kind::kLatest;
+  int64_t num_versions = 1;
+  std::vector<int64_t> versions;  // kSpecific
+  // The served subset of `available` (ascending).
+  std::vector<int64_t> Select(const std::vector<int64_t>& available) const;
+  // "latest(1)", "all", "specific(1, 3)".
+  std::string Describe() const;
+};
+
 struct DynamicBatchingConfig {
   bool enabled = false;
   int64_t max_queue_delay_us = 0;
@@ -139,6 +152,7 @@ struct ModelConfig {
   bool pin = false;
   // Run in order before a loaded version is marked READY.
   std::vector<WarmupConfig> warmup;
+  VersionPolicyConfig version_policy;
 
   // The full shape a request tensor must match, with -1 for a variable
   // dimension (and for the batch dimension of batching models).

@@ -1,5 +1,6 @@
-// [[warmup]] entries of a model's config.toml.
+// [[warmup]] entries and [version_policy] of a model's config.toml.
 
+#include <algorithm>
 #include <set>
 
 #include "model/model_config_parser.h"
@@ -93,6 +94,78 @@ Status ParseInput(const Parser& p, const ModelConfig& c, const std::string& pref
 }
 
 }  // namespace
+
+std::vector<int64_t> VersionPolicyConfig::Select(const std::vector<int64_t>& available) const {
+  std::vector<int64_t> sorted = available;
+  std::sort(sorted.begin(), sorted.end());
+  switch (kind) {
+    case Kind::kAll:
+      return sorted;
+    case Kind::kLatest: {
+      const size_t n = static_cast<size_t>(std::min<int64_t>(num_versions, sorted.size()));
+      return std::vector<int64_t>(sorted.end() - static_cast<long>(n), sorted.end());
+    }
+    case Kind::kSpecific: {
+      std::vector<int64_t> out;
+      for (int64_t v : sorted) {
+        if (std::find(versions.begin(), versions.end(), v) != versions.end()) out.push_back(v);
+      }
+      return out;
+    }
+  }
+  return sorted;
+}
+
+std::string VersionPolicyConfig::Describe() const {
+  switch (kind) {
+    case Kind::kAll:
+      return "all";
+    case Kind::kLatest:
+      return "latest(" + std::to_string(num_versions) + ")";
+    case Kind::kSpecific: {
+      std::string out = "specific(";
+      for (size_t i = 0; i < versions.size(); ++i)
+        out += (i ? ", " : "") + std::to_string(versions[i]);
+      return out + ")";
+    }
+  }
+  return "all";
+}
+
+Status ParseVersionPolicy(const Parser& p, const toml::table& root, ModelConfig* c) {
+  const toml::node* node = root.get("version_policy");
+  if (!node) return Status::OK();
+  const toml::table* t = node->as_table();
+  if (!t) return p.Error("version_policy", "must be a table");
+  INFERD_RETURN_IF_ERROR(
+      p.KnownKeys(*t, "version_policy.", {"policy", "num_versions", "versions"}));
+  VersionPolicyConfig& vp = c->version_policy;
+  if (const toml::node* k = t->get("policy")) {
+    const std::string* v = k->is_string() ? &**k->as_string() : nullptr;
+    if (v != nullptr && *v == "latest") {
+      vp.kind = VersionPolicyConfig::Kind::kLatest;
+    } else if (v != nullptr && *v == "all") {
+      vp.kind = VersionPolicyConfig::Kind::kAll;
+    } else if (v != nullptr && *v == "specific") {
+      vp.kind = VersionPolicyConfig::Kind::kSpecific;
+    } else {
+      return p.Error("version_policy.policy", "must be \"latest\", \"all\" or \"specific\"");
+    }
+  }
+  INFERD_RETURN_IF_ERROR(
+      p.Int(*t, "num_versions", "version_policy.num_versions", 1, &vp.num_versions));
+  if (vp.num_versions > 1000) return p.Error("version_policy.num_versions", "must be <= 1000");
+  INFERD_RETURN_IF_ERROR(p.IntList(*t, "versions", "version_policy.versions", 1, &vp.versions));
+  if (t->get("num_versions") && vp.kind != VersionPolicyConfig::Kind::kLatest)
+    return p.Error("version_policy.num_versions", "applies to policy \"latest\" only");
+  if (vp.kind == VersionPolicyConfig::Kind::kSpecific) {
+    if (vp.versions.empty() || vp.versions.size() > 1000)
+      return p.Error("version_policy.versions", "must list 1 to 1000 versions");
+  } else if (t->get("versions")) {
+    return p.Error("version_policy.versions", "applies to policy \"specific\" only");
+  }
+  return Status::OK();
+}
 
 Status ParseWarmup(const Parser& p, const toml::table& root, ModelConfig* c) {
   const toml::node* node = root.get("warmup");

@@ -120,5 +120,7 @@ class Parser {
 Status ParseScheduling(const Parser& p, const toml::table& root, ModelConfig* c);
 // [[warmup]] (model_config_lifecycle.cc); after the inputs.
 Status ParseWarmup(const Parser& p, const toml::table& root, ModelConfig* c);
+// [version_policy] (model_config_lifecycle.cc).
+Status ParseVersionPolicy(const Parser& p, const toml::table& root, ModelConfig* c);
 
 }  // namespace inferd

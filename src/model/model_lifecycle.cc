@@ -2,6 +2,7 @@
 // thread, shutdown, and the memory view.
 
 #include <atomic>
+#include <map>
 
 #include "common/logging.h"
 #include "model/model_manager.h"
@@ -26,32 +27,60 @@ void ModelManager::Load(std::string_view name, std::function<void(Status)> done)
   };
   auto state = std::make_shared<Pending>();
   state->done = std::move(done);
+  // The model as it is on disk now, and what each version is made of
+  // (read outside the lock).
+  const std::string model(name);
+  StatusOr<RepositoryEntry> scan = ScanModel(options_.repository, model);
+  std::map<int64_t, uint64_t> revisions;
+  if (scan.ok() && scan->status.ok()) {
+    for (const auto& [v, dir] : scan->versions) {
+      if (StatusOr<uint64_t> r = Revision(scan->dir, dir); r.ok()) revisions[v] = *r;
+    }
+  }
   Status error;
   {
     MutexLock l(&mu_);
-    auto it = models_.find(name);
-    if (it == models_.end()) {
-      error = NotFoundError("unknown model '" + std::string(name) + "'");
-    } else if (shut_down_ || draining_) {
+    if (shut_down_ || draining_) {
       error = UnavailableError("the server is shutting down");
-    } else if (!it->second.config) {
-      error = FailedPreconditionError("model '" + it->first +
-                                      "' is unavailable: " + it->second.entry.status.message());
-    } else if (it->second.versions.empty()) {
-      error = FailedPreconditionError("model '" + it->first + "' has no version directory");
+    } else if (!scan.ok()) {
+      error = scan.status();
+    } else if (!scan->status.ok()) {
+      // What serves now goes on serving; a model not registered yet is
+      // listed with the reason.
+      error = FailedPreconditionError("model '" + model +
+                                      "' cannot be loaded: " + scan->status.message());
+      if (models_.find(model) == models_.end()) {
+        Model& m = models_[model];
+        m.entry = std::move(scan).value();
+      }
     } else {
+      Model& m = models_[model];  // a model added since the start registers now
+      m.entry = std::move(scan).value();
+      m.config = std::make_shared<const ModelConfig>(m.entry.config);
+      for (auto& [v, slot] : m.versions) slot.present = false;
+      for (const auto& [v, dir] : m.entry.versions) {
+        Slot& slot = m.versions[v];
+        slot.dir = dir;
+        slot.present = true;
+      }
+      ApplyPolicyLocked(m);
       state->left = 1;  // held until every waiter is added
-      for (auto& [v, slot] : it->second.versions) {
-        if (slot.serving) continue;
+      for (auto& [v, slot] : m.versions) {
+        if (!slot.served) continue;
+        auto rev = revisions.find(v);
+        if (slot.serving && rev != revisions.end() && slot.serving->revision() == rev->second)
+          continue;  // loaded, and unchanged
         if (!slot.loading) {
-          if (Status st = StartLoadLocked(it->first, v, slot); !st.ok()) {
+          // Beside the version serving now, if any: it serves until this one
+          // is READY.
+          if (Status st = StartLoadLocked(model, v, slot); !st.ok()) {
             MutexLock sl(&state->mu);
             if (state->first.ok()) state->first = st;
             continue;
           }
         }
         Waiter w;
-        w.model = it->first;
+        w.model = model;
         w.version = v;
         w.load_call = true;
         w.done = [state](StatusOr<VersionLease> r) {
@@ -64,6 +93,7 @@ void ModelManager::Load(std::string_view name, std::function<void(Status)> done)
         state->left.fetch_add(1);
         AddWaiterLocked(slot, std::move(w), Time::max());
       }
+      RetireUnservedLocked(model, m);  // versions removed or left out of the set
     }
   }
   if (!error.ok()) {

@@ -223,13 +223,14 @@ void ModelManager::LoaderLoop() {
 
 void ModelManager::RunLoad(const LoadJob& job) {
   std::shared_ptr<const ModelConfig> config;
-  std::string dir;
+  std::string dir, model_dir;
   int64_t epoch = 0;
   bool alone = false;
   {
     MutexLock l(&mu_);
     Model& m = models_[job.model];
     config = m.config;
+    model_dir = m.entry.dir;
     dir = m.versions[job.version].dir;
     epoch = ++loads_started_;
     alone = ++loads_running_ == 1;
@@ -250,6 +251,9 @@ void ModelManager::RunLoad(const LoadJob& job) {
     vo.clock = options_.clock;
     vo.executor = executor_.get();
     if (options_.observer_for) vo.on_batch = options_.observer_for(job.model, job.version);
+    // What it is loaded from: cache keys carry it (0 when it cannot be read;
+    // the load then fails on the missing file anyway).
+    if (StatusOr<uint64_t> rev = Revision(model_dir, dir); rev.ok()) vo.revision = *rev;
     try {
       loaded = ModelVersion::Load(vo);
     } catch (const std::exception& e) {
@@ -307,7 +311,11 @@ void ModelManager::RunLoad(const LoadJob& job) {
       u.on_idle = [this, unloader] {
         if (auto q = unloader.lock()) q->Post([this] { OnIdle(); });
       };
+      // A reload of a READY version: the switch is atomic (the next
+      // Acquire gets the new one); the old one drains and unloads.
+      RetireLocked(job.model, slot, std::move(slot.serving), "reload");
       slot.serving = version;
+      if (slot.served) RetireUnservedLocked(job.model, models_[job.model]);
       life_cv_.Signal();  // its keep-alive starts
       std::vector<uint64_t> ids = std::move(slot.waiters);
       slot.waiters.clear();

@@ -59,6 +59,7 @@ void ModelManager::Register(std::vector<RepositoryEntry> entries) {
     } else {
       model.config = std::make_shared<const ModelConfig>(entry.config);
       for (const auto& [version, dir] : entry.versions) model.versions[version].dir = dir;
+      ApplyPolicyLocked(model);
     }
     model.entry = std::move(entry);
     std::string name = model.entry.name;
@@ -81,6 +82,7 @@ Status ModelManager::Preload() {
                       [&name = name](const std::string& w) { return w == "*" || w == name; });
       if (!wanted) continue;
       for (auto& [v, slot] : m.versions) {
+        if (!slot.served) continue;
         if (Status st = StartLoadLocked(name, v, slot); !st.ok()) {
           INFERD_LOG_ERROR("{}", st.message());
           slot.failed = st;
@@ -110,24 +112,25 @@ Status ModelManager::ResolveLocked(const std::string& name, Model& m, std::strin
   if (!m.config) {
     return UnavailableError("model '" + name + "' is unavailable: " + m.entry.status.message());
   }
-  if (m.versions.empty()) return UnavailableError("model '" + name + "' has no version");
   if (version.empty()) {
-    // The highest READY version, else the highest that has not failed,
-    // else the highest (its failure is the answer).
-    auto pick = m.versions.rbegin();
-    for (auto it = m.versions.rbegin(); it != m.versions.rend(); ++it) {
-      if (it->second.serving) {
-        pick = it;
-        break;
-      }
-    }
-    if (!pick->second.serving) {
+    // The highest READY version of the served set; else the highest READY
+    // one (the previous set, while a new one loads); else the highest
+    // served that has not failed; else the highest served (its failure is
+    // the answer).
+    auto first = [&](auto pred) -> std::map<int64_t, Slot>::iterator {
       for (auto it = m.versions.rbegin(); it != m.versions.rend(); ++it) {
-        if (StateOf(it->second) != VersionState::kFailed) {
-          pick = it;
-          break;
-        }
+        if (pred(it->second)) return std::prev(it.base());
       }
+      return m.versions.end();
+    };
+    auto pick = first([](const Slot& s) { return s.served && s.serving; });
+    if (pick == m.versions.end()) pick = first([](const Slot& s) { return s.serving != nullptr; });
+    if (pick == m.versions.end())
+      pick = first([](const Slot& s) { return s.served && StateOf(s) != VersionState::kFailed; });
+    if (pick == m.versions.end()) pick = first([](const Slot& s) { return s.served; });
+    if (pick == m.versions.end()) {
+      return UnavailableError("model '" + name + "' has no version to serve (version_policy " +
+                              m.config->version_policy.Describe() + ")");
     }
     *v = pick->first;
     *slot = &pick->second;
@@ -139,10 +142,42 @@ Status ModelManager::ResolveLocked(const std::string& name, Model& m, std::strin
     return UnknownVersion(name, version);
   }
   auto it = m.versions.find(parsed);
-  if (it == m.versions.end()) return UnknownVersion(name, version);
+  if (it == m.versions.end() || (!it->second.present && !it->second.serving))
+    return UnknownVersion(name, version);
+  if (!it->second.served && !it->second.serving) {
+    return NotFoundError("version " + std::to_string(parsed) + " of model '" + name +
+                         "' is not served (version_policy " + m.config->version_policy.Describe() +
+                         ")");
+  }
   *v = parsed;
   *slot = &it->second;
   return Status::OK();
+}
+
+void ModelManager::ApplyPolicyLocked(Model& m) {
+  std::vector<int64_t> present;
+  for (const auto& [v, slot] : m.versions) {
+    if (slot.present) present.push_back(v);
+  }
+  const std::vector<int64_t> served =
+      m.config ? m.config->version_policy.Select(present) : std::vector<int64_t>{};
+  for (auto& [v, slot] : m.versions) {
+    slot.served = std::find(served.begin(), served.end(), v) != served.end();
+  }
+}
+
+void ModelManager::RetireUnservedLocked(const std::string& name, Model& m) {
+  bool served_ready = false;
+  for (const auto& [v, slot] : m.versions)
+    served_ready = served_ready || (slot.served && slot.serving);
+  if (!served_ready) return;  // the previous set serves until the new one can
+  for (auto& [v, slot] : m.versions) {
+    if (slot.serving && !slot.served) {
+      INFERD_LOG_INFO("model '{}' version {} is no longer served (version_policy {})", name, v,
+                      m.config->version_policy.Describe());
+      RetireLocked(name, slot, std::move(slot.serving), "reload");
+    }
+  }
 }
 
 // Why `slot` cannot be waited for, or OK when a request may wait for it.
@@ -375,7 +410,18 @@ std::vector<ModelState> ModelManager::List() {
     }
     for (const auto& [v, slot] : m.versions) {
       const VersionState state = StateOf(slot);
-      out.push_back({name, v, state, state == VersionState::kFailed ? slot.failed : Status::OK()});
+      if (!slot.present && state == VersionState::kUnavailable) continue;  // removed
+      Status reason;
+      if (state == VersionState::kFailed) {
+        reason = slot.failed;
+      } else if (!slot.failed.ok()) {  // READY: its reload failed
+        reason = UnavailableError("the last load failed: " + slot.failed.message());
+      } else if (!slot.served) {
+        reason =
+            UnavailableError(std::string(slot.serving ? "leaving: " : "") +
+                             "not served: version_policy " + m.config->version_policy.Describe());
+      }
+      out.push_back({name, v, state, reason});
     }
   }
   return out;

@@ -210,6 +210,8 @@ class ModelManager {
   };
   struct Slot {
     std::string dir;
+    bool present = true;  // its directory exists (as of the last scan)
+    bool served = true;   // in the model's version_policy set
     std::shared_ptr<ModelVersion> serving;
     bool loading = false;
     uint64_t load_gen = 0;  // a load completes only while it still matches
@@ -256,6 +258,11 @@ class ModelManager {
   Status ResolveLocked(const std::string& name, Model& m, std::string_view version, int64_t* v,
                        Slot** slot) REQUIRES(mu_);
   Status NotReadyLocked(const std::string& name, int64_t v, const Slot& slot) REQUIRES(mu_);
+  // Marks which present versions the model's version_policy serves.
+  static void ApplyPolicyLocked(Model& m);
+  // Once a version of the served set is READY, the READY versions outside
+  // it leave (a reload's switch).
+  void RetireUnservedLocked(const std::string& name, Model& m) REQUIRES(mu_);
   // Why `slot` (not READY) does not serve, for Ready and Get.
   Status NotServingLocked(const std::string& name, int64_t v, const Slot& slot) REQUIRES(mu_);
   // Marks `slot` LOADING and starts its load, at once or once the budget

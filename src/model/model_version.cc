@@ -69,7 +69,7 @@ StatusOr<std::unique_ptr<ModelVersion>> ModelVersion::Load(const Options& option
     }
   }
   if (!factory) return InvalidArgumentError("unknown backend '" + config.backend + "'");
-  std::unique_ptr<ModelVersion> mv(new ModelVersion(options.version));
+  std::unique_ptr<ModelVersion> mv(new ModelVersion(options.version, options.revision));
   auto runtime = std::make_shared<Runtime>(config);
   runtime->clock = options.clock ? options.clock : Clock::System();
   runtime->on_batch = options.on_batch;

@@ -46,12 +46,15 @@ class ModelVersion {
     // The shared executor; null: the version's batcher makes its own
     // (instance_count threads).
     Executor* executor = nullptr;
+    // What it was loaded from (model/repository.h Revision); 0: unknown.
+    uint64_t revision = 0;
   };
   static StatusOr<std::unique_ptr<ModelVersion>> Load(const Options& options);
   ~ModelVersion();
 
   const ModelConfig& config() const;
   int64_t version() const { return version_; }
+  uint64_t revision() const { return revision_; }
   Clock* clock() const;
   // What the backend holds for this version, measured at load.
   const BackendMemory& memory() const;
@@ -95,9 +98,10 @@ class ModelVersion {
 
  private:
   struct Runtime;  // what running a batch needs (model_version.cc)
-  explicit ModelVersion(int64_t version) : version_(version) {}
+  ModelVersion(int64_t version, uint64_t revision) : version_(version), revision_(revision) {}
 
   const int64_t version_;
+  const uint64_t revision_;
   Usage usage_;
   std::shared_ptr<Runtime> runtime_;
   std::unique_ptr<Scheduler> scheduler_;

@@ -86,6 +86,8 @@ dims = [2]
 name = "x"
 datatype = "FP32"
 dims = [2]
+[version_policy]
+policy = "all"
 )";
 
 std::unique_ptr<Task> MakeTask(std::function<void(const Status&)> done) {

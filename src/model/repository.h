@@ -23,5 +23,13 @@ struct RepositoryEntry {
 
 // Fails only if `dir` itself cannot be read.
 StatusOr<std::vector<RepositoryEntry>> ScanRepository(const std::string& dir);
+// One model of the repository `dir` (its config and versions as they are
+// now). NotFound when it has no directory.
+StatusOr<RepositoryEntry> ScanModel(const std::string& dir, const std::string& name);
+// What a loaded version is made of: XXH3-64 over the model's config.toml
+// and every file of the version directory (relative names and bytes, in
+// name order). Cache keys carry it, so a changed model never answers from
+// its predecessor's entries.
+StatusOr<uint64_t> Revision(const std::string& model_dir, const std::string& version_dir);
 
 }  // namespace inferd

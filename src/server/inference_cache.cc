@@ -37,7 +37,8 @@ void InferenceServer::CacheStage(std::shared_ptr<Call> call) {
   // The canonical key: namespace, model, resolved version, inputs in the
   // model's declared order (whatever order the request used), and the
   // requested outputs sorted. The request id is not part of it.
-  CacheKeyBuilder kb(CacheNamespace(config, call->x->context), config.name, call->mv->version());
+  CacheKeyBuilder kb(CacheNamespace(config, call->x->context), config.name, call->mv->version(),
+                     call->mv->revision());
   for (size_t i = 0; i < config.inputs.size(); ++i)
     kb.AddInput(config.inputs[i].name, call->inputs[i]);
   std::vector<std::string> outputs = call->request.outputs;

@@ -24,7 +24,7 @@ InferenceServer::MemoProbe InferenceServer::ProbeMemo(const InferExchange& x,
   // The whole request stays the check (no SHA-256 over it): at most
   // encoded_max_bytes plus the short parts.
   out.key = EncodedRequestKey(CacheNamespace(config, x.context), config.name, mv.version(),
-                              x.encoding(), bytes, options_.encoded_max_bytes + 512);
+                              x.encoding(), bytes, options_.encoded_max_bytes + 512, mv.revision());
   if (x.no_cache) {
     // A refresh: the memo must not keep answering with what it replaces.
     cache->EraseMemory(*out.key);

@@ -191,6 +191,9 @@ max_queue_delay_us = 0
 [response_cache]
 ttl_s = 10
 max_stale_s = 60
+
+[version_policy]
+policy = "all"
 )";
 
 inline constexpr char kModelTwo[] = R"(backend = "fake"
