@@ -212,7 +212,8 @@ class MemoryCacheTest(h.ServerTestCase):
         shutil.rmtree(os.path.join(repo, "mlp"))
         h.copy_model("mlp", repo, config_text=mlp_config())
         h.copy_model("mlp", repo, new_name="mlp_plain")
-        h.copy_model("mlp", repo, new_name="mlpv", config_text=mlp_config())
+        h.copy_model("mlp", repo, new_name="mlpv",
+                     config_text=mlp_config() + '\n[version_policy]\npolicy = "all"\n')
         os.makedirs(os.path.join(repo, "mlpv", "2"))
         os.symlink(os.path.abspath(h.model_file("mlp")), os.path.join(repo, "mlpv", "2", "model.pt"))
         h.copy_model("mlp", repo, new_name="held", config_text=HELD_CONFIG)

@@ -115,15 +115,17 @@ int RunServe(const ServeFlags& flags) {
     return 2;
   }
   if (!ParseModelControl(s.GetString("model_control"))) {
-    std::cerr << "inferd serve: model_control must be 'explicit' or 'lazy', not '"
+    std::cerr << "inferd serve: model_control must be 'explicit', 'lazy' or 'poll', not '"
               << s.GetString("model_control") << "'\n";
     return 2;
   }
   if (s.GetInt("model_load_threads") < 1 || s.GetInt("model_load_threads") > 64 ||
       s.GetInt("model_load_wait_ms") < 1 || s.GetInt("model_memory_budget") < 0 ||
+      s.GetInt("repository_poll_s") < 1 || s.GetInt("repository_poll_s") > 86400 ||
       s.GetInt("model_keep_alive_s") < -1 || s.GetInt("model_keep_alive_s") > 315360000) {
     std::cerr << "inferd serve: model_load_threads must be in [1, 64], model_load_wait_ms >= 1, "
-                 "model_memory_budget >= 0 and model_keep_alive_s in [-1, 315360000]\n";
+                 "model_memory_budget >= 0, repository_poll_s in [1, 86400] and "
+                 "model_keep_alive_s in [-1, 315360000]\n";
     return 2;
   }
   int64_t port = s.GetInt("http_port");
@@ -167,6 +169,7 @@ int RunServe(const ServeFlags& flags) {
   mo.load_wait = std::chrono::milliseconds(s.GetInt("model_load_wait_ms"));
   mo.keep_alive_s = s.GetInt("model_keep_alive_s");
   mo.memory_budget = s.GetInt("model_memory_budget");
+  mo.poll_interval = std::chrono::seconds(s.GetInt("repository_poll_s"));
   mo.on_load = [&metrics](const std::string& m, bool ok, double load_s, double warmup_s) {
     metrics.lifecycle().OnLoad(m, ok, load_s, warmup_s);
   };
@@ -327,7 +330,12 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
        "threads of the one executor that runs every model's batches; 0: one per core"},
       {"model_control", Type::kString, "lazy",
        "lazy: a model loads on its first request (or --load-model, or POST "
-       "/v2/repository/models/M/load); explicit: only --load-model and the load call load"},
+       "/v2/repository/models/M/load); explicit: only --load-model and the load call load; "
+       "poll: lazy, and the repository is rescanned every repository_poll_s (new, changed and "
+       "removed models and versions)"},
+      {"repository_poll_s", Type::kInt, "15",
+       "poll control: seconds between rescans of the repository; a change is acted on when two "
+       "consecutive scans agree"},
       {"load_model", Type::kString, "",
        "models to load before listening, comma-separated or a repeated flag; '*': all"},
       {"model_load_threads", Type::kInt, "2", "models loaded in parallel"},

@@ -19,12 +19,21 @@ const char* VersionStateName(VersionState state) {
 }
 
 const char* ModelControlName(ModelControl control) {
-  return control == ModelControl::kExplicit ? "explicit" : "lazy";
+  switch (control) {
+    case ModelControl::kExplicit:
+      return "explicit";
+    case ModelControl::kLazy:
+      return "lazy";
+    case ModelControl::kPoll:
+      return "poll";
+  }
+  return "lazy";
 }
 
 std::optional<ModelControl> ParseModelControl(std::string_view text) {
   if (text == "explicit") return ModelControl::kExplicit;
   if (text == "lazy") return ModelControl::kLazy;
+  if (text == "poll") return ModelControl::kPoll;
   return std::nullopt;
 }
 

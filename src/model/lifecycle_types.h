@@ -22,10 +22,11 @@ const char* VersionStateName(VersionState state);
 enum class ModelControl {
   kExplicit,  // only --load-model and POST /v2/repository/models/{m}/load load
   kLazy,      // also a model's first inference request loads it
+  kPoll,      // lazy, and the repository is rescanned every poll interval
 };
 
 const char* ModelControlName(ModelControl control);
-// "explicit" or "lazy"; nullopt for anything else.
+// "explicit", "lazy" or "poll"; nullopt for anything else.
 std::optional<ModelControl> ParseModelControl(std::string_view text);
 
 }  // namespace inferd

@@ -9,6 +9,41 @@
 
 namespace inferd {
 
+ModelManager::Model& ModelManager::UpdateRegistrationLocked(const std::string& name,
+                                                            RepositoryEntry entry) {
+  Model& m = models_[name];  // a model added since the start registers now
+  m.removed = false;
+  m.entry = std::move(entry);
+  m.config = std::make_shared<const ModelConfig>(m.entry.config);
+  for (auto& [v, slot] : m.versions) slot.present = false;
+  for (const auto& [v, dir] : m.entry.versions) {
+    Slot& slot = m.versions[v];
+    slot.dir = dir;
+    slot.present = true;
+  }
+  ApplyPolicyLocked(m);
+  return m;
+}
+
+void ModelManager::Rescan(const std::string& name) {
+  StatusOr<RepositoryEntry> scan = ScanModel(options_.repository, name);
+  MutexLock l(&mu_);
+  if (!scan.ok()) return;
+  if (!scan->status.ok()) {
+    // An invalid config: a model not registered yet is listed with the
+    // reason; one registered keeps its last valid config.
+    auto it = models_.find(name);
+    if (it == models_.end() || !it->second.config) models_[name].entry = std::move(scan).value();
+    INFERD_LOG_WARN("model '{}': {}", name, models_[name].entry.status.message());
+    return;
+  }
+  Model& m = UpdateRegistrationLocked(name, std::move(scan).value());
+  // Its files changed: a version that failed to load may load now.
+  for (auto& [v, slot] : m.versions) {
+    if (!slot.loading && !slot.serving) slot.failed = Status::OK();
+  }
+}
+
 void ModelManager::Load(std::string_view name, std::function<void(Status)> done) {
   struct Pending {
     std::atomic<int> left{0};
@@ -54,16 +89,7 @@ void ModelManager::Load(std::string_view name, std::function<void(Status)> done)
         m.entry = std::move(scan).value();
       }
     } else {
-      Model& m = models_[model];  // a model added since the start registers now
-      m.entry = std::move(scan).value();
-      m.config = std::make_shared<const ModelConfig>(m.entry.config);
-      for (auto& [v, slot] : m.versions) slot.present = false;
-      for (const auto& [v, dir] : m.entry.versions) {
-        Slot& slot = m.versions[v];
-        slot.dir = dir;
-        slot.present = true;
-      }
-      ApplyPolicyLocked(m);
+      Model& m = UpdateRegistrationLocked(model, std::move(scan).value());
       state->left = 1;  // held until every waiter is added
       for (auto& [v, slot] : m.versions) {
         if (!slot.served) continue;
@@ -109,7 +135,8 @@ Status ModelManager::Unload(std::string_view name) {
   {
     MutexLock l(&mu_);
     auto it = models_.find(name);
-    if (it == models_.end()) return NotFoundError("unknown model '" + std::string(name) + "'");
+    if (it == models_.end() || it->second.removed)
+      return NotFoundError("unknown model '" + std::string(name) + "'");
     for (auto& [v, slot] : it->second.versions) {
       if (slot.loading) {
         slot.loading = false;
@@ -170,6 +197,7 @@ Time ModelManager::ExpireIdleLocked(Time now) {
 void ModelManager::LifecycleLoop() {
   for (;;) {
     std::vector<Completion> expired;
+    bool poll = false;
     {
       MutexLock l(&mu_);
       if (stopping_) return;
@@ -184,14 +212,17 @@ void ModelManager::LifecycleLoop() {
         }
       }
       const Time idle_check = shut_down_ || draining_ ? Time::max() : ExpireIdleLocked(now);
-      if (expired.empty()) {
+      poll = now >= next_poll_ && !shut_down_ && !draining_;
+      if (poll) next_poll_ = now + options_.poll_interval;
+      if (expired.empty() && !poll) {
         Time next = deadlines_.empty() ? Time::max() : deadlines_.begin()->first;
-        next = std::min(next, idle_check);
+        next = std::min({next, idle_check, next_poll_});
         options_.clock->WaitUntil(&life_cv_, &mu_, next);
         continue;
       }
     }
     Complete(std::move(expired));
+    if (poll) PollOnce();
   }
 }
 

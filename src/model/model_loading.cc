@@ -104,7 +104,7 @@ Status ModelManager::ScheduleLoadLocked(const std::string& name, int64_t v, Slot
                            : " in use");
       }
     }
-    const bool may_evict = options_.control == ModelControl::kLazy;
+    const bool may_evict = options_.control != ModelControl::kExplicit;
     BudgetPlan plan = PlanLoad(budget, UsedLocked(), freeing, loading, need, residents, may_evict);
     if (plan.action == BudgetPlan::Action::kRefuse) {
       return UnavailableError("model '" + name + "' version " + std::to_string(v) + " needs " +

@@ -20,6 +20,8 @@ Status UnknownVersion(std::string_view name, std::string_view version) {
 
 StatusOr<std::unique_ptr<ModelManager>> ModelManager::Create(Options options) {
   if (options.load_threads < 1) return InvalidArgumentError("model_load_threads must be >= 1");
+  if (options.poll_interval <= Duration::zero())
+    return InvalidArgumentError("repository_poll_s must be >= 1");
   if (options.clock == nullptr) options.clock = Clock::System();
   INFERD_ASSIGN_OR_RETURN(auto entries, ScanRepository(options.repository));
   Executor::Options eo;
@@ -29,6 +31,15 @@ StatusOr<std::unique_ptr<ModelManager>> ModelManager::Create(Options options) {
   std::unique_ptr<ModelManager> m(new ModelManager(std::move(options)));
   m->executor_ = std::move(executor);
   m->Register(std::move(entries));
+  if (m->options_.control == ModelControl::kPoll) {
+    // What is registered now is what was acted on.
+    for (const std::string& name : ListModelDirectories(m->options_.repository)) {
+      const std::string sig = ModelSignature(m->options_.repository + "/" + name);
+      m->poll_seen_[name] = m->poll_acted_[name] = sig;
+    }
+    MutexLock l(&m->mu_);
+    m->next_poll_ = m->options_.clock->Now() + m->options_.poll_interval;
+  }
   m->unloader_ = std::make_shared<Unloader>();
   for (int i = 0; i < m->options_.load_threads; ++i)
     m->loaders_.emplace_back([p = m.get()] { p->LoaderLoop(); });
@@ -202,7 +213,7 @@ Acquired ModelManager::Acquire(std::string_view name, std::string_view version) 
     return out;
   }
   auto it = models_.find(name);
-  if (it == models_.end()) {
+  if (it == models_.end() || it->second.removed) {
     out.status = NotFoundError("unknown model '" + std::string(name) + "'");
     return out;
   }
@@ -274,7 +285,7 @@ void ModelManager::WhenReady(const PendingModel& pending, Time deadline,
     MutexLock l(&mu_);
     auto m = models_.find(pending.name);
     Slot* slot = nullptr;
-    if (m != models_.end()) {
+    if (m != models_.end() && !m->second.removed) {
       auto s = m->second.versions.find(pending.version);
       if (s != m->second.versions.end()) slot = &s->second;
     }
@@ -340,7 +351,8 @@ StatusOr<std::shared_ptr<ModelVersion>> ModelManager::Get(std::string_view name,
   MutexLock l(&mu_);
   if (shut_down_) return UnavailableError("the server is shutting down");
   auto it = models_.find(name);
-  if (it == models_.end()) return NotFoundError("unknown model '" + std::string(name) + "'");
+  if (it == models_.end() || it->second.removed)
+    return NotFoundError("unknown model '" + std::string(name) + "'");
   int64_t v = 0;
   Slot* slot = nullptr;
   INFERD_RETURN_IF_ERROR(ResolveLocked(it->first, it->second, version, &v, &slot));
@@ -352,7 +364,8 @@ StatusOr<std::shared_ptr<const ModelConfig>> ModelManager::Config(std::string_vi
                                                                   std::string_view version) {
   MutexLock l(&mu_);
   auto it = models_.find(name);
-  if (it == models_.end()) return NotFoundError("unknown model '" + std::string(name) + "'");
+  if (it == models_.end() || it->second.removed)
+    return NotFoundError("unknown model '" + std::string(name) + "'");
   int64_t v = 0;
   Slot* slot = nullptr;
   INFERD_RETURN_IF_ERROR(ResolveLocked(it->first, it->second, version, &v, &slot));
@@ -365,7 +378,7 @@ std::vector<int64_t> ModelManager::Versions(std::string_view name) {
   MutexLock l(&mu_);
   std::vector<int64_t> out;
   auto it = models_.find(name);
-  if (it == models_.end()) return out;
+  if (it == models_.end() || it->second.removed) return out;
   for (const auto& [v, slot] : it->second.versions) out.push_back(v);
   return out;
 }
@@ -373,7 +386,8 @@ std::vector<int64_t> ModelManager::Versions(std::string_view name) {
 Status ModelManager::Ready(std::string_view name, std::string_view version) {
   MutexLock l(&mu_);
   auto it = models_.find(name);
-  if (it == models_.end()) return NotFoundError("unknown model '" + std::string(name) + "'");
+  if (it == models_.end() || it->second.removed)
+    return NotFoundError("unknown model '" + std::string(name) + "'");
   int64_t v = 0;
   Slot* slot = nullptr;
   INFERD_RETURN_IF_ERROR(ResolveLocked(it->first, it->second, version, &v, &slot));
@@ -403,6 +417,9 @@ std::vector<ModelState> ModelManager::List() {
   MutexLock l(&mu_);
   std::vector<ModelState> out;
   for (const auto& [name, m] : models_) {
+    if (m.removed && std::none_of(m.versions.begin(), m.versions.end(),
+                                  [](const auto& v) { return v.second.retiring > 0; }))
+      continue;
     if (!m.config || m.versions.empty()) {
       Status why = m.config ? UnavailableError("no version directory") : m.entry.status;
       out.push_back({name, 0, VersionState::kFailed, why});

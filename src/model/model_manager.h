@@ -14,6 +14,7 @@
 // Threading: every method is safe from any thread. Callbacks never run
 // under the manager's lock.
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -121,6 +122,10 @@ class ModelManager {
     // whose config sets no keep_alive_s (-1: forever; 0: unloads as soon
     // as idle). Lazy control only: explicit control never unloads by itself.
     int64_t keep_alive_s = 300;
+    // Poll control: how often the repository is rescanned. A change is acted
+    // on once two consecutive scans agree on it (a copy in progress is not
+    // loaded half-written).
+    Duration poll_interval = std::chrono::seconds(15);
     // Bytes the loaded versions may take together (what their backends
     // report, or an estimate while they load); 0: no budget. Under lazy
     // control a load past it first unloads the least recently used idle
@@ -191,6 +196,8 @@ class ModelManager {
   // drain is not held up by partly filled batches; no new loads start.
   void BeginDrain() EXCLUDES(mu_);
   ModelControl control() const { return options_.control; }
+  // Rescans done under poll control (tests wait on it).
+  int64_t polls_done() const { return polls_done_.load(std::memory_order_acquire); }
   int executor_threads() const { return executor_->threads(); }
   // Backend plugins loaded so far.
   std::vector<std::string> LoadedBackends() { return loader_.Loaded(); }
@@ -232,6 +239,7 @@ class ModelManager {
     bool rss_exclusive = false;
   };
   struct Model {
+    bool removed = false;  // its directory went away (poll): unknown to requests
     RepositoryEntry entry;
     std::shared_ptr<const ModelConfig> config;  // null when entry.status is not OK
     std::map<int64_t, Slot> versions;
@@ -330,6 +338,16 @@ class ModelManager {
   bool shut_down_ GUARDED_BY(mu_) = false;
   bool draining_ GUARDED_BY(mu_) = false;
   bool stopping_ GUARDED_BY(mu_) = false;
+  // Poll control (the lifecycle thread only): each model directory's
+  // signature at the last scan, and the one last acted on.
+  void PollOnce() EXCLUDES(mu_);
+  // Re-reads a model's config and versions without loading anything.
+  void Rescan(const std::string& name) EXCLUDES(mu_);
+  Model& UpdateRegistrationLocked(const std::string& name, RepositoryEntry entry) REQUIRES(mu_);
+  void RemoveModel(const std::string& name) EXCLUDES(mu_);
+  std::map<std::string, std::string> poll_seen_, poll_acted_;
+  std::atomic<int64_t> polls_done_{0};
+  Time next_poll_ GUARDED_BY(mu_) = Time::max();
   std::vector<std::thread> loaders_;
   std::thread lifecycle_;
 };

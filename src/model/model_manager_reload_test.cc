@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <thread>
 
 #include "model/model_manager.h"
 
@@ -58,6 +59,7 @@ class ModelReloadTest : public ::testing::Test {
   ModelManager& Create(ModelControl control = ModelControl::kExplicit,
                        std::vector<std::string> preload = {"*"}) {
     ModelManager::Options o;
+    o.clock = &clock_;
     o.repository = repo_.string();
     o.backends["fake"] =
         [this](const BackendInstanceSpec& spec) -> StatusOr<std::unique_ptr<BackendInstance>> {
@@ -90,7 +92,18 @@ class ModelReloadTest : public ::testing::Test {
     return ModelState{"", -1, VersionState::kFailed, NotFoundError("no row")};
   }
 
+  // Moves the clock to the next rescan and waits until it is done.
+  void Poll() {
+    const int64_t before = mm_->polls_done();
+    clock_.Advance(std::chrono::seconds(15));
+    const auto until = std::chrono::steady_clock::now() + kGuard;
+    while (mm_->polls_done() == before && std::chrono::steady_clock::now() < until)
+      std::this_thread::yield();
+    ASSERT_GT(mm_->polls_done(), before);
+  }
+
   fs::path repo_;
+  FakeClock clock_;
   std::atomic<int> loads_{0};
   std::unique_ptr<ModelManager> mm_;
 };
@@ -196,6 +209,33 @@ TEST_F(ModelReloadTest, AModelAddedAfterTheStartRegistersOnItsLoad) {
   EXPECT_TRUE(mm.Acquire("late", "").lease);
   EXPECT_EQ(Load("never").code(), StatusCode::kNotFound);
   EXPECT_EQ(Load("../m").code(), StatusCode::kNotFound);
+}
+
+TEST_F(ModelReloadTest, PollControlActsOnChangesSeenByTwoScansInARow) {
+  WriteConfig("m", Config());
+  WriteVersion("m", 1, "v1");
+  WriteConfig("gone", Config());
+  WriteVersion("gone", 1, "g");
+  ModelManager& mm = Create(ModelControl::kPoll, {"m", "gone"});
+  WriteVersion("m", 2, "v2");
+  WriteConfig("new", Config());
+  WriteVersion("new", 1, "n");
+  fs::remove_all(repo_ / "gone");
+  Poll();  // sees the changes once: nothing happens yet
+  EXPECT_EQ(mm.Acquire("m", "").lease->version(), 1);
+  EXPECT_EQ(mm.Acquire("new", "").status.code(), StatusCode::kNotFound);
+  EXPECT_TRUE(mm.Acquire("gone", "").lease);
+  Poll();  // the same again: acted on
+  ASSERT_TRUE(mm.AwaitState("m", 2, VersionState::kReady, kGuard));
+  ASSERT_TRUE(mm.AwaitState("m", 1, VersionState::kUnavailable, kGuard));
+  EXPECT_EQ(mm.Acquire("m", "").lease->version(), 2);
+  // A new model registers and loads on its first request (lazy).
+  Acquired fresh = mm.Acquire("new", "");
+  EXPECT_TRUE(fresh.pending.has_value()) << fresh.status.message();
+  EXPECT_EQ(mm.Acquire("gone", "").status.code(), StatusCode::kNotFound);
+  const int loads = loads_.load();
+  Poll();  // nothing changed since
+  EXPECT_EQ(loads_.load(), loads);
 }
 
 }  // namespace

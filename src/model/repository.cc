@@ -107,4 +107,32 @@ StatusOr<uint64_t> Revision(const std::string& model_dir, const std::string& ver
   return static_cast<uint64_t>(XXH3_64bits_digest(state.get()));
 }
 
+std::string ModelSignature(const std::string& model_dir) {
+  std::error_code ec;
+  std::vector<std::string> parts;
+  for (auto it = fs::recursive_directory_iterator(model_dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    const auto size = it->file_size(ec);
+    const auto mtime = it->last_write_time(ec).time_since_epoch().count();
+    parts.push_back(fs::relative(it->path(), model_dir, ec).string() + ":" + std::to_string(size) +
+                    ":" + std::to_string(mtime));
+  }
+  std::sort(parts.begin(), parts.end());
+  std::string out;
+  for (const std::string& p : parts) out += p + "\n";
+  return out;
+}
+
+std::vector<std::string> ListModelDirectories(const std::string& dir) {
+  std::error_code ec;
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.empty() && name[0] != '.' && e.is_directory(ec)) out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 }  // namespace inferd

@@ -31,5 +31,12 @@ StatusOr<RepositoryEntry> ScanModel(const std::string& dir, const std::string& n
 // name order). Cache keys carry it, so a changed model never answers from
 // its predecessor's entries.
 StatusOr<uint64_t> Revision(const std::string& model_dir, const std::string& version_dir);
+// A cheap summary of a model directory for polling: the size, mtime and
+// inode of config.toml and the name, size and mtime of every file of every
+// version directory. Equal signatures: nothing visible changed.
+std::string ModelSignature(const std::string& model_dir);
+// The model directories of the repository (names, sorted; hidden ones
+// skipped).
+std::vector<std::string> ListModelDirectories(const std::string& dir);
 
 }  // namespace inferd
