@@ -30,9 +30,18 @@ StatusOr<RepositoryRequest> ParseRepositoryRequest(std::string_view body, Reposi
       if (field.value.get_object().get(params) != simdjson::SUCCESS)
         return InvalidArgumentError("'parameters' must be an object");
       for (auto p : params) {
-        return InvalidArgumentError("parameter '" + std::string(p.key) +
-                                    "' is not supported (a model loads from its repository "
-                                    "directory)");
+        // tritonclient's unload always sends unload_dependents (false):
+        // there are no dependents (ensembles) to unload.
+        bool flag = true;
+        if (call == RepositoryCall::kUnload && p.key == "unload_dependents" &&
+            p.value.get_bool().get(flag) == simdjson::SUCCESS && !flag) {
+          continue;
+        }
+        return InvalidArgumentError(
+            "parameter '" + std::string(p.key) + "' is not supported" +
+            (call == RepositoryCall::kLoad
+                 ? " (a model loads from its repository directory)"
+                 : " (inferd has no ensembles: an unload has no dependents)"));
       }
       continue;
     }

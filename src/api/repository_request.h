@@ -3,7 +3,8 @@
 // /v2/repository/index (`{}`, empty, or `{"ready": true}`) and POST
 // /v2/repository/models/{m}/load|unload (empty, `{}` or
 // `{"parameters": {}}`; Triton's load parameters "config" and "file:..."
-// and unload's "unload_dependents" are not supported and refused by name).
+// are not supported and refused by name; unload's "unload_dependents" is
+// accepted when false, as tritonclient sends it, and refused when true).
 
 #include <string_view>
 

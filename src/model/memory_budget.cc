@@ -9,8 +9,8 @@ BudgetPlan PlanLoad(int64_t budget, int64_t used, int64_t freeing, int64_t loadi
   BudgetPlan plan;
   if (budget <= 0 || need <= budget - used) return plan;  // kStart
   int64_t room = budget - used + freeing;
-  if (need <= room) {
-    plan.action = may_evict ? BudgetPlan::Action::kWait : BudgetPlan::Action::kRefuse;
+  if (need <= room) {  // waiting for memory being freed evicts nothing
+    plan.action = BudgetPlan::Action::kWait;
     return plan;
   }
   if (!may_evict) {

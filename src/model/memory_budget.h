@@ -35,7 +35,7 @@ struct BudgetPlan {
 // of `used` held by versions being destroyed; `loading`: the part reserved
 // by other loads of unpinned models in progress (resident, then evictable,
 // once they end). `may_evict` false (explicit model control): kEvict and
-// kWaitIdle become kRefuse.
+// kWaitIdle become kRefuse (kWait stays: it evicts nothing).
 BudgetPlan PlanLoad(int64_t budget, int64_t used, int64_t freeing, int64_t loading, int64_t need,
                     std::vector<BudgetResident> residents, bool may_evict);
 

@@ -50,7 +50,9 @@ Status ModelManager::StartLoadLocked(const std::string& name, int64_t v, Slot& s
 
 int64_t ModelManager::Charge(const ModelVersion& mv, int64_t rss_delta) {
   const BackendMemory& mem = mv.memory();
-  return mem.known && mem.total() > 0 ? mem.total() : std::max<int64_t>(rss_delta, 1);
+  if (!mem.known || mem.total() <= 0) return std::max<int64_t>(rss_delta, 1);
+  // Reported per copy: instances that do not share it hold one each.
+  return mem.total() * (mv.shares_weights() ? 1 : std::max(1, mv.concurrency()));
 }
 
 bool ModelManager::OverBudgetLocked(const Slot& slot, int64_t charge) const {

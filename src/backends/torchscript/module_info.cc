@@ -47,6 +47,34 @@ class Counter {
   std::unordered_set<const void*> seen_;
 };
 
+// Adds every tensor in `v` (tuples, lists, optionals) as packed bytes.
+void AddState(const c10::IValue& v, BackendMemory* out, int depth = 0) {
+  if (depth > 8) return;
+  if (v.isTensor()) {
+    const at::Tensor& t = v.toTensor();
+    if (t.defined()) out->packed_bytes += t.numel() * static_cast<int64_t>(t.element_size());
+  } else if (v.isTuple()) {
+    for (const auto& e : v.toTupleRef().elements()) AddState(e, out, depth + 1);
+  } else if (v.isList()) {
+    for (const c10::IValue& e : v.toListRef()) AddState(e, out, depth + 1);
+  }
+}
+
+// A custom-class object (quantized packed parameters): the tensors its
+// __getstate__ gives, at their logical size (the engine's packed copy
+// inside is not visible: approximate).
+void AddObject(const c10::IValue& v, BackendMemory* out) {
+  out->approximate = true;
+  if (!v.isObject()) return;
+  try {
+    torch::jit::Function* getstate = v.toObjectRef().type()->findMethod("__getstate__");
+    if (getstate == nullptr) return;
+    AddState((*getstate)({v}), out);
+  } catch (const std::exception&) {
+    // Not measurable: counted as nothing, the result stays approximate.
+  }
+}
+
 }  // namespace
 
 BackendMemory MeasureModule(const torch::jit::Module& module) {
@@ -57,7 +85,7 @@ BackendMemory MeasureModule(const torch::jit::Module& module) {
     if (attr.value.isTensor()) {
       count.Add(attr.value.toTensor());
     } else if (attr.value.isObject() && !attr.value.toObjectRef().type()->is_module()) {
-      out.approximate = true;  // a custom class (e.g. packed quantized weights)
+      AddObject(attr.value, &out);  // a custom class (e.g. packed quantized weights)
     }
   }
   ForEachGraph(module, [&](torch::jit::Block* block) {
@@ -74,7 +102,7 @@ BackendMemory MeasureModule(const torch::jit::Module& module) {
         if (auto v = torch::jit::toIValue(node->output()); v && v->isTensor())
           count.Add(v->toTensor());
       } else if (type->kind() == c10::TypeKind::ClassType) {
-        out.approximate = true;  // packed parameters of a custom class
+        if (auto v = torch::jit::toIValue(node->output())) AddObject(*v, &out);
       }
     });
   });

@@ -186,6 +186,19 @@ TEST_F(TorchScriptBackendTest, ShareWeightsFalseGivesACopyPerInstance) {
   EXPECT_NE(bad.status().message().find("share_weights"), std::string::npos);
 }
 
+TEST_F(TorchScriptBackendTest, QuantizedPackedParametersAreMeasuredFromTheirState) {
+  if (!std::filesystem::exists(kModels + "/mlp_int8/1/model.pt")) GTEST_SKIP() << "no mlp_int8";
+  auto config = LoadModelConfig(kModels + "/mlp_int8/config.toml", "mlp_int8");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  auto model = Model(kModels + "/mlp_int8/1", &*config);
+  ASSERT_NE(model, nullptr);
+  // 5,376 INT8 weights and 132 FP32 biases, through the packed parameters'
+  // __getstate__ (the engine's own packed copy is not visible).
+  const BackendMemory m = model->Memory();
+  EXPECT_EQ(m.packed_bytes, 5376 + 132 * 4);
+  EXPECT_TRUE(m.approximate);
+}
+
 TEST(BackendLoaderTest, UnknownAndMalformedNamesAreRefused) {
   BackendLoader loader(INFERD_BACKEND_DIR);
   EXPECT_EQ(loader.Get("nope").status().code(), StatusCode::kNotFound);
