@@ -315,24 +315,38 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=["cold", "budget", "memory"],
+                    help="run one part and replace it in --out (the others are kept)")
     ap.add_argument("--out", default=os.path.join(
         ROOT, "bench", "results", "lifecycle-%s.json" % time.strftime("%Y-%m-%d")))
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
     tmp = tempfile.mkdtemp(prefix="inferd-lifecycle-bench-")
+    parts = {
+        "cold_first_request": lambda: cold_first_request(
+            ["mlp", "mlp_int8", "dither", "resnet18", "resnet18_int8"], repeats,
+            20 if args.quick else 100),
+        "budget": lambda: budget_scenario(tmp, 1 if args.quick else 2, 2 if args.quick else 4),
+        "memory": lambda: memory_of_resnet(tmp, 4 if args.quick else 10),
+    }
+    only = {"cold": "cold_first_request", "budget": "budget", "memory": "memory"}.get(args.only)
+    result = {}
+    if only and os.path.exists(args.out):
+        with open(args.out) as f:
+            result = json.load(f)
     try:
-        result = {
+        stamp = {
             "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
             "machine": "2 cores shared by the server and the load generator",
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "git": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                   capture_output=True, text=True).stdout.strip(),
-            "cold_first_request": cold_first_request(
-                ["mlp", "mlp_int8", "dither", "resnet18", "resnet18_int8"], repeats,
-                20 if args.quick else 100),
-            "budget": budget_scenario(tmp, 1 if args.quick else 2, 2 if args.quick else 4),
-            "memory": memory_of_resnet(tmp, 4 if args.quick else 10),
         }
+        for key, run_part in parts.items():
+            if only and key != only:
+                continue
+            result[key] = run_part()
+            result.setdefault("runs", {})[key] = stamp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -11,6 +11,18 @@ never fit (503), explicit control refusing a load past the budget (503),
 and the lifecycle families of `/metrics`. Budgets are multiples of what one
 loaded copy of mlp is charged, measured once per run (`mlp_bytes`).
 
+Versions and reload (sections 5.3-5.5): `[version_policy]` (only served
+versions load; others are listed UNAVAILABLE "not served" and requests for
+them get 404), `POST .../load` rescanning the model directory (a new
+version loads beside the serving one and takes over atomically under
+continuous load; broken weights or an invalid config.toml are 400 and the
+serving version serves on; a changed model.pt reloads the same version and
+the response cache does not answer from the old files; a removed version
+rolls back; a model directory created after the start registers), and
+`--model-control poll` (a new version takes over, a new model registers, a
+removed one unloads and gets 404). Files are prepared beside the
+repository and renamed into place, so no scan sees half a change.
+
 Each test starts its own server (`preload=False`: nothing loads before the
 server listens unless the test says `--load-model`) on a temporary
 repository of mlp copies (and resnet18 for one test), so every test sees
@@ -18,6 +30,7 @@ cold models. Log lines are counted after the server has exited, when every
 line is in; queued requests are observed through `inferd_queue_depth`.
 """
 
+import json
 import os
 import re
 import shutil
@@ -972,6 +985,437 @@ class MemoryBudgetExplicitTest(MemoryBudgetTestCase):
         self.assertEqual(h.metric_sum(m, "inferd_model_unloads_total", model="mlp", reason="explicit"), 1)
         self.stop(server)
         self.assertEqual(self.log_lines(server, r"evicted for model"), [], server.output())
+
+
+# -- versions, hot reload, poll (docs/design-lifecycle.md sections 5.3-5.5) --
+
+BROKEN_PT = b"this is not a TorchScript archive"
+
+
+def version_policy_toml(**keys):
+    """A [version_policy] table, to append at the end of a config.toml."""
+    body = "".join("%s = %s\n" % (k, json.dumps(v)) for k, v in keys.items())
+    return "\n[version_policy]\n" + body
+
+
+class Clients:
+    """`n` threads sending single-item mlp requests to `model` back to back,
+    each on its own keep-alive connection, until `stop`. Each records
+    (status, model_version or the error body, whether the request was sent
+    after `mark` was set)."""
+
+    def __init__(self, test, server, model, n=4):
+        self.server, self.model = server, model
+        self.halt = threading.Event()
+        self.mark = threading.Event()
+        self.records = [[] for _ in range(n)]
+        self.errors = []
+        test.addCleanup(self.halt.set)
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, i):
+        try:
+            with self.server.client(timeout=WAIT_S) as c:
+                while not self.halt.is_set():
+                    after = self.mark.is_set()
+                    r, d = c.infer(self.model, mlp_input())
+                    what = d.header["model_version"] if d else r.body.decode("utf-8", "replace")
+                    self.records[i].append((r.status, what, after))
+        except BaseException as e:  # noqa: B902 - reported by stop() and wait_each()
+            self.errors.append(e)
+
+    def wait_each(self, version, n, after):
+        """Until every thread got `n` answers of `version` (sent after the
+        mark, if `after`)."""
+        def done():
+            if self.errors:
+                raise AssertionError("a client failed: %r" % self.errors)
+            return all(sum(1 for st, v, a in list(rec) if st == 200 and v == version and (a or not after)) >= n
+                       for rec in self.records)
+
+        h.wait_until(done, WAIT_S, "%d answers of version %s on each of %d clients"
+                     % (n, version, len(self.records)))
+
+    def stop(self, test):
+        self.halt.set()
+        for t in self.threads:
+            t.join(WAIT_S)
+        test.assertFalse(any(t.is_alive() for t in self.threads), "a client thread did not stop")
+        test.assertEqual(self.errors, [])
+
+    def check_switch(self, test, old, new):
+        """No request failed; on each thread the answers go from `old` to
+        `new` once and stay; every request sent after the mark got `new`."""
+        for i, rec in enumerate(self.records):
+            failed = [r for r in rec if r[0] != 200]
+            test.assertEqual(failed, [], "client %d: every request should succeed" % i)
+            seq = [v for _, v, _ in rec]
+            test.assertEqual(set(seq) - {old, new}, set(), "client %d" % i)
+            if new in seq:
+                first = seq.index(new)
+                test.assertNotIn(old, seq[first:], "client %d got version %s after %s" % (i, old, new))
+            late = [v for _, v, a in rec if a and v != new]
+            test.assertEqual(late, [], "client %d: answers after the switch from another version" % i)
+
+
+class VersionsTestCase(LifecycleTestCase):
+    """Model `m`, a copy of mlp with version 1, and helpers to change its
+    files: every change is prepared in the test's temporary directory (the
+    repository's file system) and renamed into place, so a scan never sees
+    half a file, and nothing is ever written through the symlinks
+    `copy_model` makes into the example repository."""
+
+    def prepare_repository(self, repo):
+        h.copy_model("mlp", repo, new_name="m")
+
+    def add_version(self, model, version, source="mlp", content=None):
+        stage = tempfile.mkdtemp(prefix="stage-", dir=self.tmp)
+        self.put_bytes(os.path.join(stage, "model.pt"), source, content)
+        os.rename(stage, os.path.join(self.repo, model, str(version)))
+
+    def add_model(self, name, source="mlp"):
+        stage = tempfile.mkdtemp(prefix="stage-", dir=self.tmp)
+        h.copy_model(source, stage, new_name=name)
+        os.rename(os.path.join(stage, name), os.path.join(self.repo, name))
+
+    def remove_model(self, name):
+        gone = tempfile.mkdtemp(prefix="removed-", dir=self.tmp)
+        os.rename(os.path.join(self.repo, name), os.path.join(gone, name))
+
+    def remove_version(self, model, version):
+        gone = tempfile.mkdtemp(prefix="removed-", dir=self.tmp)
+        os.rename(os.path.join(self.repo, model, str(version)), os.path.join(gone, str(version)))
+
+    def replace_file(self, path, source=None, content=None):
+        fd, stage = tempfile.mkstemp(prefix="stage-", dir=self.tmp)
+        os.close(fd)
+        self.put_bytes(stage, source, content)
+        os.replace(stage, path)  # replaces a symlink, not its target
+
+    @staticmethod
+    def put_bytes(path, source, content):
+        if content is None:
+            shutil.copyfile(h.model_file(source), path)
+        else:
+            with open(path, "wb") as f:
+                f.write(content)
+
+    def versions(self, server, model="m"):
+        """{version: (state, reason)} of `model`'s index rows."""
+        return {row["version"]: (row["state"], row["reason"])
+                for row in self.index(server) if row["name"] == model}
+
+    def wait_versions(self, server, wanted, model="m"):
+        """Until `model`'s rows match `wanted`: {version: accepted states},
+        None among them meaning no row; versions not named must have no row."""
+        def match():
+            rows = self.versions(server, model)
+            for v in set(rows) | set(wanted):
+                state = rows[v][0] if v in rows else None
+                if state not in wanted.get(v, (None,)):
+                    return None
+            return rows
+
+        return h.wait_until(match, WAIT_S, "rows of %s: %r" % (model, wanted))
+
+    def answer(self, server, model="m", version=None, x=None):
+        """(Response, Decoded or None) for one request of one item."""
+        if x is None:
+            x = np.full((1, 16), 0.5, dtype=np.float32)
+        with server.client() as c:
+            return c.infer(model, [h.Input("input", x)], version=version)
+
+    def served_version(self, server, model="m", version=None):
+        r, d = self.answer(server, model, version)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(d.header["model_name"], model)
+        return d.header["model_version"]
+
+    def load_rows(self, server, model="m"):
+        r = self.load(server, model)
+        self.assertEqual(r.status, 200, r.describe())
+        rows = r.json()
+        self.assertEqual({row["name"] for row in rows}, {model}, rows)
+        return {row["version"]: row["state"] for row in rows}
+
+    def metric(self, server, name, **labels):
+        return h.metric_sum(h.parse_metrics(h.scrape(server)), name, **labels) or 0
+
+    def version_ready_lines(self, server, model, version):
+        return self.log_lines(server, r"model '%s' version %d ready in \d" % (re.escape(model), version))
+
+
+class HotReloadTest(VersionsTestCase):
+    def test_a_new_version_takes_over_under_load(self):
+        """Four clients send requests without pause while version 2 is added
+        and loaded: none fails, each thread's answers switch from version 1
+        to 2 once, and everything sent after the load call returned ran on
+        version 2."""
+        server = self.serve()
+        self.assertEqual(self.served_version(server), "1")  # warm
+        self.assertEqual(self.versions(server), {"1": ("READY", "")})
+        clients = Clients(self, server, "m")
+        try:
+            clients.wait_each("1", 5, after=False)
+            self.add_version("m", 2)
+            rows = self.load_rows(server)
+            clients.mark.set()
+            self.assertEqual(rows.get("2"), "READY", rows)
+            self.assertIn(rows.get("1"), ("UNLOADING", "UNAVAILABLE"), rows)
+            clients.wait_each("2", 20, after=True)
+        finally:
+            clients.stop(self)
+        clients.check_switch(self, "1", "2")
+
+        rows = self.wait_versions(server, {"2": ("READY",), "1": ("UNAVAILABLE", None)})
+        if "1" in rows:
+            self.assertIn("not served: version_policy latest(1)", rows["1"][1], rows)
+        self.assertEqual(self.served_version(server), "2")
+        r, _ = self.answer(server, version="1")
+        h.assert_json_error(self, r, 404, ["version 1", "not served", "version_policy latest(1)"])
+        self.assertEqual(self.served_version(server, version="2"), "2")
+        self.assertEqual(self.metric(server, "inferd_model_unloads_total", model="m", reason="reload"), 1)
+        self.assertEqual(self.metric(server, "inferd_model_loads_total", model="m", outcome="success"), 2)
+
+        # Nothing changed since: the load call loads nothing.
+        self.assertEqual(self.load_rows(server).get("2"), "READY")
+        self.assertEqual(self.served_version(server), "2")
+        self.stop(server)
+        self.assertEqual(len(self.version_ready_lines(server, "m", 1)), 1, server.output())
+        self.assertEqual(len(self.version_ready_lines(server, "m", 2)), 1, server.output())
+        self.assertEqual(len(self.log_lines(server, r"model 'm' version 1 is no longer served")), 1,
+                         server.output())
+
+    def test_concurrent_load_calls_then_a_rollback(self):
+        """Three load calls at once share the one load of version 2; with
+        version 2's directory removed, a load call brings version 1 back
+        and version 2 leaves."""
+        server = self.serve("--model-control", "explicit", "--load-model", "m")
+        self.assertEqual(self.served_version(server), "1")
+        self.add_version("m", 2)
+        results = h.run_threads(lambda: self.load(server, "m"), [()] * 3, timeout=WAIT_S)
+        for r in results:
+            self.assertEqual(r.status, 200, r.describe())
+            self.assertEqual({row["version"]: row["state"] for row in r.json()}.get("2"), "READY", r.describe())
+        self.assertEqual(self.served_version(server), "2")
+        self.wait_versions(server, {"2": ("READY",), "1": ("UNAVAILABLE", None)})
+
+        self.remove_version("m", 2)
+        rows = self.load_rows(server)
+        self.assertEqual(rows.get("1"), "READY", rows)
+        self.assertIn(rows.get("2"), ("UNLOADING", None), rows)
+        self.assertEqual(self.served_version(server), "1")
+        self.wait_versions(server, {"1": ("READY",)})
+        r, _ = self.answer(server, version="2")
+        h.assert_json_error(self, r, 404, "unknown version")
+        self.stop(server)
+        self.assertEqual(len(self.version_ready_lines(server, "m", 2)), 1, server.output())
+        self.assertEqual(len(self.version_ready_lines(server, "m", 1)), 2, server.output())
+
+    def test_a_failed_reload_keeps_the_serving_version(self):
+        """Explicit control: version 2 with broken weights is 400 and FAILED
+        while version 1 serves on; fixed, it loads and takes over; then an
+        invalid config.toml is 400 and version 2 serves on."""
+        server = self.serve("--model-control", "explicit", "--load-model", "m")
+        self.assertEqual(self.served_version(server), "1")
+        self.add_version("m", 2, content=BROKEN_PT)
+        h.assert_json_error(self, self.load(server, "m"), 400, ["version 2", "model.pt"])
+        rows = self.versions(server)
+        self.assertEqual(sorted(rows), ["1", "2"], rows)
+        self.assertEqual(rows["2"][0], "FAILED", rows)
+        self.assertIn("model.pt", rows["2"][1], rows)
+        self.assertEqual(rows["1"][0], "READY", rows)
+        for _ in range(3):
+            self.assertEqual(self.served_version(server), "1")
+        self.assertEqual(self.served_version(server, version="1"), "1")
+        r, _ = self.answer(server, version="2")
+        h.assert_json_error(self, r, 503, "model.pt")
+        self.assertEqual(self.metric(server, "inferd_model_loads_total", model="m", outcome="failure"), 1)
+
+        self.replace_file(os.path.join(self.repo, "m", "2", "model.pt"), source="mlp")
+        rows = self.load_rows(server)
+        self.assertEqual(rows.get("2"), "READY", rows)
+        self.assertEqual(self.served_version(server), "2")
+        self.wait_versions(server, {"2": ("READY",), "1": ("UNAVAILABLE", None)})
+
+        self.replace_file(os.path.join(self.repo, "m", "config.toml"), content=b"backend = [\n")
+        h.assert_json_error(self, self.load(server, "m"), 400, ["m", "config.toml"])
+        self.assertEqual(self.versions(server)["2"][0], "READY")
+        for _ in range(3):
+            self.assertEqual(self.served_version(server), "2")
+        self.stop(server)
+        self.assertEqual(len(self.log_lines(server, r"model 'm' version 2 is unavailable: .*model\.pt")), 1,
+                         server.output())
+        self.assertEqual(len(self.version_ready_lines(server, "m", 2)), 1, server.output())
+
+
+class InPlaceReloadTest(VersionsTestCase):
+    """Version 1's model.pt replaced by mlp_int8's (same inputs and outputs,
+    other numbers); `ref`, a copy of mlp_int8, gives the expected answer."""
+
+    def prepare_repository(self, repo):
+        super().prepare_repository(repo)
+        if os.path.exists(h.model_file("mlp_int8")):
+            h.copy_model("mlp_int8", repo, new_name="ref")
+
+    def test_changed_files_reload_the_same_version(self):
+        if not os.path.exists(h.model_file("mlp_int8")):
+            self.skipTest("examples/models/mlp_int8 is missing (examples/generate_models.py makes it)")
+        server = self.serve("--load-model", "m")
+        x = np.random.default_rng(5).standard_normal((1, 16)).astype(np.float32)
+        r, before = self.answer(server, x=x)
+        self.assertEqual(r.status, 200, r.describe())
+        r, ref = self.answer(server, "ref", x=x)
+        self.assertEqual(r.status, 200, r.describe())
+        before, ref = before.outputs["output"], ref.outputs["output"]
+        self.assertGreater(h.max_abs_diff(before, ref), 1e-4, "mlp and mlp_int8 should answer differently")
+
+        self.replace_file(os.path.join(self.repo, "m", "1", "model.pt"), source="mlp_int8")
+        self.assertEqual(self.load_rows(server), {"1": "READY"})
+        r, after = self.answer(server, x=x)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(after.header["model_version"], "1")
+        np.testing.assert_allclose(after.outputs["output"], ref, rtol=1e-5, atol=1e-6)
+        self.assertEqual(self.metric(server, "inferd_model_unloads_total", model="m", reason="reload"), 1)
+        # Unchanged since: nothing loads.
+        self.assertEqual(self.load_rows(server), {"1": "READY"})
+        self.stop(server)
+        self.assertEqual(len(self.version_ready_lines(server, "m", 1)), 2, server.output())
+
+    def test_the_response_cache_never_answers_from_the_old_files(self):
+        """Cache keys carry the revision: after an in-place reload (same
+        version number) the same request misses and gets the new answer."""
+        if not os.path.exists(h.model_file("mlp_int8")):
+            self.skipTest("examples/models/mlp_int8 is missing (examples/generate_models.py makes it)")
+        with open(os.path.join(self.repo, "m", "config.toml"), "a") as f:
+            f.write("\n[response_cache]\nenable = true\nttl_s = 3600\n")
+        server = self.serve("--load-model", "m")
+        x = np.random.default_rng(6).standard_normal((1, 16)).astype(np.float32)
+        r, ref = self.answer(server, "ref", x=x)
+        self.assertEqual(r.status, 200, r.describe())
+        ref = ref.outputs["output"]
+        answers = []
+        for expected in ("miss", "hit-memory"):
+            r, d = self.answer(server, x=x)
+            self.assertEqual(r.status, 200, r.describe())
+            self.assertEqual(r.header("X-Inferd-Cache"), expected, r.describe())
+            answers.append(d.outputs["output"])
+        np.testing.assert_array_equal(answers[0], answers[1])
+        self.assertGreater(h.max_abs_diff(answers[0], ref), 1e-4, "mlp and mlp_int8 should answer differently")
+
+        self.replace_file(os.path.join(self.repo, "m", "1", "model.pt"), source="mlp_int8")
+        self.assertEqual(self.load_rows(server), {"1": "READY"})
+        for expected in ("miss", "hit-memory"):
+            r, d = self.answer(server, x=x)
+            self.assertEqual(r.status, 200, r.describe())
+            self.assertEqual(r.header("X-Inferd-Cache"), expected, r.describe())
+            self.assertEqual(d.header["model_version"], "1")
+            np.testing.assert_allclose(d.outputs["output"], ref, rtol=1e-5, atol=1e-6)
+        self.stop(server)
+
+
+class VersionPolicyTest(VersionsTestCase):
+    def prepare_repository(self, repo):
+        h.copy_model("mlp", repo, new_name="m")
+        for v in (2, 3):
+            os.makedirs(os.path.join(repo, "m", str(v)))
+            os.symlink(h.model_file("mlp"), os.path.join(repo, "m", str(v), "model.pt"))
+        with open(os.path.join(repo, "m", "config.toml"), "a") as f:
+            f.write(version_policy_toml(policy="specific", versions=[1, 3]))
+        h.copy_model("mlp", repo, new_name="latest")
+        os.makedirs(os.path.join(repo, "latest", "2"))
+        os.symlink(h.model_file("mlp"), os.path.join(repo, "latest", "2", "model.pt"))
+
+    def test_specific_versions(self):
+        server = self.serve("--load-model", "m")
+        rows = self.versions(server)
+        self.assertEqual({v: s for v, (s, _) in rows.items()},
+                         {"1": "READY", "2": "UNAVAILABLE", "3": "READY"}, rows)
+        self.assertIn("not served: version_policy specific(1, 3)", rows["2"][1], rows)
+        self.assertEqual(self.served_version(server), "3")
+        self.assertEqual(self.served_version(server, version="1"), "1")
+        self.assertEqual(self.served_version(server, version="3"), "3")
+        r, _ = self.answer(server, version="2")
+        h.assert_json_error(self, r, 404, ["version 2", "not served", "specific(1, 3)"])
+        r, _ = self.answer(server, version="4")
+        h.assert_json_error(self, r, 404, "unknown version")
+        self.assertEqual(self.versions(server)["2"][0], "UNAVAILABLE", "a refused request loaded version 2")
+
+        # The default policy, latest(1): version 2 only, loaded on request.
+        rows = self.versions(server, "latest")
+        self.assertEqual({v: s for v, (s, _) in rows.items()}, {"1": "UNAVAILABLE", "2": "UNAVAILABLE"}, rows)
+        self.assertIn("not served: version_policy latest(1)", rows["1"][1], rows)
+        self.assertEqual(self.served_version(server, "latest"), "2")
+        r, _ = self.answer(server, "latest", version="1")
+        h.assert_json_error(self, r, 404, ["not served", "latest(1)"])
+        self.assertEqual({v: s for v, (s, _) in self.versions(server, "latest").items()},
+                         {"1": "UNAVAILABLE", "2": "READY"})
+        self.stop(server)
+
+
+class PollTest(VersionsTestCase):
+    def prepare_repository(self, repo):
+        h.copy_model("mlp", repo, new_name="m")
+        h.copy_model("mlp", repo, new_name="gone")
+
+    def test_new_versions_new_and_removed_models(self):
+        server = self.serve("--model-control", "poll", "--repository-poll-s", "1", "--load-model", "m,gone")
+        self.assertEqual(self.served_version(server), "1")
+        self.assertEqual(self.served_version(server, "gone"), "1")
+        clients = Clients(self, server, "m", n=1)
+        try:
+            clients.wait_each("1", 5, after=False)
+            self.add_version("m", 2)
+            h.wait_until(lambda: self.served_version(server) == "2", 30, "answers of version 2")
+            clients.mark.set()
+            clients.wait_each("2", 20, after=True)
+        finally:
+            clients.stop(self)
+        clients.check_switch(self, "1", "2")
+        rows = self.wait_versions(server, {"2": ("READY",), "1": ("UNAVAILABLE", None)})
+        if "1" in rows:
+            self.assertIn("not served", rows["1"][1], rows)
+
+        # A new model directory registers (and loads on its first request).
+        self.assertNotIn("late", {row["name"] for row in self.index(server)})
+        self.assertEqual(self.answer(server, "late")[0].status, 404)
+        self.add_model("late")
+        h.wait_until(lambda: "late" in {row["name"] for row in self.index(server)}, 30, "late in the index")
+        self.assertEqual(self.versions(server, "late"), {"1": ("UNAVAILABLE", "")})
+        self.assertEqual(self.served_version(server, "late"), "1")
+        self.assertEqual(self.versions(server, "late")["1"][0], "READY")
+
+        # A removed model directory: the model unloads, requests get 404.
+        self.remove_model("gone")
+        r = h.wait_until(lambda: (lambda r: r.status != 200 and r)(self.answer(server, "gone")[0]),
+                         30, "requests for a removed model refused")
+        h.assert_json_error(self, r, 404, "gone")
+        h.wait_until(lambda: "gone" not in {row["name"] for row in self.index(server)}, WAIT_S,
+                     "gone out of the index")
+        self.assertEqual(self.served_version(server), "2")
+        self.stop(server)
+        self.assertEqual(len(self.log_lines(server, r"model 'gone' was removed from the repository")), 1,
+                         server.output())
+        self.assertEqual(len(self.log_lines(server, r"model 'm' version 1 is no longer served")), 1,
+                         server.output())
+        self.assertEqual(len(self.version_ready_lines(server, "m", 2)), 1, server.output())
+
+
+class LateModelTest(VersionsTestCase):
+    def test_explicit_load_of_a_model_created_after_start(self):
+        server = self.serve("--model-control", "explicit")
+        self.assertEqual({row["name"] for row in self.index(server)}, {"m"})
+        h.assert_json_error(self, self.answer(server, "late")[0], 404, "late")
+        h.assert_json_error(self, self.load(server, "late"), 404, "late")
+        self.add_model("late")
+        self.assertEqual(self.load_rows(server, "late"), {"1": "READY"})
+        self.assertEqual(self.versions(server, "late"), {"1": ("READY", "")})
+        self.assertEqual(self.served_version(server, "late"), "1")
+        self.assertEqual(self.versions(server, "m"), {"1": ("UNAVAILABLE", "")})
+        self.stop(server)
+        self.assertEqual(len(self.ready_lines(server, "late")), 1, server.output())
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ ModelManager::Model& ModelManager::UpdateRegistrationLocked(const std::string& n
                                                             RepositoryEntry entry) {
   Model& m = models_[name];  // a model added since the start registers now
   m.removed = false;
+  m.rescan_error = Status::OK();
   m.entry = std::move(entry);
   m.config = std::make_shared<const ModelConfig>(m.entry.config);
   for (auto& [v, slot] : m.versions) slot.present = false;
@@ -33,8 +34,12 @@ void ModelManager::Rescan(const std::string& name) {
     // An invalid config: a model not registered yet is listed with the
     // reason; one registered keeps its last valid config.
     auto it = models_.find(name);
-    if (it == models_.end() || !it->second.config) models_[name].entry = std::move(scan).value();
-    INFERD_LOG_WARN("model '{}': {}", name, models_[name].entry.status.message());
+    INFERD_LOG_WARN("model '{}': {}", name, scan->status.message());
+    if (it == models_.end() || !it->second.config) {
+      models_[name].entry = std::move(scan).value();
+    } else {
+      it->second.rescan_error = scan->status;
+    }
     return;
   }
   Model& m = UpdateRegistrationLocked(name, std::move(scan).value());
@@ -84,9 +89,11 @@ void ModelManager::Load(std::string_view name, std::function<void(Status)> done)
       // listed with the reason.
       error = FailedPreconditionError("model '" + model +
                                       "' cannot be loaded: " + scan->status.message());
-      if (models_.find(model) == models_.end()) {
-        Model& m = models_[model];
-        m.entry = std::move(scan).value();
+      auto it = models_.find(model);
+      if (it == models_.end()) {
+        models_[model].entry = std::move(scan).value();
+      } else {
+        it->second.rescan_error = scan->status;
       }
     } else {
       Model& m = UpdateRegistrationLocked(model, std::move(scan).value());

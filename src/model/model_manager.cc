@@ -435,8 +435,13 @@ std::vector<ModelState> ModelManager::List() {
         reason = UnavailableError("the last load failed: " + slot.failed.message());
       } else if (!slot.served) {
         reason =
-            UnavailableError(std::string(slot.serving ? "leaving: " : "") +
-                             "not served: version_policy " + m.config->version_policy.Describe());
+            UnavailableError("not served: version_policy " + m.config->version_policy.Describe() +
+                             (slot.serving ? "; serving until a version it serves is READY" : ""));
+      }
+      if (!m.rescan_error.ok()) {  // the files on disk no longer load
+        reason =
+            UnavailableError((reason.ok() ? "" : reason.message() + "; ") +
+                             "the repository's config does not load: " + m.rescan_error.message());
       }
       out.push_back({name, v, state, reason});
     }

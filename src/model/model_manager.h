@@ -240,6 +240,7 @@ class ModelManager {
   };
   struct Model {
     bool removed = false;  // its directory went away (poll): unknown to requests
+    Status rescan_error;   // the last rescan's invalid config (what serves goes on)
     RepositoryEntry entry;
     std::shared_ptr<const ModelConfig> config;  // null when entry.status is not OK
     std::map<int64_t, Slot> versions;
