@@ -341,11 +341,11 @@ const std::vector<SettingSpec>& ServeSettingSpecs() {
       {"model_load_threads", Type::kInt, "2", "models loaded in parallel"},
       {"model_memory_budget", Type::kInt, "0",
        "bytes the loaded models may take together (as their backends report them); past it a "
-       "load first unloads the least recently used idle models (lazy control) or is refused "
-       "(explicit); 0: no budget"},
+       "load first unloads the least recently used idle models (lazy and poll control) or is "
+       "refused (explicit); 0: no budget"},
       {"model_keep_alive_s", Type::kInt, "300",
        "seconds a model stays loaded after its last request, unless its config.toml sets "
-       "keep_alive_s (-1: forever; 0: unloads as soon as idle); lazy control only"},
+       "keep_alive_s (-1: forever; 0: unloads as soon as idle); lazy and poll control only"},
       {"model_load_wait_ms", Type::kInt, "30000",
        "longest a request waits for its model to load (its own deadline may be shorter)"},
       {"request_timeout_ms", Type::kInt, "0",

@@ -97,7 +97,9 @@ Status ModelManager::ScheduleLoadLocked(const std::string& name, int64_t v, Slot
         r.bytes = u.charged.load(std::memory_order_relaxed);
         r.last_use = u.last_use_ns.load(std::memory_order_relaxed);
         r.idle = u.leases.load(std::memory_order_acquire) == 0;
-        r.pinned = m.config->pin;
+        // A reload never evicts the version it replaces (it serves until the
+        // new one is READY): without room for both, the reload is refused.
+        r.pinned = m.config->pin || n == name;
         residents.push_back(r);
         ids.emplace_back(n, ver);
         names += (names.empty() ? "" : ", ") + n + " " + MiB(r.bytes) +

@@ -212,21 +212,15 @@ Acquired ModelManager::Acquire(std::string_view name, std::string_view version) 
     out.status = UnavailableError("the server is shutting down");
     return out;
   }
-  auto it = models_.find(name);
-  if (it == models_.end() || it->second.removed) {
-    out.status = NotFoundError("unknown model '" + std::string(name) + "'");
-    return out;
-  }
-  int64_t v = 0;
-  Slot* slot = nullptr;
-  out.status = ResolveLocked(it->first, it->second, version, &v, &slot);
+  Resolved r;
+  out.status = FindLocked(name, version, &r);
   if (!out.status.ok()) return out;
-  if (slot->serving) {
-    out.lease = VersionLease(slot->serving);
+  if (r.slot->serving) {
+    out.lease = VersionLease(r.slot->serving);
     return out;
   }
-  out.status = NotReadyLocked(it->first, v, *slot);
-  if (out.status.ok()) out.pending = PendingModel{it->first, v, it->second.config};
+  out.status = NotReadyLocked(*r.name, r.version, *r.slot);
+  if (out.status.ok()) out.pending = PendingModel{*r.name, r.version, r.model->config};
   return out;
 }
 
@@ -346,32 +340,33 @@ void ModelManager::CancelWaiter(uint64_t id, Status reason) {
   Complete(std::move(answer));
 }
 
+Status ModelManager::FindLocked(std::string_view name, std::string_view version, Resolved* out) {
+  auto it = models_.find(name);
+  if (it == models_.end() || it->second.removed)
+    return NotFoundError("unknown model '" + std::string(name) + "'");
+  out->name = &it->first;
+  out->model = &it->second;
+  return ResolveLocked(it->first, it->second, version, &out->version, &out->slot);
+}
+
 StatusOr<std::shared_ptr<ModelVersion>> ModelManager::Get(std::string_view name,
                                                           std::string_view version) {
   MutexLock l(&mu_);
   if (shut_down_) return UnavailableError("the server is shutting down");
-  auto it = models_.find(name);
-  if (it == models_.end() || it->second.removed)
-    return NotFoundError("unknown model '" + std::string(name) + "'");
-  int64_t v = 0;
-  Slot* slot = nullptr;
-  INFERD_RETURN_IF_ERROR(ResolveLocked(it->first, it->second, version, &v, &slot));
-  if (slot->serving) return slot->serving;
-  return NotServingLocked(it->first, v, *slot);
+  Resolved r;
+  INFERD_RETURN_IF_ERROR(FindLocked(name, version, &r));
+  if (r.slot->serving) return r.slot->serving;
+  return NotServingLocked(*r.name, r.version, *r.slot);
 }
 
 StatusOr<std::shared_ptr<const ModelConfig>> ModelManager::Config(std::string_view name,
                                                                   std::string_view version) {
   MutexLock l(&mu_);
-  auto it = models_.find(name);
-  if (it == models_.end() || it->second.removed)
-    return NotFoundError("unknown model '" + std::string(name) + "'");
-  int64_t v = 0;
-  Slot* slot = nullptr;
-  INFERD_RETURN_IF_ERROR(ResolveLocked(it->first, it->second, version, &v, &slot));
-  // A loaded version's config is the registered one (until reloads can
-  // change it).
-  return it->second.config;
+  Resolved r;
+  INFERD_RETURN_IF_ERROR(FindLocked(name, version, &r));
+  // The registered config: a version loaded before a reload changed it
+  // keeps its own until it leaves.
+  return r.model->config;
 }
 
 std::vector<int64_t> ModelManager::Versions(std::string_view name) {
@@ -379,20 +374,18 @@ std::vector<int64_t> ModelManager::Versions(std::string_view name) {
   std::vector<int64_t> out;
   auto it = models_.find(name);
   if (it == models_.end() || it->second.removed) return out;
-  for (const auto& [v, slot] : it->second.versions) out.push_back(v);
+  for (const auto& [v, slot] : it->second.versions) {
+    if (slot.served || slot.serving) out.push_back(v);
+  }
   return out;
 }
 
 Status ModelManager::Ready(std::string_view name, std::string_view version) {
   MutexLock l(&mu_);
-  auto it = models_.find(name);
-  if (it == models_.end() || it->second.removed)
-    return NotFoundError("unknown model '" + std::string(name) + "'");
-  int64_t v = 0;
-  Slot* slot = nullptr;
-  INFERD_RETURN_IF_ERROR(ResolveLocked(it->first, it->second, version, &v, &slot));
-  if (slot->serving) return Status::OK();
-  return NotServingLocked(it->first, v, *slot);
+  Resolved r;
+  INFERD_RETURN_IF_ERROR(FindLocked(name, version, &r));
+  if (r.slot->serving) return Status::OK();
+  return NotServingLocked(*r.name, r.version, *r.slot);
 }
 
 Status ModelManager::NotServingLocked(const std::string& name, int64_t v, const Slot& slot) {

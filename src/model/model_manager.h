@@ -134,7 +134,7 @@ class ModelManager {
     int64_t memory_budget = 0;
     // Optional observers (metrics), called under the manager's lock (they
     // must not call back): a load ended, a version left serving (reason:
-    // "explicit", "idle", "evicted").
+    // "explicit", "idle", "evicted", "reload", "removed").
     std::function<void(const std::string& model, bool ok, double load_s, double warmup_s)> on_load;
     std::function<void(const std::string& model, const char* reason)> on_unload;
   };
@@ -166,7 +166,8 @@ class ModelManager {
   // must exist.
   StatusOr<std::shared_ptr<const ModelConfig>> Config(std::string_view name,
                                                       std::string_view version) EXCLUDES(mu_);
-  // The versions of a model (registered, whatever their state).
+  // The versions of a model that its version policy serves (or that still
+  // serve), whatever their state.
   std::vector<int64_t> Versions(std::string_view name) EXCLUDES(mu_);
   // OK when the version a request would get is READY; else why not.
   Status Ready(std::string_view name, std::string_view version) EXCLUDES(mu_);
@@ -263,6 +264,14 @@ class ModelManager {
   StatusOr<BackendModelFactory> Factory(const std::string& backend);
   void Register(std::vector<RepositoryEntry> entries) EXCLUDES(mu_);
   Status Preload() EXCLUDES(mu_);
+  // A request's model and version, resolved.
+  struct Resolved {
+    const std::string* name = nullptr;
+    Model* model = nullptr;
+    int64_t version = 0;
+    Slot* slot = nullptr;
+  };
+  Status FindLocked(std::string_view name, std::string_view version, Resolved* out) REQUIRES(mu_);
   // The slot a request for `version` of `m` resolves to.
   Status ResolveLocked(const std::string& name, Model& m, std::string_view version, int64_t* v,
                        Slot** slot) REQUIRES(mu_);

@@ -8,7 +8,7 @@ LifecycleMetrics::LifecycleMetrics(Registry* registry)
                                   {"model", "outcome"})),
       unloads_(registry->AddCounter(
           "inferd_model_unloads_total",
-          "Model versions that left serving, by reason (explicit, idle, evicted)",
+          "Model versions that left serving, by reason (explicit, idle, evicted, reload, removed)",
           {"model", "reason"})),
       load_duration_(registry->AddHistogram(
           "inferd_model_load_duration_seconds", "Time to load a model version (with its warm-up)",
