@@ -30,6 +30,17 @@ LifecycleMetrics::LifecycleMetrics(Registry* registry)
       buffers_(registry->AddGauge("inferd_batch_buffer_bytes",
                                   "Bytes of a model version's batch buffer pool, by state",
                                   {"model", "version", "state"})),
+      idle_(registry->AddGauge("inferd_model_idle_seconds",
+                               "Seconds since a loaded model version's last request ended (0 while "
+                               "in use)",
+                               {"model", "version"})),
+      pinned_(registry->AddGauge("inferd_model_pinned",
+                                 "1 for a loaded model version whose config pins it",
+                                 {"model", "version"})),
+      keep_alive_(registry->AddGauge(
+          "inferd_model_keep_alive_seconds",
+          "A loaded model version's keep-alive (-1: never unloaded for idleness)",
+          {"model", "version"})),
       budget_(registry
                   ->AddGauge("inferd_model_memory_budget_bytes",
                              "The model memory budget (0: none)", {})
@@ -77,6 +88,9 @@ void LifecycleMetrics::Collect(ModelManager* models) {
     const std::string version = std::to_string(v.version);
     bytes_->WithLabels({v.name, version})->Set(static_cast<double>(v.bytes));
     in_use_->WithLabels({v.name, version})->Set(static_cast<double>(v.in_use));
+    idle_->WithLabels({v.name, version})->Set(v.idle_s);
+    pinned_->WithLabels({v.name, version})->Set(v.pinned ? 1 : 0);
+    keep_alive_->WithLabels({v.name, version})->Set(static_cast<double>(v.keep_alive_s));
     buffers_->WithLabels({v.name, version, "idle"})->Set(static_cast<double>(v.buffers.idle_bytes));
     buffers_->WithLabels({v.name, version, "in_use"})
         ->Set(static_cast<double>(v.buffers.in_use_bytes));

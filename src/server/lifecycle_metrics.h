@@ -31,6 +31,9 @@ class LifecycleMetrics {
   Family<Gauge>* bytes_;
   Family<Gauge>* in_use_;
   Family<Gauge>* buffers_;
+  Family<Gauge>* idle_;
+  Family<Gauge>* pinned_;
+  Family<Gauge>* keep_alive_;
   Gauge* budget_;
   Gauge* used_;
   Gauge* deferred_;
