@@ -8,6 +8,7 @@
 
 #include "api/api.h"
 #include "api/auth.h"
+#include "api/json_writer.h"
 #include "api/kserve_codec.h"
 #include "api/kserve_infer.h"
 
@@ -18,12 +19,9 @@ using http::PathParams;
 using http::Request;
 using http::Responder;
 using http::Response;
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 namespace bh = http::beast_http;
-
-void Str(Writer& w, std::string_view s) {
-  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
-}
+using json::Str;
+using json::Writer;
 
 void WriteTensorMeta(Writer& w, const TensorConfig& t, const ModelConfig& c, bool config_style) {
   w.StartObject();

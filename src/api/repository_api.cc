@@ -8,6 +8,7 @@
 
 #include "api/api.h"
 #include "api/auth.h"
+#include "api/json_writer.h"
 #include "api/repository_request.h"
 
 namespace inferd::api {
@@ -17,11 +18,8 @@ using http::PathParams;
 using http::Request;
 using http::Responder;
 namespace bh = http::beast_http;
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
-
-void Str(Writer& w, std::string_view s) {
-  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
-}
+using json::Str;
+using json::Writer;
 
 // The index rows, of every model or of `model` only.
 std::string IndexJson(ModelManager* models, bool ready_only, std::string_view model = {}) {

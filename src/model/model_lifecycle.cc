@@ -145,15 +145,10 @@ Status ModelManager::Unload(std::string_view name) {
     if (it == models_.end() || it->second.removed)
       return NotFoundError("unknown model '" + std::string(name) + "'");
     for (auto& [v, slot] : it->second.versions) {
-      if (slot.loading) {
-        slot.loading = false;
-        slot.reserved = 0;
-        ++slot.load_gen;  // the load in flight is discarded when it ends
-        FailWaitersLocked(slot,
-                          UnavailableError("model '" + it->first + "' version " +
-                                           std::to_string(v) + " was unloaded while it loaded"),
-                          &answer);
-      }
+      AbandonLoadLocked(slot,
+                        UnavailableError("model '" + it->first + "' version " + std::to_string(v) +
+                                         " was unloaded while it loaded"),
+                        &answer);
       slot.failed = Status::OK();
       any = any || slot.serving != nullptr;
       RetireLocked(it->first, slot, std::move(slot.serving), "explicit");

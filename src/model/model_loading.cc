@@ -321,25 +321,18 @@ void ModelManager::RunLoad(const LoadJob& job) {
       slot.serving = version;
       if (slot.served) RetireUnservedLocked(job.model, models_[job.model]);
       life_cv_.Signal();  // its keep-alive starts
-      std::vector<uint64_t> ids = std::move(slot.waiters);
-      slot.waiters.clear();
-      for (uint64_t id : ids) {
-        if (auto w = TakeWaiterLocked(id)) answer.push_back({std::move(*w), VersionLease(version)});
-      }
+      for (Waiter& w : TakeWaitersLocked(slot))
+        answer.push_back({std::move(w), VersionLease(version)});
       RetryDeferredLocked();  // the charge may be below the reservation
     } else {
       slot.loading = false;
       slot.reserved = 0;
       slot.failed = loaded.status();
       const std::string what = "model '" + job.model + "' version " + std::to_string(job.version);
-      std::vector<uint64_t> ids = std::move(slot.waiters);
-      slot.waiters.clear();
-      for (uint64_t id : ids) {
-        if (auto w = TakeWaiterLocked(id)) {
-          const std::string msg = what + " failed to load: " + loaded.status().message();
-          Status st = w->load_call ? FailedPreconditionError(msg) : UnavailableError(msg);
-          answer.push_back({std::move(*w), std::move(st)});
-        }
+      const std::string msg = what + " failed to load: " + loaded.status().message();
+      for (Waiter& w : TakeWaitersLocked(slot)) {
+        Status st = w.load_call ? FailedPreconditionError(msg) : UnavailableError(msg);
+        answer.push_back({std::move(w), std::move(st)});
       }
       RetryDeferredLocked();
     }

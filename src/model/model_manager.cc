@@ -252,13 +252,28 @@ std::optional<ModelManager::Waiter> ModelManager::TakeWaiterLocked(uint64_t id) 
   return w;
 }
 
-void ModelManager::FailWaitersLocked(Slot& slot, const Status& error,
-                                     std::vector<Completion>* out) {
+std::vector<ModelManager::Waiter> ModelManager::TakeWaitersLocked(Slot& slot) {
   std::vector<uint64_t> ids = std::move(slot.waiters);
   slot.waiters.clear();
+  std::vector<Waiter> out;
   for (uint64_t id : ids) {
-    if (auto w = TakeWaiterLocked(id)) out->push_back({std::move(*w), error});
+    if (auto w = TakeWaiterLocked(id)) out.push_back(std::move(*w));
   }
+  return out;
+}
+
+void ModelManager::FailWaitersLocked(Slot& slot, const Status& error,
+                                     std::vector<Completion>* out) {
+  for (Waiter& w : TakeWaitersLocked(slot)) out->push_back({std::move(w), error});
+}
+
+void ModelManager::AbandonLoadLocked(Slot& slot, const Status& error,
+                                     std::vector<Completion>* out) {
+  if (!slot.loading) return;
+  slot.loading = false;
+  slot.reserved = 0;
+  ++slot.load_gen;  // the load in flight is discarded when it ends
+  FailWaitersLocked(slot, error, out);
 }
 
 void ModelManager::Complete(std::vector<Completion> done) {

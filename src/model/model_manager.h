@@ -308,6 +308,12 @@ class ModelManager {
   void OnIdle() EXCLUDES(mu_);
   uint64_t AddWaiterLocked(Slot& slot, Waiter w, Time deadline) REQUIRES(mu_);
   std::optional<Waiter> TakeWaiterLocked(uint64_t id) REQUIRES(mu_);
+  // Removes every waiter of `slot` (to be answered outside the lock).
+  std::vector<Waiter> TakeWaitersLocked(Slot& slot) REQUIRES(mu_);
+  // Stops `slot`'s load in progress, if any (discarded when it ends), and
+  // answers its waiters with `error`.
+  void AbandonLoadLocked(Slot& slot, const Status& error, std::vector<Completion>* out)
+      REQUIRES(mu_);
   // Answers (outside the lock) every waiter of `slot` with `error`.
   void FailWaitersLocked(Slot& slot, const Status& error, std::vector<Completion>* out)
       REQUIRES(mu_);

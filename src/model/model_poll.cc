@@ -62,12 +62,7 @@ void ModelManager::RemoveModel(const std::string& name) {
     Model& m = it->second;
     m.removed = true;
     for (auto& [v, slot] : m.versions) {
-      if (slot.loading) {
-        slot.loading = false;
-        slot.reserved = 0;
-        ++slot.load_gen;
-        FailWaitersLocked(slot, NotFoundError("model '" + name + "' was removed"), &answer);
-      }
+      AbandonLoadLocked(slot, NotFoundError("model '" + name + "' was removed"), &answer);
       RetireLocked(name, slot, std::move(slot.serving), "removed");
     }
     RetryDeferredLocked();
