@@ -2,8 +2,10 @@
 //
 // Loads a TorchScript model and measures in-process forward throughput (items/s)
 // over a grid of batch size x instances x intra-op threads. Each instance is a
-// thread running its OWN module copy with its own intra-op thread count;
-// combinations with instances x threads > cores are skipped. For each
+// thread running its own module copy (with --share-module, all run one module)
+// with its own intra-op thread count; combinations with instances x threads >
+// cores are skipped. VmRSS is reported after the load, after each
+// configuration's warm-up and at its peak in the timed windows. For each
 // configuration the workers warm up, then run `--repeats` timed windows of
 // `--duration-s` each; the median items/s is reported. The best configuration
 // over the grid is the ceiling that inferd's serving figures are quoted against.
@@ -16,6 +18,7 @@
 #include <sched.h>
 #include <torch/script.h>
 #include <torch/version.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -50,7 +53,8 @@ struct Options {
   int warmup = 3;  // forward calls per worker before timing
   int cores = 0;   // 0 = detect from the CPU affinity mask
   std::string json_path;
-  bool optimize = false;  // torch::jit::freeze + optimize_for_inference, as inferd's default
+  bool optimize = false;      // torch::jit::freeze + optimize_for_inference, as inferd's default
+  bool share_module = false;  // every instance runs the same module (inferd's default)
 };
 
 // One measured configuration.
@@ -61,6 +65,8 @@ struct Row {
   std::vector<double> items_per_s;  // one per repeat
   double median = 0;
   double batch_latency_ms = 0;  // mean forward time of one batch, median repeat
+  double rss_ready_mib = 0;     // VmRSS after the warm-up, before the first timed window
+  double rss_peak_mib = 0;      // highest VmRSS sampled (every 20 ms) in the timed windows
 };
 
 // A reusable thread barrier that blocks on a condition variable, so threads
@@ -114,6 +120,14 @@ std::string OmpEnv() {
   return s;
 }
 
+// The process's resident memory (VmRSS), from /proc/self/statm.
+double ResidentMib() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t size = 0, resident = 0;
+  if (!(statm >> size >> resident)) return 0;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / 1048576.0;
+}
+
 double Median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -144,13 +158,20 @@ class ConfigRun {
     for (int i = 0; i < instances_; ++i) workers.emplace_back([this, i] { Worker(i); });
     sync_.ArriveAndWait();  // threads configured
     sync_.ArriveAndWait();  // warm-up done
-    Row row{batch_, instances_, threads_, {}, 0, 0};
+    Row row{batch_, instances_, threads_, {}, 0, 0, ResidentMib(), 0};
     std::vector<double> latencies;
     for (int r = 0; r < opts_.repeats; ++r) {
       start_ = Clock::now();
       deadline_ = start_ + std::chrono::duration_cast<Clock::duration>(
                                std::chrono::duration<double>(opts_.duration_s));
       sync_.ArriveAndWait();  // start window
+      // Sample the resident memory while the workers run (this thread sleeps
+      // between samples, so it takes no measurable core time from them).
+      for (Clock::time_point now = Clock::now(); now < deadline_; now = Clock::now()) {
+        row.rss_peak_mib = std::max(row.rss_peak_mib, ResidentMib());
+        std::this_thread::sleep_for(
+            std::min<Clock::duration>(std::chrono::milliseconds(20), deadline_ - now));
+      }
       sync_.ArriveAndWait();  // window done
       int64_t iterations = 0;
       Clock::time_point end = start_;
@@ -195,7 +216,7 @@ class ConfigRun {
     // set_num_threads touches process-wide state: no one computes until all set.
     sync_.ArriveAndWait();
     c10::InferenceMode guard;
-    torch::jit::Module& module = modules_[index];
+    torch::jit::Module& module = modules_[opts_.share_module ? 0 : index];
     std::vector<torch::jit::IValue> inputs;
     try {
       std::vector<int64_t> dims{batch_};
@@ -259,14 +280,16 @@ std::string RowJson(const Row& r) {
   std::ostringstream o;
   o << "{\"batch\": " << r.batch << ", \"instances\": " << r.instances
     << ", \"intra_op_threads\": " << r.threads << ", \"items_per_s\": " << r.median
-    << ", \"batch_latency_ms\": " << r.batch_latency_ms << ", \"runs\": [";
+    << ", \"batch_latency_ms\": " << r.batch_latency_ms
+    << ", \"rss_ready_mib\": " << r.rss_ready_mib << ", \"rss_peak_mib\": " << r.rss_peak_mib
+    << ", \"runs\": [";
   for (size_t i = 0; i < r.items_per_s.size(); ++i) o << (i ? ", " : "") << r.items_per_s[i];
   o << "]}";
   return o.str();
 }
 
-bool WriteJson(const Options& opts, int cores, const std::vector<Row>& rows, const Row& best,
-               const std::optional<Row>& best_b1) {
+bool WriteJson(const Options& opts, int cores, double rss_after_load_mib,
+               const std::vector<Row>& rows, const Row& best, const std::optional<Row>& best_b1) {
   std::ofstream f(opts.json_path);
   if (!f) return false;
   f << "{\n  \"model\": \"" << JsonEscape(opts.model_path) << "\",\n  \"shape\": ["
@@ -274,8 +297,10 @@ bool WriteJson(const Options& opts, int cores, const std::vector<Row>& rows, con
     << TORCH_VERSION_MINOR << "." << TORCH_VERSION_PATCH << "\",\n  \"cores\": " << cores
     << ",\n  \"duration_s\": " << opts.duration_s << ",\n  \"repeats\": " << opts.repeats
     << ",\n  \"warmup\": " << opts.warmup
-    << ",\n  \"optimize\": " << (opts.optimize ? "true" : "false") << ",\n  \"omp_env\": \""
-    << OmpEnv() << "\",\n  \"rows\": [\n";
+    << ",\n  \"optimize\": " << (opts.optimize ? "true" : "false")
+    << ",\n  \"share_module\": " << (opts.share_module ? "true" : "false")
+    << ",\n  \"rss_after_load_mib\": " << rss_after_load_mib << ",\n  \"omp_env\": \"" << OmpEnv()
+    << "\",\n  \"rows\": [\n";
   for (size_t i = 0; i < rows.size(); ++i) {
     f << "    " << RowJson(rows[i]) << (i + 1 < rows.size() ? ",\n" : "\n");
   }
@@ -291,8 +316,8 @@ bool WriteJson(const Options& opts, int cores, const std::vector<Row>& rows, con
 }
 
 void PrintRow(const Row& r) {
-  std::printf("%6d %10d %8d %12.1f %12.2f  [", r.batch, r.instances, r.threads, r.median,
-              r.batch_latency_ms);
+  std::printf("%6d %10d %8d %12.1f %12.2f %9.1f %9.1f  [", r.batch, r.instances, r.threads,
+              r.median, r.batch_latency_ms, r.rss_ready_mib, r.rss_peak_mib);
   for (size_t i = 0; i < r.items_per_s.size(); ++i) {
     std::printf("%s%.1f", i ? " " : "", r.items_per_s[i]);
   }
@@ -332,6 +357,8 @@ int ParseArgs(int argc, char** argv, Options& opts) {
   app.add_option("--json", opts.json_path, "write all rows and the best as JSON");
   app.add_flag("--optimize", opts.optimize,
                "freeze the module and apply optimize_for_inference (inferd's default)");
+  app.add_flag("--share-module", opts.share_module,
+               "load one module that every instance runs (inferd's default); else one each");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -371,16 +398,18 @@ int main(int argc, char** argv) {
   const int cores = opts.cores > 0 ? opts.cores : DetectCores();
   at::set_num_interop_threads(1);
   std::vector<torch::jit::Module> modules;
-  if (!LoadModules(opts, *std::max_element(opts.instances.begin(), opts.instances.end()),
-                   modules)) {
-    return 1;
-  }
+  const int copies =
+      opts.share_module ? 1 : *std::max_element(opts.instances.begin(), opts.instances.end());
+  if (!LoadModules(opts, copies, modules)) return 1;
+  const double rss_after_load_mib = ResidentMib();
   std::printf("model %s, shape [N,%s] FP32, %d cores, %.1f s x %d repeats, %d warm-up\n",
               opts.model_path.c_str(), JoinInts(opts.shape).c_str(), cores, opts.duration_s,
               opts.repeats, opts.warmup);
   std::printf("%s\n", OmpEnv().c_str());
-  std::printf("%6s %10s %8s %12s %12s  %s\n", "batch", "instances", "threads", "items/s",
-              "batch_ms", "runs");
+  std::printf("%d module cop%s, VmRSS after load %.1f MiB\n", copies, copies == 1 ? "y" : "ies",
+              rss_after_load_mib);
+  std::printf("%6s %10s %8s %12s %12s %9s %9s  %s\n", "batch", "instances", "threads", "items/s",
+              "batch_ms", "rss_MiB", "peak_MiB", "runs");
   std::vector<Row> rows;
   for (int instances : opts.instances) {
     for (int threads : opts.threads) {
@@ -416,7 +445,7 @@ int main(int argc, char** argv) {
               best.instances, best.threads, best.median);
   std::printf("best (instances, threads) at batch 1: %.1f items/s; raw batching gain %.2fx\n",
               best_b1->median, best_b1->median > 0 ? best.median / best_b1->median : 0.0);
-  if (!opts.json_path.empty() && !WriteJson(opts, cores, rows, best, best_b1)) {
+  if (!opts.json_path.empty() && !WriteJson(opts, cores, rss_after_load_mib, rows, best, best_b1)) {
     std::fprintf(stderr, "cannot write %s\n", opts.json_path.c_str());
     return 1;
   }
