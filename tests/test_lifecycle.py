@@ -111,6 +111,8 @@ LIFECYCLE_FAMILIES = {
     "inferd_model_loads_total": "counter",
     "inferd_model_unloads_total": "counter",
     "inferd_model_load_duration_seconds": "histogram",
+    "inferd_model_load_waits_total": "counter",
+    "inferd_model_load_wait_seconds": "histogram",
 }
 
 _mlp_bytes = []
@@ -309,6 +311,12 @@ class LazyLoadingTest(LifecycleTestCase):
         self.assert_infers(server, "mlp")
         self.assertEqual(self.states(server),
                          {"mlp": "READY", "mlp_b": "UNAVAILABLE", "mlp_c": "UNAVAILABLE"})
+        # The request waited for the load once, and was served.
+        m = h.parse_metrics(h.scrape(server))
+        self.assertEqual(h.metric_sum(m, "inferd_model_load_waits_total", model="mlp"), 1)
+        self.assertEqual(
+            h.metric_sum(m, "inferd_model_load_waits_total", model="mlp", outcome="served"), 1)
+        self.assertEqual(h.metric_sum(m, "inferd_model_load_wait_seconds_count", model="mlp"), 1)
         with server.client() as c:
             r = c.get("/v2/models/mlp/ready")
             self.assertEqual(r.status, 200, r.describe())
@@ -337,9 +345,34 @@ class LazyLoadingTest(LifecycleTestCase):
             for out in outs:  # same input, same answer
                 np.testing.assert_array_equal(out, outs[0])
         self.assertEqual(self.state(server, "mlp"), "READY")
+        # Those that arrived while it loaded waited (at least the first);
+        # every wait was served.
+        m = h.parse_metrics(h.scrape(server))
+        waits = h.metric_sum(m, "inferd_model_load_waits_total", model="mlp")
+        self.assertGreaterEqual(waits, 1)
+        self.assertLessEqual(waits, 32)
+        self.assertEqual(
+            h.metric_sum(m, "inferd_model_load_waits_total", model="mlp", outcome="served"), waits)
+        self.assertEqual(h.metric_sum(m, "inferd_model_load_wait_seconds_count", model="mlp"), waits)
         self.stop(server)
         self.assertEqual(len(self.ready_lines(server, "mlp")), 1,
                          "32 first requests should share one load\n" + server.output())
+
+    def test_a_wait_past_its_bound_is_504_and_the_load_goes_on(self):
+        """--model-load-wait-ms bounds a request's wait for a load: 1 ms here,
+        against a first TorchScript load that also starts libtorch (hundreds
+        of milliseconds). The request gets 504 and counts as a timeout; the
+        load completes and the next request is served without a wait."""
+        server = self.serve("--model-load-wait-ms", "1")
+        h.assert_json_error(self, self.infer(server, "mlp"), 504, ["mlp", "deadline", "loading"])
+        self.wait_state(server, "mlp", "READY")
+        self.assert_infers(server, "mlp")
+        m = h.parse_metrics(h.scrape(server))
+        self.assertEqual(h.metric_sum(m, "inferd_model_load_waits_total", model="mlp"), 1)
+        self.assertEqual(
+            h.metric_sum(m, "inferd_model_load_waits_total", model="mlp", outcome="timeout"), 1)
+        self.assertEqual(h.metric_sum(m, "inferd_model_load_wait_seconds_count", model="mlp"), 1)
+        self.stop(server)
 
     def test_unload_then_a_request_loads_it_again(self):
         server = self.serve()
@@ -640,6 +673,13 @@ class BrokenWeightsTest(LifecycleTestCase):
         h.assert_json_error(self, self.infer(server, "broken"), 503, ["broken", "model.pt"],
                             what="second request")
         self.assertEqual(self.failed_rows(server)["state"], "FAILED")
+        # The first request waited for the load that failed; the second was
+        # answered from the sticky failure without a wait.
+        m = h.parse_metrics(h.scrape(server))
+        self.assertEqual(h.metric_sum(m, "inferd_model_load_waits_total", model="broken"), 1)
+        self.assertEqual(
+            h.metric_sum(m, "inferd_model_load_waits_total", model="broken", outcome="failed"), 1)
+        self.assertEqual(h.metric_sum(m, "inferd_model_load_wait_seconds_count", model="broken"), 1)
         # The good model is not affected.
         self.assert_infers(server, "mlp")
         self.stop(server)
@@ -889,6 +929,10 @@ class MemoryBudgetEvictionTest(MemoryBudgetTestCase):
         self.assertEqual(h.metric_sum(m, "inferd_model_memory_budget_bytes"), budget)
         self.assertEqual(h.metric_sum(m, "inferd_model_memory_used_bytes"), s["budget"]["used_bytes"])
         self.assertEqual(h.metric_sum(m, "inferd_model_deferred_loads"), 0)
+        self.assertGreater(h.metric_sum(m, "inferd_model_load_waits_total", outcome="served"), 0)
+        for outcome in ("timeout", "cancelled", "failed", "refused"):
+            self.assertIsNone(h.metric_sum(m, "inferd_model_load_waits_total", outcome=outcome),
+                              outcome)
         self.assertEqual(h.metric_sum(m, "inferd_model_loads_total", model=self.PINNED, outcome="success"), 1)
         for model in self.UNPINNED:
             with self.subTest(model=model):
@@ -951,6 +995,12 @@ class MemoryBudgetTooSmallTest(MemoryBudgetTestCase):
         self.assertEqual([row for row in s["models"] if row["state"] != "UNAVAILABLE"
                           and row["name"] != "mlp_pinned"], [], s)
         self.assertEqual(s["budget"]["deferred_loads"], 0, s)
+        # Both requests were refused a wait (nothing to wait for).
+        m = h.parse_metrics(h.scrape(server))
+        self.assertEqual(h.metric_sum(m, "inferd_model_load_waits_total", model="mlp_b"), 2)
+        self.assertEqual(
+            h.metric_sum(m, "inferd_model_load_waits_total", model="mlp_b", outcome="refused"), 2)
+        self.assertIsNone(h.metric_sum(m, "inferd_model_load_wait_seconds_count", model="mlp_b"))
         self.assert_infers(server, "mlp_pinned")
         self.stop(server)
         self.assertEqual(self.ready_lines(server, "mlp_b"), [], server.output())

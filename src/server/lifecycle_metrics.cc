@@ -17,6 +17,15 @@ LifecycleMetrics::LifecycleMetrics(Registry* registry)
           "inferd_model_warmup_duration_seconds",
           "Time the [[warmup]] entries of a model version took at load", {"model"},
           {0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})),
+      load_waits_(registry->AddCounter(
+          "inferd_model_load_waits_total",
+          "Requests that waited for their model to load, by outcome (served, timeout, "
+          "cancelled, failed; refused: no wait was possible)",
+          {"model", "outcome"})),
+      load_wait_(registry->AddHistogram(
+          "inferd_model_load_wait_seconds",
+          "Time requests waited for their model to load (every outcome but refused)", {"model"},
+          {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60})),
       state_(registry->AddGauge("inferd_model_state",
                                 "1 for the state each model version is in, 0 for the others",
                                 {"model", "version", "state"})),
@@ -63,6 +72,11 @@ void LifecycleMetrics::OnLoad(const std::string& model, bool ok, double load_s, 
 
 void LifecycleMetrics::OnUnload(const std::string& model, const char* reason) {
   unloads_->WithLabels({model, reason})->Increment();
+}
+
+void LifecycleMetrics::OnLoadWait(const std::string& model, const char* outcome, double waited_s) {
+  load_waits_->WithLabels({model, outcome})->Increment();
+  if (std::string_view(outcome) != "refused") load_wait_->WithLabels({model})->Observe(waited_s);
 }
 
 void LifecycleMetrics::Collect(ModelManager* models) {

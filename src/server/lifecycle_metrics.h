@@ -20,6 +20,10 @@ class LifecycleMetrics {
   explicit LifecycleMetrics(Registry* registry);
   void OnLoad(const std::string& model, bool ok, double load_s, double warmup_s);
   void OnUnload(const std::string& model, const char* reason);
+  // A request that waited for its model to load (outcome: served, timeout,
+  // cancelled, failed) or was refused a wait (refused: too many waiters, no
+  // room under the budget); `waited_s` is observed unless refused.
+  void OnLoadWait(const std::string& model, const char* outcome, double waited_s);
   void Collect(ModelManager* models);
 
  private:
@@ -27,6 +31,8 @@ class LifecycleMetrics {
   Family<Counter>* unloads_;
   Family<Histogram>* load_duration_;
   Family<Histogram>* warmup_duration_;
+  Family<Counter>* load_waits_;
+  Family<Histogram>* load_wait_;
   Family<Gauge>* state_;
   Family<Gauge>* bytes_;
   Family<Gauge>* in_use_;
