@@ -318,6 +318,15 @@ awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
     }
     s.idle = false;
     if (!co_await ServeOne(s, buf)) break;
+    // Before waiting for the next request, let the handlers already queued
+    // on this thread run (other connections' requests): by then a busy
+    // client has often sent its next request, and the read that starts the
+    // wait finds it instead of failing with EAGAIN first (Asio tries each
+    // read at once). Measured: one recv per request instead of two under
+    // wrk -c32, about 0.3 us less CPU per memo hit (docs/benchmarks.md).
+    // Here, before the loop's drain check and before the session is marked
+    // idle, so that a drain or an idle close never misses this connection.
+    if (buf.size() == 0) co_await asio::post(s.stream.get_executor(), use_awaitable);
   }
   s.idle_timer.cancel();
   s.stream.socket().shutdown(tcp::socket::shutdown_both, ec);
