@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""CPU per memo hit of several inferd builds (and nginx), interleaved.
+
+For hit-path changes whose effect (a few tenths of a microsecond) is below
+this machine's run-to-run drift: every server runs at once, idle except
+for its turn, and the runs alternate server by server, so a slow period
+hits all of them alike. Each run is `wrk -t1 -c32` posting the same JSON
+body (every request after the first a memo hit of the cached mlp, as in
+bench/wrk_hits_bench.py); per run the server's user and system CPU time
+per request, from /proc/PID/task/*/stat. nginx (`--nginx`) returns
+inferd's response body as a fixed string. wrk and the servers share the
+machine's 2 cores.
+
+Each build is a directory holding an `inferd` binary and its `backends/`
+(or a link to them), e.g. a copy of build/ before and after a change:
+
+    /usr/bin/python3 bench/hit_ab_bench.py OLD_DIR NEW_DIR [--nginx] \\
+        [--http-threads 1] [--rounds 5] [--duration-s 4] [--out FILE]
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cache_e2e_bench as e2e  # noqa: E402
+import wrk_hits_bench as wrk_hits  # noqa: E402
+
+PATH = "/v2/models/mlp_cached/infer"
+
+
+def cpu_ticks(pids):
+    """(utime, stime) in clock ticks summed over the processes' threads."""
+    user = system = 0
+    for pid in pids:
+        for stat in glob.glob("/proc/%d/task/*/stat" % pid):
+            try:
+                with open(stat) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            user += int(fields[11])
+            system += int(fields[12])
+    return user, system
+
+
+def run(url, script, pid, duration_s):
+    pids = e2e.process_tree(pid)
+    before = cpu_ticks(pids)
+    out = subprocess.run(["wrk", "-t1", "-c32", "-d%ds" % duration_s, "-s", script, url],
+                         capture_output=True, text=True, check=True).stdout
+    after = cpu_ticks(pids)
+    n = int(re.search(r"(\d+) requests in", out).group(1))
+    hz = os.sysconf("SC_CLK_TCK")
+    user = (after[0] - before[0]) / hz / n * 1e6
+    system = (after[1] - before[1]) / hz / n * 1e6
+    return {"requests": n, "user_us_per_req": user, "sys_us_per_req": system,
+            "cpu_us_per_req": user + system}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("builds", nargs="+", help="directories with an inferd binary and backends/")
+    ap.add_argument("--nginx", action="store_true", help="also nginx, as the reference")
+    ap.add_argument("--http-threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration-s", type=int, default=4)
+    ap.add_argument("--out", help="write the runs and medians as JSON")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="inferd-hit-ab-")
+    repo = os.path.join(tmp, "models")
+    e2e.copy_model("mlp", repo, "mlp_cached", e2e.CACHE_TABLE)
+    req = json.dumps({"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32",
+                                  "data": [0.5] * 16}]})
+    script = os.path.join(tmp, "post.lua")
+    wrk_hits.lua_script(script, req)
+    servers = []  # (name, process, url)
+    try:
+        response = metadata = None
+        for build in args.builds:
+            e2e.INFERD = os.path.join(os.path.abspath(build), "inferd")
+            proc, url = e2e.start_inferd(repo, ["--http-threads", str(args.http_threads)])
+            servers.append((build, proc, url))
+            metadata = e2e.http_get(url + "/v2/models/mlp_cached")
+            for _ in range(3):  # a miss, a canonical hit (memoized), then a memo hit
+                response = e2e.http_get(url + PATH, req.encode())
+        if args.nginx:
+            port = e2e.free_port()
+            proc = e2e.start_nginx(tmp, port, metadata, response, workers=args.http_threads)
+            servers.append(("nginx", proc, "http://127.0.0.1:%d" % port))
+        runs = {name: [] for name, _, _ in servers}
+        for _ in range(args.rounds):
+            for name, proc, url in servers:
+                runs[name].append(run(url + PATH, script, proc.pid, args.duration_s))
+    finally:
+        for name, proc, _ in servers:
+            proc.send_signal(signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
+            proc.wait(timeout=60)
+    result = {"command": " ".join([os.path.relpath(sys.argv[0], e2e.ROOT)] + sys.argv[1:]),
+              "machine": "2 cores shared by the servers and wrk",
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "http_threads": args.http_threads, "servers": {}}
+    first = runs[servers[0][0]]
+    for name, rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs)
+               for k in ("cpu_us_per_req", "user_us_per_req", "sys_us_per_req")}
+        # Against the first build, round by round (the drift cancels out).
+        ratio = statistics.median(r["cpu_us_per_req"] / f["cpu_us_per_req"]
+                                  for r, f in zip(rs, first))
+        result["servers"][name] = {"median": med, "median_round_ratio_to_first": ratio, "runs": rs}
+        print("%-28s CPU %.2f us/req (user %.2f, sys %.2f), %.3f x the first; runs %s"
+              % (name, med["cpu_us_per_req"], med["user_us_per_req"], med["sys_us_per_req"],
+                 ratio, " ".join("%.2f" % r["cpu_us_per_req"] for r in rs)))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
