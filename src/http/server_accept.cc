@@ -1,9 +1,9 @@
-#include "http/server_impl.h"
-
 #include <fcntl.h>
-#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
+
+#include "common/memory_trim.h"
+#include "http/server_impl.h"
 
 namespace inferd::http {
 
@@ -100,7 +100,7 @@ void Server::Impl::TrimThread() {
       if (trim_stop) return;
       trim_requested = false;
     }
-    malloc_trim(0);
+    ReleaseFreeMemory();
   }
 }
 

@@ -50,6 +50,18 @@ void ModelManager::Rescan(const std::string& name) {
 }
 
 void ModelManager::Load(std::string_view name, std::function<void(Status)> done) {
+  {
+    MutexLock l(&mu_);
+    if (!shut_down_ && !draining_) {
+      load_calls_.push_back({std::string(name), std::move(done)});
+      work_cv_.Signal();
+      return;
+    }
+  }
+  done(UnavailableError("the server is shutting down"));
+}
+
+void ModelManager::RunLoadCall(const std::string& name, std::function<void(Status)> done) {
   struct Pending {
     std::atomic<int> left{0};
     Mutex mu;
@@ -128,6 +140,7 @@ void ModelManager::Load(std::string_view name, std::function<void(Status)> done)
       }
       RetireUnservedLocked(model, m);  // versions removed or left out of the set
     }
+    settled_cv_.SignalAll();  // AwaitState: its loads are LOADING now
   }
   if (!error.ok()) {
     state->done(std::move(error));
@@ -231,9 +244,11 @@ void ModelManager::LifecycleLoop() {
 void ModelManager::Shutdown() {
   std::vector<std::shared_ptr<ModelVersion>> versions;
   std::vector<Completion> answer;
+  std::deque<LoadCall> calls;
   {
     MutexLock l(&mu_);
     shut_down_ = true;
+    calls.swap(load_calls_);
     for (auto& [name, m] : models_) {
       for (auto& [v, slot] : m.versions) {
         FailWaitersLocked(slot, UnavailableError("the server is shutting down"), &answer);
@@ -242,6 +257,7 @@ void ModelManager::Shutdown() {
     }
   }
   Complete(std::move(answer));
+  for (LoadCall& c : calls) c.done(UnavailableError("the server is shutting down"));
   for (auto& mv : versions) mv->Shutdown();
 }
 
@@ -254,6 +270,13 @@ void ModelManager::StopThreads() {
   }
   for (auto& t : loaders_) t.join();
   loaders_.clear();
+  // Load calls no loader took (StopThreads without Shutdown) are answered.
+  std::deque<LoadCall> calls;
+  {
+    MutexLock l(&mu_);
+    calls.swap(load_calls_);
+  }
+  for (LoadCall& c : calls) c.done(UnavailableError("the server is shutting down"));
   if (lifecycle_.joinable()) lifecycle_.join();
   // The versions still served go now, on the unloader, which then stops.
   std::vector<std::shared_ptr<ModelVersion>> versions;

@@ -2,13 +2,13 @@
 // and the end of a version (the unloader). Load, unload, keep-alive and the
 // views: model_lifecycle.cc.
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <optional>
 
 #include "common/logging.h"
+#include "common/memory_trim.h"
 #include "metrics/metrics.h"
 #include "model/memory_budget.h"
 #include "model/model_manager.h"
@@ -214,14 +214,24 @@ void ModelManager::RetireLocked(const std::string& name, Slot& slot,
 void ModelManager::LoaderLoop() {
   for (;;) {
     LoadJob job;
+    std::optional<LoadCall> call;
     {
       MutexLock l(&mu_);
-      while (jobs_.empty() && !stopping_) work_cv_.Wait(&mu_);
+      while (jobs_.empty() && load_calls_.empty() && !stopping_) work_cv_.Wait(&mu_);
       if (stopping_) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
+      if (!load_calls_.empty()) {
+        call = std::move(load_calls_.front());
+        load_calls_.pop_front();
+      } else {
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
     }
-    RunLoad(job);
+    if (call) {
+      RunLoadCall(call->model, std::move(call->done));
+    } else {
+      RunLoad(job);
+    }
   }
 }
 
@@ -266,7 +276,7 @@ void ModelManager::RunLoad(const LoadJob& job) {
     if (!loaded.ok()) loaded = loaded.status().WithContext(dir);
   }
   // malloc_trim: the load's garbage (a module's unfrozen copy) goes back.
-  malloc_trim(0);
+  ReleaseFreeMemory();
   const int64_t rss_delta = ProcessResidentBytes() - rss0;
   const double seconds = std::chrono::duration<double>(options_.clock->Now() - t0).count();
   std::shared_ptr<ModelVersion> version;
@@ -372,7 +382,7 @@ std::shared_ptr<ModelVersion> ModelManager::Own(std::unique_ptr<ModelVersion> mv
       if (u->Post([this, p, name, version] {
             const int64_t bytes = p->usage().charged.load(std::memory_order_relaxed);
             delete p;
-            malloc_trim(0);
+            ReleaseFreeMemory();
             Retired(name, version, bytes);
           })) {
         return;

@@ -174,7 +174,10 @@ class ModelManager {
 
   // Loads every version of `name` that is not READY (a FAILED one again);
   // `done` runs once all have settled: OK, or FailedPrecondition naming the
-  // first failure, NotFound, Unavailable (shutting down).
+  // first failure, NotFound, Unavailable (shutting down). Never blocks: the
+  // rescan of the model's directory and the hashing of its files (which
+  // take seconds for large models) run on a loader thread, where `done`
+  // may run too.
   void Load(std::string_view name, std::function<void(Status)> done) EXCLUDES(mu_);
   // Every version of `name` leaves serving (UNLOADING until its last
   // request ends and it is destroyed); a load in progress is discarded and
@@ -250,6 +253,11 @@ class ModelManager {
     std::string model;
     int64_t version = 0;
     uint64_t gen = 0;
+  };
+  // A Load() call waiting for a loader thread to rescan its model.
+  struct LoadCall {
+    std::string model;
+    std::function<void(Status)> done;
   };
   // A waiter taken out of the manager, and what to tell it.
   struct Completion {
@@ -341,10 +349,11 @@ class ModelManager {
   std::shared_ptr<Unloader> unloader_;
   Mutex mu_;
   CondVar work_cv_;     // loader threads: a job, or stop
-  CondVar settled_cv_;  // a load ended
+  CondVar settled_cv_;  // a load ended, or a load call started its loads
   CondVar life_cv_;     // the lifecycle thread: an earlier deadline, or stop
   std::map<std::string, Model, std::less<>> models_ GUARDED_BY(mu_);
   std::deque<LoadJob> jobs_ GUARDED_BY(mu_);
+  std::deque<LoadCall> load_calls_ GUARDED_BY(mu_);  // before jobs_
   std::map<uint64_t, Waiter> waiters_ GUARDED_BY(mu_);
   std::multimap<Time, uint64_t> deadlines_ GUARDED_BY(mu_);
   uint64_t next_waiter_ GUARDED_BY(mu_) = 1;
@@ -359,6 +368,8 @@ class ModelManager {
   void PollOnce() EXCLUDES(mu_);
   // Re-reads a model's config and versions without loading anything.
   void Rescan(const std::string& name) EXCLUDES(mu_);
+  // Load()'s work, on a loader thread: rescan, hash, start the loads.
+  void RunLoadCall(const std::string& name, std::function<void(Status)> done) EXCLUDES(mu_);
   Model& UpdateRegistrationLocked(const std::string& name, RepositoryEntry entry) REQUIRES(mu_);
   void RemoveModel(const std::string& name) EXCLUDES(mu_);
   std::map<std::string, std::string> poll_seen_, poll_acted_;

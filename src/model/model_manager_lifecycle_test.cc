@@ -135,6 +135,17 @@ struct Answer {
   bool ready() { return future.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }
 };
 
+// Load()'s answer, kept alive by the callback (a failed ASSERT must not
+// leave a loader thread writing into a destroyed promise).
+struct LoadAnswer {
+  std::shared_ptr<std::promise<Status>> promise = std::make_shared<std::promise<Status>>();
+  std::future<Status> future = promise->get_future();
+  std::function<void(Status)> callback() const {
+    return [p = promise](Status st) { p->set_value(std::move(st)); };
+  }
+  bool ready() { return future.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }
+};
+
 class ModelLifecycleTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -190,6 +201,14 @@ class ModelLifecycleTest : public ::testing::Test {
     mm_->WhenReady(Pending("sync"), clock_.Now() + d, nullptr, a.callback());
     clock_.Advance(d);
     ASSERT_EQ(a.Get().status().code(), StatusCode::kDeadlineExceeded);
+  }
+  // Loads "m", whose two versions then hold both loader threads at the
+  // closed gate, then calls Load("sync"), which can only be queued.
+  void QueueBehindBusyLoaders(LoadAnswer& m, LoadAnswer& sync) {
+    backend_.load.Close();
+    mm_->Load("m", m.callback());
+    ASSERT_TRUE(backend_.load.WaitHeld(2));
+    mm_->Load("sync", sync.callback());
   }
   VersionState StateOf(const std::string& name, int64_t version) {
     for (const ModelState& s : mm_->List()) {
@@ -494,6 +513,33 @@ TEST_F(ModelLifecycleTest, KeepAliveZeroUnloadsWhenTheLastRequestEnds) {
   ASSERT_TRUE(mm.AwaitState("zero", 1, VersionState::kUnavailable, kGuard));
 }
 
+// Load() only queues the call: the rescan and the hashing of the files run
+// on a loader thread, so a caller on an I/O thread never waits for them.
+TEST_F(ModelLifecycleTest, LoadNeverBlocksItsCallerEvenWithEveryLoaderBusy) {
+  Create(ModelControl::kExplicit);
+  LoadAnswer m, sync;
+  QueueBehindBusyLoaders(m, sync);
+  // Returned with no loader free: nothing was scanned or started for it.
+  EXPECT_FALSE(sync.ready());
+  EXPECT_EQ(StateOf("sync", 1), VersionState::kUnavailable);
+  backend_.load.Open();
+  EXPECT_TRUE(m.future.get().ok());
+  EXPECT_TRUE(sync.future.get().ok());
+  EXPECT_EQ(StateOf("sync", 1), VersionState::kReady);
+}
+
+// A load call still queued when the server shuts down is answered.
+TEST_F(ModelLifecycleTest, AQueuedLoadCallIsAnsweredAtShutdown) {
+  ModelManager& mm = Create(ModelControl::kExplicit);
+  LoadAnswer m, sync;
+  QueueBehindBusyLoaders(m, sync);
+  mm.Shutdown();
+  Status st = sync.future.get();
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable) << st.message();
+  EXPECT_EQ(m.future.get().code(), StatusCode::kUnavailable);
+  backend_.load.Open();
+}
+
 TEST_F(ModelLifecycleTest, ExplicitControlNeverUnloadsByItself) {
   ModelManager& mm = Create(ModelControl::kExplicit, {"m", "zero"});
   Acquired held = mm.Acquire("zero", "");
@@ -502,6 +548,8 @@ TEST_F(ModelLifecycleTest, ExplicitControlNeverUnloadsByItself) {
   std::promise<Status> loaded;  // "sync" must be loading for AdvanceAndSync
   backend_.load.Close();
   mm.Load("sync", [&](Status st) { loaded.set_value(st); });
+  // Load() rescans on a loader thread: wait until it started the load.
+  ASSERT_TRUE(mm.AwaitState("sync", 1, VersionState::kLoading, std::chrono::seconds(60)));
   AdvanceAndSync(std::chrono::hours(1));
   EXPECT_EQ(StateOf("m", 2), VersionState::kReady);
   EXPECT_EQ(StateOf("zero", 1), VersionState::kReady);
