@@ -52,9 +52,9 @@ void ModelManager::Rescan(const std::string& name) {
 void ModelManager::Load(std::string_view name, std::function<void(Status)> done) {
   {
     MutexLock l(&mu_);
-    if (!shut_down_ && !draining_) {
+    if (!shut_down_ && !draining_ && !stopping_) {
       load_calls_.push_back({std::string(name), std::move(done)});
-      work_cv_.Signal();
+      calls_cv_.Signal();
       return;
     }
   }
@@ -82,12 +82,17 @@ void ModelManager::RunLoadCall(const std::string& name, std::function<void(Statu
   // The model as it is on disk now, and what each version is made of
   // (read outside the lock).
   const std::string model(name);
-  StatusOr<RepositoryEntry> scan = ScanModel(options_.repository, model);
+  StatusOr<RepositoryEntry> scan = InternalError("not scanned");
   std::map<int64_t, uint64_t> revisions;
-  if (scan.ok() && scan->status.ok()) {
-    for (const auto& [v, dir] : scan->versions) {
-      if (StatusOr<uint64_t> r = Revision(scan->dir, dir); r.ok()) revisions[v] = *r;
+  try {  // the file system may throw (a directory unreadable mid-scan)
+    scan = ScanModel(options_.repository, model);
+    if (scan.ok() && scan->status.ok()) {
+      for (const auto& [v, dir] : scan->versions) {
+        if (StatusOr<uint64_t> r = Revision(scan->dir, dir); r.ok()) revisions[v] = *r;
+      }
     }
+  } catch (const std::exception& e) {
+    scan = InternalError("scanning model '" + model + "': " + e.what());
   }
   Status error;
   {
@@ -149,14 +154,25 @@ void ModelManager::RunLoadCall(const std::string& name, std::function<void(Statu
   state->Settled();
 }
 
+std::deque<ModelManager::LoadCall> ModelManager::TakeLoadCallsLocked(std::string_view model) {
+  std::deque<LoadCall> taken, kept;
+  for (LoadCall& c : load_calls_)
+    (model.empty() || c.model == model ? taken : kept).push_back(std::move(c));
+  load_calls_.swap(kept);
+  return taken;
+}
+
 Status ModelManager::Unload(std::string_view name) {
   std::vector<Completion> answer;
+  std::deque<LoadCall> calls;
   bool any = false;
   {
     MutexLock l(&mu_);
     auto it = models_.find(name);
     if (it == models_.end() || it->second.removed)
       return NotFoundError("unknown model '" + std::string(name) + "'");
+    // A load call still queued is superseded, as a load in progress is.
+    calls = TakeLoadCallsLocked(name);
     for (auto& [v, slot] : it->second.versions) {
       AbandonLoadLocked(slot,
                         UnavailableError("model '" + it->first + "' version " + std::to_string(v) +
@@ -170,6 +186,8 @@ Status ModelManager::Unload(std::string_view name) {
     settled_cv_.SignalAll();
   }
   Complete(std::move(answer));
+  for (LoadCall& c : calls)
+    c.done(UnavailableError("model '" + std::string(name) + "' was unloaded before it loaded"));
   if (any) INFERD_LOG_INFO("model '{}' unloading", std::string(name));
   return Status::OK();
 }
@@ -248,7 +266,7 @@ void ModelManager::Shutdown() {
   {
     MutexLock l(&mu_);
     shut_down_ = true;
-    calls.swap(load_calls_);
+    calls = TakeLoadCallsLocked("");
     for (auto& [name, m] : models_) {
       for (auto& [v, slot] : m.versions) {
         FailWaitersLocked(slot, UnavailableError("the server is shutting down"), &answer);
@@ -266,15 +284,17 @@ void ModelManager::StopThreads() {
     MutexLock l(&mu_);
     stopping_ = true;
     work_cv_.SignalAll();
+    calls_cv_.SignalAll();
     life_cv_.SignalAll();
   }
   for (auto& t : loaders_) t.join();
   loaders_.clear();
-  // Load calls no loader took (StopThreads without Shutdown) are answered.
+  if (load_calls_thread_.joinable()) load_calls_thread_.join();
+  // Calls left (StopThreads without Shutdown; none can be added now).
   std::deque<LoadCall> calls;
   {
     MutexLock l(&mu_);
-    calls.swap(load_calls_);
+    calls = TakeLoadCallsLocked("");
   }
   for (LoadCall& c : calls) c.done(UnavailableError("the server is shutting down"));
   if (lifecycle_.joinable()) lifecycle_.join();

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
-#include <optional>
 
 #include "common/logging.h"
 #include "common/memory_trim.h"
@@ -214,23 +213,33 @@ void ModelManager::RetireLocked(const std::string& name, Slot& slot,
 void ModelManager::LoaderLoop() {
   for (;;) {
     LoadJob job;
-    std::optional<LoadCall> call;
     {
       MutexLock l(&mu_);
-      while (jobs_.empty() && load_calls_.empty() && !stopping_) work_cv_.Wait(&mu_);
+      while (jobs_.empty() && !stopping_) work_cv_.Wait(&mu_);
       if (stopping_) return;
-      if (!load_calls_.empty()) {
-        call = std::move(load_calls_.front());
-        load_calls_.pop_front();
-      } else {
-        job = std::move(jobs_.front());
-        jobs_.pop_front();
-      }
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
     }
-    if (call) {
-      RunLoadCall(call->model, std::move(call->done));
-    } else {
-      RunLoad(job);
+    RunLoad(job);
+  }
+}
+
+void ModelManager::LoadCallLoop() {
+  for (;;) {
+    LoadCall call;
+    {
+      MutexLock l(&mu_);
+      while (load_calls_.empty() && !stopping_) calls_cv_.Wait(&mu_);
+      if (stopping_) return;
+      call = std::move(load_calls_.front());
+      load_calls_.pop_front();
+    }
+    try {
+      RunLoadCall(call.model, std::move(call.done));
+    } catch (const std::exception& e) {
+      // `done` went with the call: its owner (an HTTP responder) answers
+      // when it is dropped unanswered.
+      INFERD_LOG_ERROR("load call of model '{}': {}", call.model, e.what());
     }
   }
 }

@@ -43,6 +43,7 @@ StatusOr<std::unique_ptr<ModelManager>> ModelManager::Create(Options options) {
   m->unloader_ = std::make_shared<Unloader>();
   for (int i = 0; i < m->options_.load_threads; ++i)
     m->loaders_.emplace_back([p = m.get()] { p->LoaderLoop(); });
+  m->load_calls_thread_ = std::thread([p = m.get()] { p->LoadCallLoop(); });
   m->lifecycle_ = std::thread([p = m.get()] { p->LifecycleLoop(); });
   INFERD_RETURN_IF_ERROR(m->Preload());
   return m;
@@ -284,7 +285,8 @@ void ModelManager::Complete(std::vector<Completion> done) {
 }
 
 void ModelManager::WhenReady(const PendingModel& pending, Time deadline,
-                             std::shared_ptr<Cancellation> cancel, ReadyCallback done) {
+                             std::shared_ptr<Cancellation> cancel, ReadyCallback done,
+                             bool* refused) {
   const Time now = options_.clock->Now();
   if (options_.load_wait < Time::max() - now)
     deadline = std::min(deadline, now + options_.load_wait);
@@ -303,8 +305,10 @@ void ModelManager::WhenReady(const PendingModel& pending, Time deadline,
     w.version = pending.version;
     w.done = std::move(done);
     Status error;
+    bool refusal = false;  // no wait possible (vs. an answer already known)
     if (shut_down_) {
       error = UnavailableError("the server is shutting down");
+      refusal = true;
     } else if (slot == nullptr) {
       error = NotFoundError("unknown model '" + pending.name + "'");
     } else if (slot->serving) {  // it became READY meanwhile
@@ -314,8 +318,12 @@ void ModelManager::WhenReady(const PendingModel& pending, Time deadline,
       if (static_cast<int64_t>(slot->waiters.size()) >= max_waiters) {
         error = UnavailableError("too many requests wait for model '" + pending.name +
                                  "' to load (max_queue_size " + std::to_string(max_waiters) + ")");
+        refusal = true;
       } else {
-        if (!slot->loading) error = StartLoadLocked(pending.name, pending.version, *slot);
+        if (!slot->loading) {
+          error = StartLoadLocked(pending.name, pending.version, *slot);
+          refusal = !error.ok();
+        }
         if (error.ok()) {
           w.cancel = cancel;
           id = AddWaiterLocked(*slot, std::move(w), deadline);
@@ -323,6 +331,7 @@ void ModelManager::WhenReady(const PendingModel& pending, Time deadline,
       }
     }
     if (!error.ok()) answer.push_back({std::move(w), std::move(error)});
+    if (refused != nullptr) *refused = refusal;
   }
   Complete(std::move(answer));
   if (id == 0 || !cancel) return;
@@ -478,13 +487,18 @@ bool ModelManager::IsServing() {
 }
 
 void ModelManager::BeginDrain() {
-  MutexLock l(&mu_);
-  draining_ = true;
-  for (auto& [name, m] : models_) {
-    for (auto& [v, slot] : m.versions) {
-      if (slot.serving) slot.serving->Flush();
+  std::deque<LoadCall> calls;
+  {
+    MutexLock l(&mu_);
+    draining_ = true;
+    calls = TakeLoadCallsLocked("");
+    for (auto& [name, m] : models_) {
+      for (auto& [v, slot] : m.versions) {
+        if (slot.serving) slot.serving->Flush();
+      }
     }
   }
+  for (LoadCall& c : calls) c.done(UnavailableError("the server is shutting down"));
 }
 
 }  // namespace inferd

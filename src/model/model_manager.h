@@ -154,8 +154,10 @@ class ModelManager {
   // version is unloaded meanwhile or too many requests wait for it
   // (max_queue_size). It runs on a loader thread, the lifecycle thread, the
   // cancelling thread, or inline.
+  // `refused`, if given, is set before `done` runs when no wait was
+  // possible: too many waiters, no room under the budget, shutting down.
   void WhenReady(const PendingModel& pending, Time deadline, std::shared_ptr<Cancellation> cancel,
-                 ReadyCallback done) EXCLUDES(mu_);
+                 ReadyCallback done, bool* refused = nullptr) EXCLUDES(mu_);
 
   // The READY version, without a lease and without loading: for views of
   // what is loaded (metrics, admin). Errors as Acquire's, plus Unavailable
@@ -174,10 +176,12 @@ class ModelManager {
 
   // Loads every version of `name` that is not READY (a FAILED one again);
   // `done` runs once all have settled: OK, or FailedPrecondition naming the
-  // first failure, NotFound, Unavailable (shutting down). Never blocks: the
-  // rescan of the model's directory and the hashing of its files (which
-  // take seconds for large models) run on a loader thread, where `done`
-  // may run too.
+  // first failure, NotFound, Unavailable (shutting down, or the model was
+  // unloaded before the call ran). Never blocks: the rescan of the model's
+  // directory and the hashing of its files (seconds for large models) run
+  // on the load-call thread, never behind a model load. `done` runs on
+  // that thread, a loader thread, or the thread that drains, unloads or
+  // shuts down.
   void Load(std::string_view name, std::function<void(Status)> done) EXCLUDES(mu_);
   // Every version of `name` leaves serving (UNLOADING until its last
   // request ends and it is destroyed); a load in progress is discarded and
@@ -349,6 +353,7 @@ class ModelManager {
   std::shared_ptr<Unloader> unloader_;
   Mutex mu_;
   CondVar work_cv_;     // loader threads: a job, or stop
+  CondVar calls_cv_;    // the load-call thread: a call, or stop
   CondVar settled_cv_;  // a load ended, or a load call started its loads
   CondVar life_cv_;     // the lifecycle thread: an earlier deadline, or stop
   std::map<std::string, Model, std::less<>> models_ GUARDED_BY(mu_);
@@ -368,14 +373,18 @@ class ModelManager {
   void PollOnce() EXCLUDES(mu_);
   // Re-reads a model's config and versions without loading anything.
   void Rescan(const std::string& name) EXCLUDES(mu_);
-  // Load()'s work, on a loader thread: rescan, hash, start the loads.
+  // Load()'s work, on the load-call thread: rescan, hash, start the loads.
+  void LoadCallLoop() EXCLUDES(mu_);
   void RunLoadCall(const std::string& name, std::function<void(Status)> done) EXCLUDES(mu_);
+  // Takes the queued load calls (of `model`, or all when empty), to answer.
+  std::deque<LoadCall> TakeLoadCallsLocked(std::string_view model) REQUIRES(mu_);
   Model& UpdateRegistrationLocked(const std::string& name, RepositoryEntry entry) REQUIRES(mu_);
   void RemoveModel(const std::string& name) EXCLUDES(mu_);
   std::map<std::string, std::string> poll_seen_, poll_acted_;
   std::atomic<int64_t> polls_done_{0};
   Time next_poll_ GUARDED_BY(mu_) = Time::max();
   std::vector<std::thread> loaders_;
+  std::thread load_calls_thread_;
   std::thread lifecycle_;
 };
 

@@ -203,12 +203,11 @@ class ModelLifecycleTest : public ::testing::Test {
     ASSERT_EQ(a.Get().status().code(), StatusCode::kDeadlineExceeded);
   }
   // Loads "m", whose two versions then hold both loader threads at the
-  // closed gate, then calls Load("sync"), which can only be queued.
-  void QueueBehindBusyLoaders(LoadAnswer& m, LoadAnswer& sync) {
+  // closed gate (true once they do).
+  bool HoldBothLoaders(LoadAnswer& m) {
     backend_.load.Close();
     mm_->Load("m", m.callback());
-    ASSERT_TRUE(backend_.load.WaitHeld(2));
-    mm_->Load("sync", sync.callback());
+    return backend_.load.WaitHeld(2);
   }
   VersionState StateOf(const std::string& name, int64_t version) {
     for (const ModelState& s : mm_->List()) {
@@ -513,30 +512,41 @@ TEST_F(ModelLifecycleTest, KeepAliveZeroUnloadsWhenTheLastRequestEnds) {
   ASSERT_TRUE(mm.AwaitState("zero", 1, VersionState::kUnavailable, kGuard));
 }
 
-// Load() only queues the call: the rescan and the hashing of the files run
-// on a loader thread, so a caller on an I/O thread never waits for them.
-TEST_F(ModelLifecycleTest, LoadNeverBlocksItsCallerEvenWithEveryLoaderBusy) {
-  Create(ModelControl::kExplicit);
-  LoadAnswer m, sync;
-  QueueBehindBusyLoaders(m, sync);
-  // Returned with no loader free: nothing was scanned or started for it.
-  EXPECT_FALSE(sync.ready());
-  EXPECT_EQ(StateOf("sync", 1), VersionState::kUnavailable);
+// Load() only queues the call, and the rescan and hashing run on the
+// load-call thread, never behind a model load: with every loader busy, a
+// call for an unknown model is answered and a new load is registered.
+TEST_F(ModelLifecycleTest, LoadCallsAreAnsweredWhileEveryLoaderIsBusy) {
+  ModelManager& mm = Create(ModelControl::kExplicit);
+  LoadAnswer m, nope, sync;
+  ASSERT_TRUE(HoldBothLoaders(m));
+  mm.Load("nope", nope.callback());
+  ASSERT_EQ(nope.future.wait_for(kGuard), std::future_status::ready);
+  EXPECT_EQ(nope.future.get().code(), StatusCode::kNotFound);
+  mm.Load("sync", sync.callback());
+  ASSERT_TRUE(mm.AwaitState("sync", 1, VersionState::kLoading, kGuard));
+  EXPECT_FALSE(sync.ready());  // its load waits for a loader
   backend_.load.Open();
+  ASSERT_EQ(m.future.wait_for(kGuard), std::future_status::ready);
   EXPECT_TRUE(m.future.get().ok());
+  ASSERT_EQ(sync.future.wait_for(kGuard), std::future_status::ready);
   EXPECT_TRUE(sync.future.get().ok());
   EXPECT_EQ(StateOf("sync", 1), VersionState::kReady);
 }
 
-// A load call still queued when the server shuts down is answered.
-TEST_F(ModelLifecycleTest, AQueuedLoadCallIsAnsweredAtShutdown) {
+// Shutdown answers the load calls whose loads have not finished.
+TEST_F(ModelLifecycleTest, ShutdownAnswersLoadCallsInProgress) {
   ModelManager& mm = Create(ModelControl::kExplicit);
   LoadAnswer m, sync;
-  QueueBehindBusyLoaders(m, sync);
+  ASSERT_TRUE(HoldBothLoaders(m));
+  mm.Load("sync", sync.callback());
+  ASSERT_TRUE(mm.AwaitState("sync", 1, VersionState::kLoading, kGuard));
   mm.Shutdown();
+  ASSERT_EQ(sync.future.wait_for(kGuard), std::future_status::ready);
   Status st = sync.future.get();
   EXPECT_EQ(st.code(), StatusCode::kUnavailable) << st.message();
+  ASSERT_EQ(m.future.wait_for(kGuard), std::future_status::ready);
   EXPECT_EQ(m.future.get().code(), StatusCode::kUnavailable);
+  mm.Load("sync", [](Status st) { EXPECT_EQ(st.code(), StatusCode::kUnavailable); });
   backend_.load.Open();
 }
 

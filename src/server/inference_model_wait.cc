@@ -1,23 +1,18 @@
 // The pipeline's wait for a model that is not loaded yet (lazy model
 // control): stage 3' of InferenceServer::Submit, off the request thread.
 
-#include <atomic>
-#include <thread>
-
 #include "server/inference_server.h"
 
 namespace inferd {
 namespace {
 
-// What became of a request's wait, for inferd_model_load_waits_total. An
-// answer given before WhenReady returned, on the requesting thread, and
-// neither a cancellation nor a deadline, refused the wait (too many
-// waiters, no room under the budget, shutting down).
-const char* WaitOutcome(const Status& st, bool inline_answer) {
+// What became of a request's wait, for inferd_model_load_waits_total.
+const char* WaitOutcome(const Status& st, bool refused) {
+  if (refused) return "refused";
   if (st.ok()) return "served";
   if (st.code() == StatusCode::kDeadlineExceeded) return "timeout";
   if (st.code() == StatusCode::kCancelled) return "cancelled";
-  return inline_answer ? "refused" : "failed";
+  return "failed";
 }
 
 }  // namespace
@@ -31,16 +26,13 @@ void InferenceServer::WaitForModel(Admitted a) {
   Time deadline = ctx.deadline;
   if (options_.default_timeout > Duration::zero())
     deadline = std::min(deadline, held->start + options_.default_timeout);
-  // Set once WhenReady has returned; with the caller's thread id it tells an
-  // inline refusal from an answer after a wait.
-  auto returned = std::make_shared<std::atomic<bool>>(false);
+  // Set by WhenReady, on this thread and before it answers, when no wait
+  // was possible (the answer is then given inline); never written after.
+  auto refused = std::make_shared<bool>(false);
   const Time waiting_since = options_.clock->Now();
-  auto loaded = [this, held, returned, waiting_since,
-                 caller = std::this_thread::get_id()](StatusOr<VersionLease> lease) {
-    const bool inline_answer =
-        !returned->load(std::memory_order_acquire) && std::this_thread::get_id() == caller;
+  auto loaded = [this, held, refused, waiting_since](StatusOr<VersionLease> lease) {
     options_.metrics->lifecycle().OnLoadWait(held->pending->name,
-                                             WaitOutcome(lease.status(), inline_answer),
+                                             WaitOutcome(lease.status(), *refused),
                                              Seconds(options_.clock->Now() - waiting_since));
     // On a loader thread, the lifecycle thread, a cancelling thread or
     // inline: go on through post, off that thread.
@@ -61,8 +53,8 @@ void InferenceServer::WaitForModel(Admitted a) {
       resume();
     }
   };
-  options_.models->WhenReady(*held->pending, deadline, ctx.cancel, std::move(loaded));
-  returned->store(true, std::memory_order_release);
+  options_.models->WhenReady(*held->pending, deadline, ctx.cancel, std::move(loaded),
+                             refused.get());
 }
 
 }  // namespace inferd
