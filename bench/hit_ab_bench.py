@@ -19,7 +19,6 @@ Each build is a directory holding an `inferd` binary and its `backends/`
 """
 
 import argparse
-import glob
 import json
 import os
 import re
@@ -39,17 +38,8 @@ PATH = "/v2/models/mlp_cached/infer"
 
 def cpu_ticks(pids):
     """(utime, stime) in clock ticks summed over the processes' threads."""
-    user = system = 0
-    for pid in pids:
-        for stat in glob.glob("/proc/%d/task/*/stat" % pid):
-            try:
-                with open(stat) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            user += int(fields[11])
-            system += int(fields[12])
-    return user, system
+    times = wrk_hits.thread_times(pids).values()
+    return sum(u for u, _ in times), sum(s for _, s in times)
 
 
 def run(url, script, pid, duration_s):

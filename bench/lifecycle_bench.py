@@ -108,6 +108,28 @@ class Server:
             self.proc.kill()
 
 
+def peak_rss_during(server, run, interval_s=0.05):
+    """VmRSS now, and its peak (sampled every `interval_s`) while `run()`
+    runs: (before, peak, run's result)."""
+    before = server.status("VmRSS")
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], server.status("VmRSS"))
+            time.sleep(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = run()
+    finally:
+        done.set()
+        sampler.join()
+    return before, peak[0], result
+
+
 def body(model, seed=0):
     name, shape = INPUTS[model]
     n = 1
@@ -198,17 +220,8 @@ def budget_scenario(tmp, rounds, phase_s):
                         ("budget_2_of_5", ["--model-memory-budget", str(budget)])):
         server = Server(repo, args)
         phases = []
-        peak = [0]
-        done = threading.Event()
 
-        def sample():
-            while not done.is_set():
-                peak[0] = max(peak[0], server.status("VmRSS"))
-                time.sleep(0.1)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        try:
+        def run_phases():
             t0 = time.perf_counter()
             for rnd in range(rounds):
                 for name in names:
@@ -218,12 +231,13 @@ def budget_scenario(tmp, rounds, phase_s):
                                    "errors": lv["errors"], "p50_ms": lv["latency_ms"]["p50"],
                                    "p99_ms": lv["latency_ms"]["p99"],
                                    "throughput_rps": lv["throughput_rps"]})
-            span = time.perf_counter() - t0
+            return time.perf_counter() - t0
+
+        try:
+            _, peak, span = peak_rss_during(server, run_phases, interval_s=0.1)
             loads = server.metric("inferd_model_loads_total", outcome="success")
             evicted = server.metric("inferd_model_unloads_total", reason="evicted")
         finally:
-            done.set()
-            sampler.join()
             server.stop()
         completed = sum(p["completed"] for p in phases)
         results[label] = {
@@ -234,13 +248,13 @@ def budget_scenario(tmp, rounds, phase_s):
             "p50_ms_median_of_phases": statistics.median(p["p50_ms"] for p in phases),
             "p99_ms_median_of_phases": statistics.median(p["p99_ms"] for p in phases),
             "p99_ms_worst_phase": max(p["p99_ms"] for p in phases),
-            "loads": loads, "evictions": evicted, "peak_rss_bytes": peak[0],
+            "loads": loads, "evictions": evicted, "peak_rss_bytes": peak,
         }
         print("budget %-14s %.1f req/s, p99 median %.1f ms (worst %.1f), errors %d, loads %d, "
               "peak RSS %.0f MiB" % (label, results[label]["throughput_rps"],
                                      results[label]["p99_ms_median_of_phases"],
                                      results[label]["p99_ms_worst_phase"], results[label]["errors"],
-                                     loads, peak[0] / 2**20), file=sys.stderr, flush=True)
+                                     loads, peak / 2**20), file=sys.stderr, flush=True)
     results["budget_bytes"] = budget
     results["resnet18_bytes"] = one
     results["ratio_throughput"] = (results["budget_2_of_5"]["throughput_rps"]
@@ -265,35 +279,23 @@ def memory_of_resnet(tmp, duration_s):
         server = Server(repo, ["--load-model", "resnet18", "--model-control", "explicit"])
         try:
             time.sleep(1)  # settle: the measurement, not a synchronization
-            after_load = server.status("VmRSS")
             anon_after_load = server.anonymous()
-            peak = [after_load]
-            done = threading.Event()
-
-            def sample():
-                while not done.is_set():
-                    peak[0] = max(peak[0], server.status("VmRSS"))
-                    time.sleep(0.05)
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            lv = bench(server.url, "resnet18", 8, duration_s,
-                       os.path.join(tmp, "mem-%d-%s.json" % (instances, share)), warmup_s=1)
-            done.set()
-            sampler.join()
+            after_load, peak, lv = peak_rss_during(server, lambda: bench(
+                server.url, "resnet18", 8, duration_s,
+                os.path.join(tmp, "mem-%d-%s.json" % (instances, share)), warmup_s=1))
             stats = row_of(server.get("/v2/memory/stats"), "resnet18")
         finally:
             server.stop()
         rows.append({"instances": instances, "share_weights": share,
                      "rss_after_load_bytes": after_load, "anonymous_after_load_bytes": anon_after_load,
-                     "rss_peak_under_load_bytes": peak[0],
+                     "rss_peak_under_load_bytes": peak,
                      "throughput_items_per_s": lv["throughput_items_per_s"],
                      "p50_ms": lv["latency_ms"]["p50"], "errors": lv["errors"],
                      "reported_bytes": stats.get("bytes"), "concurrency": stats.get("concurrency"),
                      "shares_weights": stats.get("shares_weights")})
         print("memory resnet18 x%d share=%-5s after load %.0f MiB (anon %.0f), peak %.0f MiB, "
               "%.1f img/s" % (instances, share, after_load / 2**20, anon_after_load / 2**20,
-                              peak[0] / 2**20, lv["throughput_items_per_s"]),
+                              peak / 2**20, lv["throughput_items_per_s"]),
               file=sys.stderr, flush=True)
     raw_json = os.path.join(tmp, "raw.json")
     subprocess.run([RAW, "--model", os.path.join(MODELS, "resnet18", "1", "model.pt"),

@@ -38,7 +38,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -112,28 +111,16 @@ def inferd_rows(tmp, duration_s):
                            ["model.pt"], [])
         try:
             time.sleep(1)  # settle: the measurement, not a synchronization
-            after_load = server.status("VmRSS")
-            peak = [after_load]
-            done = threading.Event()
-
-            def sample():
-                while not done.is_set():
-                    peak[0] = max(peak[0], server.status("VmRSS"))
-                    time.sleep(0.05)
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            lv = lb.bench(server.url, "resnet18", 8, duration_s,
-                          os.path.join(tmp, "bench-%d.json" % batch), warmup_s=1)
-            done.set()
-            sampler.join()
+            after_load, peak, lv = lb.peak_rss_during(server, lambda: lb.bench(
+                server.url, "resnet18", 8, duration_s,
+                os.path.join(tmp, "bench-%d.json" % batch), warmup_s=1))
         finally:
             server.stop()
         rows.append({"max_batch": batch, "rss_after_load_mib": after_load / MIB,
-                     "rss_peak_under_load_mib": peak[0] / MIB,
+                     "rss_peak_under_load_mib": peak / MIB,
                      "items_per_s": lv["throughput_items_per_s"], "errors": lv["errors"]})
         print("inferd resnet18 x2, batches <= %d: after load %.1f, peak %.1f MiB, %.1f img/s"
-              % (batch, after_load / MIB, peak[0] / MIB, lv["throughput_items_per_s"]),
+              % (batch, after_load / MIB, peak / MIB, lv["throughput_items_per_s"]),
               file=sys.stderr, flush=True)
     return rows
 

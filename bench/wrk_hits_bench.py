@@ -43,8 +43,9 @@ def lua_script(path, body):
                 % json.dumps(body))
 
 
-def thread_ticks(pids):
-    """utime + stime per thread of the given processes, {"pid/tid": ticks}."""
+def thread_times(pids):
+    """(utime, stime) in clock ticks per thread of the given processes,
+    {"pid/tid": (utime, stime)}."""
     out = {}
     for pid in pids:
         for stat in glob.glob("/proc/%d/task/*/stat" % pid):
@@ -53,8 +54,13 @@ def thread_ticks(pids):
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            out["%d/%s" % (pid, stat.split("/")[-2])] = int(fields[11]) + int(fields[12])
+            out["%d/%s" % (pid, stat.split("/")[-2])] = (int(fields[11]), int(fields[12]))
     return out
+
+
+def thread_ticks(pids):
+    """utime + stime per thread of the given processes, {"pid/tid": ticks}."""
+    return {k: u + s for k, (u, s) in thread_times(pids).items()}
 
 
 def wrk_run(url, script, connections, duration_s, server_pid):
