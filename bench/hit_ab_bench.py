@@ -66,12 +66,7 @@ def main():
     ap.add_argument("--out", help="write the runs and medians as JSON")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="inferd-hit-ab-")
-    repo = os.path.join(tmp, "models")
-    e2e.copy_model("mlp", repo, "mlp_cached", e2e.CACHE_TABLE)
-    req = json.dumps({"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32",
-                                  "data": [0.5] * 16}]})
-    script = os.path.join(tmp, "post.lua")
-    wrk_hits.lua_script(script, req)
+    repo, req, script = wrk_hits.hit_workload(tmp)
     servers = []  # (name, process, url)
     try:
         response = metadata = None

@@ -41,12 +41,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="inferd-threads-")
     results = []
     try:
-        repo = os.path.join(tmp, "models")
-        e2e.copy_model("mlp", repo, "mlp_cached", e2e.CACHE_TABLE)
-        req = json.dumps({"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32",
-                                      "data": [0.5] * 16}]})
-        script = os.path.join(tmp, "post.lua")
-        w.lua_script(script, req)
+        repo, req, script = w.hit_workload(tmp)
         for pin in (False, True):
             for threads in ("1", "2"):
                 cmd = (["taskset", "-c", "1"] if pin else []) + [

@@ -43,6 +43,19 @@ def lua_script(path, body):
                 % json.dumps(body))
 
 
+def hit_workload(tmp):
+    """The memo-hit workload of the hit-path benchmarks, under `tmp`: a
+    repository with the cached mlp, the request body, and a wrk script
+    posting it. Returns (repo, body, script)."""
+    repo = os.path.join(tmp, "models")
+    e2e.copy_model("mlp", repo, "mlp_cached", e2e.CACHE_TABLE)
+    req = json.dumps({"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32",
+                                  "data": [0.5] * 16}]})
+    script = os.path.join(tmp, "post.lua")
+    lua_script(script, req)
+    return repo, req, script
+
+
 def thread_times(pids):
     """(utime, stime) in clock ticks per thread of the given processes,
     {"pid/tid": (utime, stime)}."""
@@ -142,10 +155,7 @@ def main():
     result = {"machine": "2 cores shared by the server and wrk -t1", "repeats": args.repeats,
               "inferd_args": args.inferd_args, "duration_s": args.duration_s, "configs": {}}
     try:
-        repo = os.path.join(tmp, "models")
-        e2e.copy_model("mlp", repo, "mlp_cached", e2e.CACHE_TABLE)
-        req = json.dumps({"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32",
-                                      "data": [0.5] * 16}]})
+        repo, req, _ = hit_workload(tmp)
         for threads in (int(t) for t in args.threads.split(",")):
             result["configs"]["threads=%d" % threads] = measure(tmp, repo, req, threads, args)
     finally:
