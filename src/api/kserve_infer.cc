@@ -181,8 +181,10 @@ class KServeExchange final : public InferExchange {
 
  private:
   void SetContextHeaders(Response& res) const {
-    res.set("X-Request-Id", context.request_id);
-    res.set("traceparent", context.trace.Traceparent());
+    // Fields no answer has yet (insert: no search for one to replace).
+    res.insert("X-Request-Id", context.request_id);
+    char traceparent[TraceContext::kTraceparentSize];
+    res.insert("traceparent", context.trace.FormatTraceparent(traceparent));
     SetRateLimitHeaders(admission, res);
   }
 
@@ -213,20 +215,21 @@ class KServeExchange final : public InferExchange {
     writer_->Close();
   }
 
+  // A new response: its fields are inserted, not searched for.
   static Response ToHttp(EncodedReply reply) {
     Response res{bh::status::ok, 11};
     if (!reply.framing.empty()) {
-      res.set(bh::field::content_type, "application/octet-stream");
-      res.set("Inference-Header-Content-Length", reply.framing);
+      res.insert(bh::field::content_type, "application/octet-stream");
+      res.insert("Inference-Header-Content-Length", reply.framing);
     } else {
-      res.set(bh::field::content_type, "application/json");
+      res.insert(bh::field::content_type, "application/json");
     }
     res.body() = std::move(reply.body);
     if (reply.cache != CacheStatus::kNone) {
-      res.set("X-Inferd-Cache", CacheStatusName(reply.cache));
-      if (reply.age_s >= 0) res.set(bh::field::age, std::to_string(reply.age_s));
+      res.insert("X-Inferd-Cache", CacheStatusName(reply.cache));
+      if (reply.age_s >= 0) res.insert(bh::field::age, std::to_string(reply.age_s));
       if (reply.cache == CacheStatus::kStale)
-        res.set(bh::field::warning, "110 - \"Response is Stale\"");
+        res.insert(bh::field::warning, "110 - \"Response is Stale\"");
     }
     return res;
   }

@@ -87,7 +87,7 @@ std::string Truncate(std::string s, size_t n) {
   return s;
 }
 
-Status HttpError(const std::string& what, const http::Response& r) {
+Status HttpError(const std::string& what, const http::ClientResponse& r) {
   std::string message =
       what + ": HTTP " + std::to_string(r.result_int()) + ": " + Truncate(r.body(), 300);
   return r.result() == http::Status::not_found ? NotFoundError(message)
@@ -99,7 +99,7 @@ StatusOr<ModelMetadata> FetchMetadata(const http::Url& url, const std::string& m
                                       std::chrono::milliseconds timeout) {
   http::Request req = http::MakeRequest(url, http::Verb::get, model_path);
   ApplyIdentity(identity, /*with_priority=*/false, req);
-  StatusOr<http::Response> r = http::FetchOnce(url, req, timeout);
+  StatusOr<http::ClientResponse> r = http::FetchOnce(url, req, timeout);
   const std::string what = "GET " + url.base_path + model_path;
   if (!r.ok()) return r.status().WithContext(what);
   if (r->result() != http::Status::ok) return HttpError(what, *r);
@@ -127,7 +127,7 @@ StatusOr<Payload> LoadPayload(const BenchOptions& o, const ModelMetadata& metada
 
 // The probe passes with 200, and with the statuses of a server refusing load
 // (429, 503, 504): the request itself is fine, and the run will count them.
-bool ProbePassed(const http::Response& r) {
+bool ProbePassed(const http::ClientResponse& r) {
   const unsigned status = r.result_int();
   return status == 200 || status == 429 || status == 503 || status == 504;
 }
@@ -244,7 +244,7 @@ StatusOr<std::vector<LoadSpec>> ClassSpecs(const LoadSpec& base,
     spec.seed = base.seed + i * 1000003;  // classes do not share arrival draws
     const std::string what = "POST " + infer_target +
                              (traffic[i].name.empty() ? "" : " (class " + traffic[i].name + ")");
-    StatusOr<http::Response> probe = http::FetchOnce(base.url, spec.request, base.timeout);
+    StatusOr<http::ClientResponse> probe = http::FetchOnce(base.url, spec.request, base.timeout);
     if (!probe.ok()) return probe.status().WithContext(what);
     if (!ProbePassed(*probe)) return HttpError(what, *probe);
   }

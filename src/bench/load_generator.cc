@@ -66,7 +66,7 @@ struct LoadThread {
     return r;
   }
 
-  void Record(TimePoint sent_at, TimePoint done, const StatusOr<http::Response>& r) {
+  void Record(TimePoint sent_at, TimePoint done, const StatusOr<http::ClientResponse>& r) {
     const bool success = r.ok() && r->result() == http::Status::ok;
     if (sent_at >= window.record_from && sent_at < window.end) {
       ++sent;
@@ -135,7 +135,7 @@ asio::awaitable<void> ClosedLoopClient(LoadThread* t) {
   http::ClientConnection conn(co_await asio::this_coro::executor, t->url, t->conn_options);
   std::optional<http::Request> scratch;
   for (TimePoint sent = SteadyClock::now(); sent < t->window.end; sent = SteadyClock::now()) {
-    StatusOr<http::Response> r = co_await conn.Send(t->Next(&scratch));
+    StatusOr<http::ClientResponse> r = co_await conn.Send(t->Next(&scratch));
     t->Record(sent, SteadyClock::now(), r);
   }
 }
@@ -158,7 +158,7 @@ asio::awaitable<void> OpenLoopWorker(LoadThread* t) {
     }
     const TimePoint due = t->pending.front();
     t->pending.pop_front();
-    StatusOr<http::Response> r = co_await conn.Send(t->Next(&scratch));
+    StatusOr<http::ClientResponse> r = co_await conn.Send(t->Next(&scratch));
     t->Record(due, SteadyClock::now(), r);  // from the intended time: no coordinated omission
   }
 }

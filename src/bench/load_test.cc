@@ -53,7 +53,7 @@ using http::beast_http::field;
 // server closing an idle connection would.
 class FakeServer {
  public:
-  using Handler = std::function<std::optional<http::Response>(const http::Request&)>;
+  using Handler = std::function<std::optional<http::ClientResponse>(const http::Request&)>;
 
   explicit FakeServer(Handler handler)
       : handler_(std::move(handler)), acceptor_(ioc_, {asio::ip::make_address("127.0.0.1"), 0}) {
@@ -86,7 +86,7 @@ class FakeServer {
       co_await http::beast_http::async_read(socket, buffer, req,
                                             asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
-      std::optional<http::Response> res = handler_(req);
+      std::optional<http::ClientResponse> res = handler_(req);
       if (!res) {
         asio::steady_timer never(ioc_, std::chrono::hours(1));
         co_await never.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -112,18 +112,18 @@ class FakeServer {
   std::thread thread_;
 };
 
-http::Response Reply(http::Status status, std::string body = "{}") {
-  http::Response res{status, 11};
+http::ClientResponse Reply(http::Status status, std::string body = "{}") {
+  http::ClientResponse res{status, 11};
   res.set(field::content_type, "application/json");
   res.body() = std::move(body);
   return res;
 }
 
-std::optional<http::Response> Route(const http::Request& req) {
+std::optional<http::ClientResponse> Route(const http::Request& req) {
   const std::string target(req.target());
   if (target == "/hang") return std::nullopt;
   if (target == "/busy") return Reply(http::Status::service_unavailable);
-  http::Response res = Reply(http::Status::ok, "ok");
+  http::ClientResponse res = Reply(http::Status::ok, "ok");
   if (target == "/close") res.keep_alive(false);
   if (target == "/drop") res.set("X-Test-Drop", "1");
   return res;
@@ -132,13 +132,14 @@ std::optional<http::Response> Route(const http::Request& req) {
 http::Url UrlOf(const FakeServer& server) { return *http::ParseUrl(server.url()); }
 
 // Runs `n` sequential requests for `target` on one connection.
-std::vector<StatusOr<http::Response>> SendSequence(const http::Url& url, const std::string& target,
-                                                   int n, http::ClientConnection::Options options,
-                                                   int64_t* connects) {
+std::vector<StatusOr<http::ClientResponse>> SendSequence(const http::Url& url,
+                                                         const std::string& target, int n,
+                                                         http::ClientConnection::Options options,
+                                                         int64_t* connects) {
   asio::io_context ioc;
   http::ClientConnection conn(ioc.get_executor(), url, options);
   const http::Request req = http::MakeRequest(url, http::Verb::get, target);
-  std::vector<StatusOr<http::Response>> results;
+  std::vector<StatusOr<http::ClientResponse>> results;
   asio::co_spawn(
       ioc,
       [&]() -> asio::awaitable<void> {
@@ -273,7 +274,7 @@ struct FakeModel {
   // global=<X-Global>" -> requests.
   std::map<std::string, int> identities;
 
-  std::optional<http::Response> operator()(const http::Request& req) {
+  std::optional<http::ClientResponse> operator()(const http::Request& req) {
     const std::string target(req.target());
     {
       std::lock_guard<std::mutex> lock(mu);

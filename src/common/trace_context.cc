@@ -1,5 +1,7 @@
 #include "common/trace_context.h"
 
+#include <algorithm>
+#include <cstring>
 #include <random>
 
 namespace inferd {
@@ -48,14 +50,21 @@ bool ParseHex(std::string_view s, std::array<uint8_t, N>* out) {
   return nonzero;
 }
 
+// "00" "01" ... "ff": two digits per byte, one load each.
+constexpr std::array<char, 512> kHexPairs = [] {
+  constexpr char kDigits[] = "0123456789abcdef";
+  std::array<char, 512> t{};
+  for (int i = 0; i < 256; ++i) {
+    t[2 * i] = kDigits[i >> 4];
+    t[2 * i + 1] = kDigits[i & 15];
+  }
+  return t;
+}();
+
 template <size_t N>
 void AppendHex(std::string* out, const std::array<uint8_t, N>& bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
   char buf[2 * N];
-  for (size_t i = 0; i < N; ++i) {
-    buf[2 * i] = kDigits[bytes[i] >> 4];
-    buf[2 * i + 1] = kDigits[bytes[i] & 15];
-  }
+  for (size_t i = 0; i < N; ++i) std::memcpy(buf + 2 * i, &kHexPairs[2 * bytes[i]], 2);
   out->append(buf, 2 * N);
 }
 
@@ -102,16 +111,21 @@ TraceContext TraceContext::Continue(std::string_view header) {
   return t;
 }
 
+std::string_view TraceContext::FormatTraceparent(char (&out)[kTraceparentSize]) const {
+  char* p = out;
+  std::memcpy(p, "00-", 3);
+  p += 3;
+  for (uint8_t b : trace_id) p = std::copy_n(&kHexPairs[2 * b], 2, p);
+  *p++ = '-';
+  for (uint8_t b : span_id) p = std::copy_n(&kHexPairs[2 * b], 2, p);
+  *p++ = '-';
+  p = std::copy_n(&kHexPairs[2 * (flags & 1)], 2, p);
+  return {out, static_cast<size_t>(p - out)};
+}
+
 std::string TraceContext::Traceparent() const {
-  std::string out;
-  out.reserve(55);
-  out += "00-";
-  AppendHex(&out, trace_id);
-  out += '-';
-  AppendHex(&out, span_id);
-  out += '-';
-  AppendHex(&out, std::array<uint8_t, 1>{static_cast<uint8_t>(flags & 1)});
-  return out;
+  char buf[kTraceparentSize];
+  return std::string(FormatTraceparent(buf));
 }
 
 std::string TraceContext::TraceIdHex() const {

@@ -37,6 +37,9 @@ struct TraceContext {
   // "00-<trace-id>-<span_id>-<flags>": what this server sends on (after
   // Generate or Continue; a merely parsed context has no span of its own).
   std::string Traceparent() const;
+  // The same, written into `out` without allocating.
+  static constexpr size_t kTraceparentSize = 55;
+  std::string_view FormatTraceparent(char (&out)[kTraceparentSize]) const;
   std::string TraceIdHex() const;
 };
 

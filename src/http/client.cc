@@ -146,7 +146,7 @@ asio::awaitable<::inferd::StatusOr<std::unique_ptr<ClientSocket>>> ClientConnect
   co_return socket;
 }
 
-asio::awaitable<::inferd::StatusOr<Response>> ClientConnection::Send(const Request& request) {
+asio::awaitable<::inferd::StatusOr<ClientResponse>> ClientConnection::Send(const Request& request) {
   if (url_.tls && tls_context_ == nullptr) {
     ::inferd::StatusOr<std::shared_ptr<asio::ssl::context>> tls =
         MakeClientTlsContext(options_.tls);
@@ -169,14 +169,14 @@ asio::awaitable<::inferd::StatusOr<Response>> ClientConnection::Send(const Reque
   co_return co_await (*stream)->ReadAll();
 }
 
-::inferd::StatusOr<Response> FetchOnce(const Url& url, const Request& request,
-                                       std::chrono::milliseconds timeout) {
+::inferd::StatusOr<ClientResponse> FetchOnce(const Url& url, const Request& request,
+                                             std::chrono::milliseconds timeout) {
   asio::io_context ioc;
   ClientConnection::Options options;
   options.connect_timeout = timeout;
   options.request_timeout = timeout;
   ClientConnection conn(ioc.get_executor(), url, options);
-  std::optional<::inferd::StatusOr<Response>> result;
+  std::optional<::inferd::StatusOr<ClientResponse>> result;
   // The exchange's own exception (if any) comes back here, not lost.
   std::exception_ptr failure;
   asio::co_spawn(
@@ -194,8 +194,9 @@ asio::awaitable<::inferd::StatusOr<Response>> ClientConnection::Send(const Reque
   return std::move(*result);
 }
 
-::inferd::StatusOr<Response> FetchOnce(std::string_view url, Verb method, std::string_view target,
-                                       std::string body, std::chrono::milliseconds timeout) {
+::inferd::StatusOr<ClientResponse> FetchOnce(std::string_view url, Verb method,
+                                             std::string_view target, std::string body,
+                                             std::chrono::milliseconds timeout) {
   INFERD_ASSIGN_OR_RETURN(Url parsed, ParseUrl(url));
   const std::string_view content_type = body.empty() ? "" : "application/json";
   const Request request = MakeRequest(parsed, method, target, std::move(body), content_type);

@@ -14,7 +14,7 @@
 //                      or a body larger than max_response_bytes
 //   kInvalidArgument   a malformed URL
 // Any HTTP status (including 4xx/5xx) is a successful exchange: the caller
-// inspects Response::result().
+// inspects ClientResponse::result().
 
 // clang-format off
 #include <utility>  // Boost 1.74 with GCC 12: before any Asio header
@@ -99,7 +99,7 @@ class ClientConnection {
   // Sends `request` and reads the response. `request` is only read, so one
   // prepared request can be sent many times without copying its body; it
   // must stay alive until the returned awaitable completes.
-  boost::asio::awaitable<::inferd::StatusOr<Response>> Send(const Request& request);
+  boost::asio::awaitable<::inferd::StatusOr<ClientResponse>> Send(const Request& request);
 
   // Closes the idle socket; the next Send reconnects. (A Send in flight
   // owns its socket until it completes.)
@@ -126,11 +126,11 @@ class ClientConnection {
 // `method target` with `body` (Content-Type application/json when non-empty)
 // and returns the response. Runs its own io_context on the calling thread;
 // never call it from an I/O thread.
-::inferd::StatusOr<Response> FetchOnce(
+::inferd::StatusOr<ClientResponse> FetchOnce(
     std::string_view url, Verb method, std::string_view target, std::string body = {},
     std::chrono::milliseconds timeout = std::chrono::seconds(10));
 // Same, for a prepared request (see MakeRequest) to `url`.
-::inferd::StatusOr<Response> FetchOnce(
+::inferd::StatusOr<ClientResponse> FetchOnce(
     const Url& url, const Request& request,
     std::chrono::milliseconds timeout = std::chrono::seconds(10));
 

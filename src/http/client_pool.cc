@@ -212,8 +212,9 @@ void ClientPool::Impl::Shutdown() {
 
 ClientPool::~ClientPool() { impl_->Shutdown(); }
 
-asio::awaitable<::inferd::StatusOr<Response>> ClientPool::Send(const Request& request,
-                                                               const Url& url, CallOptions call) {
+asio::awaitable<::inferd::StatusOr<ClientResponse>> ClientPool::Send(const Request& request,
+                                                                     const Url& url,
+                                                                     CallOptions call) {
   std::shared_ptr<Impl> impl = impl_;  // outlives the pool object if need be
   ::inferd::StatusOr<std::unique_ptr<ClientStream>> stream =
       co_await impl->Open(request, url, call);

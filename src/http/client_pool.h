@@ -103,8 +103,9 @@ class ClientPool {
   // Sends `request` (see MakeRequest) to the origin of `url` and reads the
   // whole response. `request` and `url` are only read; keep them alive
   // until this completes.
-  boost::asio::awaitable<::inferd::StatusOr<Response>> Send(const Request& request, const Url& url,
-                                                            CallOptions call = {});
+  boost::asio::awaitable<::inferd::StatusOr<ClientResponse>> Send(const Request& request,
+                                                                  const Url& url,
+                                                                  CallOptions call = {});
   // Sends `request` and returns once the response header arrived; the body
   // is then read with ClientStream::Next (or SseReader). `request` and
   // `url` must stay alive until this completes (not for the stream's life).

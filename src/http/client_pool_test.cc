@@ -52,7 +52,7 @@ TEST_F(ClientPoolTest, ConnectionLimitQueuesRequests) {
   options.max_connections = 2;
   Start(options);
   const Request hold = Get("/hold");
-  std::vector<::inferd::StatusOr<Response>> results;
+  std::vector<::inferd::StatusOr<ClientResponse>> results;
   Counter done(ioc_);
   Run([&]() -> asio::awaitable<void> {
     for (int i = 0; i < 5; ++i) {
@@ -95,7 +95,7 @@ TEST_F(ClientPoolTest, WaiterTimesOutWhenNoConnectionFrees) {
     // The only connection stays busy while this stream is unfinished.
     auto stream = co_await pool_->Open(chunked, url_);
     EXPECT_TRUE(stream.ok()) << stream.status().ToString();
-    ::inferd::StatusOr<Response> r =
+    ::inferd::StatusOr<ClientResponse> r =
         co_await pool_->Send(hello_, url_, {.total_timeout = milliseconds(50)});
     EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded);
     EXPECT_TRUE(Contains(r.status(), "total timeout (50 ms) expired waiting for a free connection"))
@@ -110,8 +110,8 @@ TEST_F(ClientPoolTest, DestroyingThePoolCancelsWaiters) {
   options.max_connections = 1;
   Start(options);
   const Request stall = Get("/stall");
-  std::optional<::inferd::StatusOr<Response>> stalled;
-  std::optional<::inferd::StatusOr<Response>> waited;
+  std::optional<::inferd::StatusOr<ClientResponse>> stalled;
+  std::optional<::inferd::StatusOr<ClientResponse>> waited;
   Run([&]() -> asio::awaitable<void> {
     asio::co_spawn(
         ioc_, [&]() -> asio::awaitable<void> { stalled = co_await pool_->Send(stall, url_); },
@@ -177,7 +177,7 @@ TEST_F(ClientPoolTest, FirstByteTimeout) {
   Start(options);
   const Request stall = Get("/stall");
   Run([&]() -> asio::awaitable<void> {
-    ::inferd::StatusOr<Response> r = co_await pool_->Send(stall, url_);
+    ::inferd::StatusOr<ClientResponse> r = co_await pool_->Send(stall, url_);
     EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded);
     EXPECT_TRUE(Contains(r.status(), "first-byte timeout (50 ms) expired"))
         << r.status().ToString();
@@ -190,7 +190,7 @@ TEST_F(ClientPoolTest, TotalTimeout) {
   Start();
   const Request stall = Get("/stall");
   Run([&]() -> asio::awaitable<void> {
-    ::inferd::StatusOr<Response> r =
+    ::inferd::StatusOr<ClientResponse> r =
         co_await pool_->Send(stall, url_, {.total_timeout = milliseconds(50)});
     EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded);
     EXPECT_TRUE(Contains(r.status(), "total timeout (50 ms) expired")) << r.status().ToString();
@@ -202,7 +202,7 @@ TEST_F(ClientPoolTest, ResponseLargerThanTheLimit) {
   options.max_response_bytes = 3;
   Start(options);
   Run([&]() -> asio::awaitable<void> {
-    ::inferd::StatusOr<Response> r = co_await pool_->Send(hello_, url_);
+    ::inferd::StatusOr<ClientResponse> r = co_await pool_->Send(hello_, url_);
     EXPECT_EQ(r.status().code(), StatusCode::kInternal);
     EXPECT_TRUE(Contains(r.status(), "max_response_bytes")) << r.status().ToString();
   });
@@ -218,7 +218,7 @@ TEST_F(ClientPoolTest, ConnectionRefused) {
   const Url closed = *ParseUrl("http://127.0.0.1:" + std::to_string(port));
   const Request to_closed = MakeRequest(closed, Verb::get, "/hello");
   Run([&]() -> asio::awaitable<void> {
-    ::inferd::StatusOr<Response> r = co_await pool_->Send(to_closed, closed);
+    ::inferd::StatusOr<ClientResponse> r = co_await pool_->Send(to_closed, closed);
     EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
     EXPECT_EQ(TransportErrorKind(r.status()), "connect");
     EXPECT_EQ(pool_->GetStats().open, 0);
@@ -242,7 +242,7 @@ TEST_F(ClientPoolTest, ConnectTimeout) {
                             std::to_string(full.local_endpoint().port()));
   const Request request = MakeRequest(url, Verb::get, "/hello");
   Run([&]() -> asio::awaitable<void> {
-    ::inferd::StatusOr<Response> r = co_await pool_->Send(request, url);
+    ::inferd::StatusOr<ClientResponse> r = co_await pool_->Send(request, url);
     EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
     EXPECT_TRUE(Contains(r.status(), "connect timeout (100 ms) expired connecting to"))
         << r.status().ToString();

@@ -110,7 +110,7 @@ asio::awaitable<::inferd::StatusOr<std::optional<std::string>>> ClientStream::Ne
   co_return std::optional<std::string>(scratch_.substr(0, *n));
 }
 
-asio::awaitable<::inferd::StatusOr<Response>> ClientStream::ReadAll() {
+asio::awaitable<::inferd::StatusOr<ClientResponse>> ClientStream::ReadAll() {
   std::string body;
   while (true) {
     // Straight into the body: as much as Content-Length announces, else a piece.
@@ -124,7 +124,7 @@ asio::awaitable<::inferd::StatusOr<Response>> ClientStream::ReadAll() {
     body.resize(used + *n);
     if (*n == 0) break;
   }
-  Response response(std::move(parser_->get().base()));
+  ClientResponse response(std::move(parser_->get().base()));
   response.body() = std::move(body);
   co_return response;
 }

@@ -63,7 +63,7 @@ class ClientStream {
   // an error every later call returns the same error.
   boost::asio::awaitable<::inferd::StatusOr<std::optional<std::string>>> Next();
   // Reads the rest of the body and returns the whole response.
-  boost::asio::awaitable<::inferd::StatusOr<Response>> ReadAll();
+  boost::asio::awaitable<::inferd::StatusOr<ClientResponse>> ReadAll();
 
   // The body was read to its end, or the stream failed.
   bool done() const { return socket_ == nullptr; }

@@ -147,7 +147,7 @@ asio::awaitable<bool> TestServer::Answer(Stream& stream, const Request& request,
   }
   if (target == "/chunked") co_return co_await SendPieces(stream, "text/plain", kChunkedPieces, 2);
   if (target == "/sse") co_return co_await SendPieces(stream, "text/event-stream", kSseChunks, 3);
-  Response response{Status::ok, 11};
+  ClientResponse response{Status::ok, 11};
   response.keep_alive(target != "/close");
   response.body() = "conn " + std::to_string(number);
   if (target == "/hold") {
@@ -185,7 +185,7 @@ asio::awaitable<bool> TestServer::SendPieces(Stream& stream, std::string_view co
 
 asio::awaitable<void> ExpectBody(ClientPool& pool, const Request& request, const Url& url,
                                  std::string_view body) {
-  ::inferd::StatusOr<Response> r = co_await pool.Send(request, url);
+  ::inferd::StatusOr<ClientResponse> r = co_await pool.Send(request, url);
   EXPECT_TRUE(r.ok()) << r.status().ToString();
   if (r.ok()) {
     EXPECT_EQ(r->result(), Status::ok);

@@ -99,8 +99,8 @@ class ClientTlsTest : public ClientTest {
   }
 
   // Sends GET /hello with the pool and returns the outcome.
-  ::inferd::StatusOr<Response> SendHello() {
-    std::optional<::inferd::StatusOr<Response>> result;
+  ::inferd::StatusOr<ClientResponse> SendHello() {
+    std::optional<::inferd::StatusOr<ClientResponse>> result;
     Run([&]() -> asio::awaitable<void> { result = co_await pool_->Send(hello_, url_); });
     if (!result.has_value()) return InternalError("did not complete");
     return std::move(*result);
@@ -111,7 +111,7 @@ class ClientTlsTest : public ClientTest {
 
 fs::path* ClientTlsTest::dir_ = nullptr;
 
-void ExpectVerifyFailure(const ::inferd::StatusOr<Response>& r, std::string_view reason) {
+void ExpectVerifyFailure(const ::inferd::StatusOr<ClientResponse>& r, std::string_view reason) {
   EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
   EXPECT_NE(r.status().message().find("certificate verify failed: " + std::string(reason)),
             std::string::npos)

@@ -14,9 +14,7 @@ awaitable<void> Server::Impl::WriteError(Session& s, Status status, std::string_
   res.set(beast_http::field::server, "inferd");
   res.keep_alive(false);
   res.prepare_payload();
-  error_code ec;
-  s.stream.expires_after(options.write_timeout);
-  co_await beast_http::async_write(s.stream, res, asio::redirect_error(use_awaitable, ec));
+  error_code ec = co_await WriteResponse(s, res);
   // Lingering close: stop sending, then discard what the client still sends
   // for a moment, so that it reads our answer instead of a reset.
   s.stream.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -30,21 +28,21 @@ awaitable<void> Server::Impl::WriteError(Session& s, Status status, std::string_
   }
 }
 
-// Reads one request into `reader`. What is already buffered is parsed
-// synchronously (a small request that arrived whole costs no further I/O
-// and no timer); otherwise the rest is read under the read deadline, which
-// cancels the reads instead of closing the socket, so that the client still
-// gets its 408. Returns the I/O error that ended the read, if any; the
-// reader holds a protocol error.
+// Parses what `buf` holds into `reader`, consuming it.
+static void FeedBuffered(beast::flat_buffer& buf, RequestReader& reader) {
+  auto data = buf.data();
+  buf.consume(reader.Feed({static_cast<const char*>(data.data()), data.size()}));
+}
+
+// Reads the rest of a request into `reader` (ServeOne parsed what was
+// buffered already: a small request that arrived whole costs no coroutine,
+// no further I/O and no timer) under the read deadline, which cancels the
+// reads instead of closing the socket, so that the client still gets its
+// 408. Returns the I/O error that ended the read, if any; the reader holds
+// a protocol error.
 awaitable<error_code> Server::Impl::ReadRequest(Session& s, beast::flat_buffer& buf,
                                                 RequestReader& reader, bool* expired) {
-  auto feed = [&] {
-    auto data = buf.data();
-    buf.consume(reader.Feed({static_cast<const char*>(data.data()), data.size()}));
-  };
-  feed();
-  if (reader.done() || reader.error()) co_return error_code{};
-
+  auto feed = [&] { FeedBuffered(buf, reader); };
   auto deadline = std::make_shared<ReadDeadline>();
   asio::steady_timer timer(s.stream.get_executor(), options.read_timeout);
   timer.async_wait([deadline, &s](error_code tec) {
@@ -81,20 +79,9 @@ awaitable<error_code> Server::Impl::ReadRequest(Session& s, beast::flat_buffer& 
 // which sends a small response at once on an idle socket, then, only for
 // what is left, an asynchronous write under the write timeout.
 awaitable<error_code> Server::Impl::WriteResponse(Session& s, Response& res) {
-  std::string head;
-  head.reserve(256);
-  head += res.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  head += std::to_string(res.result_int());
-  head += ' ';
-  head.append(res.reason().data(), res.reason().size());
-  head += "\r\n";
-  for (const auto& field : res.base()) {
-    head.append(field.name_string().data(), field.name_string().size());
-    head += ": ";
-    head.append(field.value().data(), field.value().size());
-    head += "\r\n";
-  }
-  head += "\r\n";
+  std::string& head = s.head;  // kept by the session: no allocation per response
+  head.clear();
+  res.SerializeHeader(&head);
   std::array<asio::const_buffer, 2> wire = {asio::buffer(head), asio::buffer(res.body())};
   size_t total = head.size() + res.body().size();
   error_code ec;
@@ -117,7 +104,9 @@ awaitable<error_code> Server::Impl::WriteResponse(Session& s, Response& res) {
 awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
   RequestReader reader(reader_options);
   bool expired = false;
-  error_code ec = co_await ReadRequest(s, buf, reader, &expired);
+  error_code ec;
+  FeedBuffered(buf, reader);
+  if (!reader.done() && !reader.error()) ec = co_await ReadRequest(s, buf, reader, &expired);
   if (expired) {
     co_await WriteError(s, Status::request_timeout,
                         "request not received completely within " +

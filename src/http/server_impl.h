@@ -77,6 +77,7 @@ struct Session {
   // The session itself, for handlers that may outlive it (set by RunSession).
   std::weak_ptr<Session> self;
   IoWorker* worker;  // the thread it lives on
+  std::string head;  // the header being written (WriteResponse), reused
 };
 
 // A streamed response's buffer, between its producer (any thread) and the

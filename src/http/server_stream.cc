@@ -91,18 +91,7 @@ awaitable<bool> Server::Impl::WriteStream(Session& s, Response& head,
     head.keep_alive(false);
   }
   std::string wire;
-  wire += head.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  wire += std::to_string(head.result_int());
-  wire += ' ';
-  wire.append(head.reason().data(), head.reason().size());
-  wire += "\r\n";
-  for (const auto& field : head.base()) {
-    wire.append(field.name_string().data(), field.name_string().size());
-    wire += ": ";
-    wire.append(field.value().data(), field.value().size());
-    wire += "\r\n";
-  }
-  wire += "\r\n";
+  head.SerializeHeader(&wire);
   error_code ec;
   auto fail = [&] {
     if (auto c = cancel.lock()) c->Cancel(CancelledError("the client stopped reading the stream"));

@@ -6,6 +6,7 @@
 // clang-format on
 
 #include <boost/beast/http.hpp>
+#include <boost/container/small_vector.hpp>
 
 #include <functional>
 #include <memory>
@@ -14,18 +15,22 @@
 #include <vector>
 
 #include "common/cancellation.h"
+#include "http/response.h"
 
 namespace inferd::http {
 
 namespace beast_http = boost::beast::http;
 using Request = beast_http::request<beast_http::string_body>;
-using Response = beast_http::response<beast_http::string_body>;
+// What the HTTP client reads (a Beast message); the server answers with
+// http::Response (response.h).
+using ClientResponse = beast_http::response<beast_http::string_body>;
 using Status = beast_http::status;
 using Verb = beast_http::verb;
 
 // Path parameters captured by the router: "{model}" -> "resnet18".
 struct PathParams {
-  std::vector<std::pair<std::string_view, std::string>> values;
+  // Inline room for the KServe paths' {model} and {version}: no allocation.
+  boost::container::small_vector<std::pair<std::string_view, std::string>, 2> values;
   std::string_view Get(std::string_view name) const {
     for (const auto& [k, v] : values) {
       if (k == name) return v;

@@ -1,0 +1,183 @@
+#include "http/response.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
+
+namespace inferd::http {
+namespace {
+
+bool IEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const unsigned char x = static_cast<unsigned char>(a[i]) | 0x20;
+    if (x != (static_cast<unsigned char>(b[i]) | 0x20)) return false;
+    // `| 0x20` folds only letters correctly: tell apart the other pairs it
+    // merges ('@' and '`', '[' and '{', ...).
+    if (a[i] != b[i] && !(x >= 'a' && x <= 'z')) return false;
+  }
+  return true;
+}
+
+bool IsContentLength(std::string_view name) {
+  return IEquals(name, std::string_view("Content-Length"));
+}
+bool IsConnection(std::string_view name) { return IEquals(name, std::string_view("Connection")); }
+
+bool HasZeroByte(uint64_t v) {
+  return ((v - 0x0101010101010101ull) & ~v & 0x8080808080808080ull) != 0;
+}
+
+// Whether `s` holds CR, LF or NUL: eight bytes at a time.
+bool HasBreak(std::string_view s) {
+  constexpr uint64_t kCr = 0x0d0d0d0d0d0d0d0dull, kLf = 0x0a0a0a0a0a0a0a0aull;
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    if (HasZeroByte(w) || HasZeroByte(w ^ kCr) || HasZeroByte(w ^ kLf)) return true;
+  }
+  for (; i < s.size(); ++i) {
+    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string_view Response::FieldName(Field f) {
+  auto s = boost::beast::http::to_string(f);
+  return {s.data(), s.size()};
+}
+
+std::string_view Response::reason() const {
+  auto s = boost::beast::http::obsolete_reason(status_);
+  return {s.data(), s.size()};
+}
+
+std::pair<size_t, size_t> Response::Find(std::string_view name, size_t from) const {
+  const char* const data = fields_.data();
+  const size_t size = fields_.size();
+  for (size_t pos = from; pos < size;) {
+    const char* line = data + pos;
+    const size_t end = static_cast<const char*>(std::memchr(line, '\n', size - pos)) - data + 1;
+    if (end - pos > name.size() && line[name.size()] == ':' &&
+        IEquals(std::string_view(line, name.size()), name)) {
+      return {pos, end};
+    }
+    pos = end;
+  }
+  return {std::string::npos, std::string::npos};
+}
+
+void Response::Append(std::string_view name, std::string_view value) {
+  const size_t at = fields_.size();
+  const size_t n = name.size() + value.size() + 4;
+  // A typical header (KServe's answer with its ids: about 200 bytes) fits
+  // the first allocation.
+  if (fields_.capacity() < at + n) fields_.reserve(std::max<size_t>(320, 2 * (at + n)));
+  fields_.resize(at + n);
+  char* p = fields_.data() + at;
+  std::memcpy(p, name.data(), name.size());  // names come from code, not clients
+  p += name.size();
+  *p++ = ':';
+  *p++ = ' ';
+  char* v = p;
+  std::memcpy(p, value.data(), value.size());
+  p += value.size();
+  *p++ = '\r';
+  *p = '\n';
+  if (HasBreak(value)) {
+    for (char* c = v; c < v + value.size(); ++c) {
+      if (*c == '\r' || *c == '\n' || *c == '\0') *c = ' ';
+    }
+  }
+}
+
+void Response::set(std::string_view name, std::string_view value) {
+  if (IsContentLength(name)) {
+    size_t n = 0;
+    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    content_length_ = ec == std::errc() && p == value.data() + value.size() ? n : kUnset;
+    return;
+  }
+  if (IsConnection(name)) {
+    if (IEquals(value, std::string_view("close"))) keep_alive_ = false;
+    if (IEquals(value, std::string_view("keep-alive"))) keep_alive_ = true;
+    return;
+  }
+  erase(name);
+  Append(name, value);
+}
+
+void Response::insert(std::string_view name, std::string_view value) {
+  if (IsContentLength(name) || IsConnection(name)) {
+    set(name, value);
+    return;
+  }
+  Append(name, value);
+}
+
+void Response::erase(std::string_view name) {
+  if (IsContentLength(name)) {
+    content_length_ = kNone;
+    return;
+  }
+  if (IsConnection(name)) {
+    keep_alive_.reset();
+    return;
+  }
+  for (auto [begin, end] = Find(name, 0); begin != std::string::npos;
+       std::tie(begin, end) = Find(name, begin)) {
+    fields_.erase(begin, end - begin);
+  }
+}
+
+void Response::erase(Field name) { erase(FieldName(name)); }
+
+std::string_view Response::operator[](std::string_view name) const {
+  auto [begin, end] = Find(name, 0);
+  if (begin == std::string::npos) return {};
+  std::string_view line = std::string_view(fields_).substr(begin, end - begin - 2);
+  return line.substr(name.size() + 2);
+}
+
+size_t Response::count(std::string_view name) const {
+  size_t n = 0;
+  for (auto [begin, end] = Find(name, 0); begin != std::string::npos;
+       std::tie(begin, end) = Find(name, end)) {
+    ++n;
+  }
+  return n;
+}
+
+void Response::prepare_payload() {
+  const unsigned code = result_int();
+  content_length_ = code / 100 == 1 || code == 204 || code == 304 ? kNone : body_.size();
+}
+
+void Response::SerializeHeader(std::string* out) const {
+  *out += version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  char num[24];
+  auto [end, ec] = std::to_chars(num, num + sizeof(num), result_int());
+  out->append(num, end);
+  *out += ' ';
+  *out += reason();
+  *out += "\r\n";
+  *out += fields_;
+  if (content_length_ != kNone) {
+    *out += "Content-Length: ";
+    auto [e, ec2] = std::to_chars(num, num + sizeof(num),
+                                  content_length_ == kUnset ? body_.size() : content_length_);
+    out->append(num, e);
+    *out += "\r\n";
+  }
+  const bool keep = keep_alive();
+  if (version_ == 11 && !keep) *out += "Connection: close\r\n";
+  if (version_ == 10 && keep) *out += "Connection: keep-alive\r\n";
+  *out += "\r\n";
+}
+
+}  // namespace inferd::http

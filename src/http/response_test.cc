@@ -1,0 +1,115 @@
+#include "http/response.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace inferd::http {
+namespace {
+
+using Field = Response::Field;
+using Status = Response::Status;
+
+std::string Header(const Response& res) {
+  std::string out;
+  res.SerializeHeader(&out);
+  return out;
+}
+
+TEST(ResponseTest, SetReplacesEveryFieldOfTheNameCaseInsensitively) {
+  Response res{Status::ok};
+  res.insert("X-Tag", "a");
+  res.insert("x-tag", "b");
+  res.set(Field::content_type, "text/plain");
+  EXPECT_EQ(res.count("X-TAG"), 2u);
+  EXPECT_EQ(res["X-Tag"], "a");
+  res.set("X-Tag", "c");
+  EXPECT_EQ(res.count("x-tag"), 1u);
+  EXPECT_EQ(res["x-tag"], "c");
+  EXPECT_EQ(res[Field::content_type], "text/plain");
+  EXPECT_EQ(res["Content-Typf"], "");  // same length, another name
+  res.erase(Field::content_type);
+  EXPECT_EQ(res.count(Field::content_type), 0u);
+  EXPECT_EQ(res["X-Tag"], "c");
+}
+
+TEST(ResponseTest, NamesDifferingOnlyInNonLettersAreDifferent) {
+  Response res;
+  res.set("A@", "1");
+  res.set("a`", "2");  // '@' | 0x20 == '`': must not fold
+  EXPECT_EQ(res["A@"], "1");
+  EXPECT_EQ(res["a`"], "2");
+}
+
+TEST(ResponseTest, ForEachFieldVisitsInOrder) {
+  Response res;
+  res.set("B", "2");
+  res.set("A", "1");
+  res.insert("B", "3");
+  std::vector<std::pair<std::string, std::string>> seen;
+  res.ForEachField([&](std::string_view n, std::string_view v) { seen.emplace_back(n, v); });
+  std::vector<std::pair<std::string, std::string>> want = {{"B", "2"}, {"A", "1"}, {"B", "3"}};
+  EXPECT_EQ(seen, want);
+}
+
+TEST(ResponseTest, LineBreaksInValuesCannotSplitTheHeader) {
+  Response res{Status::ok};
+  res.set("X-Request-Id", "abc\r\nSet-Cookie: x=1");
+  res.set("X-Evil", std::string("v\0w", 3));
+  const std::string h = Header(res);
+  EXPECT_NE(h.find("X-Request-Id: abc  Set-Cookie: x=1\r\n"), std::string::npos) << h;
+  EXPECT_NE(h.find("X-Evil: v w\r\n"), std::string::npos) << h;
+  EXPECT_EQ(h.find("\r\nSet-Cookie"), std::string::npos) << h;
+}
+
+TEST(ResponseTest, SerializesStatusFieldsLengthAndConnection) {
+  Response res{Status::not_found};
+  res.set(Field::content_type, "application/json");
+  res.body() = "{}";
+  EXPECT_EQ(Header(res),
+            "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+            "Content-Length: 2\r\n\r\n");
+  res.keep_alive(false);
+  EXPECT_FALSE(res.keep_alive());
+  EXPECT_EQ(Header(res),
+            "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+            "Content-Length: 2\r\nConnection: close\r\n\r\n");
+  res.version(10);
+  EXPECT_EQ(Header(res).rfind("Connection"), std::string::npos);
+  res.keep_alive(true);
+  EXPECT_NE(Header(res).find("HTTP/1.0 404 Not Found\r\n"), std::string::npos);
+  EXPECT_NE(Header(res).find("Connection: keep-alive\r\n"), std::string::npos);
+}
+
+TEST(ResponseTest, KeepAliveDefaultsByVersion) {
+  EXPECT_TRUE(Response(Status::ok, 11).keep_alive());
+  EXPECT_FALSE(Response(Status::ok, 10).keep_alive());
+  Response res{Status::ok};
+  res.set(Field::connection, "close");
+  EXPECT_FALSE(res.keep_alive());
+  EXPECT_EQ(res.count(Field::connection), 0u);  // owned by keep_alive(), written once
+}
+
+TEST(ResponseTest, PreparedLengthSurvivesClearingTheBodyForHead) {
+  Response res{Status::ok};
+  res.body() = "hello";
+  res.prepare_payload();
+  res.body().clear();
+  EXPECT_NE(Header(res).find("Content-Length: 5\r\n"), std::string::npos);
+}
+
+TEST(ResponseTest, NoLengthForNoContentOrAfterErase) {
+  Response none{Status::no_content};
+  none.prepare_payload();
+  EXPECT_EQ(Header(none).find("Content-Length"), std::string::npos);
+  Response chunked{Status::ok};
+  chunked.body() = "x";
+  chunked.erase(Field::content_length);
+  chunked.set(Field::transfer_encoding, "chunked");
+  EXPECT_EQ(Header(chunked), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+}
+
+}  // namespace
+}  // namespace inferd::http
