@@ -80,12 +80,12 @@ void Response::Append(std::string_view name, std::string_view value) {
   if (fields_.capacity() < at + n) fields_.reserve(std::max<size_t>(320, 2 * (at + n)));
   fields_.resize(at + n);
   char* p = fields_.data() + at;
-  std::memcpy(p, name.data(), name.size());  // names come from code, not clients
+  if (!name.empty()) std::memcpy(p, name.data(), name.size());  // names: from code, not clients
   p += name.size();
   *p++ = ':';
   *p++ = ' ';
   char* v = p;
-  std::memcpy(p, value.data(), value.size());
+  if (!value.empty()) std::memcpy(p, value.data(), value.size());
   p += value.size();
   *p++ = '\r';
   *p = '\n';
@@ -106,6 +106,12 @@ void Response::set(std::string_view name, std::string_view value) {
   if (IsConnection(name)) {
     if (IEquals(value, std::string_view("close"))) keep_alive_ = false;
     if (IEquals(value, std::string_view("keep-alive"))) keep_alive_ = true;
+    return;
+  }
+  if (value.data() >= fields_.data() && value.data() < fields_.data() + fields_.size()) {
+    const std::string copy(value);  // a view into the fields, which erase moves
+    erase(name);
+    Append(name, copy);
     return;
   }
   erase(name);
@@ -155,7 +161,12 @@ size_t Response::count(std::string_view name) const {
 
 void Response::prepare_payload() {
   const unsigned code = result_int();
-  content_length_ = code / 100 == 1 || code == 204 || code == 304 ? kNone : body_.size();
+  if (code / 100 == 1 || code == 204 || code == 304) {
+    body_.clear();  // these have no body: bytes sent anyway would be read as the next answer
+    content_length_ = kNone;
+  } else {
+    content_length_ = body_.size();
+  }
 }
 
 void Response::SerializeHeader(std::string* out) const {

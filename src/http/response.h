@@ -49,7 +49,8 @@ class Response {
   void insert(Field name, std::string_view value) { insert(FieldName(name), value); }
   void erase(std::string_view name);
   void erase(Field name);
-  // The first value of `name`; empty when there is none.
+  // The first value of `name`; empty when there is none. The view lasts
+  // until the next change of the fields.
   std::string_view operator[](std::string_view name) const;
   std::string_view operator[](Field name) const { return (*this)[FieldName(name)]; }
   size_t count(std::string_view name) const;
@@ -75,8 +76,9 @@ class Response {
   bool keep_alive() const { return keep_alive_ ? *keep_alive_ : version_ == 11; }
   void keep_alive(bool keep) { keep_alive_ = keep; }
 
-  // Fixes Content-Length at the body's size (none for 1xx, 204 and 304),
-  // so that clearing the body afterwards (HEAD) keeps it.
+  // Fixes Content-Length at the body's size, so that clearing the body
+  // afterwards (HEAD) keeps it; 1xx, 204 and 304 get no Content-Length and
+  // lose any body (they have none on the wire).
   void prepare_payload();
   // Appends the status line, the fields, Content-Length (when prepared or
   // erased: as prepared, or none) and Connection, and the blank line.

@@ -43,6 +43,16 @@ TEST(ResponseTest, NamesDifferingOnlyInNonLettersAreDifferent) {
   EXPECT_EQ(res["a`"], "2");
 }
 
+TEST(ResponseTest, SetMayTakeAValueOfItsOwnFields) {
+  Response res;
+  res.set("A", "first-value-long-enough-to-move");
+  res.set("B", "2");
+  res.set("B", res["A"]);
+  res.set("A", res["A"]);
+  EXPECT_EQ(res["B"], "first-value-long-enough-to-move");
+  EXPECT_EQ(res["A"], "first-value-long-enough-to-move");
+}
+
 TEST(ResponseTest, ForEachFieldVisitsInOrder) {
   Response res;
   res.set("B", "2");
@@ -102,7 +112,9 @@ TEST(ResponseTest, PreparedLengthSurvivesClearingTheBodyForHead) {
 
 TEST(ResponseTest, NoLengthForNoContentOrAfterErase) {
   Response none{Status::no_content};
+  none.body() = "dropped";
   none.prepare_payload();
+  EXPECT_TRUE(none.body().empty());
   EXPECT_EQ(Header(none).find("Content-Length"), std::string::npos);
   Response chunked{Status::ok};
   chunked.body() = "x";
