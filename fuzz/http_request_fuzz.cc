@@ -10,8 +10,11 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "fuzz_check.h"
+#include "http/ascii.h"
 #include "http/request_reader.h"
 #include "http/router.h"
 
@@ -62,14 +65,16 @@ void CheckRequest(Request& req) {
 
   // Round trip with Content-Length framing.
   std::string wire = std::string(req.method_string()) + " " + std::string(target) + " HTTP/1.1\r\n";
-  for (const auto& f : req.base()) {
-    if (f.name() == beast_http::field::content_length ||
-        f.name() == beast_http::field::transfer_encoding ||
-        f.name() == beast_http::field::content_encoding) {
-      continue;
-    }
-    wire += std::string(f.name_string()) + ": " + std::string(f.value()) + "\r\n";
-  }
+  size_t kept = 0;
+  auto framing = [](std::string_view name) {
+    return IEquals(name, "Content-Length") || IEquals(name, "Transfer-Encoding") ||
+           IEquals(name, "Content-Encoding");
+  };
+  req.ForEachField([&](std::string_view name, std::string_view value) {
+    if (framing(name)) return;
+    wire += std::string(name) + ": " + std::string(value) + "\r\n";
+    ++kept;
+  });
   wire += "Content-Length: " + std::to_string(req.body().size()) + "\r\n\r\n" + req.body();
   RequestReader::Options big;
   big.max_body_bytes = 1 << 20;
@@ -82,6 +87,21 @@ void CheckRequest(Request& req) {
   FUZZ_CHECK(copy.method_string() == req.method_string());
   FUZZ_CHECK(copy.target() == req.target());
   FUZZ_CHECK(copy.body() == req.body());
+  FUZZ_CHECK(copy.version() == 11);
+  // The fields come back in order, names and values as they were.
+  std::vector<std::pair<std::string, std::string>> fields;
+  req.ForEachField([&](std::string_view name, std::string_view value) {
+    if (!framing(name)) fields.emplace_back(name, value);
+  });
+  FUZZ_CHECK(fields.size() == kept);
+  size_t i = 0;
+  copy.ForEachField([&](std::string_view name, std::string_view value) {
+    if (framing(name)) return;
+    FUZZ_CHECK(i < fields.size() && fields[i].first == name && fields[i].second == value);
+    FUZZ_CHECK(copy[name] == req[name]);
+    ++i;
+  });
+  FUZZ_CHECK(i == kept);
 }
 
 }  // namespace

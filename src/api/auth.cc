@@ -10,9 +10,8 @@ StatusOr<std::string> ReadCredential(const http::Request& req) {
 }
 
 StatusOr<int> ReadPriority(const http::Request& req) {
-  auto it = req.find("X-Inferd-Priority");
-  if (it == req.end()) return 0;
-  std::string_view v(it->value().data(), it->value().size());
+  if (req.count("X-Inferd-Priority") == 0) return 0;
+  const std::string_view v = req["X-Inferd-Priority"];
   int level = -1;
   auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), level);
   if (ec != std::errc() || end != v.data() + v.size() || level < 0 || level > 255) {

@@ -25,7 +25,7 @@ struct CacheControl {
   bool no_store = false;
 };
 
-CacheControl ParseCacheControl(boost::beast::string_view value) {
+CacheControl ParseCacheControl(std::string_view value) {
   CacheControl cc;
   if (value.empty()) return cc;
   std::string v(value.data(), value.size());
@@ -49,10 +49,9 @@ CacheControl ParseCacheControl(boost::beast::string_view value) {
 StatusOr<int64_t> JsonLength(const Request& req) {
   int64_t json_length = -1;
   std::string_view first;
-  auto [begin, end] = req.equal_range("Inference-Header-Content-Length");
-  for (auto it = begin; it != end; ++it) {
-    std::string_view hdr(it->value().data(), it->value().size());
-    if (it != begin) {
+  bool first_seen = false;
+  for (std::string_view hdr : req.values("Inference-Header-Content-Length")) {
+    if (first_seen) {
       if (hdr != first) {
         return InvalidArgumentError("conflicting Inference-Header-Content-Length headers ('" +
                                     std::string(first) + "' and '" + std::string(hdr) + "')");
@@ -60,6 +59,7 @@ StatusOr<int64_t> JsonLength(const Request& req) {
       continue;
     }
     first = hdr;
+    first_seen = true;
     auto [p, ec] = std::from_chars(hdr.data(), hdr.data() + hdr.size(), json_length);
     if (ec != std::errc() || p != hdr.data() + hdr.size() || json_length < 0) {
       return InvalidArgumentError("invalid Inference-Header-Content-Length '" + std::string(hdr) +
@@ -69,10 +69,7 @@ StatusOr<int64_t> JsonLength(const Request& req) {
   return json_length;
 }
 
-std::string_view HeaderValue(const Request& req, std::string_view name) {
-  auto v = req[boost::beast::string_view(name.data(), name.size())];
-  return {v.data(), v.size()};
-}
+std::string_view HeaderValue(const Request& req, std::string_view name) { return req[name]; }
 
 // RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers:
 // `"tenant";q=100;w=1;burst=20` and `"tenant";r=17;t=1`), and Retry-After

@@ -97,7 +97,7 @@ Status HttpError(const std::string& what, const http::ClientResponse& r) {
 StatusOr<ModelMetadata> FetchMetadata(const http::Url& url, const std::string& model_path,
                                       const RequestIdentity& identity,
                                       std::chrono::milliseconds timeout) {
-  http::Request req = http::MakeRequest(url, http::Verb::get, model_path);
+  http::ClientRequest req = http::MakeRequest(url, http::Verb::get, model_path);
   ApplyIdentity(identity, /*with_priority=*/false, req);
   StatusOr<http::ClientResponse> r = http::FetchOnce(url, req, timeout);
   const std::string what = "GET " + url.base_path + model_path;

@@ -93,7 +93,8 @@ TEST(UrlTest, Rejects) {
 TEST(ClientTest, MakeRequestSetsHeaders) {
   auto u = http::ParseUrl("http://h:81/base");
   ASSERT_TRUE(u.ok());
-  http::Request r = http::MakeRequest(*u, http::Verb::post, "/v2/x", "{}", "application/json");
+  http::ClientRequest r =
+      http::MakeRequest(*u, http::Verb::post, "/v2/x", "{}", "application/json");
   EXPECT_EQ(r.target(), "/base/v2/x");
   EXPECT_EQ(r[http::beast_http::field::host], "h:81");
   EXPECT_EQ(r[http::beast_http::field::content_length], "2");

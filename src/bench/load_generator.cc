@@ -53,10 +53,10 @@ struct LoadThread {
   // unique_fraction a copy made unique (see LoadSpec::unique_fraction).
   // `scratch` belongs to the calling client, so the returned reference
   // stays valid while that client's request is in flight.
-  const http::Request& Next(std::optional<http::Request>* scratch) {
+  const http::ClientRequest& Next(std::optional<http::ClientRequest>* scratch) {
     if (unique_fraction <= 0 || coin(rng) >= unique_fraction) return request;
     if (!*scratch) scratch->emplace(request);
-    http::Request& r = **scratch;
+    http::ClientRequest& r = **scratch;
     r.body().assign(request.body());
     float mark[3] = {static_cast<float>(++unique_count), thread_index, run_nonce};
     static_assert(sizeof(mark) == LoadSpec::kUniqueMarkBytes);
@@ -102,7 +102,7 @@ struct LoadThread {
   const Window window;
   const http::Url url;
   http::ClientConnection::Options conn_options;
-  const http::Request request;  // this thread's own copy
+  const http::ClientRequest request;  // this thread's own copy
   const double unique_fraction;
   const size_t unique_offset;
   std::mt19937_64 rng;
@@ -133,7 +133,7 @@ struct LoadThread {
 // Closed loop: one connection, one request outstanding, until the window ends.
 asio::awaitable<void> ClosedLoopClient(LoadThread* t) {
   http::ClientConnection conn(co_await asio::this_coro::executor, t->url, t->conn_options);
-  std::optional<http::Request> scratch;
+  std::optional<http::ClientRequest> scratch;
   for (TimePoint sent = SteadyClock::now(); sent < t->window.end; sent = SteadyClock::now()) {
     StatusOr<http::ClientResponse> r = co_await conn.Send(t->Next(&scratch));
     t->Record(sent, SteadyClock::now(), r);
@@ -145,7 +145,7 @@ asio::awaitable<void> OpenLoopWorker(LoadThread* t) {
   auto executor = co_await asio::this_coro::executor;
   http::ClientConnection conn(executor, t->url, t->conn_options);
   asio::steady_timer wake(executor);
-  std::optional<http::Request> scratch;
+  std::optional<http::ClientRequest> scratch;
   boost::system::error_code ec;
   while (true) {
     if (t->pending.empty()) {

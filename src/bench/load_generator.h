@@ -23,7 +23,7 @@ namespace inferd::bench {
 
 struct LoadSpec {
   http::Url url;
-  http::Request request;  // sent as-is, over and over
+  http::ClientRequest request;  // sent as-is, over and over
   int threads = 1;
   std::chrono::nanoseconds warmup{std::chrono::seconds(1)};
   std::chrono::nanoseconds duration{std::chrono::seconds(5)};

@@ -53,7 +53,7 @@ using http::beast_http::field;
 // server closing an idle connection would.
 class FakeServer {
  public:
-  using Handler = std::function<std::optional<http::ClientResponse>(const http::Request&)>;
+  using Handler = std::function<std::optional<http::ClientResponse>(const http::ClientRequest&)>;
 
   explicit FakeServer(Handler handler)
       : handler_(std::move(handler)), acceptor_(ioc_, {asio::ip::make_address("127.0.0.1"), 0}) {
@@ -82,7 +82,7 @@ class FakeServer {
     beast::flat_buffer buffer;
     beast::error_code ec;
     while (true) {
-      http::Request req;
+      http::ClientRequest req;
       co_await http::beast_http::async_read(socket, buffer, req,
                                             asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
@@ -119,7 +119,7 @@ http::ClientResponse Reply(http::Status status, std::string body = "{}") {
   return res;
 }
 
-std::optional<http::ClientResponse> Route(const http::Request& req) {
+std::optional<http::ClientResponse> Route(const http::ClientRequest& req) {
   const std::string target(req.target());
   if (target == "/hang") return std::nullopt;
   if (target == "/busy") return Reply(http::Status::service_unavailable);
@@ -138,7 +138,7 @@ std::vector<StatusOr<http::ClientResponse>> SendSequence(const http::Url& url,
                                                          int64_t* connects) {
   asio::io_context ioc;
   http::ClientConnection conn(ioc.get_executor(), url, options);
-  const http::Request req = http::MakeRequest(url, http::Verb::get, target);
+  const http::ClientRequest req = http::MakeRequest(url, http::Verb::get, target);
   std::vector<StatusOr<http::ClientResponse>> results;
   asio::co_spawn(
       ioc,
@@ -274,7 +274,7 @@ struct FakeModel {
   // global=<X-Global>" -> requests.
   std::map<std::string, int> identities;
 
-  std::optional<http::ClientResponse> operator()(const http::Request& req) {
+  std::optional<http::ClientResponse> operator()(const http::ClientRequest& req) {
     const std::string target(req.target());
     {
       std::lock_guard<std::mutex> lock(mu);

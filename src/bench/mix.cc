@@ -224,7 +224,8 @@ RequestIdentity ClassIdentity(const RequestIdentity& defaults, const MixClass& m
   return identity;
 }
 
-void ApplyIdentity(const RequestIdentity& identity, bool with_priority, http::Request& request) {
+void ApplyIdentity(const RequestIdentity& identity, bool with_priority,
+                   http::ClientRequest& request) {
   for (const Header& h : identity.headers) request.erase(h.name);
   for (const Header& h : identity.headers) request.insert(h.name, h.value);
   if (!identity.api_key.empty()) {

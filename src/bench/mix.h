@@ -79,6 +79,7 @@ RequestIdentity ClassIdentity(const RequestIdentity& defaults, const MixClass& m
 // Sets `identity` on `request`: each header name replaces any earlier value
 // (a name listed twice sends both values), then Authorization when there is
 // an API key, then X-Inferd-Priority when `with_priority` and priority > 0.
-void ApplyIdentity(const RequestIdentity& identity, bool with_priority, http::Request& request);
+void ApplyIdentity(const RequestIdentity& identity, bool with_priority,
+                   http::ClientRequest& request);
 
 }  // namespace inferd::bench

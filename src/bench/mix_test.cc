@@ -169,7 +169,8 @@ TEST(IdentityTest, AppliesHeaders) {
   id.priority = 2;
   id.headers = {{"User-Agent", "mine"}, {"X-Multi", "1"}, {"X-Multi", "2"}};
 
-  http::Request req = http::MakeRequest(*url, http::Verb::post, "/infer", "{}", "application/json");
+  http::ClientRequest req =
+      http::MakeRequest(*url, http::Verb::post, "/infer", "{}", "application/json");
   ApplyIdentity(id, /*with_priority=*/true, req);
   EXPECT_EQ(req[field::authorization], "Bearer K1");
   EXPECT_EQ(req["X-Inferd-Priority"], "2");
@@ -178,12 +179,12 @@ TEST(IdentityTest, AppliesHeaders) {
   EXPECT_EQ(req.count("X-Multi"), 2u);
   EXPECT_EQ(req[field::content_length], "2");
 
-  http::Request get = http::MakeRequest(*url, http::Verb::get, "/meta");
+  http::ClientRequest get = http::MakeRequest(*url, http::Verb::get, "/meta");
   ApplyIdentity(id, /*with_priority=*/false, get);
   EXPECT_EQ(get[field::authorization], "Bearer K1");
   EXPECT_EQ(get.count("X-Inferd-Priority"), 0u);
 
-  http::Request none = http::MakeRequest(*url, http::Verb::get, "/meta");
+  http::ClientRequest none = http::MakeRequest(*url, http::Verb::get, "/meta");
   ApplyIdentity(RequestIdentity{}, /*with_priority=*/true, none);
   EXPECT_EQ(none.count(field::authorization), 0u);
   EXPECT_EQ(none.count("X-Inferd-Priority"), 0u);  // priority 0: the model's default

@@ -72,13 +72,14 @@ void CacheKeyBuilder::AddParameter(std::string_view key, std::string_view value)
 
 namespace {
 
-void AppendTagged(std::string* out, char tag, std::string_view bytes) {
-  char head[9];
-  head[0] = tag;
-  uint64_t n = bytes.size();
-  std::memcpy(head + 1, &n, 8);
-  out->append(head, 9);
-  out->append(bytes);
+// Writes `tag`, the length of `bytes` (8 bytes, host order) and `bytes` at
+// `p`, in a buffer sized for them; returns the end.
+char* PutTagged(char* p, char tag, std::string_view bytes) {
+  *p = tag;
+  const uint64_t n = bytes.size();
+  std::memcpy(p + 1, &n, 8);
+  if (n > 0) std::memcpy(p + 9, bytes.data(), n);
+  return p + 9 + n;
 }
 
 std::string Sha256(std::string_view bytes) {
@@ -98,16 +99,19 @@ CacheKey EncodedRequestKey(std::string_view ns, std::string_view model, int64_t 
   std::string_view version_text(v, static_cast<size_t>(end - v));
   CacheKey key;
   std::string& c = key.check;  // 'C' + the canonical bytes
-  c.reserve(1 + 6 * 9 + 8 + ns.size() + model.size() + version_text.size() + encoding.size() +
-            bytes.size());
-  c.push_back('C');
-  AppendTagged(&c, 'n', ns);
-  AppendTagged(&c, 'm', model);
-  AppendTagged(&c, 'v', version_text);
-  if (revision != 0)
-    AppendTagged(&c, 'r', std::string_view(reinterpret_cast<const char*>(&revision), 8));
-  AppendTagged(&c, 'e', encoding);
-  AppendTagged(&c, 'b', bytes);
+  const std::string_view rev(reinterpret_cast<const char*>(&revision), revision != 0 ? 8 : 0);
+  const std::string_view parts[] = {ns, model, version_text, rev, encoding, bytes};
+  const char tags[] = {'n', 'm', 'v', 'r', 'e', 'b'};
+  size_t total = 1;
+  for (size_t i = 0; i < 6; ++i) total += i == 3 && revision == 0 ? 0 : 9 + parts[i].size();
+  // Sized once and written in place: this runs on every memo probe.
+  c.resize(total);
+  char* p = c.data();
+  *p++ = 'C';
+  for (size_t i = 0; i < 6; ++i) {
+    if (i == 3 && revision == 0) continue;
+    p = PutTagged(p, tags[i], parts[i]);
+  }
   XXH128_hash_t d = XXH3_128bits(c.data() + 1, c.size() - 1);
   key.digest = {d.high64, d.low64};
   key.model = std::string(model);

@@ -114,9 +114,9 @@ std::string_view TransportErrorKind(const IStatus& status) {
   }
 }
 
-Request MakeRequest(const Url& url, Verb method, std::string_view target, std::string body,
-                    std::string_view content_type) {
-  Request req{method, url.base_path + std::string(target), 11};
+ClientRequest MakeRequest(const Url& url, Verb method, std::string_view target, std::string body,
+                          std::string_view content_type) {
+  ClientRequest req{method, url.base_path + std::string(target), 11};
   req.set(beast_http::field::host, url.HostHeader());
   req.set(beast_http::field::user_agent, std::string(kUserAgent));
   if (!content_type.empty()) req.set(beast_http::field::content_type, std::string(content_type));
@@ -146,7 +146,8 @@ asio::awaitable<::inferd::StatusOr<std::unique_ptr<ClientSocket>>> ClientConnect
   co_return socket;
 }
 
-asio::awaitable<::inferd::StatusOr<ClientResponse>> ClientConnection::Send(const Request& request) {
+asio::awaitable<::inferd::StatusOr<ClientResponse>> ClientConnection::Send(
+    const ClientRequest& request) {
   if (url_.tls && tls_context_ == nullptr) {
     ::inferd::StatusOr<std::shared_ptr<asio::ssl::context>> tls =
         MakeClientTlsContext(options_.tls);
@@ -169,7 +170,7 @@ asio::awaitable<::inferd::StatusOr<ClientResponse>> ClientConnection::Send(const
   co_return co_await (*stream)->ReadAll();
 }
 
-::inferd::StatusOr<ClientResponse> FetchOnce(const Url& url, const Request& request,
+::inferd::StatusOr<ClientResponse> FetchOnce(const Url& url, const ClientRequest& request,
                                              std::chrono::milliseconds timeout) {
   asio::io_context ioc;
   ClientConnection::Options options;
@@ -199,7 +200,7 @@ asio::awaitable<::inferd::StatusOr<ClientResponse>> ClientConnection::Send(const
                                              std::chrono::milliseconds timeout) {
   INFERD_ASSIGN_OR_RETURN(Url parsed, ParseUrl(url));
   const std::string_view content_type = body.empty() ? "" : "application/json";
-  const Request request = MakeRequest(parsed, method, target, std::move(body), content_type);
+  const ClientRequest request = MakeRequest(parsed, method, target, std::move(body), content_type);
   return FetchOnce(parsed, request, timeout);
 }
 

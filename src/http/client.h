@@ -60,8 +60,8 @@ struct Url {
 // A request for `target` on `url` (its base path is prepended) with the Host,
 // User-Agent, keep-alive and Content-Length headers set; Content-Type only
 // when `content_type` is non-empty.
-Request MakeRequest(const Url& url, Verb method, std::string_view target, std::string body = {},
-                    std::string_view content_type = {});
+ClientRequest MakeRequest(const Url& url, Verb method, std::string_view target,
+                          std::string body = {}, std::string_view content_type = {});
 
 // Short name for a transport failure: "connect", "timeout" or "io"
 // (see the code mapping above). For an OK status: "ok".
@@ -99,7 +99,7 @@ class ClientConnection {
   // Sends `request` and reads the response. `request` is only read, so one
   // prepared request can be sent many times without copying its body; it
   // must stay alive until the returned awaitable completes.
-  boost::asio::awaitable<::inferd::StatusOr<ClientResponse>> Send(const Request& request);
+  boost::asio::awaitable<::inferd::StatusOr<ClientResponse>> Send(const ClientRequest& request);
 
   // Closes the idle socket; the next Send reconnects. (A Send in flight
   // owns its socket until it completes.)
@@ -131,7 +131,7 @@ class ClientConnection {
     std::chrono::milliseconds timeout = std::chrono::seconds(10));
 // Same, for a prepared request (see MakeRequest) to `url`.
 ::inferd::StatusOr<ClientResponse> FetchOnce(
-    const Url& url, const Request& request,
+    const Url& url, const ClientRequest& request,
     std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 }  // namespace inferd::http

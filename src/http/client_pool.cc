@@ -48,9 +48,8 @@ class ClientPool::Impl : public std::enable_shared_from_this<Impl> {
         timeouts_{options.connect_timeout, options.first_byte_timeout, options.read_idle_timeout,
                   options.total_timeout} {}
 
-  asio::awaitable<::inferd::StatusOr<std::unique_ptr<ClientStream>>> Open(const Request& request,
-                                                                          Url url,
-                                                                          CallOptions call);
+  asio::awaitable<::inferd::StatusOr<std::unique_ptr<ClientStream>>> Open(
+      const ClientRequest& request, Url url, CallOptions call);
   Stats GetStats() const;
   // Closes the idle connections and fails the waiting requests.
   void Shutdown();
@@ -79,7 +78,7 @@ class ClientPool::Impl : public std::enable_shared_from_this<Impl> {
 };
 
 asio::awaitable<::inferd::StatusOr<std::unique_ptr<ClientStream>>> ClientPool::Impl::Open(
-    const Request& request, Url url, CallOptions call) {
+    const ClientRequest& request, Url url, CallOptions call) {
   if (closed_) co_return CancelledError("the client pool was destroyed");
   ClientTimeouts timeouts = timeouts_;
   if (call.total_timeout.has_value()) timeouts.total = *call.total_timeout;
@@ -212,7 +211,7 @@ void ClientPool::Impl::Shutdown() {
 
 ClientPool::~ClientPool() { impl_->Shutdown(); }
 
-asio::awaitable<::inferd::StatusOr<ClientResponse>> ClientPool::Send(const Request& request,
+asio::awaitable<::inferd::StatusOr<ClientResponse>> ClientPool::Send(const ClientRequest& request,
                                                                      const Url& url,
                                                                      CallOptions call) {
   std::shared_ptr<Impl> impl = impl_;  // outlives the pool object if need be
@@ -223,7 +222,7 @@ asio::awaitable<::inferd::StatusOr<ClientResponse>> ClientPool::Send(const Reque
 }
 
 asio::awaitable<::inferd::StatusOr<std::unique_ptr<ClientStream>>> ClientPool::Open(
-    const Request& request, const Url& url, CallOptions call) {
+    const ClientRequest& request, const Url& url, CallOptions call) {
   std::shared_ptr<Impl> impl = impl_;
   co_return co_await impl->Open(request, url, call);
 }

@@ -103,14 +103,14 @@ class ClientPool {
   // Sends `request` (see MakeRequest) to the origin of `url` and reads the
   // whole response. `request` and `url` are only read; keep them alive
   // until this completes.
-  boost::asio::awaitable<::inferd::StatusOr<ClientResponse>> Send(const Request& request,
+  boost::asio::awaitable<::inferd::StatusOr<ClientResponse>> Send(const ClientRequest& request,
                                                                   const Url& url,
                                                                   CallOptions call = {});
   // Sends `request` and returns once the response header arrived; the body
   // is then read with ClientStream::Next (or SseReader). `request` and
   // `url` must stay alive until this completes (not for the stream's life).
   boost::asio::awaitable<::inferd::StatusOr<std::unique_ptr<ClientStream>>> Open(
-      const Request& request, const Url& url, CallOptions call = {});
+      const ClientRequest& request, const Url& url, CallOptions call = {});
 
   Stats GetStats() const;
   const boost::asio::any_io_executor& executor() const;

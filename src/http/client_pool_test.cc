@@ -51,7 +51,7 @@ TEST_F(ClientPoolTest, ConnectionLimitQueuesRequests) {
   ClientPool::Options options;
   options.max_connections = 2;
   Start(options);
-  const Request hold = Get("/hold");
+  const ClientRequest hold = Get("/hold");
   std::vector<::inferd::StatusOr<ClientResponse>> results;
   Counter done(ioc_);
   Run([&]() -> asio::awaitable<void> {
@@ -90,7 +90,7 @@ TEST_F(ClientPoolTest, WaiterTimesOutWhenNoConnectionFrees) {
   ClientPool::Options options;
   options.max_connections = 1;
   Start(options);
-  const Request chunked = Get("/chunked");
+  const ClientRequest chunked = Get("/chunked");
   Run([&]() -> asio::awaitable<void> {
     // The only connection stays busy while this stream is unfinished.
     auto stream = co_await pool_->Open(chunked, url_);
@@ -109,7 +109,7 @@ TEST_F(ClientPoolTest, DestroyingThePoolCancelsWaiters) {
   ClientPool::Options options;
   options.max_connections = 1;
   Start(options);
-  const Request stall = Get("/stall");
+  const ClientRequest stall = Get("/stall");
   std::optional<::inferd::StatusOr<ClientResponse>> stalled;
   std::optional<::inferd::StatusOr<ClientResponse>> waited;
   Run([&]() -> asio::awaitable<void> {
@@ -150,7 +150,7 @@ TEST_F(ClientPoolTest, ConnectionCloseAndMaxIdleAreNotPooled) {
   ClientPool::Options options;
   options.max_idle = 0;
   Start(options);
-  const Request close = Get("/close");
+  const ClientRequest close = Get("/close");
   Run([&]() -> asio::awaitable<void> {
     co_await ExpectBody(*pool_, close, url_, "conn 1");
     EXPECT_EQ(pool_->GetStats().open, 0);
@@ -163,7 +163,7 @@ TEST_F(ClientPoolTest, ConnectionCloseAndMaxIdleAreNotPooled) {
 
 TEST_F(ClientPoolTest, RetriesOnceWhenTheServerClosedAnIdleConnection) {
   Start();
-  const Request drop = Get("/drop");
+  const ClientRequest drop = Get("/drop");
   Run([&]() -> asio::awaitable<void> {
     co_await ExpectBody(*pool_, drop, url_, "conn 1");
     co_await ExpectBody(*pool_, hello_, url_, "conn 2");
@@ -175,7 +175,7 @@ TEST_F(ClientPoolTest, FirstByteTimeout) {
   ClientPool::Options options;
   options.first_byte_timeout = milliseconds(50);
   Start(options);
-  const Request stall = Get("/stall");
+  const ClientRequest stall = Get("/stall");
   Run([&]() -> asio::awaitable<void> {
     ::inferd::StatusOr<ClientResponse> r = co_await pool_->Send(stall, url_);
     EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded);
@@ -188,7 +188,7 @@ TEST_F(ClientPoolTest, FirstByteTimeout) {
 
 TEST_F(ClientPoolTest, TotalTimeout) {
   Start();
-  const Request stall = Get("/stall");
+  const ClientRequest stall = Get("/stall");
   Run([&]() -> asio::awaitable<void> {
     ::inferd::StatusOr<ClientResponse> r =
         co_await pool_->Send(stall, url_, {.total_timeout = milliseconds(50)});
@@ -216,7 +216,7 @@ TEST_F(ClientPoolTest, ConnectionRefused) {
   }
   Start();
   const Url closed = *ParseUrl("http://127.0.0.1:" + std::to_string(port));
-  const Request to_closed = MakeRequest(closed, Verb::get, "/hello");
+  const ClientRequest to_closed = MakeRequest(closed, Verb::get, "/hello");
   Run([&]() -> asio::awaitable<void> {
     ::inferd::StatusOr<ClientResponse> r = co_await pool_->Send(to_closed, closed);
     EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
@@ -240,7 +240,7 @@ TEST_F(ClientPoolTest, ConnectTimeout) {
   Start(options);
   const Url url = *ParseUrl("http://" + full.local_endpoint().address().to_string() + ":" +
                             std::to_string(full.local_endpoint().port()));
-  const Request request = MakeRequest(url, Verb::get, "/hello");
+  const ClientRequest request = MakeRequest(url, Verb::get, "/hello");
   Run([&]() -> asio::awaitable<void> {
     ::inferd::StatusOr<ClientResponse> r = co_await pool_->Send(request, url);
     EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();

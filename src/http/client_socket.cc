@@ -136,7 +136,8 @@ IStatus ClientSocket::IoFailure(const beast::error_code& ec, const ExchangeDeadl
   return InternalError("io: " + std::string(doing) + " " + origin_ + ": " + ec.message());
 }
 
-asio::awaitable<IStatus> ClientSocket::StartExchange(const Request& request, ResponseParser& parser,
+asio::awaitable<IStatus> ClientSocket::StartExchange(const ClientRequest& request,
+                                                     ResponseParser& parser,
                                                      const ExchangeDeadlines& deadlines,
                                                      bool* stale) {
   *stale = false;

@@ -102,7 +102,7 @@ class ClientSocket {
   // response header into `parser`. On failure the socket is closed, and
   // *stale tells whether it failed before any response byte the way a
   // connection closed by the server does (one retry on a new one is safe).
-  boost::asio::awaitable<::inferd::Status> StartExchange(const Request& request,
+  boost::asio::awaitable<::inferd::Status> StartExchange(const ClientRequest& request,
                                                          ResponseParser& parser,
                                                          const ExchangeDeadlines& deadlines,
                                                          bool* stale);

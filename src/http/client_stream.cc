@@ -15,7 +15,7 @@ using IStatus = ::inferd::Status;
 constexpr size_t kPieceBytes = 16 * 1024;
 constexpr uint32_t kMaxHeaderBytes = 64 * 1024;
 
-std::unique_ptr<ResponseParser> MakeParser(const Request& request, uint64_t max_body_bytes) {
+std::unique_ptr<ResponseParser> MakeParser(const ClientRequest& request, uint64_t max_body_bytes) {
   auto parser = std::make_unique<ResponseParser>();
   parser->header_limit(kMaxHeaderBytes);
   parser->body_limit(max_body_bytes);
@@ -39,7 +39,7 @@ ClientStream::~ClientStream() {
 }
 
 asio::awaitable<::inferd::StatusOr<std::unique_ptr<ClientStream>>> ClientStream::Start(
-    std::unique_ptr<ClientSocket> socket, Connector connect, const Request& request,
+    std::unique_ptr<ClientSocket> socket, Connector connect, const ClientRequest& request,
     ExchangeDeadlines deadlines, uint64_t max_body_bytes, Release release) {
   for (int attempt = 0;; ++attempt) {
     const bool reused = socket != nullptr;

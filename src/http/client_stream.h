@@ -48,7 +48,7 @@ class ClientStream {
   // reused connection that turns out closed by the server before any
   // response byte is replaced once. On failure `release` has been called.
   static boost::asio::awaitable<::inferd::StatusOr<std::unique_ptr<ClientStream>>> Start(
-      std::unique_ptr<ClientSocket> socket, Connector connect, const Request& request,
+      std::unique_ptr<ClientSocket> socket, Connector connect, const ClientRequest& request,
       ExchangeDeadlines deadlines, uint64_t max_body_bytes, Release release);
 
   ClientStream(const ClientStream&) = delete;

@@ -35,7 +35,7 @@ asio::awaitable<std::string> NextPiece(ClientStream& stream) {
 
 TEST_F(ClientStreamTest, ReadsAChunkedBodyPieceByPiece) {
   Start();
-  const Request chunked = Get("/chunked");
+  const ClientRequest chunked = Get("/chunked");
   Run([&]() -> asio::awaitable<void> {
     auto opened = co_await pool_->Open(chunked, url_);
     CO_ASSERT_OK(opened);
@@ -58,7 +58,7 @@ TEST_F(ClientStreamTest, ReadsAChunkedBodyPieceByPiece) {
 
 TEST_F(ClientStreamTest, ConnectionGoesBackOnlyAfterTheBodyWasRead) {
   Start();
-  const Request chunked = Get("/chunked");
+  const ClientRequest chunked = Get("/chunked");
   Run([&]() -> asio::awaitable<void> {
     auto opened = co_await pool_->Open(chunked, url_);
     CO_ASSERT_OK(opened);
@@ -75,7 +75,7 @@ TEST_F(ClientStreamTest, ConnectionGoesBackOnlyAfterTheBodyWasRead) {
 
 TEST_F(ClientStreamTest, AnAbandonedStreamClosesItsConnection) {
   Start();
-  const Request chunked = Get("/chunked");
+  const ClientRequest chunked = Get("/chunked");
   Run([&]() -> asio::awaitable<void> {
     auto opened = co_await pool_->Open(chunked, url_);
     CO_ASSERT_OK(opened);
@@ -90,7 +90,7 @@ TEST_F(ClientStreamTest, ReadIdleTimeout) {
   ClientPool::Options options;
   options.read_idle_timeout = milliseconds(100);
   Start(options);
-  const Request chunked = Get("/chunked");
+  const ClientRequest chunked = Get("/chunked");
   Run([&]() -> asio::awaitable<void> {
     auto opened = co_await pool_->Open(chunked, url_);
     CO_ASSERT_OK(opened);
@@ -108,7 +108,7 @@ TEST_F(ClientStreamTest, ReadIdleTimeout) {
 
 TEST_F(ClientStreamTest, ReadsServerSentEventsAsTheyArrive) {
   Start();
-  const Request sse = Get("/sse");
+  const ClientRequest sse = Get("/sse");
   Run([&]() -> asio::awaitable<void> {
     auto opened = co_await pool_->Open(sse, url_);
     CO_ASSERT_OK(opened);

@@ -128,7 +128,7 @@ asio::awaitable<void> TestServer::Serve(std::shared_ptr<Stream> stream, int numb
   }
   beast::flat_buffer buffer;
   while (alive && !stopped_) {
-    Request request;
+    ClientRequest request;
     co_await beast_http::async_read(*stream, buffer, request, Await(ec));
     if (ec) break;
     alive = co_await Answer(*stream, request, number);
@@ -139,7 +139,7 @@ asio::awaitable<void> TestServer::Serve(std::shared_ptr<Stream> stream, int numb
 }
 
 template <typename Stream>
-asio::awaitable<bool> TestServer::Answer(Stream& stream, const Request& request, int number) {
+asio::awaitable<bool> TestServer::Answer(Stream& stream, const ClientRequest& request, int number) {
   const std::string target(request.target());
   if (target == "/stall") {
     co_await stop_.WaitAtLeast(1);
@@ -183,7 +183,7 @@ asio::awaitable<bool> TestServer::SendPieces(Stream& stream, std::string_view co
   co_return true;
 }
 
-asio::awaitable<void> ExpectBody(ClientPool& pool, const Request& request, const Url& url,
+asio::awaitable<void> ExpectBody(ClientPool& pool, const ClientRequest& request, const Url& url,
                                  std::string_view body) {
   ::inferd::StatusOr<ClientResponse> r = co_await pool.Send(request, url);
   EXPECT_TRUE(r.ok()) << r.status().ToString();

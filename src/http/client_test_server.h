@@ -120,7 +120,7 @@ class TestServer {
   boost::asio::awaitable<void> Serve(std::shared_ptr<Stream> stream, int number);
   // Answers one request; false when the connection is to be closed.
   template <typename Stream>
-  boost::asio::awaitable<bool> Answer(Stream& stream, const Request& request, int number);
+  boost::asio::awaitable<bool> Answer(Stream& stream, const ClientRequest& request, int number);
   template <typename Stream>
   boost::asio::awaitable<bool> SendPieces(Stream& stream, std::string_view content_type,
                                           const std::string_view* pieces, int count);
@@ -143,8 +143,8 @@ class TestServer {
 };
 
 // Sends `request` with `pool` and expects a 200 with `body`.
-boost::asio::awaitable<void> ExpectBody(ClientPool& pool, const Request& request, const Url& url,
-                                        std::string_view body);
+boost::asio::awaitable<void> ExpectBody(ClientPool& pool, const ClientRequest& request,
+                                        const Url& url, std::string_view body);
 
 // A test server and a ClientPool on one io_context.
 class ClientTest : public ::testing::Test {
@@ -154,7 +154,7 @@ class ClientTest : public ::testing::Test {
   void Start(const ClientPool::Options& options = {},
              std::shared_ptr<boost::asio::ssl::context> tls = nullptr,
              std::string_view host = "127.0.0.1");
-  Request Get(std::string_view target) const { return MakeRequest(url_, Verb::get, target); }
+  ClientRequest Get(std::string_view target) const { return MakeRequest(url_, Verb::get, target); }
   // Runs `body`, then stops the server and destroys the pool (waiting
   // requests fail), so that the io_context runs out of work.
   void Run(const std::function<boost::asio::awaitable<void>()>& body);
@@ -163,7 +163,7 @@ class ClientTest : public ::testing::Test {
   std::unique_ptr<TestServer> server_;
   std::unique_ptr<ClientPool> pool_;
   Url url_;
-  Request hello_;  // GET /hello on url_
+  ClientRequest hello_;  // GET /hello on url_
 };
 
 }  // namespace inferd::http::client_testing

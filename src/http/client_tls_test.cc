@@ -174,7 +174,7 @@ TEST_F(ClientTlsTest, HostCheckCanBeTurnedOff) {
 
 TEST_F(ClientTlsTest, StreamsOverTls) {
   Start(TrustingCa("ca"), ServerTls("localhost"), "localhost");
-  const Request chunked = Get("/chunked");
+  const ClientRequest chunked = Get("/chunked");
   Run([&]() -> asio::awaitable<void> {
     auto opened = co_await pool_->Open(chunked, url_);
     CO_ASSERT_OK(opened);

@@ -6,6 +6,8 @@
 #include <cctype>
 #include <vector>
 
+#include "http/ascii.h"
+
 namespace inferd::http {
 namespace {
 
@@ -19,19 +21,8 @@ std::string Lower(std::string_view s) {
 // empty list elements are skipped (RFC 9110 5.6.1).
 std::vector<std::string> Tokens(const Request& req, beast_http::field field) {
   std::vector<std::string> out;
-  auto [begin, end] = req.equal_range(field);
-  for (auto it = begin; it != end; ++it) {
-    std::string_view v(it->value().data(), it->value().size());
-    size_t pos = 0;
-    while (pos <= v.size()) {
-      size_t comma = v.find(',', pos);
-      if (comma == std::string_view::npos) comma = v.size();
-      std::string_view t = v.substr(pos, comma - pos);
-      while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-      while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-      if (!t.empty()) out.push_back(Lower(t));
-      pos = comma + 1;
-    }
+  for (std::string_view v : req.values(field)) {
+    ForEachListElement(v, [&](std::string_view t) { out.push_back(Lower(t)); });
   }
   return out;
 }
@@ -144,6 +135,27 @@ std::optional<std::string> PercentDecode(std::string_view segment) {
     i += 2;
   }
   return out;
+}
+
+void RequestParser::on_request_impl(Verb method, string_view method_str, string_view target,
+                                    int version, error_code& ec) {
+  ec = {};
+  req_.method(method);
+  if (method == Verb::unknown) req_.method_string({method_str.data(), method_str.size()});
+  req_.target({target.data(), target.size()});
+  req_.version(static_cast<unsigned>(version));
+}
+
+void RequestParser::on_field_impl(beast_http::field, string_view name, string_view value,
+                                  error_code& ec) {
+  ec = {};
+  req_.insert({name.data(), name.size()}, {value.data(), value.size()});
+}
+
+size_t RequestParser::on_body_impl(string_view body, error_code& ec) {
+  ec = {};
+  req_.body().append(body.data(), body.size());
+  return body.size();
 }
 
 RequestReader::RequestReader(const Options& options) : options_(options) {

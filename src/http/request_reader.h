@@ -42,6 +42,40 @@ struct HttpError {
   std::vector<std::pair<std::string, std::string>> fields;
 };
 
+// Beast's request parser (its checks and framing), storing into an
+// http::Request: the fields go into the request's one string instead of an
+// allocated node each.
+class RequestParser final : public beast_http::basic_parser<true> {
+ public:
+  using error_code = boost::system::error_code;
+  using string_view = boost::beast::string_view;
+  const Request& get() const { return req_; }
+  Request& get() { return req_; }
+  Request release() { return std::move(req_); }
+
+ private:
+  void on_request_impl(Verb method, string_view method_str, string_view target, int version,
+                       error_code& ec) override;
+  void on_response_impl(int, string_view, int, error_code& ec) override {
+    ec = beast_http::error::bad_method;  // never called for requests
+  }
+  void on_field_impl(beast_http::field, string_view name, string_view value,
+                     error_code& ec) override;
+  void on_header_impl(error_code& ec) override { ec = {}; }
+  // The body's room: reserved by RequestReader once the header is checked.
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code& ec) override {
+    ec = {};
+  }
+  size_t on_body_impl(string_view body, error_code& ec) override;
+  void on_chunk_header_impl(std::uint64_t, string_view, error_code& ec) override { ec = {}; }
+  size_t on_chunk_body_impl(std::uint64_t, string_view body, error_code& ec) override {
+    return on_body_impl(body, ec);
+  }
+  void on_finish_impl(error_code& ec) override { ec = {}; }
+
+  Request req_;
+};
+
 class RequestReader {
  public:
   struct Options {
@@ -75,7 +109,9 @@ class RequestReader {
   // The request method, valid after header_done().
   Verb method() const;
 
-  // The finished request, body decoded. Only after done().
+  // The finished request, body decoded. Only after done(); request() is
+  // valid until Release().
+  const Request& request() const { return parser_.get(); }
   Request Release();
 
  private:
@@ -84,7 +120,7 @@ class RequestReader {
   void Fail(Status status, std::string message);
 
   Options options_;
-  beast_http::request_parser<beast_http::string_body> parser_;
+  RequestParser parser_;
   bool header_checked_ = false;
   bool done_ = false;
   std::optional<HttpError> error_;

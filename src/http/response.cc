@@ -6,20 +6,10 @@
 #include <cstring>
 #include <tuple>
 
+#include "http/ascii.h"
+
 namespace inferd::http {
 namespace {
-
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const unsigned char x = static_cast<unsigned char>(a[i]) | 0x20;
-    if (x != (static_cast<unsigned char>(b[i]) | 0x20)) return false;
-    // `| 0x20` folds only letters correctly: tell apart the other pairs it
-    // merges ('@' and '`', '[' and '{', ...).
-    if (a[i] != b[i] && !(x >= 'a' && x <= 'z')) return false;
-  }
-  return true;
-}
 
 bool IsContentLength(std::string_view name) {
   return IEquals(name, std::string_view("Content-Length"));

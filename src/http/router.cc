@@ -1,6 +1,7 @@
 #include "http/router.h"
 
 #include <atomic>
+#include <cstring>
 
 #include <boost/container/small_vector.hpp>
 
@@ -30,37 +31,79 @@ Segments Split(std::string_view path) {
 
 }  // namespace
 
-struct Responder::State {
-  Sink sink;
-  StreamSink stream_sink;
-  std::atomic<bool> sent{false};
-  Cancellation cancel;
-  ~State() {
-    if (!sent.load()) sink(MakeErrorResponse(Status::internal_server_error, "request was dropped"));
+namespace {
+
+// A Responder made of functions (tests, in-process callers).
+class FunctionTarget final : public Responder::Target {
+ public:
+  FunctionTarget(Responder::Sink sink, Responder::StreamSink stream_sink)
+      : sink_(std::move(sink)), stream_sink_(std::move(stream_sink)) {}
+
+ private:
+  void Deliver(Response response) override { sink_(std::move(response)); }
+  std::shared_ptr<StreamWriter> DeliverStream(Response head) override {
+    if (!stream_sink_) {
+      sink_(MakeErrorResponse(Status::internal_server_error, "streaming is not supported"));
+      return nullptr;
+    }
+    return stream_sink_(std::move(head));
   }
+  Responder::Sink sink_;
+  Responder::StreamSink stream_sink_;
 };
 
-Responder::Responder(Sink sink, StreamSink stream_sink) : state_(std::make_shared<State>()) {
-  state_->sink = std::move(sink);
-  state_->stream_sink = std::move(stream_sink);
+}  // namespace
+
+Responder::Responder(std::shared_ptr<Target> target) : target_(std::move(target)) {
+  target_->copies_.fetch_add(1, std::memory_order_relaxed);
+}
+
+Responder::Responder(Sink sink, StreamSink stream_sink)
+    : Responder(std::make_shared<FunctionTarget>(std::move(sink), std::move(stream_sink))) {}
+
+Responder::Responder(const Responder& other) : target_(other.target_) {
+  if (target_) target_->copies_.fetch_add(1, std::memory_order_relaxed);
+}
+
+Responder::Responder(Responder&& other) noexcept : target_(std::move(other.target_)) {}
+
+Responder& Responder::operator=(const Responder& other) {
+  if (this != &other) *this = Responder(other);
+  return *this;
+}
+
+Responder& Responder::operator=(Responder&& other) noexcept {
+  if (this != &other) {
+    Release();
+    target_ = std::move(other.target_);
+  }
+  return *this;
+}
+
+Responder::~Responder() { Release(); }
+
+void Responder::Release() noexcept {
+  if (!target_) return;
+  // acq_rel: the last copy sees every other copy's Send.
+  if (target_->copies_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+      !target_->sent_.exchange(true)) {
+    target_->Deliver(MakeErrorResponse(Status::internal_server_error, "request was dropped"));
+  }
+  target_.reset();
 }
 
 std::shared_ptr<StreamWriter> Responder::StartStream(Response head) const {
-  if (state_->sent.exchange(true)) return nullptr;
-  if (!state_->stream_sink) {
-    state_->sink(MakeErrorResponse(Status::internal_server_error, "streaming is not supported"));
-    return nullptr;
-  }
-  return state_->stream_sink(std::move(head));
+  if (target_->sent_.exchange(true)) return nullptr;
+  return target_->DeliverStream(std::move(head));
 }
 
 void Responder::Send(Response response) const {
-  if (state_->sent.exchange(true)) return;
-  state_->sink(std::move(response));
+  if (target_->sent_.exchange(true)) return;
+  target_->Deliver(std::move(response));
 }
 
 std::shared_ptr<Cancellation> Responder::cancellation() const {
-  return std::shared_ptr<Cancellation>(state_, &state_->cancel);
+  return std::shared_ptr<Cancellation>(target_, &target_->cancel_);
 }
 
 namespace {
@@ -153,28 +196,36 @@ Response MakeErrorResponse(Status status, std::string_view message, unsigned ver
 
 void Router::Add(Verb method, std::string pattern, Handler handler) {
   Route r{method, {}, std::move(handler)};
-  for (auto s : Split(pattern)) r.segments.emplace_back(s);
+  for (auto s : Split(pattern)) {
+    const bool param = s.size() > 2 && s.front() == '{' && s.back() == '}';
+    r.segments.push_back({std::string(param ? s.substr(1, s.size() - 2) : s), param});
+  }
+  if (by_count_.size() <= r.segments.size()) by_count_.resize(r.segments.size() + 1);
+  by_count_[r.segments.size()].push_back(routes_.size());
   routes_.push_back(std::move(r));
 }
 
 namespace {
 
-bool IsParam(const std::string& p) { return p.size() > 2 && p.front() == '{' && p.back() == '}'; }
-
-bool Matches(const std::vector<std::string>& pattern, const Segments& segs) {
-  if (pattern.size() != segs.size()) return false;
+// `pattern` has as many segments as `segs`.
+template <typename Pattern>
+bool Matches(const Pattern& pattern, const Segments& segs) {
   for (size_t i = 0; i < segs.size(); ++i) {
-    if (!IsParam(pattern[i]) && pattern[i] != segs[i]) return false;
+    const auto& p = pattern[i];
+    if (p.param) continue;
+    if (p.text.size() != segs[i].size() ||
+        std::memcmp(p.text.data(), segs[i].data(), segs[i].size()) != 0) {
+      return false;
+    }
   }
   return true;
 }
 
-PathParams ParamsOf(const std::vector<std::string>& pattern, const Segments& segs) {
+template <typename Pattern>
+PathParams ParamsOf(const Pattern& pattern, const Segments& segs) {
   PathParams params;
   for (size_t i = 0; i < segs.size(); ++i) {
-    if (IsParam(pattern[i]))
-      params.values.emplace_back(std::string_view(pattern[i]).substr(1, pattern[i].size() - 2),
-                                 segs[i]);
+    if (pattern[i].param) params.values.emplace_back(pattern[i].text, segs[i]);
   }
   return params;
 }
@@ -204,7 +255,9 @@ Router::Match Router::Find(Verb method, std::string_view path) const {
   }
   // HEAD takes the GET route unless a HEAD route exists.
   const Route* head_fallback = nullptr;
-  for (const Route& r : routes_) {
+  if (segs.size() >= by_count_.size()) return m;
+  for (size_t index : by_count_[segs.size()]) {
+    const Route& r = routes_[index];
     if (!Matches(r.segments, segs)) continue;
     if (r.method == method) {
       m.handler = &r.handler;

@@ -29,12 +29,19 @@ class Router {
   Match Find(Verb method, std::string_view path) const;
 
  private:
+  struct Segment {
+    std::string text;  // the literal, or the parameter's name without braces
+    bool param = false;
+  };
   struct Route {
     Verb method;
-    std::vector<std::string> segments;
+    std::vector<Segment> segments;
     Handler handler;
   };
   std::vector<Route> routes_;
+  // Indices into routes_ by segment count, in the order added: a lookup
+  // compares only the patterns that can match.
+  std::vector<std::vector<size_t>> by_count_;
 };
 
 }  // namespace inferd::http

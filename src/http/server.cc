@@ -76,33 +76,47 @@ awaitable<error_code> Server::Impl::ReadRequest(Session& s, beast::flat_buffer& 
 }
 
 // Writes `res` as one buffer sequence: first a direct non-blocking write,
-// which sends a small response at once on an idle socket, then, only for
-// what is left, an asynchronous write under the write timeout.
-awaitable<error_code> Server::Impl::WriteResponse(Session& s, Response& res) {
+// which sends a small response at once on an idle socket (TryWrite, no
+// coroutine), then, only for what is left, an asynchronous write under the
+// write timeout (WriteRest).
+bool Server::Impl::TryWrite(Session& s, Response& res, size_t* sent, error_code* ec) {
   std::string& head = s.head;  // kept by the session: no allocation per response
   head.clear();
   res.SerializeHeader(&head);
   std::array<asio::const_buffer, 2> wire = {asio::buffer(head), asio::buffer(res.body())};
-  size_t total = head.size() + res.body().size();
-  error_code ec;
-  size_t sent = s.stream.socket().write_some(wire, ec);
-  if (ec == asio::error::would_block || ec == asio::error::try_again) {
-    ec = {};
-    sent = 0;
+  *sent = s.stream.socket().write_some(wire, *ec);
+  if (*ec == asio::error::would_block || *ec == asio::error::try_again) {
+    *ec = {};
+    *sent = 0;
   }
-  if (ec || sent == total) co_return ec;
+  return *ec || *sent == head.size() + res.body().size();
+}
+
+awaitable<error_code> Server::Impl::WriteRest(Session& s, Response& res, size_t sent) {
+  const std::string& head = s.head;
   asio::const_buffer rest_head = asio::buffer(head) + std::min(sent, head.size());
   asio::const_buffer rest_body =
       asio::buffer(res.body()) + (sent > head.size() ? sent - head.size() : 0);
   std::array<asio::const_buffer, 2> rest = {rest_head, rest_body};
+  error_code ec;
   s.stream.expires_after(options.write_timeout);
   co_await asio::async_write(s.stream, rest, asio::redirect_error(use_awaitable, ec));
   co_return ec;
 }
 
+awaitable<error_code> Server::Impl::WriteResponse(Session& s, Response& res) {
+  size_t sent = 0;
+  error_code ec;
+  if (TryWrite(s, res, &sent, &ec)) co_return ec;
+  co_return co_await WriteRest(s, res, sent);
+}
+
 // Reads and answers one request. Returns false when the connection must close.
 awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
-  RequestReader reader(reader_options);
+  // The reader lives in the session, and the request goes straight into
+  // Dispatch: this coroutine's frame stays small enough for Asio to reuse
+  // its memory from request to request (no allocation per request).
+  RequestReader& reader = s.reader.emplace(reader_options);
   bool expired = false;
   error_code ec;
   FeedBuffered(buf, reader);
@@ -119,10 +133,10 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
   }
   if (ec || !reader.done()) co_return false;  // the client went away
 
-  Request req = reader.Release();
+  const Request& req = reader.request();
   bool keep_alive = req.keep_alive();
-  unsigned version = req.version();
-  bool head = req.method() == Verb::head;
+  const unsigned version = req.version();
+  const bool head = req.method() == Verb::head;
   bool gzip_ok = false;
   if (options.gzip_min_bytes > 0) {
     auto accept = req[beast_http::field::accept_encoding];
@@ -135,26 +149,25 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
     ~Finished() { impl->RequestFinished(s); }
   } finished{this, s};
   Response res;
-  std::string failure;
+  bool failed = false;
   std::shared_ptr<PendingResponse> pending;
   bool watching = false;
   try {
     // Most answers are there when the handler returns (errors, cache hits):
-    // no suspension and no coroutine frame for those.
-    if (auto ready = Dispatch(std::move(req), &pending)) {
-      res = std::move(*ready);
-    } else {
-      WatchForDisconnect(s, pending->cancel);
+    // no suspension for those.
+    if (!Dispatch(reader.Release(), &res, &pending)) {
+      WatchForDisconnect(s, PendingResponse::CancelOf(pending));
       watching = true;
       res = co_await AsyncAwait(pending, use_awaitable);
     }
   } catch (const std::exception& e) {
-    failure = e.what();
+    failed = true;
+    res = InternalError(e.what());
   } catch (...) {
-    failure = "unknown exception";
+    failed = true;
+    res = InternalError("unknown exception");
   }
-  if (!failure.empty()) res = InternalError(failure);
-  std::shared_ptr<ResponseStream> stream = failure.empty() && pending ? pending->stream() : nullptr;
+  std::shared_ptr<ResponseStream> stream = !failed && pending ? pending->stream() : nullptr;
   if (!stream && watching) {
     error_code ignored;
     s.stream.socket().cancel(ignored);  // ends the watch
@@ -172,8 +185,8 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
     CountResponse(res.result_int());
     // The watch goes on while the stream is written: a client that leaves
     // cancels the producer.
-    if (!watching) WatchForDisconnect(s, pending->cancel);
-    bool ok = co_await WriteStream(s, res, stream, pending->cancel);
+    if (!watching) WatchForDisconnect(s, PendingResponse::CancelOf(pending));
+    bool ok = co_await WriteStream(s, res, stream, PendingResponse::CancelOf(pending));
     error_code ignored;
     s.stream.socket().cancel(ignored);  // ends the watch
     co_return ok&& keep_alive;
@@ -181,42 +194,36 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
   res.prepare_payload();
   if (head) res.body().clear();  // HEAD: GET's header, Content-Length included
   CountResponse(res.result_int());
-  ec = co_await WriteResponse(s, res);
+  size_t sent = 0;
+  if (!TryWrite(s, res, &sent, &ec)) ec = co_await WriteRest(s, res, sent);
   co_return !ec && keep_alive;
 }
 
-// Routes `req` and calls its handler. Returns the response if it is there
-// already; otherwise *pending receives what to wait for. An exception thrown
+// Routes `req` and calls its handler. Returns true with the response in
+// *res if it is there already; otherwise *pending receives what to wait for. An exception thrown
 // by the handler becomes a 500; one thrown later, on another thread, is the
 // handler's to catch (the Responder answers 500 if it is dropped unsent).
-std::optional<Response> Server::Impl::Dispatch(Request req,
-                                               std::shared_ptr<PendingResponse>* pending) {
+bool Server::Impl::Dispatch(Request req, Response* res, std::shared_ptr<PendingResponse>* pending) {
   std::string_view target(req.target().data(), req.target().size());
   Router::Match m = router->Find(req.method(), target);
   if (!m.handler) {
     if (m.status == Status::method_not_allowed) {
-      Response res = MakeErrorResponse(m.status, "method " + std::string(req.method_string()) +
-                                                     " is not allowed on " + std::string(target));
-      res.set(beast_http::field::allow, m.allow);
-      return res;
+      *res = MakeErrorResponse(m.status, "method " + std::string(req.method_string()) +
+                                             " is not allowed on " + std::string(target));
+      res->set(beast_http::field::allow, m.allow);
+    } else if (m.status == Status::bad_request) {
+      *res = MakeErrorResponse(m.status, m.error);
+    } else {
+      *res = MakeErrorResponse(Status::not_found, "no such path: " + std::string(target));
     }
-    if (m.status == Status::bad_request) return MakeErrorResponse(m.status, m.error);
-    return MakeErrorResponse(Status::not_found, "no such path: " + std::string(target));
+    return true;
   }
   auto waiting = std::make_shared<PendingResponse>(options.max_stream_buffer_bytes);
   {
     // Held only around the call: if the handler drops its copy unsent, the
-    // Responder's last copy goes and answers 500 instead of hanging.
-    // Each sink captures one shared_ptr: small enough for std::function's
-    // inline storage, so no allocation per request for them.
-    Responder responder([waiting](Response r) { waiting->Deliver(std::move(r)); },
-                        [waiting](Response head) -> std::shared_ptr<StreamWriter> {
-                          auto stream =
-                              std::make_shared<ResponseStream>(waiting->stream_buffer_limit);
-                          waiting->Deliver(std::move(head), stream);
-                          return stream;
-                        });
-    waiting->cancel = responder.cancellation();
+    // Responder's last copy answers 500 instead of hanging. The Responder
+    // points at `waiting` itself: no allocation of its own.
+    Responder responder(waiting);
     try {
       (*m.handler)(std::move(req), m.params, responder);
     } catch (const std::exception& e) {
@@ -226,7 +233,10 @@ std::optional<Response> Server::Impl::Dispatch(Request req,
     }
   }
   *pending = waiting;  // for its stream, if the answer is one
-  return waiting->Take();
+  std::optional<Response> ready = waiting->Take();
+  if (!ready) return false;
+  *res = std::move(*ready);
+  return true;
 }
 
 void Server::Impl::WatchForDisconnect(Session& s, std::weak_ptr<Cancellation> cancel) {

@@ -78,6 +78,9 @@ struct Session {
   std::weak_ptr<Session> self;
   IoWorker* worker;  // the thread it lives on
   std::string head;  // the header being written (WriteResponse), reused
+  // The request being read (ServeOne): here rather than in ServeOne's
+  // coroutine frame, which then fits Asio's per-thread frame recycling.
+  std::optional<RequestReader> reader;
 };
 
 // A streamed response's buffer, between its producer (any thread) and the
@@ -137,32 +140,18 @@ auto AsyncStreamReady(std::shared_ptr<ResponseStream> stream, Token&& token) {
 // answer before returning (cache hits, early errors) hand it over inline and
 // the coroutine goes on without suspending; the others deliver it later,
 // from any thread, and the coroutine waits for it.
-class PendingResponse {
+class PendingResponse final : public Responder::Target {
  public:
   explicit PendingResponse(size_t stream_buffer_limit) : stream_buffer_limit(stream_buffer_limit) {}
   // The bound of a stream started for this request (max_stream_buffer_bytes).
   const size_t stream_buffer_limit;
-  // The request's cancellation (Responder::cancellation()), raised when the
-  // client leaves while the answer is pending. Weak: the Responder's state
-  // holds this object (its sink), and must die with its last copy.
-  std::weak_ptr<Cancellation> cancel;
+  // The request's cancellation, raised when the client leaves while the
+  // answer is pending or streams.
+  static std::weak_ptr<Cancellation> CancelOf(const std::shared_ptr<PendingResponse>& p) {
+    return std::shared_ptr<Cancellation>(p, &p->cancel());
+  }
 
   using Resume = std::function<void(Response)>;
-
-  // `stream`: set when `res` is the head of a streamed response.
-  void Deliver(Response res, std::shared_ptr<ResponseStream> stream = nullptr) EXCLUDES(mu_) {
-    Resume resume;
-    {
-      MutexLock l(&mu_);
-      stream_ = std::move(stream);
-      if (!resume_) {
-        response_ = std::move(res);
-        return;
-      }
-      resume = std::move(resume_);
-    }
-    resume(std::move(res));
-  }
 
   std::shared_ptr<ResponseStream> stream() EXCLUDES(mu_) {
     MutexLock l(&mu_);
@@ -189,6 +178,27 @@ class PendingResponse {
   }
 
  private:
+  void Deliver(Response res) override { Hand(std::move(res), nullptr); }
+  std::shared_ptr<StreamWriter> DeliverStream(Response head) override {
+    auto stream = std::make_shared<ResponseStream>(stream_buffer_limit);
+    Hand(std::move(head), stream);
+    return stream;
+  }
+  // `stream`: set when `res` is the head of a streamed response.
+  void Hand(Response res, std::shared_ptr<ResponseStream> stream) EXCLUDES(mu_) {
+    Resume resume;
+    {
+      MutexLock l(&mu_);
+      stream_ = std::move(stream);
+      if (!resume_) {
+        response_ = std::move(res);
+        return;
+      }
+      resume = std::move(resume_);
+    }
+    resume(std::move(res));
+  }
+
   Mutex mu_;
   std::optional<Response> response_ GUARDED_BY(mu_);
   std::shared_ptr<ResponseStream> stream_ GUARDED_BY(mu_);
@@ -313,7 +323,7 @@ struct Server::Impl {
   awaitable<void> TrimLoop();
   awaitable<void> RunSession(tcp::socket socket, IoWorker* worker);
   awaitable<bool> ServeOne(Session& s, beast::flat_buffer& buf);
-  std::optional<Response> Dispatch(Request req, std::shared_ptr<PendingResponse>* pending);
+  bool Dispatch(Request req, Response* res, std::shared_ptr<PendingResponse>* pending);
   // While an answer is pending: when the connection becomes readable and
   // the client has closed it (a peek reads end of file or an error), raises
   // `cancel`. Data from a pipelining client ends the watch unconsumed.
@@ -327,6 +337,10 @@ struct Server::Impl {
   awaitable<error_code> ReadRequest(Session& s, beast::flat_buffer& buf, RequestReader& reader,
                                     bool* expired);
   awaitable<error_code> WriteResponse(Session& s, Response& res);
+  // WriteResponse's parts: the direct write (true when done: all of it
+  // written, or an error), then the rest from `sent` on.
+  bool TryWrite(Session& s, Response& res, size_t* sent, error_code* ec);
+  awaitable<error_code> WriteRest(Session& s, Response& res, size_t sent);
   awaitable<void> WriteError(Session& s, Status status, std::string_view message,
                              const HttpError* error = nullptr);
   void StartSession(tcp::socket socket, IoWorker* w);

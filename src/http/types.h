@@ -8,6 +8,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/container/small_vector.hpp>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -15,14 +16,15 @@
 #include <vector>
 
 #include "common/cancellation.h"
+#include "http/request.h"
 #include "http/response.h"
 
 namespace inferd::http {
 
 namespace beast_http = boost::beast::http;
-using Request = beast_http::request<beast_http::string_body>;
-// What the HTTP client reads (a Beast message); the server answers with
-// http::Response (response.h).
+// What the HTTP client sends and reads (Beast messages); the server reads
+// http::Request (request.h) and answers with http::Response (response.h).
+using ClientRequest = beast_http::request<beast_http::string_body>;
 using ClientResponse = beast_http::response<beast_http::string_body>;
 using Status = beast_http::status;
 using Verb = beast_http::verb;
@@ -77,7 +79,37 @@ class Responder {
   using Sink = std::function<void(Response)>;
   // Starts a streamed response with `head`; see StartStream.
   using StreamSink = std::function<std::shared_ptr<StreamWriter>(Response head)>;
+
+  // Where a request's Responder copies deliver: the server's side of one
+  // request (one object per request: no allocation for the Responder).
+  class Target {
+   public:
+    virtual ~Target() = default;
+    // The request's cancellation; see Responder::cancellation().
+    Cancellation& cancel() { return cancel_; }
+
+   protected:
+    // One of these runs once per request, from any thread: the answer, or
+    // the head of a streamed one. DeliverStream returns the stream's
+    // writer, or null when this target cannot stream (after answering 500).
+    virtual void Deliver(Response response) = 0;
+    virtual std::shared_ptr<StreamWriter> DeliverStream(Response head) = 0;
+
+   private:
+    friend class Responder;
+    Cancellation cancel_;
+    std::atomic<bool> sent_{false};
+    std::atomic<int64_t> copies_{0};  // Responders that point here
+  };
+
+  explicit Responder(std::shared_ptr<Target> target);
   explicit Responder(Sink sink, StreamSink stream_sink = nullptr);
+  Responder(const Responder& other);
+  Responder(Responder&& other) noexcept;
+  Responder& operator=(const Responder& other);
+  Responder& operator=(Responder&& other) noexcept;
+  ~Responder();
+
   void Send(Response response) const;
   // Instead of Send: answers with `head` (status and header fields; its
   // body and Content-Length are ignored) and a body written through the
@@ -90,8 +122,9 @@ class Responder {
   std::shared_ptr<Cancellation> cancellation() const;
 
  private:
-  struct State;
-  std::shared_ptr<State> state_;
+  // Lets go of target_; the last copy answers 500 if nothing was sent.
+  void Release() noexcept;
+  std::shared_ptr<Target> target_;
 };
 
 using Handler = std::function<void(Request&& request, const PathParams& params, Responder respond)>;

@@ -1,0 +1,109 @@
+#include "http/request.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "http/ascii.h"
+
+namespace inferd::http {
+namespace {
+
+// Whether the comma-separated list `value` holds `token` (case-insensitive,
+// optional whitespace around elements).
+bool HasToken(std::string_view value, std::string_view token) {
+  bool found = false;
+  ForEachListElement(value, [&](std::string_view t) { found = found || IEquals(t, token); });
+  return found;
+}
+
+}  // namespace
+
+Request::Request(Verb method, std::string_view target, unsigned version)
+    : method_(method), version_(version) {
+  target_ = Store(target);
+}
+
+std::string_view Request::FieldName(Field f) {
+  auto s = boost::beast::http::to_string(f);
+  return {s.data(), s.size()};
+}
+
+Request::Span Request::Store(std::string_view s) {
+  if (text_.size() + s.size() > UINT32_MAX)
+    throw std::length_error("HTTP request header too large");
+  if (text_.capacity() < text_.size() + s.size()) {
+    // Room for a typical header at once (the reader's requests: about 200 bytes).
+    const size_t want = std::max<size_t>(256, 2 * (text_.size() + s.size()));
+    if (s.data() >= text_.data() && s.data() < text_.data() + text_.size()) {
+      const size_t from = static_cast<size_t>(s.data() - text_.data());
+      text_.reserve(want);
+      s = std::string_view(text_.data() + from, s.size());
+    } else {
+      text_.reserve(want);
+    }
+  }
+  Span span{static_cast<uint32_t>(text_.size()), static_cast<uint32_t>(s.size())};
+  text_.append(s);  // within capacity: a view into text_ stays valid
+  return span;
+}
+
+std::string_view Request::method_string() const {
+  if (method_ == Verb::unknown) return At(method_text_);
+  auto s = boost::beast::http::to_string(method_);
+  return {s.data(), s.size()};
+}
+
+void Request::method_string(std::string_view text) {
+  method_ = boost::beast::http::string_to_verb({text.data(), text.size()});
+  if (method_ == Verb::unknown) method_text_ = Store(text);
+}
+
+bool Request::keep_alive() const {
+  const std::string_view connection = (*this)[Field::connection];
+  if (version_ < 11) return !connection.empty() && HasToken(connection, "keep-alive");
+  return connection.empty() || !HasToken(connection, "close");
+}
+
+std::string_view Request::operator[](std::string_view name) const {
+  for (const FieldRef& f : fields_) {
+    if (f.name.size == name.size() && IEquals(At(f.name), name)) return At(f.value);
+  }
+  return {};
+}
+
+size_t Request::count(std::string_view name) const {
+  size_t n = 0;
+  for (const FieldRef& f : fields_) n += f.name.size == name.size() && IEquals(At(f.name), name);
+  return n;
+}
+
+Request::Values Request::values(std::string_view name) const {
+  Values out;
+  for (const FieldRef& f : fields_) {
+    if (f.name.size == name.size() && IEquals(At(f.name), name)) out.push_back(At(f.value));
+  }
+  return out;
+}
+
+void Request::insert(std::string_view name, std::string_view value) {
+  const Span n = Store(name);
+  const Span v = Store(value);
+  fields_.push_back({n, v});
+}
+
+void Request::set(std::string_view name, std::string_view value) {
+  const Span n = Store(name);  // first: `name` or `value` may view a field erase() drops
+  const Span v = Store(value);
+  erase(At(n));
+  fields_.push_back({n, v});
+}
+
+void Request::erase(std::string_view name) {
+  fields_.erase(std::remove_if(fields_.begin(), fields_.end(),
+                               [&](const FieldRef& f) {
+                                 return f.name.size == name.size() && IEquals(At(f.name), name);
+                               }),
+                fields_.end());
+}
+
+}  // namespace inferd::http

@@ -1,0 +1,99 @@
+#pragma once
+// Request: an HTTP request as the server read it (RequestReader) and a
+// handler receives it. The start line and every header field live in one
+// string with an index of offsets beside it, so a request costs two
+// allocations (that string and the body) where a Beast message costs one
+// per field; names compare case-insensitively. Requests the HTTP client
+// sends stay Beast messages (ClientRequest).
+//
+// The setters are for RequestReader (decoding the body) and for tests and
+// in-process callers that build a request; names are the program's own.
+// clang-format off
+#include <utility>  // before Asio/Beast (Boost 1.74 + GCC 12)
+// clang-format on
+
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <boost/container/small_vector.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace inferd::http {
+
+class Request {
+ public:
+  using Field = boost::beast::http::field;
+  using Verb = boost::beast::http::verb;
+  // Every value of one field name, in order (inline for two: no
+  // allocation for the usual zero or one).
+  using Values = boost::container::small_vector<std::string_view, 2>;
+
+  Request() = default;
+  Request(Verb method, std::string_view target, unsigned version = 11);
+
+  Verb method() const { return method_; }
+  // Also the text of a method Beast does not know (Verb::unknown).
+  std::string_view method_string() const;
+  void method(Verb method) { method_ = method; }
+  // A method Beast does not know, by its text.
+  void method_string(std::string_view text);
+  std::string_view target() const { return At(target_); }
+  void target(std::string_view target) { target_ = Store(target); }
+  unsigned version() const { return version_; }  // 10 or 11
+  void version(unsigned v) { version_ = v; }
+  // Beast's rule: HTTP/1.1 keeps the connection unless the first
+  // Connection field lists "close"; HTTP/1.0 only if it lists "keep-alive".
+  bool keep_alive() const;
+
+  // The first value of `name`; empty when there is none. The view lasts
+  // until the next change of the request.
+  std::string_view operator[](std::string_view name) const;
+  std::string_view operator[](Field name) const { return (*this)[FieldName(name)]; }
+  size_t count(std::string_view name) const;
+  size_t count(Field name) const { return count(FieldName(name)); }
+  Values values(std::string_view name) const;
+  Values values(Field name) const { return values(FieldName(name)); }
+  // Calls fn(name, value) for each field, in order.
+  template <typename Fn>
+  void ForEachField(Fn&& fn) const {
+    for (const FieldRef& f : fields_) fn(At(f.name), At(f.value));
+  }
+
+  // Adds a field, keeping any others of the same name.
+  void insert(std::string_view name, std::string_view value);
+  void insert(Field name, std::string_view value) { insert(FieldName(name), value); }
+  // Sets `name` to `value`, replacing every field of that name.
+  void set(std::string_view name, std::string_view value);
+  void set(Field name, std::string_view value) { set(FieldName(name), value); }
+  void erase(std::string_view name);
+  void erase(Field name) { erase(FieldName(name)); }
+
+  std::string& body() { return body_; }
+  const std::string& body() const { return body_; }
+
+  static std::string_view FieldName(Field f);
+
+ private:
+  struct Span {
+    uint32_t offset = 0;
+    uint32_t size = 0;
+  };
+  struct FieldRef {
+    Span name;
+    Span value;
+  };
+  std::string_view At(Span s) const { return {text_.data() + s.offset, s.size}; }
+  // Appends `s` to text_ (which may move: views into it are copied first).
+  Span Store(std::string_view s);
+
+  Verb method_ = Verb::get;
+  unsigned version_ = 11;
+  Span method_text_;
+  Span target_;
+  std::string text_;  // the method, the target, the names and values
+  boost::container::small_vector<FieldRef, 8> fields_;
+  std::string body_;
+};
+
+}  // namespace inferd::http

@@ -1,0 +1,78 @@
+#include "http/request.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "http/request_reader.h"
+
+namespace inferd::http {
+namespace {
+
+using Field = Request::Field;
+using Verb = Request::Verb;
+
+// Reads `wire` (one whole request) the way the server does.
+Request Read(const std::string& wire) {
+  RequestReader reader{RequestReader::Options{}};
+  EXPECT_EQ(reader.Feed(wire), wire.size());
+  EXPECT_TRUE(reader.done());
+  EXPECT_FALSE(reader.error().has_value());
+  return reader.Release();
+}
+
+TEST(RequestTest, ReadsTheStartLineFieldsInOrderAndBody) {
+  Request req = Read(
+      "POST /v2/models/m/infer?x=1 HTTP/1.1\r\nHost: h\r\nX-Tag: a\r\nContent-Length: 4\r\n"
+      "x-tag: b\r\n\r\nbody");
+  EXPECT_EQ(req.method(), Verb::post);
+  EXPECT_EQ(req.method_string(), "POST");
+  EXPECT_EQ(req.target(), "/v2/models/m/infer?x=1");
+  EXPECT_EQ(req.version(), 11u);
+  EXPECT_EQ(req.body(), "body");
+  EXPECT_EQ(req["X-TAG"], "a");
+  EXPECT_EQ(req.count("x-Tag"), 2u);
+  EXPECT_EQ(req.values("X-Tag"), (Request::Values{"a", "b"}));
+  EXPECT_EQ(req[Field::host], "h");
+  EXPECT_EQ(req["X-Tah"], "");  // same length, another name
+  EXPECT_EQ(req.count("X-Missing"), 0u);
+  std::vector<std::string> names;
+  req.ForEachField([&](std::string_view name, std::string_view) { names.emplace_back(name); });
+  EXPECT_EQ(names, (std::vector<std::string>{"Host", "X-Tag", "Content-Length", "x-tag"}));
+}
+
+TEST(RequestTest, KeepsTheTextOfAnUnknownMethod) {
+  Request req = Read("BREW /pot HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(req.method(), Verb::unknown);
+  EXPECT_EQ(req.method_string(), "BREW");
+}
+
+TEST(RequestTest, KeepAliveFollowsTheVersionAndTheFirstConnectionField) {
+  EXPECT_TRUE(Read("GET / HTTP/1.1\r\n\r\n").keep_alive());
+  EXPECT_FALSE(Read("GET / HTTP/1.1\r\nConnection: Upgrade, CLOSE\r\n\r\n").keep_alive());
+  EXPECT_FALSE(Read("GET / HTTP/1.0\r\n\r\n").keep_alive());
+  EXPECT_TRUE(Read("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive());
+  EXPECT_FALSE(Read("GET / HTTP/1.0\r\nConnection: keep-alive-not\r\n\r\n").keep_alive());
+}
+
+TEST(RequestTest, SetReplacesEraseRemovesAndValuesMayViewTheRequest) {
+  Request req{Verb::get, "/x"};
+  req.insert("A", "1");
+  req.insert("a", "2");
+  req.insert(Field::content_type, "text/plain");
+  req.set("A", req[Field::content_type]);  // a view into the request's own text
+  EXPECT_EQ(req.count("a"), 1u);
+  EXPECT_EQ(req["A"], "text/plain");
+  req.erase(Field::content_type);
+  EXPECT_EQ(req.count(Field::content_type), 0u);
+  EXPECT_EQ(req["a"], "text/plain");
+  for (int i = 0; i < 100; ++i) req.insert("B", std::string(20, static_cast<char>('a' + i % 26)));
+  EXPECT_EQ(req.count("b"), 100u);
+  EXPECT_EQ(req.values("B")[99], std::string(20, 'v'));
+  EXPECT_EQ(req.target(), "/x");
+  EXPECT_EQ(req.method_string(), "GET");
+}
+
+}  // namespace
+}  // namespace inferd::http
