@@ -7,6 +7,7 @@
 // status, and every error body built from it is valid UTF-8 JSON.
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -104,16 +105,27 @@ void CheckRequest(Request& req) {
   FUZZ_CHECK(i == kept);
 }
 
-}  // namespace
+// What one reader made of one request: an error, or the request.
+struct Outcome {
+  bool error = false;
+  unsigned status = 0;
+  std::string message;
+  std::string method, target, body;
+  unsigned version = 0;
+  std::vector<std::pair<std::string, std::string>> fields;
+};
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 1) return 0;
-  const size_t step = 1 + data[0] % 97;  // how the bytes arrive
-  std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
+// Reads `in` delivered `step` bytes at a time, request after request (at
+// most 32), as the server does; checks each request and returns what each
+// reader made of it, and in *rest the bytes no reader consumed.
+std::vector<Outcome> ReadAll(std::string_view in, size_t step, bool fast_path, std::string* rest) {
+  std::vector<Outcome> outcomes;
+  RequestReader::Options limits = Limits();
+  limits.fast_path = fast_path;
   std::string pending;
   size_t pos = 0;
   for (int requests = 0; requests < 32; ++requests) {
-    RequestReader reader(Limits());
+    RequestReader reader(limits);
     for (;;) {
       size_t n = reader.Feed(pending);
       FUZZ_CHECK(n <= pending.size());
@@ -122,16 +134,51 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       pending.append(in.substr(pos, step));
       pos += step;
     }
+    Outcome o;
     if (reader.error()) {
       unsigned code = static_cast<unsigned>(reader.error()->status);
       FUZZ_CHECK(code >= 400 && code < 600);
       FUZZ_CHECK(!reader.error()->message.empty());
       CheckJson(MakeErrorResponse(reader.error()->status, reader.error()->message).body());
-      return 0;  // the connection closes
+      o.error = true;
+      o.status = code;
+      o.message = reader.error()->message;
+      outcomes.push_back(std::move(o));
+      break;  // the connection closes
     }
-    if (!reader.done()) return 0;  // the input ended inside a request
+    if (!reader.done()) break;  // the input ended inside a request
     Request req = reader.Release();
     CheckRequest(req);
+    o.method = std::string(req.method_string());
+    o.target = std::string(req.target());
+    o.body = req.body();
+    o.version = req.version();
+    req.ForEachField(
+        [&](std::string_view name, std::string_view value) { o.fields.emplace_back(name, value); });
+    outcomes.push_back(std::move(o));
+  }
+  *rest = pending + std::string(in.substr(std::min(pos, in.size())));
+  return outcomes;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  const size_t step = 1 + data[0] % 97;  // how the bytes arrive
+  std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
+  // The fast path reads what Beast reads, request for request.
+  std::string fast_rest, beast_rest;
+  const std::vector<Outcome> fast = ReadAll(in, step, true, &fast_rest);
+  const std::vector<Outcome> beast = ReadAll(in, step, false, &beast_rest);
+  FUZZ_CHECK(fast.size() == beast.size());
+  FUZZ_CHECK(fast_rest == beast_rest);
+  for (size_t i = 0; i < fast.size(); ++i) {
+    const Outcome& f = fast[i];
+    const Outcome& b = beast[i];
+    FUZZ_CHECK(f.error == b.error && f.status == b.status && f.message == b.message);
+    FUZZ_CHECK(f.method == b.method && f.target == b.target && f.version == b.version);
+    FUZZ_CHECK(f.body == b.body && f.fields == b.fields);
   }
   return 0;
 }

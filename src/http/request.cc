@@ -31,7 +31,9 @@ std::string_view Request::FieldName(Field f) {
 Request::Span Request::Store(std::string_view s) {
   if (text_.size() + s.size() > UINT32_MAX)
     throw std::length_error("HTTP request header too large");
-  if (text_.capacity() < text_.size() + s.size()) {
+  // Never inside the string object (short-string storage): views into the
+  // request must survive moving it.
+  if (text_.capacity() < std::max<size_t>(text_.size() + s.size(), 16)) {
     // Room for a typical header at once (the reader's requests: about 200 bytes).
     const size_t want = std::max<size_t>(256, 2 * (text_.size() + s.size()));
     if (s.data() >= text_.data() && s.data() < text_.data() + text_.size()) {
@@ -55,7 +57,7 @@ std::string_view Request::method_string() const {
 
 void Request::method_string(std::string_view text) {
   method_ = boost::beast::http::string_to_verb({text.data(), text.size()});
-  if (method_ == Verb::unknown) method_text_ = Store(text);
+  method_text_ = method_ == Verb::unknown ? Store(text) : Span{};
 }
 
 bool Request::keep_alive() const {

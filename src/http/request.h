@@ -63,7 +63,9 @@ class Request {
   // Adds a field, keeping any others of the same name.
   void insert(std::string_view name, std::string_view value);
   void insert(Field name, std::string_view value) { insert(FieldName(name), value); }
-  // Sets `name` to `value`, replacing every field of that name.
+  // Sets `name` to `value`, replacing every field of that name (the old
+  // text stays in the request's string: for building a request, not for
+  // changing one over and over).
   void set(std::string_view name, std::string_view value);
   void set(Field name, std::string_view value) { set(FieldName(name), value); }
   void erase(std::string_view name);
@@ -71,6 +73,9 @@ class Request {
 
   std::string& body() { return body_; }
   const std::string& body() const { return body_; }
+
+  // Room for `bytes` of method, target, names and values to come.
+  void Reserve(size_t bytes) { text_.reserve(bytes); }
 
   static std::string_view FieldName(Field f);
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "http/ascii.h"
+#include "http/request_fast_path.h"
 
 namespace inferd::http {
 namespace {
@@ -167,7 +168,7 @@ RequestReader::RequestReader(const Options& options) : options_(options) {
 
 RequestReader::~RequestReader() = default;
 
-bool RequestReader::header_done() const { return parser_.is_header_done(); }
+bool RequestReader::header_done() const { return fast_ || parser_.is_header_done(); }
 
 Verb RequestReader::method() const { return parser_.get().method(); }
 
@@ -185,11 +186,31 @@ void RequestReader::Fail(Status status, std::string message) {
 }
 
 size_t RequestReader::Feed(std::string_view data) {
+  // Nothing consumed yet: `data` starts with the request. Tried again only
+  // once the data has doubled, so that a header arriving byte by byte is
+  // not scanned again per byte.
+  if (consumed_ == 0 && options_.fast_path && !done_ && !error_ && data.size() >= fast_retry_at_) {
+    FastParsed parsed;
+    if (FastParseRequest(data, {options_.max_header_bytes, options_.max_body_bytes}, &parser_.get(),
+                         &parsed)) {
+      fast_ = true;
+      consumed_ = parsed.header_bytes;
+      CheckHeader(parsed.has_content_length ? std::optional<uint64_t>(parsed.body_bytes)
+                                            : std::nullopt);
+      if (error_) return consumed_;  // refused before the body, as Beast's path is
+      parser_.get().body().append(data.substr(parsed.header_bytes, parsed.body_bytes));
+      consumed_ += parsed.body_bytes;
+      Finish();
+      return consumed_;
+    }
+    fast_retry_at_ = 2 * std::max<size_t>(data.size(), 1);
+  }
   size_t consumed = 0;
   while (!done_ && !error_) {
     boost::system::error_code ec;
     size_t n = parser_.put(boost::asio::buffer(data.data() + consumed, data.size() - consumed), ec);
     consumed += n;
+    consumed_ += n;
     if (ec && ec != beast_http::error::need_more) {
       if (ec == beast_http::error::body_limit) {
         Fail(Status::payload_too_large, "request body exceeds the limit of " +
@@ -204,7 +225,8 @@ size_t RequestReader::Feed(std::string_view data) {
       break;
     }
     if (parser_.is_header_done() && !header_checked_) {
-      CheckHeader();
+      auto length = parser_.content_length();
+      CheckHeader(length ? std::optional<uint64_t>(*length) : std::nullopt);
       if (error_) break;
     }
     if (parser_.is_done()) {
@@ -217,7 +239,7 @@ size_t RequestReader::Feed(std::string_view data) {
   return consumed;
 }
 
-void RequestReader::CheckHeader() {
+void RequestReader::CheckHeader(std::optional<uint64_t> content_length) {
   header_checked_ = true;
   parser_.eager(true);  // the body in as few calls as the bytes allow
   const Request& req = parser_.get();
@@ -238,8 +260,8 @@ void RequestReader::CheckHeader() {
       return;
     }
   }
-  if (auto length = parser_.content_length(); length && *length <= options_.max_body_bytes) {
-    parser_.get().body().reserve(static_cast<size_t>(*length) + options_.body_padding);
+  if (content_length && *content_length <= options_.max_body_bytes) {
+    parser_.get().body().reserve(static_cast<size_t>(*content_length) + options_.body_padding);
   }
   for (const std::string& coding : Tokens(req, beast_http::field::content_encoding)) {
     if (coding == "identity") continue;

@@ -89,6 +89,9 @@ class RequestReader {
     // checks, before any body byte is read: an error refuses the request
     // there (and the connection closes), without reading its body.
     std::function<std::optional<HttpError>(const Request& header)> check_header;
+    // A plain request that arrived whole is read in one pass instead of
+    // through Beast (request_fast_path.h); off only to compare the two.
+    bool fast_path = true;
   };
   explicit RequestReader(const Options& options);
   ~RequestReader();
@@ -108,6 +111,8 @@ class RequestReader {
   bool wants_continue() const;
   // The request method, valid after header_done().
   Verb method() const;
+  // Whether the fast path read this request (request_fast_path.h).
+  bool read_fast() const { return fast_; }
 
   // The finished request, body decoded. Only after done(); request() is
   // valid until Release().
@@ -115,13 +120,17 @@ class RequestReader {
   Request Release();
 
  private:
-  void CheckHeader();
+  // `content_length`: the declared body length, if any.
+  void CheckHeader(std::optional<uint64_t> content_length);
   void Finish();
   void Fail(Status status, std::string message);
 
   Options options_;
   RequestParser parser_;
   bool header_checked_ = false;
+  bool fast_ = false;         // read by the fast path
+  size_t consumed_ = 0;       // bytes of this request consumed so far
+  size_t fast_retry_at_ = 0;  // the fast path's next try, in bytes of data
   bool done_ = false;
   std::optional<HttpError> error_;
   std::string content_encoding_;  // lower-case, "" for none or identity

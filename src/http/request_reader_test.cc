@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace inferd::http {
 namespace {
@@ -205,6 +208,109 @@ TEST(PercentDecodeTest, DecodesOnceAndRejectsMalformedEscapes) {
   EXPECT_EQ(PercentDecode("%"), std::nullopt);
   EXPECT_EQ(PercentDecode("a%2"), std::nullopt);
   EXPECT_EQ(PercentDecode("%zz"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace inferd::http
+
+namespace inferd::http {
+namespace {
+
+struct Read {
+  bool done = false;
+  bool error = false;
+  unsigned status = 0;
+  size_t consumed = 0;
+  std::string method, target, body;
+  unsigned version = 0;
+  std::vector<std::pair<std::string, std::string>> fields;
+  bool operator==(const Read& o) const {
+    return done == o.done && error == o.error && status == o.status && consumed == o.consumed &&
+           method == o.method && target == o.target && body == o.body && version == o.version &&
+           fields == o.fields;
+  }
+};
+
+// One Feed of `bytes` (the whole request at once: the fast path's case).
+Read ReadOnce(const std::string& bytes, bool fast_path, bool* took_fast = nullptr) {
+  RequestReader::Options o = SmallLimits();
+  o.fast_path = fast_path;
+  RequestReader r(o);
+  Read out;
+  out.consumed = r.Feed(bytes);
+  out.done = r.done();
+  out.error = r.error().has_value();
+  if (out.error) out.status = static_cast<unsigned>(r.error()->status);
+  if (out.done) {
+    Request req = r.Release();
+    out.method = std::string(req.method_string());
+    out.target = std::string(req.target());
+    out.body = req.body();
+    out.version = req.version();
+    req.ForEachField(
+        [&](std::string_view n, std::string_view v) { out.fields.emplace_back(n, v); });
+  }
+  if (took_fast) *took_fast = r.read_fast();
+  return out;
+}
+
+TEST(RequestReaderFastPathTest, ReadsWhatBeastReads) {
+  const std::string big_header(600, 'a');
+  const std::vector<std::string> cases = {
+      Post("", "{\"a\":1}"),
+      Post("X-A:  padded \t\r\nX-Empty:\r\nx-a: second\r\n", "body"),
+      "GET /v2?x=%20 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+      "GET / HTTP/1.1\r\nConnection: Upgrade, close\r\n\r\n",
+      "BREW /pot HTTP/1.1\r\nContent-Length: 0\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+      "GET / HTTP/1.1\r\nX-Fold: a\r\n b\r\n\r\n",                          // obs-fold
+      "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",      // chunked
+      "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",  // twice
+      "GET / HTTP/1.1\r\nContent-Length: 2000\r\n\r\n",                     // over the body limit
+      "GET / HTTP/1.1\r\nX-Big: " + big_header + "\r\n\r\n",                // over the header limit
+      "GET / HTTP/1.1\r\nX-Bin: \x80\r\n\r\n",                              // obs-text
+      "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+      "GET /\x01 HTTP/1.1\r\n\r\n",
+      "GET / HTTP/2.0\r\n\r\n",
+      "GET / HTTP/1.1\r\nConnection: ,close\r\n\r\n",
+      "GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabc",  // incomplete
+      "\r\nGET / HTTP/1.1\r\n\r\n",
+      Post("Content-Encoding: br\r\n", "x"),  // refused before the body
+  };
+  for (const std::string& c : cases) {
+    EXPECT_TRUE(ReadOnce(c, true) == ReadOnce(c, false)) << c;
+  }
+  bool fast = false;
+  ReadOnce(Post("X-A: 1\r\n", "{}"), false, &fast);
+  EXPECT_FALSE(fast);
+  Read plain = ReadOnce(Post("X-A: 1\r\n", "{}"), true, &fast);
+  EXPECT_TRUE(fast);
+  EXPECT_EQ(plain.fields.size(), 3u);
+  EXPECT_EQ(plain.body, "{}");
+}
+
+TEST(RequestReaderFastPathTest, TheFastPathAppliesTheSameChecks) {
+  // Content-Encoding is decoded, an unknown one refused, check_header runs.
+  RequestReader::Options o = SmallLimits();
+  int checked = 0;
+  o.check_header = [&](const Request& header) -> std::optional<HttpError> {
+    ++checked;
+    if (header.count("X-Refuse") > 0) return HttpError{Status::unauthorized, "refused"};
+    return std::nullopt;
+  };
+  RequestReader gz(o);
+  std::string bytes = Post("Content-Encoding: gzip\r\n", Compress("{\"a\":1}", 16 + MAX_WBITS));
+  EXPECT_EQ(gz.Feed(bytes), bytes.size());
+  ASSERT_TRUE(gz.done());
+  EXPECT_EQ(gz.Release().body(), "{\"a\":1}");
+  RequestReader unknown(o);
+  unknown.Feed(Post("Content-Encoding: br\r\n", "x"));
+  ASSERT_TRUE(unknown.error());
+  EXPECT_EQ(unknown.error()->status, Status::unsupported_media_type);
+  RequestReader refused(o);
+  refused.Feed(Post("X-Refuse: 1\r\n", "x"));
+  ASSERT_TRUE(refused.error());
+  EXPECT_EQ(refused.error()->status, Status::unauthorized);
+  EXPECT_EQ(checked, 2);  // the unknown coding is refused before check_header
 }
 
 }  // namespace

@@ -233,10 +233,7 @@ bool Server::Impl::Dispatch(Request req, Response* res, std::shared_ptr<PendingR
     }
   }
   *pending = waiting;  // for its stream, if the answer is one
-  std::optional<Response> ready = waiting->Take();
-  if (!ready) return false;
-  *res = std::move(*ready);
-  return true;
+  return waiting->Take(res);
 }
 
 void Server::Impl::WatchForDisconnect(Session& s, std::weak_ptr<Cancellation> cancel) {

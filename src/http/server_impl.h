@@ -139,7 +139,9 @@ auto AsyncStreamReady(std::shared_ptr<ResponseStream> stream, Token&& token) {
 // A handler's answer on its way back to its connection. Handlers that
 // answer before returning (cache hits, early errors) hand it over inline and
 // the coroutine goes on without suspending; the others deliver it later,
-// from any thread, and the coroutine waits for it.
+// from any thread, and the coroutine waits for it. No lock: the answer is
+// handed over once (the Responder sends once), and one atomic state tells
+// the two sides apart.
 class PendingResponse final : public Responder::Target {
  public:
   explicit PendingResponse(size_t stream_buffer_limit) : stream_buffer_limit(stream_buffer_limit) {}
@@ -153,28 +155,23 @@ class PendingResponse final : public Responder::Target {
 
   using Resume = std::function<void(Response)>;
 
-  std::shared_ptr<ResponseStream> stream() EXCLUDES(mu_) {
-    MutexLock l(&mu_);
-    return stream_;
+  // Once the answer was taken (Take or OnDelivered): its stream, if the
+  // answer is the head of one.
+  const std::shared_ptr<ResponseStream>& stream() const { return stream_; }
+  // Moves the answer into *out if it was delivered already.
+  bool Take(Response* out) {
+    if (state_.load(std::memory_order_acquire) != kDelivered) return false;
+    *out = std::move(response_);
+    return true;
   }
-  // The response if it was delivered already.
-  std::optional<Response> Take() EXCLUDES(mu_) {
-    MutexLock l(&mu_);
-    return std::exchange(response_, std::nullopt);
-  }
-
-  // Calls `resume` with the response: now if it is there, else on delivery.
-  void OnDelivered(Resume resume) EXCLUDES(mu_) {
-    std::optional<Response> ready;
-    {
-      MutexLock l(&mu_);
-      if (!response_) {
-        resume_ = std::move(resume);
-        return;
-      }
-      ready = std::exchange(response_, std::nullopt);
-    }
-    resume(std::move(*ready));
+  // Calls `resume` with the answer: now if it is there, else on delivery
+  // (on the delivering thread). At most once, after Take returned false.
+  void OnDelivered(Resume resume) {
+    resume_ = std::move(resume);
+    int expected = kEmpty;
+    if (state_.compare_exchange_strong(expected, kWaiting, std::memory_order_acq_rel)) return;
+    Resume now = std::move(resume_);  // delivered meanwhile
+    now(std::move(response_));
   }
 
  private:
@@ -184,25 +181,24 @@ class PendingResponse final : public Responder::Target {
     Hand(std::move(head), stream);
     return stream;
   }
-  // `stream`: set when `res` is the head of a streamed response.
-  void Hand(Response res, std::shared_ptr<ResponseStream> stream) EXCLUDES(mu_) {
-    Resume resume;
-    {
-      MutexLock l(&mu_);
-      stream_ = std::move(stream);
-      if (!resume_) {
-        response_ = std::move(res);
-        return;
-      }
-      resume = std::move(resume_);
+  // Called once (the Responder's rule). `stream`: set when `res` is the
+  // head of a streamed response.
+  void Hand(Response res, std::shared_ptr<ResponseStream> stream) {
+    response_ = std::move(res);
+    stream_ = std::move(stream);
+    if (state_.exchange(kDelivered, std::memory_order_acq_rel) == kWaiting) {
+      Resume resume = std::move(resume_);
+      resume(std::move(response_));
     }
-    resume(std::move(res));
   }
 
-  Mutex mu_;
-  std::optional<Response> response_ GUARDED_BY(mu_);
-  std::shared_ptr<ResponseStream> stream_ GUARDED_BY(mu_);
-  Resume resume_ GUARDED_BY(mu_);
+  enum : int { kEmpty, kWaiting, kDelivered };
+  std::atomic<int> state_{kEmpty};
+  // Written by the delivering side before kDelivered, read after it.
+  Response response_;
+  std::shared_ptr<ResponseStream> stream_;
+  // Written by the waiting side before kWaiting, read after it.
+  Resume resume_;
 };
 
 // Suspends the calling coroutine until `pending` is delivered; it resumes on

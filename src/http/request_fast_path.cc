@@ -1,0 +1,158 @@
+#include "http/request_fast_path.h"
+
+#include <algorithm>
+#include <boost/beast/http/verb.hpp>
+#include <cstring>
+
+#include "http/ascii.h"
+
+namespace inferd::http {
+namespace {
+
+// tchar (RFC 9110 5.6.2): Beast's table for field names.
+constexpr bool IsTokenChar(unsigned char c) {
+  if (c >= 'a' && c <= 'z') return true;
+  if (c >= 'A' && c <= 'Z') return true;
+  if (c >= '0' && c <= '9') return true;
+  switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':  // clang-format off
+    case '+': case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+      return true;  // clang-format on
+    default:
+      return false;
+  }
+}
+
+struct Tables {
+  bool token[256] = {};
+  bool target[256] = {};  // visible ASCII: stricter than Beast's (no obs-text)
+  bool value[256] = {};   // visible ASCII, space and tab (no obs-text, no controls)
+  constexpr Tables() {
+    for (int c = 0; c < 256; ++c) {
+      token[c] = IsTokenChar(static_cast<unsigned char>(c));
+      target[c] = c > 0x20 && c < 0x7f;
+      value[c] = (c >= 0x20 && c < 0x7f) || c == '\t';
+    }
+  }
+};
+constexpr Tables kTables;
+
+// The end of the run of `table` characters from `p`, at most `end`.
+const char* Span(const char* p, const char* end, const bool (&table)[256]) {
+  while (p < end && table[static_cast<unsigned char>(*p)]) ++p;
+  return p;
+}
+
+// A Connection value Beast reads the same way: tokens separated by commas
+// with optional spaces, no empty element.
+bool PlainTokenList(std::string_view v) {
+  bool ok = !v.empty();
+  size_t elements = 0;
+  size_t pos = 0;
+  while (ok && pos <= v.size()) {
+    size_t comma = v.find(',', pos);
+    if (comma == std::string_view::npos) comma = v.size();
+    std::string_view t = v.substr(pos, comma - pos);
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    ok = !t.empty() && Span(t.data(), t.data() + t.size(), kTables.token) == t.data() + t.size();
+    ++elements;
+    pos = comma + 1;
+  }
+  return ok && elements > 0;
+}
+
+}  // namespace
+
+bool FastParseRequest(std::string_view data, const FastParseLimits& limits, Request* req,
+                      FastParsed* out) {
+  // The header must be whole and under the limit (Beast: 431 past it).
+  const size_t window = std::min(data.size(), limits.max_header_bytes);
+  const char* const begin = data.data();
+  const char* const wend = begin + window;
+  // Request line.
+  const char* p = Span(begin, wend, kTables.token);
+  if (p == begin || p >= wend || *p != ' ') return false;
+  const std::string_view method(begin, static_cast<size_t>(p - begin));
+  const char* t = ++p;
+  p = Span(p, wend, kTables.target);
+  if (p == t || wend - p < 11 || *p != ' ') return false;
+  const std::string_view target(t, static_cast<size_t>(p - t));
+  ++p;
+  if (std::memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != '\r' ||
+      p[9] != '\n') {
+    return false;
+  }
+  const unsigned version = p[7] == '1' ? 11 : 10;
+  p += 10;
+  // Fields: first a pass that checks them all and finds the header's end.
+  struct Line {
+    std::string_view name, value;
+  };
+  Line lines[32];
+  size_t n = 0;
+  uint64_t length = 0;
+  bool has_length = false;
+  for (;;) {
+    if (wend - p < 2) return false;
+    if (p[0] == '\r') {
+      if (p[1] != '\n') return false;
+      p += 2;
+      break;
+    }
+    const char* name_end = Span(p, wend, kTables.token);
+    if (name_end == p || name_end >= wend || *name_end != ':') return false;
+    const std::string_view name(p, static_cast<size_t>(name_end - p));
+    const char* v = name_end + 1;
+    while (v < wend && (*v == ' ' || *v == '\t')) ++v;
+    const char* v_end = Span(v, wend, kTables.value);
+    // CRLF, then a next line that does not start with SP or HTAB (obs-fold).
+    if (wend - v_end < 3 || v_end[0] != '\r' || v_end[1] != '\n' || v_end[2] == ' ' ||
+        v_end[2] == '\t') {
+      return false;
+    }
+    const char* trimmed = v_end;
+    while (trimmed > v && (trimmed[-1] == ' ' || trimmed[-1] == '\t')) --trimmed;
+    const std::string_view value(v, static_cast<size_t>(trimmed - v));
+    if (n == sizeof(lines) / sizeof(lines[0])) return false;
+    lines[n++] = {name, value};
+    p = v_end + 2;
+    // The fields Beast interprets: take the plain cases only.
+    if (IEquals(name, "Content-Length")) {
+      if (has_length || value.empty() || value.size() > 18) return false;
+      for (char c : value) {
+        if (c < '0' || c > '9') return false;
+        length = length * 10 + static_cast<uint64_t>(c - '0');
+      }
+      has_length = true;
+    } else if (IEquals(name, "Transfer-Encoding") || IEquals(name, "Upgrade") ||
+               IEquals(name, "Proxy-Connection")) {
+      return false;
+    } else if (IEquals(name, "Connection") && !PlainTokenList(value)) {
+      return false;
+    }
+  }
+  const size_t header_bytes = static_cast<size_t>(p - begin);
+  if (header_bytes >= limits.max_header_bytes) return false;
+  if (length > limits.max_body_bytes || length > data.size() - header_bytes) return false;
+
+  Request r;
+  r.Reserve(header_bytes);  // one allocation for the start line and fields
+  r.method_string(method);
+  r.target(target);
+  r.version(version);
+  for (size_t i = 0; i < n; ++i) r.insert(lines[i].name, lines[i].value);
+  *req = std::move(r);
+  out->header_bytes = header_bytes;
+  out->body_bytes = static_cast<size_t>(length);
+  out->has_content_length = has_length;
+  return true;
+}
+
+}  // namespace inferd::http
