@@ -55,6 +55,21 @@ std::string_view Request::method_string() const {
   return {s.data(), s.size()};
 }
 
+void Request::AssignHeader(std::string_view header, Verb method, unsigned version,
+                           const HeaderSpans& spans) {
+  text_.reserve(std::max<size_t>(header.size(), 16));  // never short-string storage
+  text_.assign(header);
+  method_ = method;
+  method_text_ = method == Verb::unknown ? Span{0, spans.method_size} : Span{};
+  target_ = {spans.target, spans.target_size};
+  version_ = version;
+  fields_.clear();
+  for (size_t i = 0; i < spans.n; ++i) {
+    const HeaderSpans::Field& f = spans.fields[i];
+    fields_.push_back({{f.name, f.name_size}, {f.value, f.value_size}});
+  }
+}
+
 void Request::method_string(std::string_view text) {
   method_ = boost::beast::http::string_to_verb({text.data(), text.size()});
   method_text_ = method_ == Verb::unknown ? Store(text) : Span{};

@@ -77,6 +77,23 @@ class Request {
   // Room for `bytes` of method, target, names and values to come.
   void Reserve(size_t bytes) { text_.reserve(bytes); }
 
+  // For the reader's fast path: the request's text becomes a copy of
+  // `header` (one allocation), its start line and fields are offsets into
+  // it: the method at 0 (its text kept only when `method` is unknown), the
+  // target, and `n` fields. The offsets must lie within `header`, which is
+  // under 4 GiB.
+  struct HeaderSpans {
+    uint32_t method_size = 0;
+    uint32_t target = 0, target_size = 0;
+    struct Field {
+      uint32_t name, name_size, value, value_size;
+    };
+    const Field* fields = nullptr;
+    size_t n = 0;
+  };
+  void AssignHeader(std::string_view header, Verb method, unsigned version,
+                    const HeaderSpans& spans);
+
   static std::string_view FieldName(Field f);
 
  private:

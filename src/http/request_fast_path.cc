@@ -49,6 +49,25 @@ const char* Span(const char* p, const char* end, const bool (&table)[256]) {
   return p;
 }
 
+constexpr uint64_t kOnes = 0x0101010101010101ull;
+constexpr uint64_t kHighs = 0x8080808080808080ull;
+
+// The end of the run from `p` (at most `end`) of bytes in [lo, 0x7e], eight
+// at a time (SWAR: nonzero when some byte is below `lo`, or above 0x7e);
+// it may stop early, at the word holding the first byte outside: the
+// caller's table loop goes on from there.
+const char* SpanPrintable(const char* p, const char* end, uint8_t lo) {
+  while (end - p >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    const uint64_t below = (w - kOnes * lo) & ~w & kHighs;
+    const uint64_t above = ((w + kOnes * (127 - 0x7e)) | w) & kHighs;
+    if ((below | above) != 0) break;
+    p += 8;
+  }
+  return p;
+}
+
 // A Connection value Beast reads the same way: tokens separated by commas
 // with optional spaces, no empty element.
 bool PlainTokenList(std::string_view v) {
@@ -81,7 +100,7 @@ bool FastParseRequest(std::string_view data, const FastParseLimits& limits, Requ
   if (p == begin || p >= wend || *p != ' ') return false;
   const std::string_view method(begin, static_cast<size_t>(p - begin));
   const char* t = ++p;
-  p = Span(p, wend, kTables.target);
+  p = Span(SpanPrintable(p, wend, 0x21), wend, kTables.target);
   if (p == t || wend - p < 11 || *p != ' ') return false;
   const std::string_view target(t, static_cast<size_t>(p - t));
   ++p;
@@ -92,10 +111,7 @@ bool FastParseRequest(std::string_view data, const FastParseLimits& limits, Requ
   const unsigned version = p[7] == '1' ? 11 : 10;
   p += 10;
   // Fields: first a pass that checks them all and finds the header's end.
-  struct Line {
-    std::string_view name, value;
-  };
-  Line lines[32];
+  Request::HeaderSpans::Field lines[32];  // trivial: not initialized
   size_t n = 0;
   uint64_t length = 0;
   bool has_length = false;
@@ -111,7 +127,7 @@ bool FastParseRequest(std::string_view data, const FastParseLimits& limits, Requ
     const std::string_view name(p, static_cast<size_t>(name_end - p));
     const char* v = name_end + 1;
     while (v < wend && (*v == ' ' || *v == '\t')) ++v;
-    const char* v_end = Span(v, wend, kTables.value);
+    const char* v_end = Span(SpanPrintable(v, wend, 0x20), wend, kTables.value);
     // CRLF, then a next line that does not start with SP or HTAB (obs-fold).
     if (wend - v_end < 3 || v_end[0] != '\r' || v_end[1] != '\n' || v_end[2] == ' ' ||
         v_end[2] == '\t') {
@@ -121,10 +137,11 @@ bool FastParseRequest(std::string_view data, const FastParseLimits& limits, Requ
     while (trimmed > v && (trimmed[-1] == ' ' || trimmed[-1] == '\t')) --trimmed;
     const std::string_view value(v, static_cast<size_t>(trimmed - v));
     if (n == sizeof(lines) / sizeof(lines[0])) return false;
-    lines[n++] = {name, value};
+    lines[n++] = {static_cast<uint32_t>(name.data() - begin), static_cast<uint32_t>(name.size()),
+                  static_cast<uint32_t>(value.data() - begin), static_cast<uint32_t>(value.size())};
     p = v_end + 2;
     // The fields Beast interprets: take the plain cases only.
-    if (IEquals(name, "Content-Length")) {
+    if (name == "Content-Length" || IEquals(name, "Content-Length")) {
       if (has_length || value.empty() || value.size() > 18) return false;
       for (char c : value) {
         if (c < '0' || c > '9') return false;
@@ -142,13 +159,15 @@ bool FastParseRequest(std::string_view data, const FastParseLimits& limits, Requ
   if (header_bytes >= limits.max_header_bytes) return false;
   if (length > limits.max_body_bytes || length > data.size() - header_bytes) return false;
 
-  Request r;
-  r.Reserve(header_bytes);  // one allocation for the start line and fields
-  r.method_string(method);
-  r.target(target);
-  r.version(version);
-  for (size_t i = 0; i < n; ++i) r.insert(lines[i].name, lines[i].value);
-  *req = std::move(r);
+  Request::HeaderSpans spans;
+  spans.method_size = static_cast<uint32_t>(method.size());
+  spans.target = static_cast<uint32_t>(target.data() - begin);
+  spans.target_size = static_cast<uint32_t>(target.size());
+  spans.fields = lines;
+  spans.n = n;
+  req->AssignHeader(data.substr(0, header_bytes),
+                    boost::beast::http::string_to_verb({method.data(), method.size()}), version,
+                    spans);
   out->header_bytes = header_bytes;
   out->body_bytes = static_cast<size_t>(length);
   out->has_content_length = has_length;

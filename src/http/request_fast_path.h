@@ -33,9 +33,10 @@ struct FastParsed {
   bool has_content_length = false;
 };
 
-// Parses the request at the start of `data` into *req (start line and
-// fields; the body is the caller's: data.substr(header_bytes, body_bytes)).
-// Returns false, with *req untouched, to decline.
+// Parses the request at the start of `data` into *req, a request as
+// default-constructed (start line and fields; the body is the caller's:
+// data.substr(header_bytes, body_bytes)). Returns false, with *req
+// untouched, to decline.
 bool FastParseRequest(std::string_view data, const FastParseLimits& limits, Request* req,
                       FastParsed* out);
 
