@@ -156,7 +156,7 @@ bool FastParseRequest(std::string_view data, const FastParseLimits& limits, Requ
     }
   }
   const size_t header_bytes = static_cast<size_t>(p - begin);
-  if (header_bytes >= limits.max_header_bytes) return false;
+  if (header_bytes >= limits.max_header_bytes || header_bytes > UINT32_MAX) return false;
   if (length > limits.max_body_bytes || length > data.size() - header_bytes) return false;
 
   Request::HeaderSpans spans;
