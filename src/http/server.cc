@@ -17,7 +17,7 @@ awaitable<void> Server::Impl::WriteError(Session& s, Status status, std::string_
   error_code ec = co_await WriteResponse(s, res);
   // Lingering close: stop sending, then discard what the client still sends
   // for a moment, so that it reads our answer instead of a reset.
-  s.stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  s.stream.socket().shutdown(Socket::shutdown_send, ec);
   std::array<char, 4096> sink;
   s.stream.expires_after(std::chrono::milliseconds(500));
   for (size_t total = 0; total < (4u << 20);) {
@@ -44,7 +44,7 @@ awaitable<error_code> Server::Impl::ReadRequest(Session& s, beast::flat_buffer& 
                                                 RequestReader& reader, bool* expired) {
   auto feed = [&] { FeedBuffered(buf, reader); };
   auto deadline = std::make_shared<ReadDeadline>();
-  asio::steady_timer timer(s.stream.get_executor(), options.read_timeout);
+  Timer timer(s.stream.get_executor(), options.read_timeout);
   timer.async_wait([deadline, &s](error_code tec) {
     if (tec || deadline->finished) return;  // `s` is alive while the read is unfinished
     deadline->expired = true;
@@ -237,21 +237,20 @@ bool Server::Impl::Dispatch(Request req, Response* res, std::shared_ptr<PendingR
 }
 
 void Server::Impl::WatchForDisconnect(Session& s, std::weak_ptr<Cancellation> cancel) {
-  s.stream.socket().async_wait(tcp::socket::wait_read,
-                               [weak = s.self, cancel = std::move(cancel)](error_code ec) {
-                                 auto session = weak.lock();
-                                 if (ec || !session) return;  // the answer came first
-                                 char byte;
-                                 error_code peek_ec;
-                                 size_t n = session->stream.socket().receive(
-                                     asio::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
-                                 if (peek_ec == asio::error::would_block) {
-                                   WatchForDisconnect(*session, cancel);  // spurious wake-up
-                                 } else if (peek_ec || n == 0) {
-                                   if (auto c = cancel.lock())
-                                     c->Cancel(CancelledError("the client closed the connection"));
-                                 }
-                               });
+  s.stream.socket().async_wait(
+      Socket::wait_read, [weak = s.self, cancel = std::move(cancel)](error_code ec) {
+        auto session = weak.lock();
+        if (ec || !session) return;  // the answer came first
+        char byte;
+        error_code peek_ec;
+        size_t n =
+            session->stream.socket().receive(asio::buffer(&byte, 1), Socket::message_peek, peek_ec);
+        if (peek_ec == asio::error::would_block) {
+          WatchForDisconnect(*session, cancel);  // spurious wake-up
+        } else if (peek_ec || n == 0) {
+          if (auto c = cancel.lock()) c->Cancel(CancelledError("the client closed the connection"));
+        }
+      });
 }
 
 Response Server::Impl::InternalError(std::string_view what) {
@@ -264,7 +263,7 @@ Response Server::Impl::InternalError(std::string_view what) {
   return MakeErrorResponse(Status::internal_server_error, "internal error: " + std::string(what));
 }
 
-awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
+awaitable<void> Server::Impl::RunSession(Socket socket, IoWorker* worker) {
   error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
   socket.non_blocking(true, ec);  // WriteResponse writes directly first
@@ -325,7 +324,7 @@ awaitable<void> Server::Impl::RunSession(tcp::socket socket, IoWorker* worker) {
     if (buf.size() == 0) co_await asio::post(s.stream.get_executor(), use_awaitable);
   }
   s.idle_timer.cancel();
-  s.stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  s.stream.socket().shutdown(Socket::shutdown_both, ec);
   s.stream.socket().close(ec);
 }
 

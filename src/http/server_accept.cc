@@ -27,7 +27,7 @@ awaitable<void> Server::Impl::AcceptLoop() {
   for (;;) {
     IoWorker* w = workers[next_worker++ % workers.size()].get();
     error_code ec;
-    tcp::socket socket =
+    Socket socket =
         co_await acceptor->async_accept(w->ioc, asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
     if (ec) {
@@ -39,7 +39,7 @@ awaitable<void> Server::Impl::AcceptLoop() {
         // Out of descriptors: the client would wait unanswered in the
         // kernel's queue. Free the spare one, take the client, refuse it.
         ::close(reserve_fd);
-        tcp::socket refused(w->ioc);
+        Socket refused(w->ioc);
         error_code aec;
         acceptor->accept(refused, aec);
         if (!aec) RefuseNow(refused);
@@ -47,7 +47,7 @@ awaitable<void> Server::Impl::AcceptLoop() {
         continue;
       }
       // Back off briefly rather than spin.
-      asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+      Timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
       co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
@@ -74,7 +74,7 @@ awaitable<void> Server::Impl::AcceptLoop() {
 // connections closed since the peak, the trimmer thread runs malloc_trim,
 // which returns the free pages.
 awaitable<void> Server::Impl::TrimLoop() {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
+  Timer timer(co_await asio::this_coro::executor);
   for (;;) {
     timer.expires_after(std::chrono::seconds(5));
     error_code ec;
@@ -104,7 +104,7 @@ void Server::Impl::TrimThread() {
   }
 }
 
-void Server::Impl::StartSession(tcp::socket socket, IoWorker* w) {
+void Server::Impl::StartSession(Socket socket, IoWorker* w) {
   connections.fetch_add(1);
   asio::co_spawn(w->ioc, RunSession(std::move(socket), w), LogSessionEnd);
 }
@@ -118,14 +118,14 @@ static std::string RefusalBytes() {
 }
 
 // Sends the 503 without waiting (it fits any socket buffer) and closes.
-void Server::Impl::RefuseNow(tcp::socket& socket) {
+void Server::Impl::RefuseNow(Socket& socket) {
   if (rejected_connections) rejected_connections->Increment();
   CountResponse(503);
   static const std::string kBytes = RefusalBytes();
   error_code ec;
   socket.non_blocking(true, ec);
   socket.write_some(asio::buffer(kBytes), ec);
-  socket.shutdown(tcp::socket::shutdown_send, ec);
+  socket.shutdown(Socket::shutdown_send, ec);
   // Drop what already arrived, so that closing does not reset the answer.
   std::array<char, 4096> sink;
   for (int i = 0; i < 16; ++i) {
@@ -137,15 +137,15 @@ void Server::Impl::RefuseNow(tcp::socket& socket) {
 
 // Refuses a connection: the 503, then a short lingering close so that the
 // client reads it, bounded to 200 ms.
-awaitable<void> Server::Impl::Refuse(tcp::socket socket) {
+awaitable<void> Server::Impl::Refuse(Socket socket) {
   if (rejected_connections) rejected_connections->Increment();
   CountResponse(503);
   static const std::string kBytes = RefusalBytes();
-  beast::tcp_stream stream(std::move(socket));
+  Stream stream(std::move(socket));
   error_code ec;
   stream.expires_after(std::chrono::milliseconds(200));
   co_await asio::async_write(stream, asio::buffer(kBytes), asio::redirect_error(use_awaitable, ec));
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.socket().shutdown(Socket::shutdown_send, ec);
   std::array<char, 4096> sink;
   for (int i = 0; i < 16 && !ec; ++i) {
     co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
@@ -276,7 +276,7 @@ void Server::StopAccepting() {
       impl_->acceptor->non_blocking(true, ec);
       for (int i = 0; i < 4096 && !ec; ++i) {
         IoWorker* w = impl_->workers[impl_->next_worker++ % impl_->workers.size()].get();
-        tcp::socket socket(w->ioc);
+        Socket socket(w->ioc);
         impl_->acceptor->accept(socket, ec);
         if (!ec) impl_->StartSession(std::move(socket), w);
       }

@@ -32,9 +32,19 @@ namespace server_detail {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
-using asio::awaitable;
-using asio::use_awaitable;
 using boost::system::error_code;
+
+// The I/O threads' executor, by its concrete type: completions are
+// dispatched without the type erasure (and the allocated function wrapper
+// per completion) of Asio's default any_io_executor.
+using Executor = asio::io_context::executor_type;
+template <typename T>
+using awaitable = asio::awaitable<T, Executor>;
+inline constexpr asio::use_awaitable_t<Executor> use_awaitable{};
+using Socket = asio::basic_stream_socket<tcp, Executor>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, Executor>;
+using Stream = beast::basic_stream<tcp, Executor>;
 
 struct Session;
 
@@ -61,9 +71,9 @@ struct ReadDeadline {
 };
 
 struct Session {
-  Session(tcp::socket s, IoWorker* w)
+  Session(Socket s, IoWorker* w)
       : stream(std::move(s)), idle_timer(stream.get_executor()), worker(w) {}
-  beast::tcp_stream stream;
+  Stream stream;
   bool idle = true;
   // Set when the server cancels the idle wait to close the connection (idle
   // timeout, reclaiming at the connection limit, drain): a request that
@@ -72,7 +82,7 @@ struct Session {
   // Idle timeout, checked lazily: the timer is not moved per request; when
   // it fires it closes the connection if it has been waiting for a request
   // since `idle_since` for the whole timeout, else re-arms for what is left.
-  asio::steady_timer idle_timer;
+  Timer idle_timer;
   std::chrono::steady_clock::time_point idle_since;
   // The session itself, for handlers that may outlive it (set by RunSession).
   std::weak_ptr<Session> self;
@@ -317,7 +327,7 @@ struct Server::Impl {
 
   awaitable<void> AcceptLoop();
   awaitable<void> TrimLoop();
-  awaitable<void> RunSession(tcp::socket socket, IoWorker* worker);
+  awaitable<void> RunSession(Socket socket, IoWorker* worker);
   awaitable<bool> ServeOne(Session& s, beast::flat_buffer& buf);
   bool Dispatch(Request req, Response* res, std::shared_ptr<PendingResponse>* pending);
   // While an answer is pending: when the connection becomes readable and
@@ -339,9 +349,9 @@ struct Server::Impl {
   awaitable<error_code> WriteRest(Session& s, Response& res, size_t sent);
   awaitable<void> WriteError(Session& s, Status status, std::string_view message,
                              const HttpError* error = nullptr);
-  void StartSession(tcp::socket socket, IoWorker* w);
-  awaitable<void> Refuse(tcp::socket socket);
-  void RefuseNow(tcp::socket& socket);
+  void StartSession(Socket socket, IoWorker* w);
+  awaitable<void> Refuse(Socket socket);
+  void RefuseNow(Socket& socket);
   void CloseIdleSessions();
   void RequestStarted(Session& s) { s.worker->counts.started.fetch_add(1); }
   void RequestFinished(Session& s) {
