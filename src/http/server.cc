@@ -42,7 +42,6 @@ static void FeedBuffered(beast::flat_buffer& buf, RequestReader& reader) {
 // a protocol error.
 awaitable<error_code> Server::Impl::ReadRequest(Session& s, beast::flat_buffer& buf,
                                                 RequestReader& reader, bool* expired) {
-  auto feed = [&] { FeedBuffered(buf, reader); };
   auto deadline = std::make_shared<ReadDeadline>();
   Timer timer(s.stream.get_executor(), options.read_timeout);
   timer.async_wait([deadline, &s](error_code tec) {
@@ -61,13 +60,14 @@ awaitable<error_code> Server::Impl::ReadRequest(Session& s, beast::flat_buffer& 
                                  asio::redirect_error(use_awaitable, ec));
       if (ec) break;
     }
-    // Header bytes stay buffered until the header is complete (bounded by
-    // max_header_bytes); body bytes are consumed as they arrive.
+    // What the reader has not consumed stays buffered (an incomplete line
+    // of the header, bounded by max_header_bytes); body bytes are consumed
+    // as they arrive.
     size_t n = co_await s.stream.socket().async_read_some(buf.prepare(kReadChunk),
                                                           asio::redirect_error(use_awaitable, ec));
     if (ec) break;
     buf.commit(n);
-    feed();
+    FeedBuffered(buf, reader);
   }
   deadline->finished = true;
   timer.cancel();
