@@ -102,17 +102,30 @@ Request::Values Request::values(std::string_view name) const {
   return out;
 }
 
+bool Request::Views(std::string_view s) const {
+  return s.data() >= text_.data() && s.data() < text_.data() + text_.size();
+}
+
 void Request::insert(std::string_view name, std::string_view value) {
+  if (Views(name) || Views(value)) {
+    // Storing the name may move the text a view points into: copy first.
+    const std::string n(name), v(value);
+    insert(n, v);
+    return;
+  }
   const Span n = Store(name);
   const Span v = Store(value);
   fields_.push_back({n, v});
 }
 
 void Request::set(std::string_view name, std::string_view value) {
-  const Span n = Store(name);  // first: `name` or `value` may view a field erase() drops
-  const Span v = Store(value);
-  erase(At(n));
-  fields_.push_back({n, v});
+  if (Views(name) || Views(value)) {
+    const std::string n(name), v(value);  // erase() may drop the field viewed
+    set(n, v);
+    return;
+  }
+  erase(name);
+  insert(name, value);
 }
 
 void Request::erase(std::string_view name) {

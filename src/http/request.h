@@ -106,8 +106,10 @@ class Request {
     Span value;
   };
   std::string_view At(Span s) const { return {text_.data() + s.offset, s.size}; }
-  // Appends `s` to text_ (which may move: views into it are copied first).
+  // Appends `s` to text_ (which may move; `s` itself may view text_).
   Span Store(std::string_view s);
+  // Whether `s` points into text_.
+  bool Views(std::string_view s) const;
 
   Verb method_ = Verb::get;
   unsigned version_ = 11;

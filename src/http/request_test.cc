@@ -72,6 +72,12 @@ TEST(RequestTest, SetReplacesEraseRemovesAndValuesMayViewTheRequest) {
   EXPECT_EQ(req.values("B")[99], std::string(20, 'v'));
   EXPECT_EQ(req.target(), "/x");
   EXPECT_EQ(req.method_string(), "GET");
+  // A name long enough to move the text while the value still views it.
+  const std::string long_name(4096, 'N');
+  req.set(long_name, req["a"]);
+  EXPECT_EQ(req[long_name], "text/plain");
+  req.insert(req["a"], std::string(4096, 'v'));
+  EXPECT_EQ(req["text/plain"], std::string(4096, 'v'));
 }
 
 }  // namespace
