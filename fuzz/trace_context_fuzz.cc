@@ -27,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(TraceContext::Parse(sent, &again));
   FUZZ_CHECK(again.trace_id == t.trace_id && again.parent_id == t.span_id);
   if (accepted) FUZZ_CHECK(t.trace_id == parsed.trace_id);
-  std::string id = ChooseRequestId(header, t);
+  const RequestId chosen = ChooseRequestId(header, t);
+  const std::string_view id = chosen.view();
   if (id != header) FUZZ_CHECK(id == t.TraceIdHex());
   FUZZ_CHECK(!id.empty() && id.size() <= 128);
   return 0;

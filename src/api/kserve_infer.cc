@@ -248,7 +248,7 @@ class KServeExchange final : public InferExchange {
 void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::string version,
                  Responder respond) {
   TraceContext trace = TraceContext::Continue(HeaderValue(req, "traceparent"));
-  std::string request_id = ChooseRequestId(HeaderValue(req, "X-Request-Id"), trace);
+  const RequestId request_id = ChooseRequestId(HeaderValue(req, "X-Request-Id"), trace);
   auto json_length = JsonLength(req);
   // Credentials are read only when some tenant has a key.
   StatusOr<std::string> credential = std::string();
@@ -274,7 +274,7 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
   x->context.credential = std::move(credential).value();
   x->context.priority = *priority;
   x->context.trace = trace;
-  x->context.request_id = std::move(request_id);
+  x->context.request_id = request_id;
   ctx->server->Submit(std::move(x));
 }
 

@@ -35,7 +35,7 @@ struct RequestContext {
   int priority = 0;
   Time deadline = Time::max();
   std::shared_ptr<Cancellation> cancel;  // never null once in the pipeline
-  std::string request_id;
+  RequestId request_id;
   TraceContext trace;
 
   bool expired(Time now) const { return now >= deadline; }

@@ -107,11 +107,12 @@ TEST(TraceContextTest, GeneratedIdsAreDistinctAndValid) {
 
 TEST(TraceContextTest, RequestIdKeepsSaneClientIdsOnly) {
   TraceContext t = TraceContext::Generate();
-  EXPECT_EQ(ChooseRequestId("abc-123", t), "abc-123");
-  EXPECT_EQ(ChooseRequestId("", t), t.TraceIdHex());
-  EXPECT_EQ(ChooseRequestId("has space", t), t.TraceIdHex());
-  EXPECT_EQ(ChooseRequestId(std::string(129, 'a'), t), t.TraceIdHex());
-  EXPECT_EQ(ChooseRequestId(std::string("a\nb"), t), t.TraceIdHex());
+  EXPECT_EQ(ChooseRequestId("abc-123", t).view(), "abc-123");
+  EXPECT_EQ(ChooseRequestId("", t).view(), t.TraceIdHex());
+  EXPECT_EQ(ChooseRequestId("has space", t).view(), t.TraceIdHex());
+  EXPECT_EQ(ChooseRequestId(std::string(128, 'a'), t).view(), std::string(128, 'a'));
+  EXPECT_EQ(ChooseRequestId(std::string(129, 'a'), t).view(), t.TraceIdHex());
+  EXPECT_EQ(ChooseRequestId(std::string("a\nb"), t).view(), t.TraceIdHex());
 }
 
 TEST(RequestContextTest, DefaultsAndExpiry) {

@@ -135,10 +135,21 @@ std::string TraceContext::TraceIdHex() const {
   return out;
 }
 
-std::string ChooseRequestId(std::string_view client_id, const TraceContext& trace) {
-  bool ok = !client_id.empty() && client_id.size() <= 128;
+RequestId ChooseRequestId(std::string_view client_id, const TraceContext& trace) {
+  static_assert(RequestId::kMaxSize >= 2 * sizeof(trace.trace_id) && RequestId::kMaxSize < 256);
+  bool ok = !client_id.empty() && client_id.size() <= RequestId::kMaxSize;
   for (char c : client_id) ok = ok && c > 0x20 && c < 0x7f;
-  return ok ? std::string(client_id) : trace.TraceIdHex();
+  RequestId id;
+  if (ok) {
+    std::memcpy(id.data_, client_id.data(), client_id.size());
+    id.size_ = static_cast<uint8_t>(client_id.size());
+  } else {
+    for (size_t i = 0; i < trace.trace_id.size(); ++i) {
+      std::memcpy(id.data_ + 2 * i, &kHexPairs[2 * trace.trace_id[i]], 2);
+    }
+    id.size_ = static_cast<uint8_t>(2 * trace.trace_id.size());
+  }
+  return id;
 }
 
 }  // namespace inferd

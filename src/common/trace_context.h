@@ -43,7 +43,22 @@ struct TraceContext {
   std::string TraceIdHex() const;
 };
 
-// The client's X-Request-Id if acceptable, else `fallback`.
-std::string ChooseRequestId(std::string_view client_id, const TraceContext& trace);
+// A request's id: at most 128 visible ASCII characters, held inline, so
+// that a request gets its id without an allocation.
+class RequestId {
+ public:
+  static constexpr size_t kMaxSize = 128;
+  RequestId() = default;
+  std::string_view view() const { return {data_, size_}; }
+  operator std::string_view() const { return view(); }  // NOLINT: an id reads as text
+
+ private:
+  friend RequestId ChooseRequestId(std::string_view, const TraceContext&);
+  char data_[kMaxSize];
+  uint8_t size_ = 0;
+};
+
+// The client's X-Request-Id if acceptable, else the trace id in hex.
+RequestId ChooseRequestId(std::string_view client_id, const TraceContext& trace);
 
 }  // namespace inferd

@@ -11,28 +11,35 @@
 namespace inferd::http {
 namespace {
 
-bool IsContentLength(std::string_view name) {
-  return IEquals(name, std::string_view("Content-Length"));
-}
-bool IsConnection(std::string_view name) { return IEquals(name, std::string_view("Connection")); }
-
-bool HasZeroByte(uint64_t v) {
-  return ((v - 0x0101010101010101ull) & ~v & 0x8080808080808080ull) != 0;
-}
-
-// Whether `s` holds CR, LF or NUL: eight bytes at a time.
-bool HasBreak(std::string_view s) {
-  constexpr uint64_t kCr = 0x0d0d0d0d0d0d0d0dull, kLf = 0x0a0a0a0a0a0a0a0aull;
-  size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    uint64_t w;
-    std::memcpy(&w, s.data() + i, 8);
-    if (HasZeroByte(w) || HasZeroByte(w ^ kCr) || HasZeroByte(w ^ kLf)) return true;
+// Whether `s` holds a byte below 0x20 (so perhaps CR, LF or NUL): one
+// test per eight bytes (a byte below n borrows into its own top bit; bytes
+// from 0x80 up are masked out by ~w).
+bool HasControlByte(std::string_view s) {
+  constexpr uint64_t kOnes = 0x0101010101010101ull, kTops = 0x8080808080808080ull;
+  auto below_space = [](uint64_t w) { return ((w - 0x20 * kOnes) & ~w & kTops) != 0; };
+  const char* p = s.data();
+  const size_t n = s.size();
+  if (n < 8) {
+    for (size_t i = 0; i < n; ++i) {
+      if (static_cast<unsigned char>(p[i]) < 0x20) return true;
+    }
+    return false;
   }
-  for (; i < s.size(); ++i) {
-    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return true;
+  uint64_t w;
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    std::memcpy(&w, p + i, 8);
+    if (below_space(w)) return true;
   }
-  return false;
+  std::memcpy(&w, p + n - 8, 8);  // the last eight, overlapping
+  return below_space(w);
+}
+
+// CR, LF and NUL become spaces: a value that echoes client input cannot
+// split the header.
+void Sanitize(char* v, size_t size) {
+  for (char* c = v; c < v + size; ++c) {
+    if (*c == '\r' || *c == '\n' || *c == '\0') *c = ' ';
+  }
 }
 
 }  // namespace
@@ -79,24 +86,45 @@ void Response::Append(std::string_view name, std::string_view value) {
   p += value.size();
   *p++ = '\r';
   *p = '\n';
-  if (HasBreak(value)) {
-    for (char* c = v; c < v + value.size(); ++c) {
-      if (*c == '\r' || *c == '\n' || *c == '\0') *c = ' ';
-    }
+  if (HasControlByte(value)) Sanitize(v, value.size());
+}
+
+Response::Owned Response::OwnedField(std::string_view name) {
+  switch (name.size()) {
+    case 14:
+      return IEquals(name, std::string_view("Content-Length")) ? Owned::kContentLength
+                                                               : Owned::kNone;
+    case 10:
+      return IEquals(name, std::string_view("Connection")) ? Owned::kConnection : Owned::kNone;
+    case 6:
+      return IEquals(name, std::string_view("Server")) ? Owned::kServer : Owned::kNone;
+    default:
+      return Owned::kNone;
   }
 }
 
+void Response::SetServer(std::string_view value) {
+  server_.assign(value);
+  if (HasControlByte(server_)) Sanitize(server_.data(), server_.size());
+}
+
 void Response::set(std::string_view name, std::string_view value) {
-  if (IsContentLength(name)) {
-    size_t n = 0;
-    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-    content_length_ = ec == std::errc() && p == value.data() + value.size() ? n : kUnset;
-    return;
-  }
-  if (IsConnection(name)) {
-    if (IEquals(value, std::string_view("close"))) keep_alive_ = false;
-    if (IEquals(value, std::string_view("keep-alive"))) keep_alive_ = true;
-    return;
+  switch (OwnedField(name)) {
+    case Owned::kContentLength: {
+      size_t n = 0;
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      content_length_ = ec == std::errc() && p == value.data() + value.size() ? n : kUnset;
+      return;
+    }
+    case Owned::kConnection:
+      if (IEquals(value, std::string_view("close"))) keep_alive_ = false;
+      if (IEquals(value, std::string_view("keep-alive"))) keep_alive_ = true;
+      return;
+    case Owned::kServer:
+      SetServer(value);
+      return;
+    case Owned::kNone:
+      break;
   }
   if (value.data() >= fields_.data() && value.data() < fields_.data() + fields_.size()) {
     const std::string copy(value);  // a view into the fields, which erase moves
@@ -109,7 +137,7 @@ void Response::set(std::string_view name, std::string_view value) {
 }
 
 void Response::insert(std::string_view name, std::string_view value) {
-  if (IsContentLength(name) || IsConnection(name)) {
+  if (OwnedField(name) != Owned::kNone) {
     set(name, value);
     return;
   }
@@ -117,13 +145,18 @@ void Response::insert(std::string_view name, std::string_view value) {
 }
 
 void Response::erase(std::string_view name) {
-  if (IsContentLength(name)) {
-    content_length_ = kNone;
-    return;
-  }
-  if (IsConnection(name)) {
-    keep_alive_.reset();
-    return;
+  switch (OwnedField(name)) {
+    case Owned::kContentLength:
+      content_length_ = kNone;
+      return;
+    case Owned::kConnection:
+      keep_alive_.reset();
+      return;
+    case Owned::kServer:
+      server_.clear();
+      return;
+    case Owned::kNone:
+      break;
   }
   for (auto [begin, end] = Find(name, 0); begin != std::string::npos;
        std::tie(begin, end) = Find(name, begin)) {
@@ -134,6 +167,7 @@ void Response::erase(std::string_view name) {
 void Response::erase(Field name) { erase(FieldName(name)); }
 
 std::string_view Response::operator[](std::string_view name) const {
+  if (OwnedField(name) == Owned::kServer) return server_;
   auto [begin, end] = Find(name, 0);
   if (begin == std::string::npos) return {};
   std::string_view line = std::string_view(fields_).substr(begin, end - begin - 2);
@@ -141,6 +175,7 @@ std::string_view Response::operator[](std::string_view name) const {
 }
 
 size_t Response::count(std::string_view name) const {
+  if (OwnedField(name) == Owned::kServer) return server_.empty() ? 0 : 1;
   size_t n = 0;
   for (auto [begin, end] = Find(name, 0); begin != std::string::npos;
        std::tie(begin, end) = Find(name, end)) {
@@ -168,6 +203,11 @@ void Response::SerializeHeader(std::string* out) const {
   *out += reason();
   *out += "\r\n";
   *out += fields_;
+  if (!server_.empty()) {
+    *out += "Server: ";
+    *out += server_;
+    *out += "\r\n";
+  }
   if (content_length_ != kNone) {
     *out += "Content-Length: ";
     auto [e, ec2] = std::to_chars(num, num + sizeof(num),

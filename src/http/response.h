@@ -5,11 +5,12 @@
 // of its own and writing the header is one copy (a Beast message keeps one
 // allocated node per field and is walked field by field to serialize).
 //
-// The server owns two fields: Content-Length (from prepare_payload(), or
-// the body's size) and Connection (from keep_alive()). CR, LF and NUL in a
-// value are replaced by spaces: a value that echoes client input cannot
-// split the header. Names are the program's own tokens (never client
-// input).
+// Three fields are kept apart from the others: Content-Length (from
+// prepare_payload(), or the body's size) and Connection (from keep_alive()),
+// which the server owns, and Server, which the server sets on every answer:
+// apart, setting it costs no search of the fields. They go on the wire
+// after the others. CR, LF and NUL in a value are replaced by spaces: a value that echoes client
+// input cannot split the header. Names are the program's own tokens (never client input).
 //
 // The responses the HTTP client reads stay Beast messages (ClientResponse).
 // clang-format off
@@ -43,7 +44,13 @@ class Response {
   // Sets `name` to `value`, replacing every field of that name (names
   // compare case-insensitively).
   void set(std::string_view name, std::string_view value);
-  void set(Field name, std::string_view value) { set(FieldName(name), value); }
+  void set(Field name, std::string_view value) {
+    if (name == Field::server) {
+      SetServer(value);
+      return;
+    }
+    set(FieldName(name), value);
+  }
   // Adds a field, keeping any others of the same name.
   void insert(std::string_view name, std::string_view value);
   void insert(Field name, std::string_view value) { insert(FieldName(name), value); }
@@ -55,8 +62,8 @@ class Response {
   std::string_view operator[](Field name) const { return (*this)[FieldName(name)]; }
   size_t count(std::string_view name) const;
   size_t count(Field name) const { return count(FieldName(name)); }
-  // Calls fn(name, value) for each field, in order (without the two the
-  // server owns).
+  // Calls fn(name, value) for each field, in order (without the three kept
+  // apart).
   template <typename Fn>
   void ForEachField(Fn&& fn) const {
     for (size_t pos = 0; pos < fields_.size();) {
@@ -80,12 +87,16 @@ class Response {
   // afterwards (HEAD) keeps it; 1xx, 204 and 304 get no Content-Length and
   // lose any body (they have none on the wire).
   void prepare_payload();
-  // Appends the status line, the fields, Content-Length (when prepared or
-  // erased: as prepared, or none) and Connection, and the blank line.
+  // Appends the status line, the fields, Server, Content-Length (when
+  // prepared or erased: as prepared, or none) and Connection, and the blank
+  // line.
   void SerializeHeader(std::string* out) const;
 
  private:
+  enum class Owned { kNone, kContentLength, kConnection, kServer };
+  static Owned OwnedField(std::string_view name);
   static std::string_view FieldName(Field f);
+  void SetServer(std::string_view value);
   // The [begin, end) of the first line of `name` at or after `from`, or
   // begin == npos.
   std::pair<size_t, size_t> Find(std::string_view name, size_t from) const;
@@ -96,6 +107,7 @@ class Response {
   std::string fields_;  // "Name: value\r\n" lines
   std::string body_;
   std::optional<bool> keep_alive_;
+  std::string server_;  // the Server field's value; empty: none
   // Set by prepare_payload; kNone after erase(Content-Length); kUnset: the
   // body's size when serialized.
   static constexpr size_t kUnset = static_cast<size_t>(-1);

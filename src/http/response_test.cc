@@ -74,6 +74,47 @@ TEST(ResponseTest, LineBreaksInValuesCannotSplitTheHeader) {
   EXPECT_EQ(h.find("\r\nSet-Cookie"), std::string::npos) << h;
 }
 
+TEST(ResponseTest, ControlBytesAnywhereInLongAndShortValuesAreFound) {
+  // Every length up to 40 and every position: the eight-byte test, its
+  // overlapping tail and the byte loop for short values.
+  for (size_t len = 1; len <= 40; ++len) {
+    for (size_t at = 0; at < len; ++at) {
+      for (char bad : {'\r', '\n', '\0'}) {
+        std::string value(len, 'v');
+        value[at] = bad;
+        Response res;
+        res.set("X-V", value);
+        std::string want(len, 'v');
+        want[at] = ' ';
+        ASSERT_EQ(res["X-V"], want) << len << " " << at;
+      }
+    }
+  }
+  Response res;
+  res.set("X-V", "a\tb\x01c\x7f\x80\xff-0123456789");  // other bytes stay as they are
+  EXPECT_EQ(res["X-V"], "a\tb\x01c\x7f\x80\xff-0123456789");
+}
+
+TEST(ResponseTest, ServerIsKeptApartAndWrittenAfterTheFields) {
+  Response res{Status::ok};
+  res.set(Field::server, "first");
+  res.insert("X-A", "1");
+  res.set("server", "inferd");  // replaces, by either spelling
+  EXPECT_EQ(res.count(Field::server), 1u);
+  EXPECT_EQ(res["SERVER"], "inferd");
+  EXPECT_EQ(Header(res),
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nServer: inferd\r\nContent-Length: 0\r\n\r\n");
+  std::vector<std::string> names;
+  res.ForEachField([&](std::string_view n, std::string_view) { names.emplace_back(n); });
+  EXPECT_EQ(names, std::vector<std::string>{"X-A"});
+  res.insert(Field::server, "bad\r\nX-B: 2");
+  EXPECT_EQ(res[Field::server], "bad  X-B: 2");
+  res.erase("Server");
+  EXPECT_EQ(res.count("Server"), 0u);
+  EXPECT_EQ(res[Field::server], "");
+  EXPECT_EQ(Header(res).find("Server"), std::string::npos);
+}
+
 TEST(ResponseTest, SerializesStatusFieldsLengthAndConnection) {
   Response res{Status::not_found};
   res.set(Field::content_type, "application/json");

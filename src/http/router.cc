@@ -207,10 +207,13 @@ void Router::Add(Verb method, std::string pattern, Handler handler) {
 
 namespace {
 
-// `pattern` has as many segments as `segs`.
+// `pattern` has as many segments as `segs`. From the last segment back:
+// routes of one length share their first segments ("v2", "models") and
+// differ at the end ("infer", "ready"), so a route that does not match
+// mostly fails at the first comparison.
 template <typename Pattern>
 bool Matches(const Pattern& pattern, const Segments& segs) {
-  for (size_t i = 0; i < segs.size(); ++i) {
+  for (size_t i = segs.size(); i-- > 0;) {
     const auto& p = pattern[i];
     if (p.param) continue;
     if (p.text.size() != segs[i].size() ||

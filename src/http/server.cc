@@ -291,13 +291,24 @@ awaitable<void> Server::Impl::RunSession(Socket socket, IoWorker* worker) {
     if (buf.size() == 0) {
       // An idle connection keeps no large buffer from its last request.
       if (buf.capacity() > 16384) buf.shrink_to_fit();
-      s.idle = true;
-      s.idle_since = std::chrono::steady_clock::now();
-      // On the socket itself: the idle timer, not the stream's (which is
-      // only set around the stream's own reads and writes), bounds this wait.
-      size_t n = co_await s.stream.socket().async_read_some(
-          buf.prepare(8192), asio::redirect_error(use_awaitable, ec));
-      s.idle = false;
+      // After the yield below a busy client's next request has often
+      // arrived: read it at once, without suspending (the socket is
+      // non-blocking). Otherwise wait for it: on the socket itself, so that
+      // the idle timer, not the stream's (which is only set around the
+      // stream's own reads and writes), bounds the wait. Waiting for
+      // readiness and then reading costs the same recv calls as an
+      // asynchronous read, which would try at once and fail first.
+      size_t n = 0;
+      for (;;) {
+        n = s.stream.socket().read_some(buf.prepare(8192), ec);
+        if (ec != asio::error::would_block) break;
+        s.idle = true;
+        s.idle_since = std::chrono::steady_clock::now();
+        co_await s.stream.socket().async_wait(Socket::wait_read,
+                                              asio::redirect_error(use_awaitable, ec));
+        s.idle = false;
+        if (ec) break;
+      }
       if (ec == asio::error::operation_aborted && (s.closing || draining.load())) {
         // The server cancelled the wait to close (drain, idle timeout,
         // room at the connection limit); if a request had already arrived,
