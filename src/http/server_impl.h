@@ -84,6 +84,9 @@ struct Session {
   // since `idle_since` for the whole timeout, else re-arms for what is left.
   Timer idle_timer;
   std::chrono::steady_clock::time_point idle_since;
+  // How many of the next requests are waited for without first trying a
+  // read (RunSession): set after a read found nothing.
+  int wait_first = 0;
   // The session itself, for handlers that may outlive it (set by RunSession).
   std::weak_ptr<Session> self;
   IoWorker* worker;  // the thread it lives on
