@@ -75,7 +75,7 @@ void Response::Append(std::string_view name, std::string_view value) {
   // A typical header (KServe's answer with its ids: about 200 bytes) fits
   // the first allocation.
   if (fields_.capacity() < at + n) fields_.reserve(std::max<size_t>(320, 2 * (at + n)));
-  fields_.resize(at + n);
+  fields_.resize(at + n, boost::container::default_init);
   char* p = fields_.data() + at;
   if (!name.empty()) std::memcpy(p, name.data(), name.size());  // names: from code, not clients
   p += name.size();
@@ -160,7 +160,8 @@ void Response::erase(std::string_view name) {
   }
   for (auto [begin, end] = Find(name, 0); begin != std::string::npos;
        std::tie(begin, end) = Find(name, begin)) {
-    fields_.erase(begin, end - begin);
+    fields_.erase(fields_.begin() + static_cast<std::ptrdiff_t>(begin),
+                  fields_.begin() + static_cast<std::ptrdiff_t>(end));
   }
 }
 
@@ -170,7 +171,7 @@ std::string_view Response::operator[](std::string_view name) const {
   if (OwnedField(name) == Owned::kServer) return server_;
   auto [begin, end] = Find(name, 0);
   if (begin == std::string::npos) return {};
-  std::string_view line = std::string_view(fields_).substr(begin, end - begin - 2);
+  std::string_view line = fields().substr(begin, end - begin - 2);
   return line.substr(name.size() + 2);
 }
 
@@ -195,30 +196,58 @@ void Response::prepare_payload() {
 }
 
 void Response::SerializeHeader(std::string* out) const {
-  *out += version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  char num[24];
-  auto [end, ec] = std::to_chars(num, num + sizeof(num), result_int());
-  out->append(num, end);
-  *out += ' ';
-  *out += reason();
-  *out += "\r\n";
-  *out += fields_;
-  if (!server_.empty()) {
-    *out += "Server: ";
-    *out += server_;
-    *out += "\r\n";
-  }
+  // Sized first and written in place: one growth of `out` (which the
+  // server reuses) instead of one append per piece.
+  char status[24];
+  const size_t status_size = static_cast<size_t>(
+      std::to_chars(status, status + sizeof(status), result_int()).ptr - status);
+  const std::string_view reason_text = reason();
+  char length[24];
+  size_t length_size = 0;
   if (content_length_ != kNone) {
-    *out += "Content-Length: ";
-    auto [e, ec2] = std::to_chars(num, num + sizeof(num),
-                                  content_length_ == kUnset ? body_.size() : content_length_);
-    out->append(num, e);
-    *out += "\r\n";
+    const size_t n = content_length_ == kUnset ? body_.size() : content_length_;
+    length_size =
+        static_cast<size_t>(std::to_chars(length, length + sizeof(length), n).ptr - length);
   }
   const bool keep = keep_alive();
-  if (version_ == 11 && !keep) *out += "Connection: close\r\n";
-  if (version_ == 10 && keep) *out += "Connection: keep-alive\r\n";
-  *out += "\r\n";
+  const std::string_view connection = version_ == 11 && !keep  ? "Connection: close\r\n"
+                                      : version_ == 10 && keep ? "Connection: keep-alive\r\n"
+                                                               : "";
+  constexpr std::string_view kServer = "Server: ", kLength = "Content-Length: ";
+  const size_t total = 9 + status_size + 1 + reason_text.size() + 2 + fields_.size() +
+                       (server_.empty() ? 0 : kServer.size() + server_.size() + 2) +
+                       (content_length_ != kNone ? kLength.size() + length_size + 2 : 0) +
+                       connection.size() + 2;
+  const size_t at = out->size();
+  out->resize(at + total);
+  char* p = out->data() + at;
+  auto put = [&p](const char* s, size_t n) {
+    if (n != 0) std::memcpy(p, s, n);
+    p += n;
+  };
+  auto crlf = [&p] {
+    p[0] = '\r';
+    p[1] = '\n';
+    p += 2;
+  };
+  put(version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ", 9);
+  put(status, status_size);
+  *p++ = ' ';
+  put(reason_text.data(), reason_text.size());
+  crlf();
+  put(fields_.data(), fields_.size());
+  if (!server_.empty()) {
+    put(kServer.data(), kServer.size());
+    put(server_.data(), server_.size());
+    crlf();
+  }
+  if (content_length_ != kNone) {
+    put(kLength.data(), kLength.size());
+    put(length, length_size);
+    crlf();
+  }
+  put(connection.data(), connection.size());
+  crlf();
 }
 
 }  // namespace inferd::http

@@ -19,6 +19,7 @@
 
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
+#include <boost/container/vector.hpp>
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -66,10 +67,10 @@ class Response {
   // apart).
   template <typename Fn>
   void ForEachField(Fn&& fn) const {
-    for (size_t pos = 0; pos < fields_.size();) {
-      const size_t colon = fields_.find(':', pos);
-      const size_t end = fields_.find('\r', colon);
-      std::string_view all(fields_);
+    const std::string_view all = fields();
+    for (size_t pos = 0; pos < all.size();) {
+      const size_t colon = all.find(':', pos);
+      const size_t end = all.find('\r', colon);
       fn(all.substr(pos, colon - pos), all.substr(colon + 2, end - colon - 2));
       pos = end + 2;
     }
@@ -104,7 +105,10 @@ class Response {
 
   Status status_ = Status::ok;
   unsigned version_ = 11;
-  std::string fields_;  // "Name: value\r\n" lines
+  std::string_view fields() const { return {fields_.data(), fields_.size()}; }
+  // "Name: value\r\n" lines. Not a std::string: a field is appended into
+  // room grown without being zero-filled first.
+  boost::container::vector<char> fields_;
   std::string body_;
   std::optional<bool> keep_alive_;
   std::string server_;  // the Server field's value; empty: none
