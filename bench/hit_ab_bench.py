@@ -15,7 +15,11 @@ Each build is a directory holding an `inferd` binary and its `backends/`
 (or a link to them), e.g. a copy of build/ before and after a change:
 
     /usr/bin/python3 bench/hit_ab_bench.py OLD_DIR NEW_DIR [--nginx] \\
-        [--http-threads 1] [--rounds 5] [--duration-s 4] [--out FILE]
+        [--http-threads 1] [--rounds 5] [--duration-s 4] [--out FILE] [--syscalls]
+
+--syscalls also counts, per request, the servers' system calls by kind and
+their context switches (`perf stat` on the syscall tracepoints, which
+costs some CPU time itself: compare CPU figures from runs without it).
 """
 
 import argparse
@@ -42,18 +46,40 @@ def cpu_ticks(pids):
     return sum(u for u, _ in times), sum(s for _, s in times)
 
 
-def run(url, script, pid, duration_s):
+# Counted per request with --syscalls (perf's tracepoints; needs root).
+SYSCALLS = ["recvfrom", "sendmsg", "writev", "epoll_wait", "epoll_ctl", "futex"]
+
+
+def run(url, script, pid, duration_s, syscalls=False):
     pids = e2e.process_tree(pid)
+    wrk = ["wrk", "-t1", "-c32", "-d%ds" % duration_s, "-s", script, url]
+    perf_out = None
+    if syscalls:
+        # perf stat around wrk, on the server's processes: counts only.
+        perf_out = tempfile.mktemp(prefix="perf-stat-")
+        events = ",".join(["syscalls:sys_enter_" + s for s in SYSCALLS] + ["context-switches"])
+        wrk = ["perf", "stat", "-x,", "-o", perf_out, "-e", events,
+               "-p", ",".join(str(p) for p in pids), "--"] + wrk
     before = cpu_ticks(pids)
-    out = subprocess.run(["wrk", "-t1", "-c32", "-d%ds" % duration_s, "-s", script, url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(wrk, capture_output=True, text=True, check=True).stdout
     after = cpu_ticks(pids)
     n = int(re.search(r"(\d+) requests in", out).group(1))
     hz = os.sysconf("SC_CLK_TCK")
     user = (after[0] - before[0]) / hz / n * 1e6
     system = (after[1] - before[1]) / hz / n * 1e6
-    return {"requests": n, "user_us_per_req": user, "sys_us_per_req": system,
-            "cpu_us_per_req": user + system}
+    result = {"requests": n, "user_us_per_req": user, "sys_us_per_req": system,
+              "cpu_us_per_req": user + system}
+    if perf_out:
+        per_request = {}
+        with open(perf_out) as f:
+            for line in f:
+                fields = line.strip().split(",")
+                if len(fields) > 2 and fields[0].isdigit():
+                    name = fields[2].replace("syscalls:sys_enter_", "")
+                    per_request[name] = int(fields[0]) / n
+        os.unlink(perf_out)
+        result["per_request"] = per_request
+    return result
 
 
 def main():
@@ -64,6 +90,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration-s", type=int, default=4)
     ap.add_argument("--out", help="write the runs and medians as JSON")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="also count system calls and context switches per request (perf stat)")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="inferd-hit-ab-")
     repo, req, script = wrk_hits.hit_workload(tmp)
@@ -84,7 +112,8 @@ def main():
         runs = {name: [] for name, _, _ in servers}
         for _ in range(args.rounds):
             for name, proc, url in servers:
-                runs[name].append(run(url + PATH, script, proc.pid, args.duration_s))
+                runs[name].append(run(url + PATH, script, proc.pid, args.duration_s,
+                                      args.syscalls))
     finally:
         for name, proc, _ in servers:
             proc.send_signal(signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
@@ -100,10 +129,16 @@ def main():
         # Against the first build, round by round (the drift cancels out).
         ratio = statistics.median(r["cpu_us_per_req"] / f["cpu_us_per_req"]
                                   for r, f in zip(rs, first))
+        if args.syscalls:
+            med.update({k: statistics.median(r["per_request"].get(k, 0) for r in rs)
+                        for k in SYSCALLS + ["context-switches"]})
         result["servers"][name] = {"median": med, "median_round_ratio_to_first": ratio, "runs": rs}
         print("%-28s CPU %.2f us/req (user %.2f, sys %.2f), %.3f x the first; runs %s"
               % (name, med["cpu_us_per_req"], med["user_us_per_req"], med["sys_us_per_req"],
                  ratio, " ".join("%.2f" % r["cpu_us_per_req"] for r in rs)))
+        if args.syscalls:
+            print("%-28s per request: %s" % ("", ", ".join(
+                "%s %.3f" % (k, med[k]) for k in SYSCALLS + ["context-switches"])))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
