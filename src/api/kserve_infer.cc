@@ -1,7 +1,6 @@
 #include "api/kserve_infer.h"
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -9,6 +8,7 @@
 
 #include "api/auth.h"
 #include "api/kserve_codec.h"
+#include "http/ascii.h"
 
 namespace inferd::api {
 namespace {
@@ -27,20 +27,10 @@ struct CacheControl {
 
 CacheControl ParseCacheControl(std::string_view value) {
   CacheControl cc;
-  if (value.empty()) return cc;
-  std::string v(value.data(), value.size());
-  for (char& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  size_t pos = 0;
-  while (pos < v.size()) {
-    size_t end = v.find(',', pos);
-    if (end == std::string::npos) end = v.size();
-    std::string token = v.substr(pos, end - pos);
-    token.erase(0, token.find_first_not_of(" \t"));
-    token.erase(token.find_last_not_of(" \t") + 1);
-    if (token == "no-cache") cc.no_cache = true;
-    if (token == "no-store") cc.no_store = true;
-    pos = end + 1;
-  }
+  http::ForEachListElement(value, [&](std::string_view directive) {
+    if (http::IEquals(directive, "no-cache")) cc.no_cache = true;
+    if (http::IEquals(directive, "no-store")) cc.no_store = true;
+  });
   return cc;
 }
 

@@ -18,10 +18,14 @@ inline bool IEquals(std::string_view a, std::string_view b) {
   return true;
 }
 
+enum class EmptyElements { kSkip, kReport };
+
 // Calls fn(element) for each element of the comma-separated list `value`,
-// trimmed of spaces and tabs; empty elements are skipped (RFC 9110 5.6.1).
+// trimmed of spaces and tabs; empty elements are skipped (RFC 9110 5.6.1),
+// or reported too, for a caller that refuses them.
 template <typename Fn>
-void ForEachListElement(std::string_view value, Fn&& fn) {
+void ForEachListElement(std::string_view value, Fn&& fn,
+                        EmptyElements empty = EmptyElements::kSkip) {
   size_t pos = 0;
   while (pos <= value.size()) {
     size_t comma = value.find(',', pos);
@@ -29,7 +33,7 @@ void ForEachListElement(std::string_view value, Fn&& fn) {
     std::string_view t = value.substr(pos, comma - pos);
     while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
     while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-    if (!t.empty()) fn(t);
+    if (!t.empty() || empty == EmptyElements::kReport) fn(t);
     pos = comma + 1;
   }
 }

@@ -72,19 +72,14 @@ const char* SpanPrintable(const char* p, const char* end, uint8_t lo) {
 // with optional spaces, no empty element.
 bool PlainTokenList(std::string_view v) {
   bool ok = !v.empty();
-  size_t elements = 0;
-  size_t pos = 0;
-  while (ok && pos <= v.size()) {
-    size_t comma = v.find(',', pos);
-    if (comma == std::string_view::npos) comma = v.size();
-    std::string_view t = v.substr(pos, comma - pos);
-    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-    ok = !t.empty() && Span(t.data(), t.data() + t.size(), kTables.token) == t.data() + t.size();
-    ++elements;
-    pos = comma + 1;
-  }
-  return ok && elements > 0;
+  ForEachListElement(
+      v,
+      [&](std::string_view t) {
+        ok = ok && !t.empty() &&
+             Span(t.data(), t.data() + t.size(), kTables.token) == t.data() + t.size();
+      },
+      EmptyElements::kReport);
+  return ok;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "http/ascii.h"
 #include "http/request_reader.h"
 
 namespace inferd::http {
@@ -78,6 +79,19 @@ TEST(RequestTest, SetReplacesEraseRemovesAndValuesMayViewTheRequest) {
   EXPECT_EQ(req[long_name], "text/plain");
   req.insert(req["a"], std::string(4096, 'v'));
   EXPECT_EQ(req["text/plain"], std::string(4096, 'v'));
+}
+
+TEST(AsciiTest, ListElementsAreTrimmedAndEmptyOnesSkippedUnlessReported) {
+  std::vector<std::string> seen;
+  auto collect = [&](std::string_view t) { seen.emplace_back(t); };
+  ForEachListElement(" a ,,\tb\t, ", collect);
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b"}));
+  seen.clear();
+  ForEachListElement(" a ,,\tb\t, ", collect, EmptyElements::kReport);
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "", "b", ""}));
+  seen.clear();
+  ForEachListElement("", collect, EmptyElements::kReport);
+  EXPECT_EQ(seen, (std::vector<std::string>{""}));
 }
 
 }  // namespace

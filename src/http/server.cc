@@ -186,7 +186,7 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
     // The watch goes on while the stream is written: a client that leaves
     // cancels the producer.
     if (!watching) WatchForDisconnect(s, PendingResponse::CancelOf(pending));
-    bool ok = co_await WriteStream(s, res, stream, PendingResponse::CancelOf(pending));
+    bool ok = co_await WriteStream(s, res, stream, PendingResponse::CancelOf(pending), head);
     error_code ignored;
     s.stream.socket().cancel(ignored);  // ends the watch
     co_return ok&& keep_alive;

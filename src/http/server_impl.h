@@ -340,8 +340,10 @@ struct Server::Impl {
   // Writes a streamed response: `head`, then the pieces as the producer
   // queues them (chunked on HTTP/1.1), until it closes the stream. Returns
   // false when the connection cannot go on (a write failed, HTTP/1.0).
+  // `head_only` (a HEAD request): the head alone, as GET's would be; the
+  // producer is cancelled and its stream dropped.
   awaitable<bool> WriteStream(Session& s, Response& head, std::shared_ptr<ResponseStream> stream,
-                              const std::weak_ptr<Cancellation>& cancel);
+                              const std::weak_ptr<Cancellation>& cancel, bool head_only);
   Response InternalError(std::string_view what);
   awaitable<error_code> ReadRequest(Session& s, beast::flat_buffer& buf, RequestReader& reader,
                                     bool* expired);

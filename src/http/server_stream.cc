@@ -81,7 +81,8 @@ void ResponseStream::MarkGone() {
 
 awaitable<bool> Server::Impl::WriteStream(Session& s, Response& head,
                                           std::shared_ptr<ResponseStream> stream,
-                                          const std::weak_ptr<Cancellation>& cancel) {
+                                          const std::weak_ptr<Cancellation>& cancel,
+                                          bool head_only) {
   const bool chunked = head.version() != 10;  // HTTP/1.0: the body ends with the connection
   head.erase(beast_http::field::content_length);
   head.body().clear();
@@ -97,6 +98,16 @@ awaitable<bool> Server::Impl::WriteStream(Session& s, Response& head,
     if (auto c = cancel.lock()) c->Cancel(CancelledError("the client stopped reading the stream"));
     stream->MarkGone();
   };
+  if (head_only) {
+    // HEAD: no body follows the head, so nothing of the producer's is
+    // wanted. Stopped first: the head's write may wait on the client.
+    if (auto c = cancel.lock()) c->Cancel(CancelledError("HEAD: a stream's body is not sent"));
+    stream->MarkGone();
+    s.stream.expires_after(options.write_timeout);
+    co_await asio::async_write(s.stream, asio::buffer(wire),
+                               asio::redirect_error(use_awaitable, ec));
+    co_return !ec && chunked;  // HTTP/1.0: GET's body would end with the connection
+  }
   for (;;) {
     bool closed = false;
     std::vector<std::string> pieces = stream->Take(&closed);

@@ -184,6 +184,27 @@ TEST_F(ServerTest, StreamsPiecesChunkedAsTheyAreWritten) {
   EXPECT_FALSE(cancel_->cancelled());
 }
 
+TEST_F(ServerTest, HeadOnAStreamingRouteGetsTheHeadAloneAndStopsTheProducer) {
+  int fd = Connect(server_->port());
+  SendAll(fd, "HEAD /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto writer = AwaitStream();
+  ASSERT_NE(writer, nullptr);
+  std::string got = ReadUntil(fd, "\r\n\r\n");
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("Transfer-Encoding: chunked"), std::string::npos) << got;  // as GET's
+  // The producer was stopped before the head went out.
+  EXPECT_TRUE(cancel_->cancelled());
+  EXPECT_TRUE(writer->gone());
+  EXPECT_FALSE(writer->Write("data: 1\n\n", [] {}));
+  writer->Close();
+  // No body: the next bytes on the connection are the next answer's.
+  SendAll(fd, "GET /now HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  got = ReadUntil(fd, "{\"now\":true}");
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_EQ(got.find("data:"), std::string::npos) << got;
+  close(fd);
+}
+
 TEST_F(ServerTest, ASlowReaderHoldsTheProducerBack) {
   int fd = Connect(server_->port());
   SendAll(fd, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
