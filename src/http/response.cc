@@ -74,7 +74,14 @@ void Response::Append(std::string_view name, std::string_view value) {
   const size_t n = name.size() + value.size() + 4;
   // A typical header (KServe's answer with its ids: about 200 bytes) fits
   // the first allocation.
-  if (fields_.capacity() < at + n) fields_.reserve(std::max<size_t>(320, 2 * (at + n)));
+  if (fields_.capacity() < at + n) {
+    if (value.data() >= fields_.data() && value.data() < fields_.data() + fields_.size()) {
+      const std::string copy(value);  // a view into the fields, which growing frees
+      Append(name, copy);
+      return;
+    }
+    fields_.reserve(std::max<size_t>(320, 2 * (at + n)));
+  }
   fields_.resize(at + n, boost::container::default_init);
   char* p = fields_.data() + at;
   if (!name.empty()) std::memcpy(p, name.data(), name.size());  // names: from code, not clients

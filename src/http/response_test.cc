@@ -53,6 +53,16 @@ TEST(ResponseTest, SetMayTakeAValueOfItsOwnFields) {
   EXPECT_EQ(res["A"], "first-value-long-enough-to-move");
 }
 
+TEST(ResponseTest, InsertMayTakeAValueOfItsOwnFieldsWhileTheyGrow) {
+  Response res;
+  res.insert("X-A", std::string(100, 'a'));
+  // Each insert copies X-A's value from the fields themselves; the fields
+  // grow (and move) on the way.
+  for (int i = 0; i < 20; ++i) res.insert("X-B", res["X-A"]);
+  EXPECT_EQ(res.count("X-B"), 20u);
+  EXPECT_EQ(res["X-B"], std::string(100, 'a'));
+}
+
 TEST(ResponseTest, ForEachFieldVisitsInOrder) {
   Response res;
   res.set("B", "2");
