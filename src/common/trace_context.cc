@@ -61,11 +61,11 @@ constexpr std::array<char, 512> kHexPairs = [] {
   return t;
 }();
 
+// Writes `bytes` in hex (2 * N digits) at `out`; returns the end.
 template <size_t N>
-void AppendHex(std::string* out, const std::array<uint8_t, N>& bytes) {
-  char buf[2 * N];
-  for (size_t i = 0; i < N; ++i) std::memcpy(buf + 2 * i, &kHexPairs[2 * bytes[i]], 2);
-  out->append(buf, 2 * N);
+char* WriteHex(char* out, const std::array<uint8_t, N>& bytes) {
+  for (uint8_t b : bytes) out = std::copy_n(&kHexPairs[2 * b], 2, out);
+  return out;
 }
 
 }  // namespace
@@ -115,9 +115,9 @@ std::string_view TraceContext::FormatTraceparent(char (&out)[kTraceparentSize]) 
   char* p = out;
   std::memcpy(p, "00-", 3);
   p += 3;
-  for (uint8_t b : trace_id) p = std::copy_n(&kHexPairs[2 * b], 2, p);
+  p = WriteHex(p, trace_id);
   *p++ = '-';
-  for (uint8_t b : span_id) p = std::copy_n(&kHexPairs[2 * b], 2, p);
+  p = WriteHex(p, span_id);
   *p++ = '-';
   p = std::copy_n(&kHexPairs[2 * (flags & 1)], 2, p);
   return {out, static_cast<size_t>(p - out)};
@@ -129,10 +129,8 @@ std::string TraceContext::Traceparent() const {
 }
 
 std::string TraceContext::TraceIdHex() const {
-  std::string out;
-  out.reserve(32);
-  AppendHex(&out, trace_id);
-  return out;
+  char buf[2 * sizeof(trace_id)];
+  return std::string(buf, WriteHex(buf, trace_id));
 }
 
 RequestId ChooseRequestId(std::string_view client_id, const TraceContext& trace) {
@@ -144,10 +142,7 @@ RequestId ChooseRequestId(std::string_view client_id, const TraceContext& trace)
     std::memcpy(id.data_, client_id.data(), client_id.size());
     id.size_ = static_cast<uint8_t>(client_id.size());
   } else {
-    for (size_t i = 0; i < trace.trace_id.size(); ++i) {
-      std::memcpy(id.data_ + 2 * i, &kHexPairs[2 * trace.trace_id[i]], 2);
-    }
-    id.size_ = static_cast<uint8_t>(2 * trace.trace_id.size());
+    id.size_ = static_cast<uint8_t>(WriteHex(id.data_, trace.trace_id) - id.data_);
   }
   return id;
 }

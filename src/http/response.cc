@@ -75,7 +75,7 @@ void Response::Append(std::string_view name, std::string_view value) {
   // A typical header (KServe's answer with its ids: about 200 bytes) fits
   // the first allocation.
   if (fields_.capacity() < at + n) {
-    if (value.data() >= fields_.data() && value.data() < fields_.data() + fields_.size()) {
+    if (ViewsFields(value)) {
       const std::string copy(value);  // a view into the fields, which growing frees
       Append(name, copy);
       return;
@@ -94,6 +94,10 @@ void Response::Append(std::string_view name, std::string_view value) {
   *p++ = '\r';
   *p = '\n';
   if (HasControlByte(value)) Sanitize(v, value.size());
+}
+
+bool Response::ViewsFields(std::string_view s) const {
+  return s.data() >= fields_.data() && s.data() < fields_.data() + fields_.size();
 }
 
 Response::Owned Response::OwnedField(std::string_view name) {
@@ -133,7 +137,7 @@ void Response::set(std::string_view name, std::string_view value) {
     case Owned::kNone:
       break;
   }
-  if (value.data() >= fields_.data() && value.data() < fields_.data() + fields_.size()) {
+  if (ViewsFields(value)) {
     const std::string copy(value);  // a view into the fields, which erase moves
     erase(name);
     Append(name, copy);

@@ -102,6 +102,8 @@ class Response {
   // begin == npos.
   std::pair<size_t, size_t> Find(std::string_view name, size_t from) const;
   void Append(std::string_view name, std::string_view value);
+  // Whether `s` points into fields_ (which erase() and growth move).
+  bool ViewsFields(std::string_view s) const;
 
   Status status_ = Status::ok;
   unsigned version_ = 11;
