@@ -55,8 +55,8 @@ std::optional<http::HttpError> RefuseBeforeBody(const ApiContext* ctx,
   // Small bodies are cheap to read: their route answers (and the key is
   // hashed once, there).
   constexpr uint64_t kSmallBody = 64 << 10;
-  const bool chunked = header.count(http::beast_http::field::transfer_encoding) > 0;
-  auto length_field = header[http::beast_http::field::content_length];
+  const bool chunked = header.count("Transfer-Encoding") > 0;
+  auto length_field = header["Content-Length"];
   uint64_t length = 0;
   std::from_chars(length_field.data(), length_field.data() + length_field.size(), length);
   if (!chunked && length <= kSmallBody) return std::nullopt;

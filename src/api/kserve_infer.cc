@@ -8,6 +8,7 @@
 
 #include "api/auth.h"
 #include "api/kserve_codec.h"
+#include "common/recycling.h"
 #include "http/ascii.h"
 
 namespace inferd::api {
@@ -92,11 +93,12 @@ void SetRateLimitHeaders(const AdmissionReport& report, Response& res) {
 
 // One infer request on its way through the pipeline. The reply's framing
 // is the binary extension's JSON header length, as text ("" for JSON).
-class KServeExchange final : public InferExchange {
+// Its block is recycled: made and dropped once per request.
+class KServeExchange final : public InferExchange, public Recycled<KServeExchange> {
  public:
   KServeExchange(Request&& req, int64_t json_length, Responder respond)
       : body_(std::move(req.body())), json_length_(json_length), respond_(std::move(respond)) {
-    auto accept = req[bh::field::accept];
+    auto accept = req["Accept"];
     accepts_stream_ = std::string_view(accept.data(), accept.size()).find("text/event-stream") !=
                       std::string_view::npos;
     encoding_len_ = json_length < 0
@@ -206,15 +208,15 @@ class KServeExchange final : public InferExchange {
   static Response ToHttp(EncodedReply reply) {
     Response res{bh::status::ok, 11};
     if (!reply.framing.empty()) {
-      res.insert(bh::field::content_type, "application/octet-stream");
+      res.insert("Content-Type", "application/octet-stream");
       res.insert("Inference-Header-Content-Length", reply.framing);
     } else {
-      res.insert(bh::field::content_type, "application/json");
+      res.insert("Content-Type", "application/json");
     }
     res.body() = std::move(reply.body);
     if (reply.cache != CacheStatus::kNone) {
       res.insert("X-Inferd-Cache", CacheStatusName(reply.cache));
-      if (reply.age_s >= 0) res.insert(bh::field::age, std::to_string(reply.age_s));
+      if (reply.age_s >= 0) res.insert("Age", std::to_string(reply.age_s));
       if (reply.cache == CacheStatus::kStale)
         res.insert(bh::field::warning, "110 - \"Response is Stale\"");
     }
@@ -253,7 +255,7 @@ void HandleInfer(const ApiContext* ctx, Request&& req, std::string model, std::s
     respond.Send(std::move(res));
     return;
   }
-  const CacheControl cc = ParseCacheControl(req[bh::field::cache_control]);
+  const CacheControl cc = ParseCacheControl(req["Cache-Control"]);
   auto cancel = respond.cancellation();
   auto x = std::make_unique<KServeExchange>(std::move(req), *json_length, std::move(respond));
   x->model = std::move(model);

@@ -34,8 +34,8 @@ Request::Span Request::Store(std::string_view s) {
   // Never inside the string object (short-string storage): views into the
   // request must survive moving it.
   if (text_.capacity() < std::max<size_t>(text_.size() + s.size(), 16)) {
-    // Room for a typical header at once (the reader's requests: about 200 bytes).
-    const size_t want = std::max<size_t>(256, 2 * (text_.size() + s.size()));
+    // Room for a typical header at once (one block: capacity + its NUL).
+    const size_t want = std::max<size_t>(kTextBlock - 1, 2 * (text_.size() + s.size()));
     if (s.data() >= text_.data() && s.data() < text_.data() + text_.size()) {
       const size_t from = static_cast<size_t>(s.data() - text_.data());
       text_.reserve(want);
@@ -57,16 +57,18 @@ std::string_view Request::method_string() const {
 
 void Request::AssignHeader(std::string_view header, Verb method, unsigned version,
                            const HeaderSpans& spans) {
-  text_.reserve(std::max<size_t>(header.size(), 16));  // never short-string storage
+  text_.reserve(std::max<size_t>(header.size(), kTextBlock - 1));  // never short-string storage
   text_.assign(header);
   method_ = method;
   method_text_ = method == Verb::unknown ? Span{0, spans.method_size} : Span{};
   target_ = {spans.target, spans.target_size};
   version_ = version;
   fields_.clear();
+  names_ = 0;
   for (size_t i = 0; i < spans.n; ++i) {
     const HeaderSpans::Field& f = spans.fields[i];
     fields_.push_back({{f.name, f.name_size}, {f.value, f.value_size}});
+    names_ |= NameBit(header.substr(f.name, f.name_size));
   }
 }
 
@@ -76,12 +78,13 @@ void Request::method_string(std::string_view text) {
 }
 
 bool Request::keep_alive() const {
-  const std::string_view connection = (*this)[Field::connection];
+  const std::string_view connection = (*this)["Connection"];
   if (version_ < 11) return !connection.empty() && HasToken(connection, "keep-alive");
   return connection.empty() || !HasToken(connection, "close");
 }
 
 std::string_view Request::operator[](std::string_view name) const {
+  if (!MayHave(name)) return {};
   for (const FieldRef& f : fields_) {
     if (f.name.size == name.size() && IEquals(At(f.name), name)) return At(f.value);
   }
@@ -89,6 +92,7 @@ std::string_view Request::operator[](std::string_view name) const {
 }
 
 size_t Request::count(std::string_view name) const {
+  if (!MayHave(name)) return 0;
   size_t n = 0;
   for (const FieldRef& f : fields_) n += f.name.size == name.size() && IEquals(At(f.name), name);
   return n;
@@ -96,6 +100,7 @@ size_t Request::count(std::string_view name) const {
 
 Request::Values Request::values(std::string_view name) const {
   Values out;
+  if (!MayHave(name)) return out;
   for (const FieldRef& f : fields_) {
     if (f.name.size == name.size() && IEquals(At(f.name), name)) out.push_back(At(f.value));
   }
@@ -116,6 +121,7 @@ void Request::insert(std::string_view name, std::string_view value) {
   const Span n = Store(name);
   const Span v = Store(value);
   fields_.push_back({n, v});
+  names_ |= NameBit(name);
 }
 
 void Request::set(std::string_view name, std::string_view value) {

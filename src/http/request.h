@@ -19,6 +19,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/recycling.h"
+
 namespace inferd::http {
 
 class Request {
@@ -110,13 +112,28 @@ class Request {
   Span Store(std::string_view s);
   // Whether `s` points into text_.
   bool Views(std::string_view s) const;
+  // A bit per name, from its size and its last letter (case folded): most
+  // lookups are for fields a request does not have (traceparent,
+  // Cache-Control, Priority, ...), and their bit, clear, answers them
+  // without comparing names. Bits are set as fields are added and never
+  // cleared (a stale bit only costs a search).
+  static uint64_t NameBit(std::string_view name) {
+    const unsigned last = name.empty() ? 0u : (static_cast<unsigned char>(name.back()) | 0x20u);
+    return uint64_t{1} << ((name.size() + last * 7) & 63);
+  }
+  bool MayHave(std::string_view name) const { return (names_ & NameBit(name)) != 0; }
 
   Verb method_ = Verb::get;
   unsigned version_ = 11;
   Span method_text_;
   Span target_;
-  std::string text_;  // the method, the target, the names and values
+  // The method, the target, the names and values. A typical header (the
+  // reader's requests: about 200 bytes) fits the first block, which is
+  // recycled from request to request.
+  static constexpr size_t kTextBlock = 256;
+  std::basic_string<char, std::char_traits<char>, RecyclingAllocator<char, kTextBlock>> text_;
   boost::container::small_vector<FieldRef, 8> fields_;
+  uint64_t names_ = 0;  // NameBit of every field's name
   std::string body_;
 };
 

@@ -20,7 +20,7 @@ std::string Lower(std::string_view s) {
 
 // The comma-separated tokens of every `field` line, lower-cased and trimmed;
 // empty list elements are skipped (RFC 9110 5.6.1).
-std::vector<std::string> Tokens(const Request& req, beast_http::field field) {
+std::vector<std::string> Tokens(const Request& req, std::string_view field) {
   std::vector<std::string> out;
   for (std::string_view v : req.values(field)) {
     ForEachListElement(v, [&](std::string_view t) { out.push_back(Lower(t)); });
@@ -243,18 +243,18 @@ void RequestReader::CheckHeader(std::optional<uint64_t> content_length) {
   header_checked_ = true;
   parser_.eager(true);  // the body in as few calls as the bytes allow
   const Request& req = parser_.get();
-  if (req.count(beast_http::field::transfer_encoding) > 0) {
+  if (req.count("Transfer-Encoding") > 0) {
     if (req.version() < 11) {  // RFC 9112 6.1: the framing is faulty
       Fail(Status::bad_request, "Transfer-Encoding is not allowed in an HTTP/1.0 request");
       return;
     }
-    auto codings = Tokens(req, beast_http::field::transfer_encoding);
+    auto codings = Tokens(req, "Transfer-Encoding");
     if (codings.size() != 1 || codings[0] != "chunked") {
       Fail(Status::not_implemented,
            "Transfer-Encoding '" + Join(codings) + "' is not supported: only 'chunked' is");
       return;
     }
-    if (req.count(beast_http::field::content_length) > 0) {
+    if (req.count("Content-Length") > 0) {
       Fail(Status::bad_request,
            "a request may not carry both Transfer-Encoding and Content-Length");
       return;
@@ -263,7 +263,7 @@ void RequestReader::CheckHeader(std::optional<uint64_t> content_length) {
   if (content_length && *content_length <= options_.max_body_bytes) {
     parser_.get().body().reserve(static_cast<size_t>(*content_length) + options_.body_padding);
   }
-  for (const std::string& coding : Tokens(req, beast_http::field::content_encoding)) {
+  for (const std::string& coding : Tokens(req, "Content-Encoding")) {
     if (coding == "identity") continue;
     if (coding != "gzip" && coding != "x-gzip" && coding != "deflate") {
       Fail(Status::unsupported_media_type,

@@ -72,15 +72,13 @@ std::pair<size_t, size_t> Response::Find(std::string_view name, size_t from) con
 void Response::Append(std::string_view name, std::string_view value) {
   const size_t at = fields_.size();
   const size_t n = name.size() + value.size() + 4;
-  // A typical header (KServe's answer with its ids: about 200 bytes) fits
-  // the first allocation.
   if (fields_.capacity() < at + n) {
     if (ViewsFields(value)) {
       const std::string copy(value);  // a view into the fields, which growing frees
       Append(name, copy);
       return;
     }
-    fields_.reserve(std::max<size_t>(320, 2 * (at + n)));
+    fields_.reserve(std::max<size_t>(kFieldsBlock, 2 * (at + n)));
   }
   fields_.resize(at + n, boost::container::default_init);
   char* p = fields_.data() + at;
@@ -206,7 +204,7 @@ void Response::prepare_payload() {
   }
 }
 
-void Response::SerializeHeader(std::string* out) const {
+void Response::SerializeHeader(std::string* out, std::string_view default_server) const {
   // Sized first and written in place: one growth of `out` (which the
   // server reuses) instead of one append per piece.
   char status[24];
@@ -225,8 +223,9 @@ void Response::SerializeHeader(std::string* out) const {
                                       : version_ == 10 && keep ? "Connection: keep-alive\r\n"
                                                                : "";
   constexpr std::string_view kServer = "Server: ", kLength = "Content-Length: ";
+  const std::string_view server = server_.empty() ? default_server : std::string_view(server_);
   const size_t total = 9 + status_size + 1 + reason_text.size() + 2 + fields_.size() +
-                       (server_.empty() ? 0 : kServer.size() + server_.size() + 2) +
+                       (server.empty() ? 0 : kServer.size() + server.size() + 2) +
                        (content_length_ != kNone ? kLength.size() + length_size + 2 : 0) +
                        connection.size() + 2;
   const size_t at = out->size();
@@ -247,9 +246,9 @@ void Response::SerializeHeader(std::string* out) const {
   put(reason_text.data(), reason_text.size());
   crlf();
   put(fields_.data(), fields_.size());
-  if (!server_.empty()) {
+  if (!server.empty()) {
     put(kServer.data(), kServer.size());
-    put(server_.data(), server_.size());
+    put(server.data(), server.size());
     crlf();
   }
   if (content_length_ != kNone) {

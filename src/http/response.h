@@ -25,6 +25,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/recycling.h"
+
 namespace inferd::http {
 
 class Response {
@@ -88,10 +90,11 @@ class Response {
   // afterwards (HEAD) keeps it; 1xx, 204 and 304 get no Content-Length and
   // lose any body (they have none on the wire).
   void prepare_payload();
-  // Appends the status line, the fields, Server, Content-Length (when
-  // prepared or erased: as prepared, or none) and Connection, and the blank
-  // line.
-  void SerializeHeader(std::string* out) const;
+  // Appends the status line, the fields, Server (as set, else
+  // `default_server` unless empty), Content-Length (when prepared or
+  // erased: as prepared, or none) and Connection, and the blank line. The
+  // server names itself here, not by setting the field on every answer.
+  void SerializeHeader(std::string* out, std::string_view default_server = {}) const;
 
  private:
   enum class Owned { kNone, kContentLength, kConnection, kServer };
@@ -109,8 +112,11 @@ class Response {
   unsigned version_ = 11;
   std::string_view fields() const { return {fields_.data(), fields_.size()}; }
   // "Name: value\r\n" lines. Not a std::string: a field is appended into
-  // room grown without being zero-filled first.
-  boost::container::vector<char> fields_;
+  // room grown without being zero-filled first. A typical header (KServe's
+  // answer with its ids: about 200 bytes) fits the first block, which is
+  // recycled from response to response.
+  static constexpr size_t kFieldsBlock = 320;
+  boost::container::vector<char, RecyclingAllocator<char, kFieldsBlock>> fields_;
   std::string body_;
   std::optional<bool> keep_alive_;
   std::string server_;  // the Server field's value; empty: none

@@ -125,6 +125,18 @@ TEST(ResponseTest, ServerIsKeptApartAndWrittenAfterTheFields) {
   EXPECT_EQ(Header(res).find("Server"), std::string::npos);
 }
 
+TEST(ResponseTest, TheDefaultServerIsWrittenUnlessTheResponseNamesOne) {
+  Response res{Status::ok};
+  res.insert("X-A", "1");
+  std::string out;
+  res.SerializeHeader(&out, "inferd");
+  EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nX-A: 1\r\nServer: inferd\r\nContent-Length: 0\r\n\r\n");
+  res.set(Field::server, "proxy");
+  out.clear();
+  res.SerializeHeader(&out, "inferd");
+  EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nX-A: 1\r\nServer: proxy\r\nContent-Length: 0\r\n\r\n");
+}
+
 TEST(ResponseTest, SerializesStatusFieldsLengthAndConnection) {
   Response res{Status::not_found};
   res.set(Field::content_type, "application/json");

@@ -241,6 +241,8 @@ using namespace server_detail;  // NOLINT: this header is private to server*.cc
 
 // Body reads take up to this much at a time.
 inline constexpr size_t kReadChunk = 64u << 10;
+// The Server field of every answer a handler did not name otherwise.
+inline constexpr std::string_view kServerName = "inferd";
 
 struct Server::Impl {
   Options options;

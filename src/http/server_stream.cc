@@ -92,7 +92,7 @@ awaitable<bool> Server::Impl::WriteStream(Session& s, Response& head,
     head.keep_alive(false);
   }
   std::string wire;
-  head.SerializeHeader(&wire);
+  head.SerializeHeader(&wire, kServerName);
   error_code ec;
   auto fail = [&] {
     if (auto c = cancel.lock()) c->Cancel(CancelledError("the client stopped reading the stream"));
