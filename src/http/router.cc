@@ -1,7 +1,6 @@
 #include "http/router.h"
 
 #include <atomic>
-#include <cstring>
 
 #include <boost/container/small_vector.hpp>
 
@@ -40,7 +39,7 @@ class FunctionTarget final : public Responder::Target {
       : sink_(std::move(sink)), stream_sink_(std::move(stream_sink)) {}
 
  private:
-  void Deliver(Response response) override { sink_(std::move(response)); }
+  void Deliver(Response&& response) override { sink_(std::move(response)); }
   std::shared_ptr<StreamWriter> DeliverStream(Response head) override {
     if (!stream_sink_) {
       sink_(MakeErrorResponse(Status::internal_server_error, "streaming is not supported"));
@@ -97,7 +96,7 @@ std::shared_ptr<StreamWriter> Responder::StartStream(Response head) const {
   return target_->DeliverStream(std::move(head));
 }
 
-void Responder::Send(Response response) const {
+void Responder::Send(Response&& response) const {
   if (target_->sent_.exchange(true)) return;
   target_->Deliver(std::move(response));
 }
@@ -216,9 +215,11 @@ bool Matches(const Pattern& pattern, const Segments& segs) {
   for (size_t i = segs.size(); i-- > 0;) {
     const auto& p = pattern[i];
     if (p.param) continue;
-    if (p.text.size() != segs[i].size() ||
-        std::memcmp(p.text.data(), segs[i].data(), segs[i].size()) != 0) {
-      return false;
+    // Segments are short: compared here, not through a call to memcmp.
+    const std::string_view text = p.text, seg = segs[i];
+    if (text.size() != seg.size()) return false;
+    for (size_t k = 0; k < seg.size(); ++k) {
+      if (text[k] != seg[k]) return false;
     }
   }
   return true;

@@ -188,7 +188,7 @@ class PendingResponse final : public Responder::Target {
   }
 
  private:
-  void Deliver(Response res) override { Hand(std::move(res), nullptr); }
+  void Deliver(Response&& res) override { Hand(std::move(res), nullptr); }
   std::shared_ptr<StreamWriter> DeliverStream(Response head) override {
     auto stream = std::make_shared<ResponseStream>(stream_buffer_limit);
     Hand(std::move(head), stream);
@@ -196,7 +196,7 @@ class PendingResponse final : public Responder::Target {
   }
   // Called once (the Responder's rule). `stream`: set when `res` is the
   // head of a streamed response.
-  void Hand(Response res, std::shared_ptr<ResponseStream> stream) {
+  void Hand(Response&& res, std::shared_ptr<ResponseStream> stream) {
     response_ = std::move(res);
     stream_ = std::move(stream);
     if (state_.exchange(kDelivered, std::memory_order_acq_rel) == kWaiting) {

@@ -92,7 +92,7 @@ class Responder {
     // One of these runs once per request, from any thread: the answer, or
     // the head of a streamed one. DeliverStream returns the stream's
     // writer, or null when this target cannot stream (after answering 500).
-    virtual void Deliver(Response response) = 0;
+    virtual void Deliver(Response&& response) = 0;
     virtual std::shared_ptr<StreamWriter> DeliverStream(Response head) = 0;
 
    private:
@@ -110,7 +110,7 @@ class Responder {
   Responder& operator=(Responder&& other) noexcept;
   ~Responder();
 
-  void Send(Response response) const;
+  void Send(Response&& response) const;
   // Instead of Send: answers with `head` (status and header fields; its
   // body and Content-Length are ignored) and a body written through the
   // returned writer, chunked. Null when an answer was sent already (or
