@@ -149,60 +149,69 @@ awaitable<bool> Server::Impl::ServeOne(Session& s, beast::flat_buffer& buf) {
     ~Finished() { impl->RequestFinished(s); }
   } finished{this, s};
   Response res;
+  // The answer: in the pending response when the handler answered at once
+  // (used where it lies, not moved out), else in `res`.
+  Response* answer = &res;
   bool failed = false;
   std::shared_ptr<PendingResponse> pending;
   bool watching = false;
   try {
     // Most answers are there when the handler returns (errors, cache hits):
     // no suspension for those.
-    if (!Dispatch(reader.Release(), &res, &pending)) {
+    answer = Dispatch(reader.Release(), &res, &pending);
+    if (answer == nullptr) {
       WatchForDisconnect(s, PendingResponse::CancelOf(pending));
       watching = true;
       res = co_await AsyncAwait(pending, use_awaitable);
+      answer = &res;
     }
   } catch (const std::exception& e) {
     failed = true;
     res = InternalError(e.what());
+    answer = &res;
   } catch (...) {
     failed = true;
     res = InternalError("unknown exception");
+    answer = &res;
   }
+  Response& out = *answer;
   std::shared_ptr<ResponseStream> stream = !failed && pending ? pending->stream() : nullptr;
   if (!stream && watching) {
     error_code ignored;
     s.stream.socket().cancel(ignored);  // ends the watch
   }
   keep_alive = keep_alive && !draining.load() && !s.closing;
-  res.version(version == 10 ? 10 : 11);
-  res.keep_alive(keep_alive);
+  out.version(version == 10 ? 10 : 11);
+  out.keep_alive(keep_alive);
   // Only JSON pays for it: it halves at 140-220 MB/s, while tensor bytes
   // shrink by 6-10% (docs/benchmarks.md, "Response compression").
-  if (gzip_ok && res[beast_http::field::content_type] == "application/json") {
-    MaybeGzipResponse(res, options.gzip_min_bytes, 1);
+  if (gzip_ok && out[beast_http::field::content_type] == "application/json") {
+    MaybeGzipResponse(out, options.gzip_min_bytes, 1);
   }
   if (stream) {
-    CountResponse(res.result_int());
+    CountResponse(out.result_int());
     // The watch goes on while the stream is written: a client that leaves
     // cancels the producer.
     if (!watching) WatchForDisconnect(s, PendingResponse::CancelOf(pending));
-    bool ok = co_await WriteStream(s, res, stream, PendingResponse::CancelOf(pending), head);
+    bool ok = co_await WriteStream(s, out, stream, PendingResponse::CancelOf(pending), head);
     error_code ignored;
     s.stream.socket().cancel(ignored);  // ends the watch
     co_return ok&& keep_alive;
   }
-  res.prepare_payload();
-  if (head) res.body().clear();  // HEAD: GET's header, Content-Length included
-  CountResponse(res.result_int());
+  out.prepare_payload();
+  if (head) out.body().clear();  // HEAD: GET's header, Content-Length included
+  CountResponse(out.result_int());
   size_t sent = 0;
-  if (!TryWrite(s, res, &sent, &ec)) ec = co_await WriteRest(s, res, sent);
+  if (!TryWrite(s, out, &sent, &ec)) ec = co_await WriteRest(s, out, sent);
   co_return !ec && keep_alive;
 }
 
-// Routes `req` and calls its handler. Returns true with the response in
-// *res if it is there already; otherwise *pending receives what to wait for. An exception thrown
-// by the handler becomes a 500; one thrown later, on another thread, is the
-// handler's to catch (the Responder answers 500 if it is dropped unsent).
-bool Server::Impl::Dispatch(Request req, Response* res, std::shared_ptr<PendingResponse>* pending) {
+// Routes `req` and calls its handler. Returns the answer if it is there
+// already (in *res, or in *pending); otherwise null, and *pending is what
+// to wait for. An exception thrown by the handler becomes a 500; one thrown later, on another
+// thread, is the handler's to catch (the Responder answers 500 if it is dropped unsent).
+Response* Server::Impl::Dispatch(Request req, Response* res,
+                                 std::shared_ptr<PendingResponse>* pending) {
   std::string_view target(req.target().data(), req.target().size());
   Router::Match m = router->Find(req.method(), target);
   if (!m.handler) {
@@ -215,7 +224,7 @@ bool Server::Impl::Dispatch(Request req, Response* res, std::shared_ptr<PendingR
     } else {
       *res = MakeErrorResponse(Status::not_found, "no such path: " + std::string(target));
     }
-    return true;
+    return res;
   }
   // Its block is recycled: made and dropped once per request.
   auto waiting = std::allocate_shared<PendingResponse>(RecyclingAllocator<PendingResponse>(),
@@ -234,7 +243,7 @@ bool Server::Impl::Dispatch(Request req, Response* res, std::shared_ptr<PendingR
     }
   }
   *pending = waiting;  // for its stream, if the answer is one
-  return waiting->Take(res);
+  return waiting->Delivered();
 }
 
 void Server::Impl::WatchForDisconnect(Session& s, std::weak_ptr<Cancellation> cancel) {

@@ -168,17 +168,16 @@ class PendingResponse final : public Responder::Target {
 
   using Resume = std::function<void(Response)>;
 
-  // Once the answer was taken (Take or OnDelivered): its stream, if the
+  // Once the answer was delivered (Delivered or OnDelivered): its stream, if the
   // answer is the head of one.
   const std::shared_ptr<ResponseStream>& stream() const { return stream_; }
-  // Moves the answer into *out if it was delivered already.
-  bool Take(Response* out) {
-    if (state_.load(std::memory_order_acquire) != kDelivered) return false;
-    *out = std::move(response_);
-    return true;
+  // The answer if it was delivered already (then nothing else touches it:
+  // the caller reads and changes it where it lies), else null.
+  Response* Delivered() {
+    return state_.load(std::memory_order_acquire) == kDelivered ? &response_ : nullptr;
   }
   // Calls `resume` with the answer: now if it is there, else on delivery
-  // (on the delivering thread). At most once, after Take returned false.
+  // (on the delivering thread). At most once, after Delivered returned null.
   void OnDelivered(Resume resume) {
     resume_ = std::move(resume);
     int expected = kEmpty;
@@ -334,7 +333,7 @@ struct Server::Impl {
   awaitable<void> TrimLoop();
   awaitable<void> RunSession(Socket socket, IoWorker* worker);
   awaitable<bool> ServeOne(Session& s, beast::flat_buffer& buf);
-  bool Dispatch(Request req, Response* res, std::shared_ptr<PendingResponse>* pending);
+  Response* Dispatch(Request req, Response* res, std::shared_ptr<PendingResponse>* pending);
   // While an answer is pending: when the connection becomes readable and
   // the client has closed it (a peek reads end of file or an error), raises
   // `cancel`. Data from a pipelining client ends the watch unconsumed.
