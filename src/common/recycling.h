@@ -6,6 +6,8 @@
 // A block freed on another thread is kept by that thread, or freed when its
 // slot is full; each thread frees what it keeps when it exits. Under
 // AddressSanitizer nothing is kept, so that a use after free is still seen.
+// Blocks go back with the unsized global operator delete (clang 14 has the
+// sized one only with -fsized-deallocation).
 //
 //   class Exchange : public Recycled<Exchange> { ... };     // operator new/delete
 //   std::allocate_shared<T>(RecyclingAllocator<T>(), ...)   // one block: object + counts
@@ -52,7 +54,7 @@ template <typename Tag, size_t Size>
 struct Closer {
   ~Closer() {
     Slot<Tag, Size>& slot = MySlot<Tag, Size>();
-    ::operator delete(slot.block, Size);
+    ::operator delete(slot.block);
     slot.block = nullptr;
     slot.closed = true;
   }
@@ -81,7 +83,7 @@ void Give(void* block) noexcept {
     return;
   }
 #endif
-  ::operator delete(block, Size);
+  ::operator delete(block);
 }
 
 }  // namespace recycling_internal
@@ -93,12 +95,13 @@ template <typename T>
 class Recycled {
  public:
   static void* operator new(size_t n) {
+    static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__, "over-aligned types not kept");
     if (n != sizeof(T)) return ::operator new(n);
     return recycling_internal::Take<T, sizeof(T)>();
   }
   static void operator delete(void* p, size_t n) noexcept {
     if (n != sizeof(T)) {
-      ::operator delete(p, n);
+      ::operator delete(p);
       return;
     }
     recycling_internal::Give<T, sizeof(T)>(p);
@@ -129,7 +132,7 @@ class RecyclingAllocator {
   }
   void deallocate(T* p, size_t n) noexcept {
     if (n != Keep) {
-      ::operator delete(p, n * sizeof(T));
+      ::operator delete(p);
       return;
     }
     recycling_internal::Give<T, Keep * sizeof(T)>(p);

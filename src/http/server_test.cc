@@ -69,6 +69,12 @@ class ServerTest : public ::testing::Test {
       cancel_ = r.cancellation();
       streams_.set_value(r.StartStream(std::move(head)));
     });
+    // Names itself: the server's own name is not forced over it.
+    router_.Add(Verb::get, "/named", [](Request&&, const PathParams&, Responder r) {
+      Response res = MakeJsonResponse(Status::ok, "{}");
+      res.set(beast_http::field::server, "custom");
+      r.Send(std::move(res));
+    });
     Server::Options o;
     o.port = 0;
     o.threads = 1;
@@ -137,6 +143,35 @@ TEST_F(ServerTest, AClientThatWaitsGetsItsAnswerAndNoCancellation) {
   EXPECT_NE(ReadUntil(fd, "{\"now\":true}").find("{\"now\":true}"), std::string::npos);
   close(fd);
   EXPECT_FALSE(cancel->cancelled());
+}
+
+// The serializer names the server on every answer (immediate, late, the
+// router's own errors, a stream's head) unless the handler named one.
+TEST_F(ServerTest, EveryAnswerNamesTheServerUnlessTheHandlerDid) {
+  int fd = Connect(server_->port());
+  SendAll(fd, "GET /now HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_NE(ReadUntil(fd, "{\"now\":true}").find("\r\nServer: inferd\r\n"), std::string::npos);
+  SendAll(fd, "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string got = ReadUntil(fd, "\"}");
+  EXPECT_NE(got.find("404"), std::string::npos) << got;
+  EXPECT_NE(got.find("\r\nServer: inferd\r\n"), std::string::npos) << got;
+  SendAll(fd, "GET /named HTTP/1.1\r\nHost: t\r\n\r\n");
+  got = ReadUntil(fd, "{}");
+  EXPECT_NE(got.find("\r\nServer: custom\r\n"), std::string::npos) << got;
+  EXPECT_EQ(got.find("inferd"), std::string::npos) << got;
+  SendAll(fd, "GET /wait HTTP/1.1\r\nHost: t\r\n\r\n");
+  Responder r = AwaitHandler();
+  std::thread answer([r] { r.Send(MakeJsonResponse(Status::ok, "{\"late\":true}")); });
+  got = ReadUntil(fd, "{\"late\":true}");
+  answer.join();
+  EXPECT_NE(got.find("\r\nServer: inferd\r\n"), std::string::npos) << got;
+  SendAll(fd, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::shared_ptr<StreamWriter> w = AwaitStream();
+  ASSERT_NE(w, nullptr);
+  w->Close();
+  got = ReadUntil(fd, "0\r\n\r\n");
+  EXPECT_NE(got.find("\r\nServer: inferd\r\n"), std::string::npos) << got;
+  close(fd);
 }
 
 TEST(ResponseStreamTest, AFullBufferHoldsTheProducerUntilItDrainsBelowHalf) {
