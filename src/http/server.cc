@@ -303,19 +303,20 @@ awaitable<void> Server::Impl::RunSession(Socket socket, IoWorker* worker) {
       if (buf.capacity() > 16384) buf.shrink_to_fit();
       // After the yield below a busy client's next request has often
       // arrived: read it at once, without suspending (the socket is
-      // non-blocking). Otherwise wait for it with an asynchronous read
-      // (which tries once more, then waits: a wait for readiness alone
-      // would cost an epoll_ctl call instead), on the socket itself, so
-      // that the idle timer, not the stream's (which is only set around the
-      // stream's own reads and writes), bounds the wait. After a read that
-      // found nothing, the next requests are waited for at once: when
-      // requests seldom wait in the socket (each of two threads serving
-      // half the connections), the first try would mostly be one more
-      // recv call for nothing.
+      // non-blocking). Otherwise wait for it with a read that tries nothing
+      // before epoll reports data when the socket is known to be empty (this
+      // try found nothing, or the last read ran dry: DrainedReads), on
+      // the socket itself, so that the idle timer, not the stream's (which
+      // is only set around the stream's own reads and writes), bounds the
+      // wait. After a try that found nothing, the next requests are waited
+      // for at once: when requests seldom wait in the socket (each of two
+      // threads serving half the connections), the try would mostly be one
+      // more recv call for nothing.
       constexpr int kWaitFirstAfterMiss = 16;
       size_t n = 0;
       ec = asio::error::would_block;
-      if (s.wait_first == 0) {
+      const bool tried = s.wait_first == 0;
+      if (tried) {
         n = s.stream.socket().read_some(buf.prepare(8192), ec);
         if (ec == asio::error::would_block) s.wait_first = kWaitFirstAfterMiss;
       } else {
@@ -324,8 +325,9 @@ awaitable<void> Server::Impl::RunSession(Socket socket, IoWorker* worker) {
       if (ec == asio::error::would_block) {
         s.idle = true;
         s.idle_since = std::chrono::steady_clock::now();
-        n = co_await s.stream.socket().async_read_some(buf.prepare(8192),
-                                                       asio::redirect_error(use_awaitable, ec));
+        n = co_await s.worker->reads.Read(s.stream.socket(), buf.prepare(8192),
+                                          /*known_empty=*/tried,
+                                          asio::redirect_error(use_awaitable, ec));
         s.idle = false;
       }
       if (ec == asio::error::operation_aborted && (s.closing || draining.load())) {
@@ -351,7 +353,13 @@ awaitable<void> Server::Impl::RunSession(Socket socket, IoWorker* worker) {
     // wrk -c32, about 0.3 us less CPU per memo hit (docs/benchmarks.md).
     // Here, before the loop's drain check and before the session is marked
     // idle, so that a drain or an idle close never misses this connection.
-    if (buf.size() == 0) co_await asio::post(s.stream.get_executor(), use_awaitable);
+    // Only while such tries find requests: otherwise the next read waits at
+    // once (it tries nothing first when the last read ran dry, see above),
+    // and a yield would only add a pass of the event loop, with its
+    // epoll_wait, per request.
+    if (buf.size() == 0 && s.wait_first == 0) {
+      co_await asio::post(s.stream.get_executor(), use_awaitable);
+    }
   }
   s.idle_timer.cancel();
   s.stream.socket().shutdown(Socket::shutdown_both, ec);

@@ -24,6 +24,7 @@
 
 #include "common/logging.h"
 #include "common/mutex.h"
+#include "http/drained_read.h"
 #include "http/request_reader.h"
 
 namespace inferd::http {
@@ -60,6 +61,7 @@ struct IoWorker {
     std::atomic<int64_t> finished{0};
   } counts;
   asio::io_context ioc{1};
+  DrainedReads reads{ioc};  // waiting for a connection's next request
   std::thread thread;
 };
 
