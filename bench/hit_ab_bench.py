@@ -15,7 +15,14 @@ Each build is a directory holding an `inferd` binary and its `backends/`
 (or a link to them), e.g. a copy of build/ before and after a change:
 
     /usr/bin/python3 bench/hit_ab_bench.py OLD_DIR NEW_DIR [--nginx] \\
-        [--http-threads 1] [--rounds 5] [--duration-s 4] [--out FILE] [--syscalls]
+        [--http-threads 1] [--rounds 5] [--duration-s 4] [--out FILE] [--syscalls] \\
+        [--load wrk|bench]
+
+--load bench drives the servers with `inferd bench --concurrency 64`
+(the load generator of bench/cache_e2e_bench.py, from the first build)
+instead of wrk; the server's CPU per request is then sampled inside the
+measurement window as that benchmark does (user and system time are not
+split).
 
 --syscalls also counts, per request, the servers' system calls by kind and
 their context switches (`perf stat` on the syscall tracepoints, which
@@ -82,6 +89,16 @@ def run(url, script, pid, duration_s, syscalls=False):
     return result
 
 
+def run_bench(url, pid, args, tmp, request_file):
+    """One `inferd bench --concurrency 64` run against url; CPU per request
+    of the server (process pid) inside the measurement window."""
+    level = e2e.bench(url, "mlp_cached", args, tmp,
+                      ["--concurrency", "64", "--input-file", request_file], server_pid=pid)
+    return {"throughput_rps": level["throughput_rps"], "errors": level["errors"],
+            "cpu_us_per_req": level["cpu"]["server_us_per_req"],
+            "loadgen_us_per_req": level["cpu"]["loadgen_us_per_req"]}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("builds", nargs="+", help="directories with an inferd binary and backends/")
@@ -90,11 +107,18 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration-s", type=int, default=4)
     ap.add_argument("--out", help="write the runs and medians as JSON")
+    ap.add_argument("--load", choices=["wrk", "bench"], default="wrk",
+                    help="the load generator: wrk -t1 -c32, or inferd bench --concurrency 64")
     ap.add_argument("--syscalls", action="store_true",
                     help="also count system calls and context switches per request (perf stat)")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="inferd-hit-ab-")
     repo, req, script = wrk_hits.hit_workload(tmp)
+    request_file = os.path.join(tmp, "request.json")
+    with open(request_file, "w") as f:
+        f.write(req)
+    args.warmup_s = 1  # for e2e.bench (--load bench)
+    bench_binary = os.path.join(os.path.abspath(args.builds[0]), "inferd")
     servers = []  # (name, process, url)
     try:
         response = metadata = None
@@ -112,8 +136,12 @@ def main():
         runs = {name: [] for name, _, _ in servers}
         for _ in range(args.rounds):
             for name, proc, url in servers:
-                runs[name].append(run(url + PATH, script, proc.pid, args.duration_s,
-                                      args.syscalls))
+                if args.load == "bench":
+                    e2e.INFERD = bench_binary  # the load generator
+                    runs[name].append(run_bench(url, proc.pid, args, tmp, request_file))
+                else:
+                    runs[name].append(run(url + PATH, script, proc.pid, args.duration_s,
+                                          args.syscalls))
     finally:
         for name, proc, _ in servers:
             proc.send_signal(signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
@@ -121,11 +149,11 @@ def main():
     result = {"command": " ".join([os.path.relpath(sys.argv[0], e2e.ROOT)] + sys.argv[1:]),
               "machine": "2 cores shared by the servers and wrk",
               "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "http_threads": args.http_threads, "servers": {}}
+              "http_threads": args.http_threads, "load": args.load, "servers": {}}
     first = runs[servers[0][0]]
     for name, rs in runs.items():
         med = {k: statistics.median(r[k] for r in rs)
-               for k in ("cpu_us_per_req", "user_us_per_req", "sys_us_per_req")}
+               for k in ("cpu_us_per_req", "user_us_per_req", "sys_us_per_req") if k in rs[0]}
         # Against the first build, round by round (the drift cancels out).
         ratio = statistics.median(r["cpu_us_per_req"] / f["cpu_us_per_req"]
                                   for r, f in zip(rs, first))
@@ -133,9 +161,11 @@ def main():
             med.update({k: statistics.median(r["per_request"].get(k, 0) for r in rs)
                         for k in SYSCALLS + ["context-switches"]})
         result["servers"][name] = {"median": med, "median_round_ratio_to_first": ratio, "runs": rs}
-        print("%-28s CPU %.2f us/req (user %.2f, sys %.2f), %.3f x the first; runs %s"
-              % (name, med["cpu_us_per_req"], med["user_us_per_req"], med["sys_us_per_req"],
-                 ratio, " ".join("%.2f" % r["cpu_us_per_req"] for r in rs)))
+        split = (" (user %.2f, sys %.2f)" % (med["user_us_per_req"], med["sys_us_per_req"])
+                 if "user_us_per_req" in med else "")
+        print("%-28s CPU %.2f us/req%s, %.3f x the first; runs %s"
+              % (name, med["cpu_us_per_req"], split, ratio,
+                 " ".join("%.2f" % r["cpu_us_per_req"] for r in rs)))
         if args.syscalls:
             print("%-28s per request: %s" % ("", ", ".join(
                 "%s %.3f" % (k, med[k]) for k in SYSCALLS + ["context-switches"])))

@@ -1,6 +1,7 @@
 #include "http/router.h"
 
 #include <atomic>
+#include <cstring>
 
 #include <boost/container/small_vector.hpp>
 
@@ -193,7 +194,13 @@ Response MakeErrorResponse(Status status, std::string_view message, unsigned ver
   return MakeJsonResponse(status, std::move(body), version);
 }
 
+uint64_t Router::NewId() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
 void Router::Add(Verb method, std::string pattern, Handler handler) {
+  id_ = NewId();  // what a thread remembers of this router no longer holds
   Route r{method, {}, std::move(handler)};
   for (auto s : Split(pattern)) {
     const bool param = s.size() > 2 && s.front() == '{' && s.back() == '}';
@@ -205,6 +212,22 @@ void Router::Add(Verb method, std::string pattern, Handler handler) {
 }
 
 namespace {
+
+// A thread's last route found (Router::Find): the path, and the segment
+// index, offset and size of each parameter in it.
+struct LastFound {
+  static constexpr size_t kMaxPath = 128, kMaxParams = 4;
+  uint64_t router = 0;  // Router::id_; 0: nothing remembered
+  Verb method = Verb::unknown;
+  uint32_t route = 0;
+  uint32_t path_size = 0;
+  uint32_t n_params = 0;
+  struct Param {
+    uint32_t segment, offset, size;
+  } params[kMaxParams];
+  char path[kMaxPath];
+};
+thread_local LastFound t_last_found;
 
 // `pattern` has as many segments as `segs`. From the last segment back:
 // routes of one length share their first segments ("v2", "models") and
@@ -234,6 +257,30 @@ PathParams ParamsOf(const Pattern& pattern, const Segments& segs) {
   return params;
 }
 
+// Keeps route `index` of router `router_id` as this thread's last found for
+// `path` (whose segments `segs` point into it), when it fits.
+template <typename Pattern>
+void Remember(uint64_t router_id, size_t index, Verb method, std::string_view path,
+              const Pattern& pattern, const Segments& segs) {
+  LastFound& last = t_last_found;
+  last.router = 0;
+  if (path.size() > LastFound::kMaxPath) return;
+  uint32_t n = 0;
+  for (size_t i = 0; i < segs.size(); ++i) {
+    if (!pattern[i].param) continue;
+    if (n == LastFound::kMaxParams) return;
+    last.params[n++] = {static_cast<uint32_t>(i),
+                        static_cast<uint32_t>(segs[i].data() - path.data()),
+                        static_cast<uint32_t>(segs[i].size())};
+  }
+  last.n_params = n;
+  last.method = method;
+  last.route = static_cast<uint32_t>(index);
+  last.path_size = static_cast<uint32_t>(path.size());
+  if (!path.empty()) std::memcpy(last.path, path.data(), path.size());
+  last.router = router_id;
+}
+
 }  // namespace
 
 Router::Match Router::Find(Verb method, std::string_view path) const {
@@ -241,10 +288,23 @@ Router::Match Router::Find(Verb method, std::string_view path) const {
   m.status = Status::not_found;
   size_t q = path.find('?');
   if (q != std::string_view::npos) path = path.substr(0, q);
+  LastFound& last = t_last_found;
+  if (last.router == id_ && last.method == method && last.path_size == path.size() &&
+      std::memcmp(last.path, path.data(), path.size()) == 0) {
+    const Route& r = routes_[last.route];
+    m.handler = &r.handler;
+    m.status = Status::ok;
+    for (uint32_t i = 0; i < last.n_params; ++i) {
+      const LastFound::Param& p = last.params[i];
+      m.params.values.emplace_back(r.segments[p.segment].text, path.substr(p.offset, p.size));
+    }
+    return m;
+  }
   Segments segs = Split(path);
   // Segments borrow from the path unless percent-encoded: then from here.
   std::vector<std::string> decoded;
-  if (path.find('%') != std::string_view::npos) {
+  const bool encoded = path.find('%') != std::string_view::npos;
+  if (encoded) {
     decoded.reserve(segs.size());
     for (std::string_view& seg : segs) {
       auto d = PercentDecode(seg);
@@ -268,6 +328,7 @@ Router::Match Router::Find(Verb method, std::string_view path) const {
       m.params = ParamsOf(r.segments, segs);
       m.status = Status::ok;
       m.allow.clear();
+      if (!encoded) Remember(id_, index, method, path, r.segments, segs);
       return m;
     }
     if (method == Verb::head && r.method == Verb::get && !head_fallback) head_fallback = &r;

@@ -7,6 +7,7 @@
 // is 400. HEAD is served by the GET route (the server drops the body).
 // Built once at startup, then read-only: safe to use from every I/O thread.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,10 @@ namespace inferd::http {
 
 class Router {
  public:
+  Router() = default;
+  Router(const Router&) = delete;  // a thread's last route found names it by id
+  Router& operator=(const Router&) = delete;
+
   void Add(Verb method, std::string pattern, Handler handler);
 
   struct Match {
@@ -26,6 +31,10 @@ class Router {
     std::string allow;  // for 405
     std::string error;  // for 400
   };
+  // Each thread remembers its last found route (path, method and where the
+  // parameters lie): a server's clients mostly repeat one path, which is
+  // then matched by one comparison instead of split and compared segment
+  // by segment. Percent-encoded paths are not remembered.
   Match Find(Verb method, std::string_view path) const;
 
  private:
@@ -42,6 +51,10 @@ class Router {
   // Indices into routes_ by segment count, in the order added: a lookup
   // compares only the patterns that can match.
   std::vector<std::vector<size_t>> by_count_;
+  // Names this router and its routes for the per-thread memory of the last
+  // route found: unique in the process, renewed by Add.
+  uint64_t id_ = NewId();
+  static uint64_t NewId();
 };
 
 }  // namespace inferd::http

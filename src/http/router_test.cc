@@ -70,6 +70,63 @@ TEST(JsonEscapeTest, ReplacesInvalidUtf8AndEscapesControls) {
   EXPECT_EQ(out, "\xf0\x9f\x98\x80 ok \xc3\xa9");
 }
 
+// Find remembers its last route per thread: a repeated lookup (the
+// remembered path) answers exactly what the full match answers, and nothing
+// remembered leaks into another path, method, router or a router changed
+// since.
+TEST(RouterTest, ARepeatedLookupAnswersWhatTheFullMatchAnswers) {
+  Router router;
+  router.Add(Verb::post, "/v2/models/{model}/infer", Named("infer"));
+  router.Add(Verb::post, "/v2/models/{model}/versions/{version}/infer", Named("infer v"));
+  router.Add(Verb::get, "/v2/models/{model}/ready", Named("ready"));
+  for (int i = 0; i < 2; ++i) {  // the first finds by segments, the second remembers
+    auto m = router.Find(Verb::post, "/v2/models/mlp/versions/3/infer?x=1");
+    ASSERT_TRUE(m.handler);
+    EXPECT_EQ(Call(m), "infer v");
+    EXPECT_EQ(m.params.Get("model"), "mlp");
+    EXPECT_EQ(m.params.Get("version"), "3");
+    ASSERT_EQ(m.params.values.size(), 2u);
+  }
+  // Another value of the same length in the same place: not the remembered path.
+  auto m = router.Find(Verb::post, "/v2/models/mlq/versions/4/infer");
+  ASSERT_TRUE(m.handler);
+  EXPECT_EQ(m.params.Get("model"), "mlq");
+  EXPECT_EQ(m.params.Get("version"), "4");
+  // The same path with another method: the full match's answer (405).
+  m = router.Find(Verb::get, "/v2/models/mlq/versions/4/infer");
+  EXPECT_FALSE(m.handler);
+  EXPECT_EQ(m.status, Status::method_not_allowed);
+  EXPECT_EQ(m.allow, "POST");
+  // Percent-encoded: decoded every time.
+  for (int i = 0; i < 2; ++i) {
+    m = router.Find(Verb::get, "/v2/models/m%6Cp/ready");
+    ASSERT_TRUE(m.handler);
+    EXPECT_EQ(m.params.Get("model"), "mlp");
+  }
+  // Another router, same path: its own route, not the one remembered.
+  Router other;
+  other.Add(Verb::get, "/v2/models/{name}/ready", Named("other"));
+  m = other.Find(Verb::get, "/v2/models/m%6Cp/ready");
+  m = other.Find(Verb::get, "/v2/models/mlp/ready");
+  m = router.Find(Verb::get, "/v2/models/mlp/ready");
+  ASSERT_TRUE(m.handler);
+  EXPECT_EQ(Call(m), "ready");
+  m = other.Find(Verb::get, "/v2/models/mlp/ready");
+  ASSERT_TRUE(m.handler);
+  EXPECT_EQ(Call(m), "other");
+  EXPECT_EQ(m.params.Get("name"), "mlp");
+  EXPECT_EQ(m.params.Get("model"), "");
+  // A route added after a lookup: the router's memory is renewed, and an
+  // earlier route of another method is found for that method.
+  other.Add(Verb::post, "/v2/models/{name}/ready", Named("post"));
+  m = other.Find(Verb::post, "/v2/models/mlp/ready");
+  ASSERT_TRUE(m.handler);
+  EXPECT_EQ(Call(m), "post");
+  m = other.Find(Verb::get, "/v2/models/mlp/ready");
+  ASSERT_TRUE(m.handler);
+  EXPECT_EQ(Call(m), "other");
+}
+
 TEST(ResponderTest, AnswersOnceAndFiveHundredWhenDropped) {
   int calls = 0;
   Status last = Status::ok;
