@@ -1,16 +1,21 @@
 #pragma once
-// DrainedReads::Read: a socket read that follows nginx's rule for when to
-// wait. Boost.Asio 1.74 tries every read at once (a `recv` before the wait)
-// unless the last read on the socket ran dry, and it counts only a read of
-// zero bytes as running dry; so a keep-alive connection's read for its next
-// request costs a `recv` that fails with EAGAIN before each wait (0.9 calls
-// per request with two I/O threads, docs/benchmarks.md). This read reports a
-// short read (fewer bytes than the buffer holds) as running dry, as nginx
-// does: Asio's epoll reactor then queues the next read without trying it
-// (and without an epoll_ctl call: the descriptor stays registered,
-// edge-triggered) until epoll reports new data, which sets the socket ready
-// again. An edge that arrives while no read is queued is not lost: the
-// reactor marks the socket ready, and the next read is tried at once.
+// DrainedReads::Read: a socket read that waits the way nginx does. Boost.Asio
+// 1.74 tries every read at once (a `recv` before the wait) unless the last
+// read on the socket ran dry, and it counts only a read of zero bytes as
+// running dry; so a keep-alive connection's read for its next request costs
+// a `recv` that fails with EAGAIN before each wait (0.9 calls per request
+// with two I/O threads, docs/benchmarks.md). This read asks the kernel, in
+// the same call, whether the socket ran dry (ReadDry: the buffer, then one
+// more message, which fails with EAGAIN when nothing is left) and reports
+// that to Asio's epoll reactor, which then queues the next read without
+// trying it (and without an epoll_ctl call: the descriptor stays
+// registered, edge-triggered) until epoll reports new data. A short read
+// alone does not prove it: the client's end of stream (or a reset) may wait
+// behind the data, announced by the same edge, and a read that then waited
+// for another edge would wait until the idle timeout (nginx knows from
+// EPOLLRDHUP; Asio does not pass the event to the read). An edge that
+// arrives while no read is queued is not lost: the reactor marks the socket
+// ready, and the next read is tried at once.
 //
 // `known_empty`: the caller's own non-blocking read found nothing an
 // instant ago, on the thread that runs the socket's io_context (and no
@@ -49,6 +54,18 @@ namespace drained_read_detail {
 
 namespace ad = boost::asio::detail;
 
+enum class ReadResult { kWouldBlock, kDry, kDone };
+
+// Reads what `socket` holds into `buffer` without blocking: kWouldBlock
+// when nothing is there; kDry when the read emptied the socket and the end
+// of stream does not wait behind it (one recvmmsg call: the buffer but its
+// last byte, then that byte, which fails with EAGAIN when the socket ran
+// dry; see drained_read.cc for an error that waits behind the data);
+// otherwise kDone (`ec` set for an error or the end of stream, bytes == 0
+// then).
+ReadResult ReadDry(int socket, boost::asio::mutable_buffer buffer, boost::system::error_code& ec,
+                   size_t& bytes);
+
 // The read whose try at start is to be skipped (known_empty), while the
 // reactor's start_op runs on this thread; a try from an epoll event (later,
 // from the io_context's run loop) never matches it.
@@ -70,13 +87,15 @@ class Op : public ad::reactor_op {
   static status DoPerform(ad::reactor_op* base) {
     Op* o = static_cast<Op*>(base);
     if (skip_try == o) return not_done;  // known empty: wait for the next edge
-    if (!ad::socket_ops::non_blocking_recv1(o->socket_, o->buffer_.data(), o->buffer_.size(), 0,
-                                            /*is_stream=*/true, o->ec_, o->bytes_transferred_)) {
-      return not_done;  // EAGAIN: stays queued for the next edge
+    switch (ReadDry(o->socket_, o->buffer_, o->ec_, o->bytes_transferred_)) {
+      case ReadResult::kWouldBlock:
+        return not_done;  // stays queued for the next edge
+      case ReadResult::kDry:
+        return done_and_exhausted;  // no further try before the next edge
+      case ReadResult::kDone:
+        return done;
     }
-    // A short read drained the socket (an error or end of stream too): the
-    // reactor tries no further read before the next edge.
-    return o->ec_ || o->bytes_transferred_ < o->buffer_.size() ? done_and_exhausted : done;
+    return done;
   }
 
   static void DoComplete(void* owner, ad::operation* base, const boost::system::error_code&,

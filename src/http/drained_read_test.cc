@@ -1,9 +1,11 @@
 // DrainedReads on real loopback TCP sockets and a real io_context: it
 // waits for data, reads what arrives after a wait, keeps reading at once
 // after a full read, skips its first try when told the socket is empty
-// (then the next edge wakes it), and completes with end of stream and with
-// cancellation. Arrival is awaited with poll(2) on the descriptor, never
-// with a sleep; a run is bounded by a guard that turns a hang into a failure.
+// (then the next edge wakes it), sees an end of stream that came with the
+// last data, and completes with end of stream and with cancellation;
+// ReadDry tells a socket read dry from one with more or its end behind. Arrival is awaited with
+// poll(2) on the descriptor, never with a sleep; a run is bounded by a guard that turns a hang into
+// a failure.
 
 #include "http/drained_read.h"
 
@@ -58,11 +60,15 @@ class DrainedReadTest : public ::testing::Test {
 
   void PeerSends(const std::string& s) { ASSERT_EQ(asio::write(peer_, asio::buffer(s)), s.size()); }
 
-  // Waits until the server's socket has data, then lets the reactor take
-  // its edge while no read is queued.
-  void ArrivedAndEdgeTaken() {
-    pollfd p{server_.native_handle(), POLLIN, 0};
-    ASSERT_EQ(::poll(&p, 1, -1), 1);
+  // Waits until the server's socket has data (and, with POLLRDHUP, the
+  // peer's end of stream), then lets the reactor take its edge while no read
+  // is queued.
+  void ArrivedAndEdgeTaken(short events = POLLIN) {
+    for (;;) {
+      pollfd p{server_.native_handle(), events, 0};
+      ASSERT_EQ(::poll(&p, 1, -1), 1);
+      if ((p.revents & events) == events) break;
+    }
     auto work = asio::make_work_guard(ioc_);  // without work, poll() returns at once
     ioc_.restart();
     ioc_.poll();
@@ -135,6 +141,69 @@ TEST_F(DrainedReadTest, KnownEmptySkipsTheFirstTryAndTheNextEdgeWakesIt) {
   EXPECT_FALSE(r.ec) << r.ec.message();
   EXPECT_EQ(Got(r), "earlylate");
 }
+
+TEST_F(DrainedReadTest, TheEndOfStreamBehindTheLastDataIsReadWithoutAnotherEdge) {
+  // A client that sends its request and then shuts down its side: data and
+  // end of stream arrive under one edge. The read that returns the data must
+  // not mark the socket dry (the end of stream is behind it), or the next
+  // read would wait for an edge that never comes.
+  PeerSends("last");
+  peer_.shutdown(tcp::socket::shutdown_send);
+  ArrivedAndEdgeTaken(POLLIN | POLLRDHUP);
+  StartRead(sizeof(buf_), false);
+  Result r = Finish();
+  EXPECT_FALSE(r.ec) << r.ec.message();
+  EXPECT_EQ(Got(r), "last");
+  StartRead(sizeof(buf_), false);
+  r = Finish();
+  EXPECT_EQ(r.ec, asio::error::eof);
+}
+
+#if INFERD_DRAINED_READ
+// ReadDry itself: what it reads and whether it calls the socket dry.
+TEST_F(DrainedReadTest, ReadDryTellsDryFromMoreAndFromTheEnd) {
+  using drained_read_detail::ReadDry;
+  using drained_read_detail::ReadResult;
+  const int fd = server_.native_handle();
+  error_code ec;
+  size_t n = 0;
+  EXPECT_EQ(ReadDry(fd, asio::buffer(buf_), ec, n), ReadResult::kWouldBlock);
+  // Less than the buffer, nothing behind it: dry.
+  PeerSends("abc");
+  ArrivedAndEdgeTaken();
+  EXPECT_EQ(ReadDry(fd, asio::buffer(buf_), ec, n), ReadResult::kDry);
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(std::string(buf_, n), "abc");
+  // Exactly the buffer's size (the second message takes its last byte):
+  // not dry, nothing lost.
+  const std::string full(sizeof(buf_), 'f');
+  PeerSends(full);
+  ArrivedAndEdgeTaken();
+  EXPECT_EQ(ReadDry(fd, asio::buffer(buf_), ec, n), ReadResult::kDone);
+  EXPECT_EQ(std::string(buf_, n), full);
+  EXPECT_EQ(ReadDry(fd, asio::buffer(buf_), ec, n), ReadResult::kWouldBlock);
+  // More than the buffer: a full read, not dry, then the rest.
+  PeerSends(full + "rest");
+  ArrivedAndEdgeTaken();
+  EXPECT_EQ(ReadDry(fd, asio::buffer(buf_), ec, n), ReadResult::kDone);
+  EXPECT_EQ(std::string(buf_, n), full);
+  EXPECT_EQ(ReadDry(fd, asio::buffer(buf_), ec, n), ReadResult::kDry);
+  EXPECT_EQ(std::string(buf_, n), "rest");
+  // Data with the end of stream behind it: not dry; then the end.
+  PeerSends("bye");
+  peer_.shutdown(tcp::socket::shutdown_send);
+  ArrivedAndEdgeTaken(POLLIN | POLLRDHUP);
+  EXPECT_EQ(ReadDry(fd, asio::buffer(buf_), ec, n), ReadResult::kDone);
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(std::string(buf_, n), "bye");
+  EXPECT_EQ(ReadDry(fd, asio::buffer(buf_), ec, n), ReadResult::kDone);
+  EXPECT_EQ(ec, asio::error::eof);
+  EXPECT_EQ(n, 0u);
+  // A one-byte buffer: read plainly, never called dry.
+  EXPECT_EQ(ReadDry(fd, asio::buffer(buf_, 1), ec, n), ReadResult::kDone);
+  EXPECT_EQ(ec, asio::error::eof);
+}
+#endif
 
 TEST_F(DrainedReadTest, EndOfStreamCompletesAQueuedRead) {
   StartRead(sizeof(buf_), /*known_empty=*/true);

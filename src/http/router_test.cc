@@ -87,8 +87,29 @@ TEST(RouterTest, ARepeatedLookupAnswersWhatTheFullMatchAnswers) {
     EXPECT_EQ(m.params.Get("version"), "3");
     ASSERT_EQ(m.params.values.size(), 2u);
   }
+  // A path of the same length and method to another route: its own route.
+  router.Add(Verb::get, "/v2/models/{model}/stats", Named("stats"));
+  auto m = router.Find(Verb::get, "/v2/models/mlp/ready");
+  ASSERT_TRUE(m.handler);
+  EXPECT_EQ(Call(m), "ready");
+  m = router.Find(Verb::get, "/v2/models/mlp/stats");
+  ASSERT_TRUE(m.handler);
+  EXPECT_EQ(Call(m), "stats");
+  // Too long to remember, or too many parameters: found in full each time.
+  const std::string long_name(200, 'x');
+  router.Add(Verb::get, "/p/{a}/{b}/{c}/{d}/{e}", Named("five"));
+  for (int i = 0; i < 2; ++i) {
+    m = router.Find(Verb::get, "/v2/models/" + long_name + "/ready");
+    ASSERT_TRUE(m.handler);
+    EXPECT_EQ(m.params.Get("model"), long_name);
+    m = router.Find(Verb::get, "/p/1/2/3/4/5");
+    ASSERT_TRUE(m.handler);
+    EXPECT_EQ(Call(m), "five");
+    EXPECT_EQ(m.params.Get("e"), "5");
+    ASSERT_EQ(m.params.values.size(), 5u);
+  }
   // Another value of the same length in the same place: not the remembered path.
-  auto m = router.Find(Verb::post, "/v2/models/mlq/versions/4/infer");
+  m = router.Find(Verb::post, "/v2/models/mlq/versions/4/infer");
   ASSERT_TRUE(m.handler);
   EXPECT_EQ(m.params.Get("model"), "mlq");
   EXPECT_EQ(m.params.Get("version"), "4");
