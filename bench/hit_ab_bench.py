@@ -54,7 +54,7 @@ def cpu_ticks(pids):
 
 
 # Counted per request with --syscalls (perf's tracepoints; needs root).
-SYSCALLS = ["recvfrom", "sendmsg", "writev", "epoll_wait", "epoll_ctl", "futex"]
+SYSCALLS = ["recvfrom", "recvmmsg", "sendmsg", "writev", "epoll_wait", "epoll_ctl", "futex"]
 
 
 def run(url, script, pid, duration_s, syscalls=False):
