@@ -14,12 +14,15 @@ ReadResult ReadDry(int socket, boost::asio::mutable_buffer buffer, boost::system
   ec = {};
   bytes = 0;
   if (size < 2) {  // no room for the second message: a plain read, never reported dry
-    const ssize_t n = ::recv(socket, data, size, MSG_DONTWAIT);
+    ssize_t n;
+    do {
+      n = ::recv(socket, data, size, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
     if (n > 0) {
       bytes = static_cast<size_t>(n);
     } else if (n == 0) {
       ec = boost::asio::error::eof;
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
       return ReadResult::kWouldBlock;
     } else {
       ec = boost::system::error_code(errno, boost::asio::error::get_system_category());
@@ -27,10 +30,13 @@ ReadResult ReadDry(int socket, boost::asio::mutable_buffer buffer, boost::system
     return ReadResult::kDone;
   }
   // Two messages in one call: the buffer but its last byte, then that byte.
-  // The second fails with EAGAIN when the first emptied the socket; it reads
-  // 0 bytes when the end of stream waits behind the data (an error waiting
-  // there ends it too: the kernel keeps that error for the next read), or a
-  // byte that arrived meanwhile.
+  // The second fails with EAGAIN only when the first emptied the socket and
+  // neither an end of stream nor an error is pending (tcp_recvmsg checks
+  // both before it answers EAGAIN); it reads 0 bytes when the end of stream
+  // waits behind the data, or a byte that arrived meanwhile. An error
+  // pending before the call fails the whole call (recvmmsg asks for it
+  // first); one raised during the call is kept for the next read, and the
+  // wakeup that raised it comes after this read's edge: a new edge.
   iovec iov[2] = {{data, size - 1}, {data + size - 1, 1}};
   mmsghdr msgs[2] = {};
   for (int i = 0; i < 2; ++i) {
@@ -52,11 +58,8 @@ ReadResult ReadDry(int socket, boost::asio::mutable_buffer buffer, boost::system
     return ReadResult::kDone;
   }
   bytes = first;
-  // The second message found nothing (EAGAIN): the socket ran dry. (Or it
-  // failed with an error that arrived with the data, which the kernel keeps
-  // for the next read: that read then waits for an edge epoll has reported
-  // already, and the idle timeout ends the connection, whose peer reset it
-  // anyway. Telling the two apart would cost the system call saved here.)
+  // The second message failed: with EAGAIN (the socket ran dry), or with an
+  // error raised meanwhile, kept for the next read, whose new edge is coming.
   if (r == 1) return ReadResult::kDry;
   if (msgs[1].msg_len == 0) return ReadResult::kDone;  // the end of stream is next: not dry
   // One more byte arrived between the two: it goes after the first's bytes.

@@ -10,9 +10,9 @@
 // that to Asio's epoll reactor, which then queues the next read without
 // trying it (and without an epoll_ctl call: the descriptor stays
 // registered, edge-triggered) until epoll reports new data. A short read
-// alone does not prove it: the client's end of stream (or a reset) may wait
-// behind the data, announced by the same edge, and a read that then waited
-// for another edge would wait until the idle timeout (nginx knows from
+// alone does not prove it: the client's end of stream may wait behind the
+// data, announced by the same edge, and a read that then waited for
+// another edge would wait until the idle timeout (nginx knows from
 // EPOLLRDHUP; Asio does not pass the event to the read). An edge that
 // arrives while no read is queued is not lost: the reactor marks the socket
 // ready, and the next read is tried at once.
