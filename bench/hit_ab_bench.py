@@ -57,14 +57,16 @@ def cpu_ticks(pids):
 SYSCALLS = ["recvfrom", "recvmmsg", "sendmsg", "writev", "epoll_wait", "epoll_ctl", "futex"]
 
 
-def run(url, script, pid, duration_s, syscalls=False):
+def run(url, script, pid, duration_s, syscalls=False, all_syscalls=False):
     pids = e2e.process_tree(pid)
     wrk = ["wrk", "-t1", "-c32", "-d%ds" % duration_s, "-s", script, url]
     perf_out = None
-    if syscalls:
+    if syscalls or all_syscalls:
         # perf stat around wrk, on the server's processes: counts only.
         perf_out = tempfile.mktemp(prefix="perf-stat-")
-        events = ",".join(["syscalls:sys_enter_" + s for s in SYSCALLS] + ["context-switches"])
+        events = ",".join((["syscalls:sys_enter_*"] if all_syscalls else
+                           ["syscalls:sys_enter_" + s for s in SYSCALLS]) +
+                          ["context-switches", "page-faults"])
         wrk = ["perf", "stat", "-x,", "-o", perf_out, "-e", events,
                "-p", ",".join(str(p) for p in pids), "--"] + wrk
     before = cpu_ticks(pids)
@@ -83,7 +85,8 @@ def run(url, script, pid, duration_s, syscalls=False):
                 fields = line.strip().split(",")
                 if len(fields) > 2 and fields[0].isdigit():
                     name = fields[2].replace("syscalls:sys_enter_", "")
-                    per_request[name] = int(fields[0]) / n
+                    if int(fields[0]) > 0 or name in SYSCALLS:
+                        per_request[name] = int(fields[0]) / n
         os.unlink(perf_out)
         result["per_request"] = per_request
     return result
@@ -111,6 +114,8 @@ def main():
                     help="the load generator: wrk -t1 -c32, or inferd bench --concurrency 64")
     ap.add_argument("--syscalls", action="store_true",
                     help="also count system calls and context switches per request (perf stat)")
+    ap.add_argument("--all-syscalls", action="store_true",
+                    help="as --syscalls, every kind of system call (those made at all)")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="inferd-hit-ab-")
     repo, req, script = wrk_hits.hit_workload(tmp)
@@ -141,7 +146,7 @@ def main():
                     runs[name].append(run_bench(url, proc.pid, args, tmp, request_file))
                 else:
                     runs[name].append(run(url + PATH, script, proc.pid, args.duration_s,
-                                          args.syscalls))
+                                          args.syscalls, args.all_syscalls))
     finally:
         for name, proc, _ in servers:
             proc.send_signal(signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
@@ -157,18 +162,20 @@ def main():
         # Against the first build, round by round (the drift cancels out).
         ratio = statistics.median(r["cpu_us_per_req"] / f["cpu_us_per_req"]
                                   for r, f in zip(rs, first))
-        if args.syscalls:
+        counted = []
+        if args.syscalls or args.all_syscalls:
+            counted = sorted(set(k for r in rs for k in r["per_request"]) | set(SYSCALLS))
             med.update({k: statistics.median(r["per_request"].get(k, 0) for r in rs)
-                        for k in SYSCALLS + ["context-switches"]})
+                        for k in counted})
         result["servers"][name] = {"median": med, "median_round_ratio_to_first": ratio, "runs": rs}
         split = (" (user %.2f, sys %.2f)" % (med["user_us_per_req"], med["sys_us_per_req"])
                  if "user_us_per_req" in med else "")
         print("%-28s CPU %.2f us/req%s, %.3f x the first; runs %s"
               % (name, med["cpu_us_per_req"], split, ratio,
                  " ".join("%.2f" % r["cpu_us_per_req"] for r in rs)))
-        if args.syscalls:
+        if counted:
             print("%-28s per request: %s" % ("", ", ".join(
-                "%s %.3f" % (k, med[k]) for k in SYSCALLS + ["context-switches"])))
+                "%s %.3f" % (k, med[k]) for k in counted)))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)

@@ -4,18 +4,23 @@
 // read on the socket ran dry, and it counts only a read of zero bytes as
 // running dry; so a keep-alive connection's read for its next request costs
 // a `recv` that fails with EAGAIN before each wait (0.9 calls per request
-// with two I/O threads, docs/benchmarks.md). This read asks the kernel, in
-// the same call, whether the socket ran dry (ReadDry: the buffer, then one
-// more message, which fails with EAGAIN when nothing is left) and reports
-// that to Asio's epoll reactor, which then queues the next read without
-// trying it (and without an epoll_ctl call: the descriptor stays
-// registered, edge-triggered) until epoll reports new data. A short read
-// alone does not prove it: the client's end of stream may wait behind the
-// data, announced by the same edge, and a read that then waited for
-// another edge would wait until the idle timeout (nginx knows from
-// EPOLLRDHUP; Asio does not pass the event to the read). An edge that
-// arrives while no read is queued is not lost: the reactor marks the socket
-// ready, and the next read is tried at once.
+// with two I/O threads, docs/benchmarks.md). This read takes a short read
+// (fewer bytes than the buffer) for an empty socket, as nginx does, and
+// reports it to Asio's epoll reactor, which then queues the next read
+// without trying it (and without an epoll_ctl call: the descriptor stays
+// registered, edge-triggered) until epoll reports new data. Data that
+// arrives after the read raises a new edge; an edge that arrives while no
+// read is queued is not lost either (the reactor marks the socket ready, and
+// the next read is tried at once). What a short read misses: the client's
+// end of stream (or a reset) that came under the same edge as its last data
+// raises no new edge, and every later read on the socket (this one or
+// Asio's own) waits for one. nginx learns it from EPOLLRDHUP, which Asio
+// does not pass to the read. So the server tries its other reads (the rest
+// of a request, the lingering close) directly first, and asks poll(2) about
+// the waits for a next request once in a while
+// (Server::Options::idle_check_interval), cancelling those that have
+// something, to read it. (Asking in the same call, with a second one-byte
+// message to recvmmsg, measured as costly as the failed recv it saves.)
 //
 // `known_empty`: the caller's own non-blocking read found nothing an
 // instant ago, on the thread that runs the socket's io_context (and no
@@ -56,12 +61,10 @@ namespace ad = boost::asio::detail;
 
 enum class ReadResult { kWouldBlock, kDry, kDone };
 
-// Reads what `socket` holds into `buffer` without blocking: kWouldBlock
-// when nothing is there; kDry when the read emptied the socket and the end
-// of stream does not wait behind it (one recvmmsg call: the buffer but its
-// last byte, then that byte, which fails with EAGAIN when the socket ran
-// dry; see drained_read.cc for an error that waits behind the data);
-// otherwise kDone (`ec` set for an error or the end of stream, bytes == 0
+// Reads what `socket` holds into `buffer` without blocking (one recv):
+// kWouldBlock when nothing is there; kDry for a short read (data, fewer
+// bytes than the buffer: taken for an empty socket); otherwise kDone (a
+// full buffer, or `ec` set for an error or the end of stream, bytes == 0
 // then).
 ReadResult ReadDry(int socket, boost::asio::mutable_buffer buffer, boost::system::error_code& ec,
                    size_t& bytes);

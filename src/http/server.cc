@@ -18,11 +18,17 @@ awaitable<void> Server::Impl::WriteError(Session& s, Status status, std::string_
   // Lingering close: stop sending, then discard what the client still sends
   // for a moment, so that it reads our answer instead of a reset.
   s.stream.socket().shutdown(Socket::shutdown_send, ec);
+  // Each read is tried directly first: after a short read Asio waits for a
+  // new epoll event before reading again (DrainedReads), and an end of
+  // stream that came with the request raises none.
   std::array<char, 4096> sink;
   s.stream.expires_after(std::chrono::milliseconds(500));
   for (size_t total = 0; total < (4u << 20);) {
-    size_t n = co_await s.stream.async_read_some(asio::buffer(sink),
-                                                 asio::redirect_error(use_awaitable, ec));
+    size_t n = s.stream.socket().read_some(asio::buffer(sink), ec);
+    if (ec == asio::error::would_block) {
+      n = co_await s.stream.async_read_some(asio::buffer(sink),
+                                            asio::redirect_error(use_awaitable, ec));
+    }
     if (ec) break;
     total += n;
   }
@@ -52,6 +58,7 @@ awaitable<error_code> Server::Impl::ReadRequest(Session& s, beast::flat_buffer& 
   });
   error_code ec;
   bool continue_sent = false;
+  bool tried = false;
   while (!reader.done() && !reader.error()) {
     if (!continue_sent && reader.wants_continue()) {
       continue_sent = true;
@@ -62,9 +69,17 @@ awaitable<error_code> Server::Impl::ReadRequest(Session& s, beast::flat_buffer& 
     }
     // What the reader has not consumed stays buffered (an incomplete line
     // of the header, bounded by max_header_bytes); body bytes are consumed
-    // as they arrive.
-    size_t n = co_await s.stream.socket().async_read_some(buf.prepare(kReadChunk),
-                                                          asio::redirect_error(use_awaitable, ec));
+    // as they arrive. The first read is tried directly: after the short
+    // read that brought the request's start, Asio waits for a new epoll
+    // event before reading (DrainedReads), and an end of stream that came
+    // with it raises none.
+    size_t n = 0;
+    ec = asio::error::would_block;
+    if (!std::exchange(tried, true)) n = s.stream.socket().read_some(buf.prepare(kReadChunk), ec);
+    if (ec == asio::error::would_block) {
+      n = co_await s.stream.socket().async_read_some(buf.prepare(kReadChunk),
+                                                     asio::redirect_error(use_awaitable, ec));
+    }
     if (ec) break;
     buf.commit(n);
     FeedBuffered(buf, reader);
@@ -296,8 +311,10 @@ awaitable<void> Server::Impl::RunSession(Socket socket, IoWorker* worker) {
   s.idle_since = std::chrono::steady_clock::now();
   ArmIdleTimer(session, s.idle_since + options.idle_timeout);
   // A connection's first request is served even during a drain: the client
-  // connected before the listener closed and has likely sent it already.
-  for (bool first = true; first || !draining.load(); first = false) {
+  // connected before the listener closed and has likely sent it already; so
+  // is the read after the idle check woke the wait.
+  for (bool must_read = true; must_read || !draining.load();) {
+    must_read = false;
     if (buf.size() == 0) {
       // An idle connection keeps no large buffer from its last request.
       if (buf.capacity() > 16384) buf.shrink_to_fit();
@@ -329,6 +346,12 @@ awaitable<void> Server::Impl::RunSession(Socket socket, IoWorker* worker) {
                                           /*known_empty=*/tried,
                                           asio::redirect_error(use_awaitable, ec));
         s.idle = false;
+      }
+      const bool poked = std::exchange(s.poked, false);
+      if (ec == asio::error::operation_aborted && poked && !s.closing && !draining.load()) {
+        s.wait_first = 0;  // the idle check saw data or the end of stream: read it
+        must_read = true;
+        continue;
       }
       if (ec == asio::error::operation_aborted && (s.closing || draining.load())) {
         // The server cancelled the wait to close (drain, idle timeout,

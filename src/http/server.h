@@ -53,6 +53,15 @@ class Server {
     std::chrono::milliseconds read_timeout{30000};
     std::chrono::milliseconds idle_timeout{60000};
     std::chrono::milliseconds write_timeout{30000};
+    // How often each I/O thread asks the kernel (one poll(2) for all of
+    // them) about the connections that began waiting for their next request
+    // since it last asked: the wait after a short read reads nothing until
+    // epoll reports new data, and a client that half-closed right behind its
+    // last request raises no new event (DrainedReads); such a connection is
+    // woken to read its end of stream. Bounds how long the server keeps a
+    // half-closed keep-alive connection open after answering it. 0: no
+    // check (such a connection then waits for idle_timeout).
+    std::chrono::milliseconds idle_check_interval{1000};
     // Open connections beyond which a new one gets 503 + Retry-After and is
     // closed (idle keep-alive connections are closed first to make room).
     // 0: the file-descriptor limit less max(256, limit / 8) for the disk

@@ -1,6 +1,10 @@
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "common/memory_trim.h"
 #include "http/server_impl.h"
@@ -88,6 +92,49 @@ awaitable<void> Server::Impl::TrimLoop() {
         trim_requested = true;
       }
       trim_cv.Signal();
+    }
+  }
+}
+
+// Wakes the connections waiting on a socket that holds what epoll will not
+// report again: DrainedReads takes a short read for an empty socket (as
+// nginx does), so a client whose end of stream (or a reset) came under the
+// same event as its last request waits with its end of stream unread.
+// nginx learns it from EPOLLRDHUP, which Asio's reactor does not pass on.
+// Each check asks poll(2) once about the waits that began since the last
+// check (a later arrival raises a new event), and cancels those that have
+// anything, so that they read again (Session::poked).
+awaitable<void> Server::Impl::IdleCheckLoop(IoWorker* w) {
+  Timer timer(co_await asio::this_coro::executor);
+  auto last = std::chrono::steady_clock::time_point::min();
+  std::vector<pollfd> fds;
+  std::vector<Session*> polled;
+  bool warned = false;
+  for (;;) {
+    timer.expires_after(options.idle_check_interval);
+    error_code ec;
+    co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+    const auto now = std::chrono::steady_clock::now();
+    fds.clear();
+    polled.clear();
+    for (Session* s : w->sessions) {
+      if (!s->idle || s->idle_since < last) continue;
+      fds.push_back({s->stream.socket().native_handle(), POLLIN | POLLRDHUP, 0});
+      polled.push_back(s);
+    }
+    const int ready = fds.empty() ? 0 : ::poll(fds.data(), fds.size(), 0);
+    if (ready < 0 && errno == EINTR) continue;  // these waits are asked about next time
+    if (ready < 0 && !warned) {                 // the idle timeout still bounds these waits
+      warned = true;
+      INFERD_LOG_WARN("idle connection check: poll failed: {}", std::strerror(errno));
+    }
+    last = now;
+    if (ready <= 0) continue;
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      polled[i]->poked = true;
+      polled[i]->stream.socket().cancel(ec);
     }
   }
 }
@@ -258,6 +305,11 @@ void Server::Start() {
   impl_->trimmer = std::thread([impl = impl_.get()] { impl->TrimThread(); });
   for (auto& w : impl_->workers) {
     IoWorker* raw = w.get();
+#if INFERD_DRAINED_READ  // only its short reads need the check
+    if (impl_->options.idle_check_interval.count() > 0) {
+      asio::co_spawn(raw->ioc, impl_->IdleCheckLoop(raw), LogSessionEnd);
+    }
+#endif
     raw->thread = std::thread([raw] {
       auto guard = asio::make_work_guard(raw->ioc);
       raw->ioc.run();

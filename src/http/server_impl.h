@@ -89,6 +89,10 @@ struct Session {
   // How many of the next requests are waited for without first trying a
   // read (RunSession): set after a read found nothing.
   int wait_first = 0;
+  // Set by the idle check (Impl::IdleCheckLoop) when it cancels the wait of
+  // a connection whose socket has something epoll will not report again:
+  // RunSession then reads again instead of closing.
+  bool poked = false;
   // The session itself, for handlers that may outlive it (set by RunSession).
   std::weak_ptr<Session> self;
   IoWorker* worker;  // the thread it lives on
@@ -333,6 +337,7 @@ struct Server::Impl {
 
   awaitable<void> AcceptLoop();
   awaitable<void> TrimLoop();
+  awaitable<void> IdleCheckLoop(IoWorker* worker);
   awaitable<void> RunSession(Socket socket, IoWorker* worker);
   awaitable<bool> ServeOne(Session& s, beast::flat_buffer& buf);
   Response* Dispatch(Request req, Response* res, std::shared_ptr<PendingResponse>* pending);
