@@ -16,7 +16,7 @@ Each build is a directory holding an `inferd` binary and its `backends/`
 
     /usr/bin/python3 bench/hit_ab_bench.py OLD_DIR NEW_DIR [--nginx] \\
         [--http-threads 1] [--rounds 5] [--duration-s 4] [--out FILE] [--syscalls] \\
-        [--load wrk|bench]
+        [--load wrk|bench] [--connections 32]
 
 --load bench drives the servers with `inferd bench --concurrency 64`
 (the load generator of bench/cache_e2e_bench.py, from the first build)
@@ -57,9 +57,9 @@ def cpu_ticks(pids):
 SYSCALLS = ["recvfrom", "recvmmsg", "sendmsg", "writev", "epoll_wait", "epoll_ctl", "futex"]
 
 
-def run(url, script, pid, duration_s, syscalls=False, all_syscalls=False):
+def run(url, script, pid, duration_s, syscalls=False, all_syscalls=False, connections=32):
     pids = e2e.process_tree(pid)
-    wrk = ["wrk", "-t1", "-c32", "-d%ds" % duration_s, "-s", script, url]
+    wrk = ["wrk", "-t1", "-c%d" % connections, "-d%ds" % duration_s, "-s", script, url]
     perf_out = None
     if syscalls or all_syscalls:
         # perf stat around wrk, on the server's processes: counts only.
@@ -110,6 +110,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration-s", type=int, default=4)
     ap.add_argument("--out", help="write the runs and medians as JSON")
+    ap.add_argument("--connections", type=int, default=32,
+                    help="wrk's connections (-c); --load bench uses 64")
     ap.add_argument("--load", choices=["wrk", "bench"], default="wrk",
                     help="the load generator: wrk -t1 -c32, or inferd bench --concurrency 64")
     ap.add_argument("--syscalls", action="store_true",
@@ -146,7 +148,7 @@ def main():
                     runs[name].append(run_bench(url, proc.pid, args, tmp, request_file))
                 else:
                     runs[name].append(run(url + PATH, script, proc.pid, args.duration_s,
-                                          args.syscalls, args.all_syscalls))
+                                          args.syscalls, args.all_syscalls, args.connections))
     finally:
         for name, proc, _ in servers:
             proc.send_signal(signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
@@ -154,7 +156,8 @@ def main():
     result = {"command": " ".join([os.path.relpath(sys.argv[0], e2e.ROOT)] + sys.argv[1:]),
               "machine": "2 cores shared by the servers and wrk",
               "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "http_threads": args.http_threads, "load": args.load, "servers": {}}
+              "http_threads": args.http_threads, "load": args.load,
+              "connections": 64 if args.load == "bench" else args.connections, "servers": {}}
     first = runs[servers[0][0]]
     for name, rs in runs.items():
         med = {k: statistics.median(r[k] for r in rs)
@@ -168,11 +171,21 @@ def main():
             med.update({k: statistics.median(r["per_request"].get(k, 0) for r in rs)
                         for k in counted})
         result["servers"][name] = {"median": med, "median_round_ratio_to_first": ratio, "runs": rs}
+        if "nginx" in runs and name != "nginx" and len(rs) >= 2:
+            # Against nginx, round by round: the median and the quartiles.
+            q = statistics.quantiles((r["cpu_us_per_req"] / n["cpu_us_per_req"]
+                                      for r, n in zip(rs, runs["nginx"])), n=4)
+            result["servers"][name]["round_ratio_to_nginx"] = {"q1": q[0], "median": q[1],
+                                                               "q3": q[2]}
         split = (" (user %.2f, sys %.2f)" % (med["user_us_per_req"], med["sys_us_per_req"])
                  if "user_us_per_req" in med else "")
         print("%-28s CPU %.2f us/req%s, %.3f x the first; runs %s"
               % (name, med["cpu_us_per_req"], split, ratio,
                  " ".join("%.2f" % r["cpu_us_per_req"] for r in rs)))
+        if "round_ratio_to_nginx" in result["servers"][name]:
+            q = result["servers"][name]["round_ratio_to_nginx"]
+            print("%-28s x nginx round by round: median %.3f (quartiles %.3f, %.3f)"
+                  % ("", q["median"], q["q1"], q["q3"]))
         if counted:
             print("%-28s per request: %s" % ("", ", ".join(
                 "%s %.3f" % (k, med[k]) for k in counted)))

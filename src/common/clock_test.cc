@@ -146,6 +146,31 @@ TEST(SystemClockTest, IsMonotonicAndWallClockIsPlausible) {
   EXPECT_GT(clock->WallMicros(), int64_t{1'577'836'800'000'000});
 }
 
+TEST(SystemClockTest, TheCoarseClocksRunOnThePreciseOnesLinesAtMostATickBehind) {
+  Clock* clock = Clock::System();
+  // A coarse read is the time of the last tick: never ahead of a precise
+  // read taken after it, and behind one taken before it by at most a tick
+  // (a second is far more than any tick; the wrong time line, such as the
+  // wall clock for the monotonic one, would be off by years).
+  const Time before = clock->Now();
+  const Time coarse = clock->CoarseNow();
+  const Time after = clock->Now();
+  EXPECT_LE(coarse, after);
+  EXPECT_LT(before - coarse, seconds(1));
+  const int64_t wall_before = clock->WallMicros();
+  const int64_t coarse_wall = clock->CoarseWallMicros();
+  const int64_t wall_after = clock->WallMicros();
+  EXPECT_LE(coarse_wall, wall_after);
+  EXPECT_LT(wall_before - coarse_wall, int64_t{1'000'000});
+}
+
+TEST(FakeClockTest, TheCoarseClocksAreThePreciseOnes) {
+  FakeClock clock;
+  clock.Advance(milliseconds(3));
+  EXPECT_EQ(clock.CoarseNow(), clock.Now());
+  EXPECT_EQ(clock.CoarseWallMicros(), clock.WallMicros());
+}
+
 TEST(SystemClockTest, WaitUntilPastDeadlineReturnsFalse) {
   Clock* clock = Clock::System();
   Mutex mu;

@@ -19,13 +19,12 @@
 
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
-#include <boost/container/vector.hpp>
 #include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
 
-#include "common/recycling.h"
+#include "http/field_bytes.h"
 
 namespace inferd::http {
 
@@ -116,7 +115,7 @@ class Response {
   // answer with its ids: about 200 bytes) fits the first block, which is
   // recycled from response to response.
   static constexpr size_t kFieldsBlock = 320;
-  boost::container::vector<char, RecyclingAllocator<char, kFieldsBlock>> fields_;
+  FieldBytes<kFieldsBlock> fields_;
   std::string body_;
   std::optional<bool> keep_alive_;
   std::string server_;  // the Server field's value; empty: none

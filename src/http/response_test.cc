@@ -63,6 +63,26 @@ TEST(ResponseTest, InsertMayTakeAValueOfItsOwnFieldsWhileTheyGrow) {
   EXPECT_EQ(res["X-B"], std::string(100, 'a'));
 }
 
+TEST(ResponseTest, CopiesAndMovesKeepTheFieldsPastTheFirstBlock) {
+  Response res;
+  for (int i = 0; i < 40; ++i)
+    res.insert("X-" + std::to_string(i), std::string(20, static_cast<char>('a' + i % 26)));
+  const std::string header = Header(res);
+  Response copy = res;  // the fields span several blocks
+  EXPECT_EQ(Header(copy), header);
+  copy.erase("X-0");
+  EXPECT_EQ(Header(res), header);  // the copy owns its bytes
+  Response moved = std::move(res);
+  EXPECT_EQ(Header(moved), header);
+  moved = copy;
+  EXPECT_EQ(Header(moved), Header(copy));
+  EXPECT_EQ(moved.count("X-0"), 0u);
+  EXPECT_EQ(moved["X-39"], std::string(20, static_cast<char>('a' + 39 % 26)));
+  Response empty;
+  moved = empty;
+  EXPECT_EQ(Header(moved), Header(empty));
+}
+
 TEST(ResponseTest, ForEachFieldVisitsInOrder) {
   Response res;
   res.set("B", "2");

@@ -17,7 +17,9 @@ VersionLease& VersionLease::operator=(VersionLease&& other) noexcept {
 void VersionLease::Release() {
   if (!mv_) return;
   ModelVersion::Usage& u = mv_->usage();
-  u.last_use_ns.store(mv_->clock()->Now().time_since_epoch().count(), std::memory_order_relaxed);
+  // Kept to the second (idle unloading): the coarse clock, read once per request.
+  u.last_use_ns.store(mv_->clock()->CoarseNow().time_since_epoch().count(),
+                      std::memory_order_relaxed);
   if (u.leases.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
       u.notify_idle.load(std::memory_order_acquire) && u.on_idle) {
     u.on_idle();
