@@ -60,6 +60,43 @@ def samples_by_symbol(data_file):
     return counts
 
 
+# Coarse groups of symbols, for a summary that both servers share.
+KERNEL_FD = ("fdget", "fput", "fdget_pos", "__fget_light", "__fget_files", "__fput")
+KERNEL_SCHED = ("finish_task_switch", "__schedule", "schedule", "__rseq_handle_notify_resume",
+                "exit_to_user_mode_loop", "try_to_wake_up", "ttwu_", "enqueue_", "dequeue_",
+                "pick_next_", "update_curr", "update_load_avg", "select_task_rq", "psi_",
+                "__switch_to", "switch_mm", "prepare_task_switch", "set_next_entity",
+                "put_prev_", "check_preempt", "resched_curr", "newidle_balance", "schedule_hrtimeout")
+USER_CLOCK = ("__vdso_clock_gettime", "clock_gettime", "__vdso_gettimeofday", "gettimeofday")
+USER_SYSCALL = ("__libc_recv", "__libc_sendmsg", "__GI___writev", "writev", "epoll_wait", "recv",
+                "__GI___pthread_disable_asynccancel", "__GI___pthread_enable_asynccancel")
+USER_MEMORY = ("malloc", "cfree", "free", "_int_malloc", "_int_free", "operator new",
+               "operator delete", "__memmove", "__memcpy", "__memset", "__memcmp", "__strlen",
+               "malloc_consolidate", "tcache_")
+USER_LOOP = ("boost::asio::", "pthread_mutex", "__GI___pthread_mutex", "inferd::http::drained_read",
+             "ngx_epoll_", "ngx_process_events", "ngx_event_")
+
+
+def group(space, sym):
+    """The summary group of a symbol."""
+    starts = lambda names: any(sym.startswith(n) for n in names)  # noqa: E731
+    if space == "k":
+        if starts(KERNEL_FD):
+            return "kernel: file lookup (fdget/fput)"
+        if starts(KERNEL_SCHED):
+            return "kernel: scheduling (switches, wake-ups, rseq)"
+        return "kernel: the rest (TCP, syscall entry, epoll, copies)"
+    if starts(USER_CLOCK):
+        return "user: clock reads"
+    if starts(USER_SYSCALL):
+        return "user: system call wrappers"
+    if starts(USER_MEMORY):
+        return "user: malloc, free, mem*/str*"
+    if starts(USER_LOOP):
+        return "user: event loop (Asio or nginx's), locks"
+    return "user: the server's own code"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build", help="directory with an inferd binary and backends/")
@@ -105,11 +142,19 @@ def main():
         kernel = sum(v for (space, _), v in figures.items() if space == "k")
         user = sum(v for (space, _), v in figures.items() if space == "u")
         top = sorted(figures.items(), key=lambda kv: -kv[1])[:args.top]
+        groups = collections.Counter()
+        for (space, sym), v in figures.items():
+            groups[group(space, sym)] += v
         result["servers"][name] = {
             "kernel_us_per_req": kernel, "user_us_per_req": user,
+            "groups": {g: round(v, 4) for g, v in sorted(groups.items())},
             "top": [[round(v, 4), "[%s] %s" % (space, sym)] for (space, sym), v in top]}
         print("%-7s kernel %.2f + user %.2f us per request (sampled; %d requests)"
               % (name, kernel, user, requests[name]))
+    print("us per request by group: inferd, nginx")
+    gi, gn = result["servers"]["inferd"]["groups"], result["servers"]["nginx"]["groups"]
+    for g in sorted(set(gi) | set(gn)):
+        print("  %-52s %6.3f %6.3f" % (g, gi.get(g, 0), gn.get(g, 0)))
     a, b = per_req["inferd"], per_req["nginx"]
     diff = sorted(set(a) | set(b), key=lambda k: -(a.get(k, 0) - b.get(k, 0)))
     result["inferd_more"] = [[round(a.get(k, 0) - b.get(k, 0), 4), round(a.get(k, 0), 4),

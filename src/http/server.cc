@@ -318,17 +318,15 @@ awaitable<void> Server::Impl::RunSession(Socket socket, IoWorker* worker) {
     if (buf.size() == 0) {
       // An idle connection keeps no large buffer from its last request.
       if (buf.capacity() > 16384) buf.shrink_to_fit();
-      // After the yield below a busy client's next request has often
-      // arrived: read it at once, without suspending (the socket is
-      // non-blocking). Otherwise wait for it with a read that tries nothing
-      // before epoll reports data when the socket is known to be empty (this
-      // try found nothing, or the last read ran dry: DrainedReads), on
-      // the socket itself, so that the idle timer, not the stream's (which
-      // is only set around the stream's own reads and writes), bounds the
-      // wait. After a try that found nothing, the next requests are waited
-      // for at once: when requests seldom wait in the socket (each of two
-      // threads serving half the connections), the try would mostly be one
-      // more recv call for nothing.
+      // A busy client's next request has often arrived by now (pipelined,
+      // or sent while this thread served others): read it at once, without
+      // suspending (the socket is non-blocking). Otherwise wait for it with a read that tries
+      // nothing before epoll reports data when the socket is known to be empty (this try found
+      // nothing, or the last read ran dry: DrainedReads), on the socket itself, so that the idle
+      // timer, not the stream's (which is only set around the stream's own reads and writes),
+      // bounds the wait. After a try that found nothing, the next requests are waited for at once:
+      // when requests seldom wait in the socket (each of two threads serving half the connections),
+      // the try would mostly be one more recv call for nothing.
       constexpr int kWaitFirstAfterMiss = 16;
       size_t n = 0;
       ec = asio::error::would_block;
@@ -368,21 +366,12 @@ awaitable<void> Server::Impl::RunSession(Socket socket, IoWorker* worker) {
     }
     s.idle = false;
     if (!co_await ServeOne(s, buf)) break;
-    // Before waiting for the next request, let the handlers already queued
-    // on this thread run (other connections' requests): by then a busy
-    // client has often sent its next request, and the read that starts the
-    // wait finds it instead of failing with EAGAIN first (Asio tries each
-    // read at once). Measured: one recv per request instead of two under
-    // wrk -c32, about 0.3 us less CPU per memo hit (docs/benchmarks.md).
-    // Here, before the loop's drain check and before the session is marked
-    // idle, so that a drain or an idle close never misses this connection.
-    // Only while such tries find requests: otherwise the next read waits at
-    // once (it tries nothing first when the last read ran dry, see above),
-    // and a yield would only add a pass of the event loop, with its
-    // epoll_wait, per request.
-    if (buf.size() == 0 && s.wait_first == 0) {
-      co_await asio::post(s.stream.get_executor(), use_awaitable);
-    }
+    // On to the next read at once. (Until 2026-12-02 the session first
+    // yielded to the handlers queued on its thread, so that a busy client's
+    // next request had time to arrive for the direct read; since a wait
+    // costs no failed recv (DrainedReads), that pass of the event loop
+    // saved nothing: CPU per memo hit 0.93-1.02 x without it,
+    // docs/benchmarks.md, "No yield before the next read".)
   }
   s.idle_timer.cancel();
   s.stream.socket().shutdown(Socket::shutdown_both, ec);
