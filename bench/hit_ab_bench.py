@@ -174,7 +174,8 @@ def main():
         if "nginx" in runs and name != "nginx" and len(rs) >= 2:
             # Against nginx, round by round: the median and the quartiles.
             q = statistics.quantiles((r["cpu_us_per_req"] / n["cpu_us_per_req"]
-                                      for r, n in zip(rs, runs["nginx"])), n=4)
+                                      for r, n in zip(rs, runs["nginx"])), n=4,
+                                     method="inclusive")
             result["servers"][name]["round_ratio_to_nginx"] = {"q1": q[0], "median": q[1],
                                                                "q3": q[2]}
         split = (" (user %.2f, sys %.2f)" % (med["user_us_per_req"], med["sys_us_per_req"])

@@ -9,7 +9,7 @@ and reports the sampled CPU time per request by function (kernel symbols
 marked [k]) for each server, and the functions whose time differs most.
 Rounds alternate between the servers, as in bench/hit_ab_bench.py; the
 samples of all rounds are pooled. Needs root (perf on other processes and
-kernel symbols). wrk and the servers share the machine's 2 cores.
+kernel symbols; without it `perf report` fails). wrk and the servers share the machine's 2 cores.
 
     /usr/bin/python3 bench/hit_profile_diff.py [--build build] [--http-threads 2] \\
         [--rounds 2] [--duration-s 5] [--frequency 5000] [--top 30] [--out FILE]
@@ -39,11 +39,13 @@ def record(url, script, pid, args, data_file):
     perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", str(args.frequency),
                              "-o", data_file, "-p", ",".join(str(p) for p in pids)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # perf attaches; not a synchronization of the measured work
-    out = subprocess.run(["wrk", "-t1", "-c32", "-d%ds" % args.duration_s, "-s", script, url],
-                         capture_output=True, text=True, check=True).stdout
-    perf.send_signal(signal.SIGINT)
-    perf.wait()
+    try:
+        time.sleep(0.5)  # perf attaches; not a synchronization of the measured work
+        out = subprocess.run(["wrk", "-t1", "-c32", "-d%ds" % args.duration_s, "-s", script, url],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
     return int(re.search(r"(\d+) requests in", out).group(1))
 
 

@@ -339,6 +339,7 @@ awaitable<void> Server::Impl::RunSession(Socket socket, IoWorker* worker) {
       }
       if (ec == asio::error::would_block) {
         s.idle = true;
+        s.served_without_wait = 0;
         s.idle_since = std::chrono::steady_clock::now();
         n = co_await s.worker->reads.Read(s.stream.socket(), buf.prepare(8192),
                                           /*known_empty=*/tried,
@@ -367,11 +368,21 @@ awaitable<void> Server::Impl::RunSession(Socket socket, IoWorker* worker) {
     s.idle = false;
     if (!co_await ServeOne(s, buf)) break;
     // On to the next read at once. (Until 2026-12-02 the session first
-    // yielded to the handlers queued on its thread, so that a busy client's
-    // next request had time to arrive for the direct read; since a wait
-    // costs no failed recv (DrainedReads), that pass of the event loop
-    // saved nothing: CPU per memo hit 0.93-1.02 x without it,
-    // docs/benchmarks.md, "No yield before the next read".)
+    // yielded to the handlers queued on its thread whenever its direct
+    // reads kept finding requests, so that a busy client's next request
+    // had time to arrive; since a wait costs no failed recv (DrainedReads),
+    // that pass of the event loop saved nothing: CPU per memo hit 0.93-1.02
+    // x without it, docs/benchmarks.md, "No yield before the next read".)
+    // A connection whose requests are always there already (pipelined, or
+    // sent ahead) would then never suspend, and its thread's other
+    // connections would wait behind it: after kServedBeforeYield requests
+    // without a wait, it yields once. Here, before the loop's drain check,
+    // so that a drain begun meanwhile is seen.
+    constexpr int kServedBeforeYield = 16;
+    if (++s.served_without_wait >= kServedBeforeYield) {
+      s.served_without_wait = 0;
+      co_await asio::post(s.stream.get_executor(), use_awaitable);
+    }
   }
   s.idle_timer.cancel();
   s.stream.socket().shutdown(Socket::shutdown_both, ec);

@@ -89,6 +89,10 @@ struct Session {
   // How many of the next requests are waited for without first trying a
   // read (RunSession): set after a read found nothing.
   int wait_first = 0;
+  // Requests served since the session last waited for a read (RunSession):
+  // a client whose next requests are always there already (pipelined, or
+  // sent ahead) would otherwise keep the thread from its other connections.
+  int served_without_wait = 0;
   // Set by the idle check (Impl::IdleCheckLoop) when it cancels the wait of
   // a connection whose socket has something epoll will not report again:
   // RunSession then reads again instead of closing.

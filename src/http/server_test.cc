@@ -2,7 +2,8 @@
 // closes its connection while its answer is pending raises the request's
 // cancellation; a client that waits gets its answer and no cancellation; a
 // client that half-closes behind its last request is answered and closed
-// long before the idle timeout.
+// long before the idle timeout; a client whose pipelined requests are all
+// there does not hold back the other connections on its I/O thread.
 
 #include "http/server.h"
 
@@ -14,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -348,6 +350,75 @@ TEST_F(ServerTest, AClientThatLeavesMidStreamCancelsTheProducer) {
 }
 
 // Post runs its work on the I/O threads, spread over them.
+TEST(ServerFairnessTest, AClientWhoseRequestsAreAllThereDoesNotHoldBackTheOthersOnItsThread) {
+  // One I/O thread. While a handler holds it, client A pipelines many
+  // requests and then client B sends one: when the thread is free, A's
+  // session finds request after request already there and never has to
+  // wait for a read. It yields every few requests, so B is answered long
+  // before A's last request (without the yield: after all of them).
+  constexpr int kPipelined = 1000;
+  std::atomic<int> served_a{0};
+  std::atomic<int> a_when_b{-1};
+  std::promise<void> blocked, release;
+  std::shared_future<void> released = release.get_future().share();
+  Router router;
+  router.Add(Verb::get, "/block", [&](Request&&, const PathParams&, Responder r) {
+    blocked.set_value();
+    released.wait();  // holds the I/O thread: a latch, not a sleep
+    r.Send(MakeJsonResponse(Status::ok, "{}"));
+  });
+  router.Add(Verb::get, "/a", [&](Request&&, const PathParams&, Responder r) {
+    served_a.fetch_add(1);
+    r.Send(MakeJsonResponse(Status::ok, "{\"a\":1}"));
+  });
+  router.Add(Verb::get, "/b", [&](Request&&, const PathParams&, Responder r) {
+    a_when_b.store(served_a.load());
+    r.Send(MakeJsonResponse(Status::ok, "{\"b\":1}"));
+  });
+  Server::Options o;
+  o.port = 0;
+  o.threads = 1;
+  auto server = Server::Create(o, &router);
+  ASSERT_TRUE(server.ok()) << server.status().message();
+  (*server)->Start();
+  const int a = Connect((*server)->port()), b = Connect((*server)->port());
+  const int c = Connect((*server)->port());
+  // A and B each served once: both sessions now wait for their next request.
+  SendAll(a, "GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+  ASSERT_NE(ReadUntil(a, "{\"a\":1}").find("200 OK"), std::string::npos);
+  SendAll(b, "GET /b HTTP/1.1\r\nHost: t\r\n\r\n");
+  ASSERT_NE(ReadUntil(b, "{\"b\":1}").find("200 OK"), std::string::npos);
+  served_a.store(0);
+  SendAll(c, "GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+  ASSERT_EQ(blocked.get_future().wait_for(kGuard), std::future_status::ready);
+  std::string pipelined;
+  for (int i = 0; i < kPipelined; ++i) pipelined += "GET /a HTTP/1.1\r\nHost: t\r\n\r\n";
+  SendAll(a, pipelined);  // about 30 KB: the socket buffer takes it at once
+  SendAll(b, "GET /b HTTP/1.1\r\nHost: t\r\n\r\n");
+  release.set_value();
+  EXPECT_NE(ReadUntil(b, "{\"b\":1}").find("200 OK"), std::string::npos);
+  EXPECT_GE(a_when_b.load(), 0);
+  EXPECT_LT(a_when_b.load(), kPipelined / 10) << "B waited behind A's pipelined requests";
+  std::string got;
+  size_t answers = 0;
+  char buf[65536];
+  while (answers < kPipelined) {  // all of A's answers still arrive
+    ssize_t n = recv(a, buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    got.append(buf, static_cast<size_t>(n));
+    for (size_t at; (at = got.find("{\"a\":1}")) != std::string::npos; got.erase(0, at + 7)) {
+      ++answers;
+    }
+  }
+  close(a);
+  close(b);
+  close(c);
+  (*server)->StopAccepting();
+  (*server)->BeginDrain();
+  (*server)->WaitIdle(std::chrono::steady_clock::now() + kGuard);
+  (*server)->Stop();
+}
+
 TEST(ServerPostTest, RunsWorkOnTheIoThreadsRoundRobin) {
   Router router;
   Server::Options o;

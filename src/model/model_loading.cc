@@ -326,7 +326,9 @@ void ModelManager::RunLoad(const LoadJob& job) {
       // memory), through the unloader's queue, which outlives no manager.
       ModelVersion::Usage& u = version->usage();
       u.charged.store(charged, std::memory_order_relaxed);
-      u.last_use_ns.store(options_.clock->Now().time_since_epoch().count(),
+      // The coarse clock, as VersionLease::Release: one time line for the
+      // least-recently-used order.
+      u.last_use_ns.store(options_.clock->CoarseNow().time_since_epoch().count(),
                           std::memory_order_relaxed);
       u.notify_idle.store(KeepAliveOf(*config) == Duration::zero() || !deferred_.empty(),
                           std::memory_order_relaxed);
