@@ -320,13 +320,15 @@ awaitable<void> Server::Impl::RunSession(Socket socket, IoWorker* worker) {
       if (buf.capacity() > 16384) buf.shrink_to_fit();
       // A busy client's next request has often arrived by now (pipelined,
       // or sent while this thread served others): read it at once, without
-      // suspending (the socket is non-blocking). Otherwise wait for it with a read that tries
-      // nothing before epoll reports data when the socket is known to be empty (this try found
-      // nothing, or the last read ran dry: DrainedReads), on the socket itself, so that the idle
-      // timer, not the stream's (which is only set around the stream's own reads and writes),
-      // bounds the wait. After a try that found nothing, the next requests are waited for at once:
-      // when requests seldom wait in the socket (each of two threads serving half the connections),
-      // the try would mostly be one more recv call for nothing.
+      // suspending (the socket is non-blocking). Otherwise wait for it with
+      // a read that tries nothing before epoll reports data when the socket
+      // is known to be empty (this try found nothing, or the last read ran
+      // dry: DrainedReads), on the socket itself, so that the idle timer,
+      // not the stream's (which is only set around the stream's own reads
+      // and writes), bounds the wait. After a try that found nothing, the
+      // next requests are waited for at once: when requests seldom wait in
+      // the socket (each of two threads serving half the connections), the
+      // try would mostly be one more recv call for nothing.
       constexpr int kWaitFirstAfterMiss = 16;
       size_t n = 0;
       ec = asio::error::would_block;

@@ -70,7 +70,7 @@ class ModelVersion {
   // lease, and when the last one ended.
   struct Usage {
     std::atomic<int64_t> leases{0};
-    std::atomic<int64_t> last_use_ns{0};  // Clock::CoarseNow() (or Now()) since its epoch
+    std::atomic<int64_t> last_use_ns{0};  // Clock::CoarseNow() since its epoch
     // What the memory budget charges it (set before it is handed out).
     std::atomic<int64_t> charged{0};
     // Runs when the last lease ends while notify_idle is set (keep-alive
