@@ -70,13 +70,18 @@ std::pair<size_t, size_t> Response::Find(std::string_view name, size_t from) con
 }
 
 void Response::Append(std::string_view name, std::string_view value) {
+  const size_t at = fields_.size();
   const size_t n = name.size() + value.size() + 4;
-  if (fields_.room() < n && ViewsFields(value)) {
-    const std::string copy(value);  // a view into the fields, which growing frees
-    Append(name, copy);
-    return;
+  if (fields_.capacity() < at + n) {
+    if (ViewsFields(value)) {
+      const std::string copy(value);  // a view into the fields, which growing frees
+      Append(name, copy);
+      return;
+    }
+    fields_.reserve(std::max<size_t>(kFieldsBlock, 2 * (at + n)));
   }
-  char* p = fields_.Extend(n);
+  fields_.resize(at + n, boost::container::default_init);
+  char* p = fields_.data() + at;
   if (!name.empty()) std::memcpy(p, name.data(), name.size());  // names: from code, not clients
   p += name.size();
   *p++ = ':';
@@ -164,7 +169,8 @@ void Response::erase(std::string_view name) {
   }
   for (auto [begin, end] = Find(name, 0); begin != std::string::npos;
        std::tie(begin, end) = Find(name, begin)) {
-    fields_.Erase(begin, end);
+    fields_.erase(fields_.begin() + static_cast<std::ptrdiff_t>(begin),
+                  fields_.begin() + static_cast<std::ptrdiff_t>(end));
   }
 }
 

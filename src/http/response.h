@@ -19,12 +19,13 @@
 
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
+#include <boost/container/vector.hpp>
 #include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
 
-#include "http/field_bytes.h"
+#include "common/recycling.h"
 
 namespace inferd::http {
 
@@ -115,7 +116,7 @@ class Response {
   // answer with its ids: about 200 bytes) fits the first block, which is
   // recycled from response to response.
   static constexpr size_t kFieldsBlock = 320;
-  FieldBytes<kFieldsBlock> fields_;
+  boost::container::vector<char, RecyclingAllocator<char, kFieldsBlock>> fields_;
   std::string body_;
   std::optional<bool> keep_alive_;
   std::string server_;  // the Server field's value; empty: none
