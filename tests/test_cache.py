@@ -420,8 +420,11 @@ class MemoryCacheTest(h.ServerTestCase):
         self.assertEqual(h.metric_sum(m, "inferd_cache_evictions_total", tier="memory"), mem["evictions"])
         self.assertEqual(h.metric_sum(m, "inferd_cache_errors_total", tier="memory"), mem["errors"])
         self.assertEqual(h.metric_sum(m, "inferd_cache_coalesced_total"), s["coalesced"])
-        self.assertGreaterEqual(h.metric_sum(m, "inferd_cache_lookup_duration_seconds_count", tier="memory"),
-                                mem["hits"] + mem["misses"])
+        # The memory tier's lookups are timed one in 16 per thread (the
+        # first of each thread's included): a sample of them.
+        timed = h.metric_sum(m, "inferd_cache_lookup_duration_seconds_count", tier="memory")
+        self.assertGreaterEqual(timed, 1)
+        self.assertLessEqual(timed, mem["hits"] + mem["misses"])
         self.assertIsNotNone(h.metric_sum(m, "inferd_cache_lookup_duration_seconds_bucket",
                                           tier="memory", le="+Inf"))
 

@@ -416,5 +416,46 @@ class ConnectionLimitTest(h.ServerTestCase):
         assert_still_serving(self)
 
 
+class OutOfDescriptorsTest(h.ServerTestCase):
+    """The process runs out of file descriptors below --http-max-connections
+    (its limit lowered to leave 6 free): each connection the kernel
+    completed then gets 503 and is closed (the spare descriptor is given up
+    to take it), rather than waiting unanswered; once the limit is back and
+    the held connections close, new ones are served."""
+
+    models = ("mlp",)
+    server_args = ("--http-max-connections", 10000)
+    live_ok = ConnectionLimitTest.live_ok
+
+    def test_connections_beyond_the_descriptors_get_503(self):
+        import resource
+        pid = self.server.proc.pid
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        # The limit bounds descriptor numbers: just above the 6th free one.
+        used = set(int(fd) for fd in os.listdir("/proc/%d/fd" % pid))
+        free = [n for n in range(len(used) + 6) if n not in used][:6]
+        held = []
+        try:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (free[-1] + 1, hard))
+            for i in range(6):
+                raw = self.server.raw(timeout=30)
+                held.append(raw)
+                self.assertTrue(raw.send(h.request_bytes("GET", "/v2/health/live")))
+                r = raw.read_response()
+                self.assertEqual(r.status, 200, "connection %d: %s" % (i + 1, r.describe()))
+            for i in range(3):  # each one refused the same way
+                with self.server.raw(timeout=10) as extra:
+                    extra.send(h.request_bytes("GET", "/v2/health/live"))
+                    r = extra.read_response()
+                    h.assert_json_error(self, r, 503, "connection", "connection %d past the descriptors" % (i + 1))
+                    self.assertEqual(extra.wait_closed(), b"", "bytes after the 503")
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+            for raw in held:
+                raw.close()
+        h.wait_until(self.live_ok, 30, "a new connection served after the limit was restored", interval=0.05)
+        assert_still_serving(self)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -2,6 +2,7 @@
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+#include <optional>
 
 #include "common/logging.h"
 
@@ -144,10 +145,39 @@ void ResponseCache::Observe(Source s, Time start) {
   lookup_latency_[Index(s)]->Observe(Seconds(clock_->Now() - start));
 }
 
+// A memory lookup takes ~0.2 us, and timing it two precise clock reads
+// (~70 ns on this VM): each thread times the first of its lookups that the
+// histogram records, then one in 16 of them, so the histogram is a sample
+// (the number of lookups: inferd_cache_hits_total + inferd_cache_misses_total).
+namespace {
+class MemoryTiming {
+ public:
+  explicit MemoryTiming(Clock* clock) : timed_(countdown_ == 0) {
+    if (timed_) start_ = clock->Now();
+  }
+  // A lookup the histogram records: its time if it was timed.
+  std::optional<Time> Recorded() {
+    if (!timed_) {
+      --countdown_;
+      return std::nullopt;
+    }
+    countdown_ = kEvery - 1;
+    return start_;
+  }
+
+ private:
+  static constexpr uint32_t kEvery = 16;
+  static thread_local uint32_t countdown_;  // recorded lookups before the next timed one
+  const bool timed_;
+  Time start_{};
+};
+thread_local uint32_t MemoryTiming::countdown_ = 0;
+}  // namespace
+
 void ResponseCache::Lookup(const CacheKey& key, LookupCallback done) {
-  Time start = clock_->Now();
+  MemoryTiming timing(clock_);
   auto hit = memory_->Get(key);
-  Observe(Source::kMemory, start);
+  if (auto start = timing.Recorded()) Observe(Source::kMemory, *start);
   if (hit) {
     done(Hit{std::move(hit->entry), Source::kMemory, false});
     return;
@@ -168,16 +198,18 @@ void ResponseCache::Lookup(const CacheKey& key, LookupCallback done) {
 }
 
 std::shared_ptr<const CacheEntry> ResponseCache::Probe(const CacheKey& key) {
-  Time start = clock_->Now();
+  MemoryTiming timing(clock_);
   auto entry = memory_->Probe(key);
-  if (entry) Observe(Source::kMemory, start);
+  if (!entry) return entry;  // a probe's miss is not recorded
+  if (auto start = timing.Recorded()) Observe(Source::kMemory, *start);
   return entry;
 }
 
 bool ResponseCache::ProbeVisit(const CacheKey& key, MemoryCache::Visit visit, void* arg) {
-  Time start = clock_->Now();
+  MemoryTiming timing(clock_);
   bool hit = memory_->Probe(key, visit, arg);
-  if (hit) Observe(Source::kMemory, start);
+  if (!hit) return false;  // a probe's miss is not recorded
+  if (auto start = timing.Recorded()) Observe(Source::kMemory, *start);
   return hit;
 }
 

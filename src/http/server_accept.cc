@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,6 +9,7 @@
 
 #include "common/memory_trim.h"
 #include "http/server_impl.h"
+#include "http/socket_calls.h"
 
 namespace inferd::http {
 
@@ -27,34 +29,76 @@ static void LogSessionEnd(std::exception_ptr e) {
   }
 }
 
-awaitable<void> Server::Impl::AcceptLoop() {
+AcceptedFd::~AcceptedFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool AcceptedFd::AssignTo(Socket& socket, const tcp& protocol) {
+  error_code ec;
+  socket.assign(protocol, fd_, ec);
+  if (ec) return false;  // still ours: closed by the destructor
+  fd_ = -1;
+  return true;
+}
+
+int Server::Impl::AcceptNow() {
   for (;;) {
-    IoWorker* w = workers[next_worker++ % workers.size()].get();
-    error_code ec;
-    Socket socket =
-        co_await acceptor->async_accept(w->ioc, asio::redirect_error(use_awaitable, ec));
-    if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
-    if (ec) {
+    const int fd = ::accept4(acceptor->native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+    // A connection that ended while queued, or a signal: try the next one
+    // (as Asio's accept does).
+    if (fd < 0 && (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)) continue;
+    return fd;
+  }
+}
+
+// Accepts on workers[0] and hands each connection's descriptor to the next
+// I/O thread, which makes its socket (see IoWorker).
+awaitable<void> Server::Impl::AcceptLoop() {
+  // After this many connections accepted in a row, the loop lets the
+  // thread's other handlers run (its sessions, timers) before going on.
+  constexpr int kAcceptedBeforeYield = 32;
+  int in_a_row = 0;
+  for (;;) {
+    if (++in_a_row > kAcceptedBeforeYield) {
+      in_a_row = 0;
+      co_await asio::post(co_await asio::this_coro::executor, use_awaitable);
+      if (!acceptor->is_open()) co_return;
+    }
+    const int fd = AcceptNow();
+    if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      error_code ec;
+      co_await acceptor->async_wait(tcp::acceptor::wait_read,
+                                    asio::redirect_error(use_awaitable, ec));
+      if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
+      in_a_row = 0;
+      if (!ec) continue;
+      errno = ec.value();
+    }
+    if (fd < 0) {
+      const int err = errno;
       int64_t suppressed = 0;
       if (accept_error_log.ShouldLog(&suppressed)) {
-        INFERD_LOG_WARN("accept failed: {} ({} similar suppressed)", ec.message(), suppressed);
+        INFERD_LOG_WARN("accept failed: {} ({} similar suppressed)", std::strerror(err),
+                        suppressed);
       }
-      if (ec == asio::error::no_descriptors && reserve_fd >= 0) {
+      if ((err == EMFILE || err == ENFILE) && reserve_fd >= 0) {
         // Out of descriptors: the client would wait unanswered in the
         // kernel's queue. Free the spare one, take the client, refuse it.
         ::close(reserve_fd);
-        Socket refused(w->ioc);
-        error_code aec;
-        acceptor->accept(refused, aec);
-        if (!aec) RefuseNow(refused);
+        const int refused = AcceptNow();
+        if (refused >= 0) RefuseNow(refused);
         reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
         continue;
       }
       // Back off briefly rather than spin.
+      error_code ec;
       Timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
       co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+      if (!acceptor->is_open()) co_return;  // StopAccepting closed it meanwhile
       continue;
     }
+    AcceptedFd accepted(fd);
+    IoWorker* w = workers[next_worker++ % workers.size()].get();
     if (connections.load() >= max_connections) {
       // Make room for the next ones, at most 10 times a second: a flood of
       // new connections must not keep closing other clients' connections.
@@ -63,10 +107,10 @@ awaitable<void> Server::Impl::AcceptLoop() {
         last_reclaim = now;
         CloseIdleSessions();
       }
-      asio::co_spawn(w->ioc, Refuse(std::move(socket)), LogSessionEnd);
+      asio::co_spawn(w->ioc, Refuse(std::move(accepted), w), LogSessionEnd);
       continue;
     }
-    StartSession(std::move(socket), w);
+    StartSession(std::move(accepted), w);
     trim_peak = std::max(trim_peak, connections.load());
   }
 }
@@ -115,7 +159,9 @@ awaitable<void> Server::Impl::IdleCheckLoop(IoWorker* w) {
     error_code ec;
     co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
     if (ec) co_return;
-    const auto now = std::chrono::steady_clock::now();
+    // On the clock of idle_since: a wait that begins after this read has
+    // an idle_since of at least `now`, and is asked about next time.
+    const auto now = CoarseSteadyNow();
     fds.clear();
     polled.clear();
     for (Session* s : w->sessions) {
@@ -151,9 +197,9 @@ void Server::Impl::TrimThread() {
   }
 }
 
-void Server::Impl::StartSession(Socket socket, IoWorker* w) {
+void Server::Impl::StartSession(AcceptedFd fd, IoWorker* w) {
   connections.fetch_add(1);
-  asio::co_spawn(w->ioc, RunSession(std::move(socket), w), LogSessionEnd);
+  asio::co_spawn(w->ioc, RunSession(std::move(fd), w), LogSessionEnd);
 }
 
 // The answer to a connection over http_max_connections.
@@ -165,29 +211,28 @@ static std::string RefusalBytes() {
 }
 
 // Sends the 503 without waiting (it fits any socket buffer) and closes.
-void Server::Impl::RefuseNow(Socket& socket) {
+// On the accept loop's thread: the descriptor gets no socket (see IoWorker).
+void Server::Impl::RefuseNow(int fd) {
   if (rejected_connections) rejected_connections->Increment();
   CountResponse(503);
   static const std::string kBytes = RefusalBytes();
   error_code ec;
-  socket.non_blocking(true, ec);
-  socket.write_some(asio::buffer(kBytes), ec);
-  socket.shutdown(Socket::shutdown_send, ec);
+  SendNow(fd, asio::buffer(kBytes), ec);
+  ::shutdown(fd, SHUT_WR);
   // Drop what already arrived, so that closing does not reset the answer.
   std::array<char, 4096> sink;
-  for (int i = 0; i < 16; ++i) {
-    socket.read_some(asio::buffer(sink), ec);
-    if (ec) break;
-  }
-  socket.close(ec);
+  for (int i = 0; i < 16 && !ec; ++i) RecvNow(fd, asio::buffer(sink), ec);
+  ::close(fd);
 }
 
 // Refuses a connection: the 503, then a short lingering close so that the
 // client reads it, bounded to 200 ms.
-awaitable<void> Server::Impl::Refuse(Socket socket) {
+awaitable<void> Server::Impl::Refuse(AcceptedFd fd, IoWorker* w) {
   if (rejected_connections) rejected_connections->Increment();
   CountResponse(503);
   static const std::string kBytes = RefusalBytes();
+  Socket socket(w->ioc);
+  if (!fd.AssignTo(socket, protocol)) co_return;
   Stream stream(std::move(socket));
   error_code ec;
   stream.expires_after(std::chrono::milliseconds(200));
@@ -289,11 +334,13 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const Options& options, const R
   if (!ec) impl->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) impl->acceptor->bind(ep, ec);
   if (!ec) impl->acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec) impl->acceptor->non_blocking(true, ec);  // AcceptNow
   if (ec) {
     return UnavailableError("cannot listen on " + options.host + ":" +
                             std::to_string(options.port) + ": " + ec.message());
   }
   impl->port = impl->acceptor->local_endpoint().port();
+  impl->protocol = ep.protocol();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
@@ -325,12 +372,11 @@ void Server::StopAccepting() {
     if (impl_->acceptor) {
       // Take the connections the kernel already completed (the clients
       // think they are connected and may have sent a request), then close.
-      impl_->acceptor->non_blocking(true, ec);
-      for (int i = 0; i < 4096 && !ec; ++i) {
+      for (int i = 0; i < 4096; ++i) {
+        const int fd = impl_->AcceptNow();
+        if (fd < 0) break;
         IoWorker* w = impl_->workers[impl_->next_worker++ % impl_->workers.size()].get();
-        Socket socket(w->ioc);
-        impl_->acceptor->accept(socket, ec);
-        if (!ec) impl_->StartSession(std::move(socket), w);
+        impl_->StartSession(AcceptedFd(fd), w);
       }
       impl_->acceptor->close(ec);
     }
